@@ -1,0 +1,54 @@
+"""Errors a user can act on. Each carries a short, kind reply; details go to the logs only."""
+
+from __future__ import annotations
+
+
+class UserFacingError(Exception):
+    """Base class: `reply` is what the user reads in Slack, `code` is for logs and metrics."""
+
+    code = "error"
+
+    def __init__(self, reply: str, *, detail: str = "") -> None:
+        super().__init__(detail or reply)
+        self.reply = reply
+        self.detail = detail
+
+
+class UnsupportedFile(UserFacingError):
+    code = "unsupported_type"
+
+
+class FileTooLarge(UserFacingError):
+    code = "too_large"
+
+
+class CorruptImage(UserFacingError):
+    code = "corrupt_image"
+
+
+class ImageOutOfLimits(UserFacingError):
+    """Too small, too extreme an aspect ratio, or too many pixels to decode safely."""
+
+    code = "image_out_of_limits"
+
+
+class NotAChestXray(UserFacingError):
+    code = "not_a_chest_xray"
+
+
+class DownloadFailed(UserFacingError):
+    code = "download_failed"
+
+
+class SlackScopeMissing(DownloadFailed):
+    code = "files_read_scope_missing"
+
+
+class ModelNotRunning(UserFacingError):
+    code = "model_not_running"
+
+
+class ClassifierUnavailable(UserFacingError):
+    """Credentials missing or denied, throttled past our retries, or a service error."""
+
+    code = "classifier_unavailable"

@@ -1,0 +1,194 @@
+"""All configuration, in one place: environment variables (and an optional `.env`).
+
+Every field is documented in the README's configuration table; `load_settings` turns a
+validation failure into one message that names every missing or invalid value.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SLACK_API_URL = "https://slack.com/api/"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class SettingsError(Exception):
+    """Raised by `load_settings` with a message meant for the person starting the bot."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- Slack -----------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(None, description="Bot token, xoxb-…")
+    slack_app_token: SecretStr | None = Field(None, description="App-level token, xapp-… (Socket Mode)")
+    slack_signing_secret: SecretStr | None = Field(None, description="Signing secret (HTTP mode)")
+    slack_api_url: str = Field(SLACK_API_URL, description="Slack Web API base URL")
+    port: int = Field(3000, ge=1, le=65535, description="HTTP port for /slack/events and /healthz")
+    host: str = Field("0.0.0.0", description="Address the HTTP server binds")
+
+    # --- AWS (credentials come from boto3's usual chain: env, profile, instance role) --------
+    aws_region: str | None = Field(
+        None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    aws_endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
+
+    # --- The model --------------------------------------------------------------------------
+    cxr_project_arn: str | None = None
+    cxr_project_version_arn: str | None = None
+    cxr_local_fallback: bool = Field(
+        True, description="Let the local model answer while the Rekognition model is not running"
+    )
+    cxr_local_model_path: Path | None = Field(None, description="ONNX file; default: bundled model")
+    cxr_confidence_threshold: float = Field(0.70, ge=0.5, le=1.0)
+    cxr_heatmaps: bool = Field(True, description="Post a class activation map (local model)")
+
+    # --- Intake -----------------------------------------------------------------------------
+    cxr_max_upload_mb: float = Field(25.0, gt=0, le=1024)
+    cxr_max_pixels: int = Field(60_000_000, ge=1_000_000, description="Decompression-bomb cap")
+    cxr_concurrency: int = Field(4, ge=1, le=64, description="Images processed at once")
+    cxr_allowed_channels: CommaList = Field(default_factory=list)
+
+    # --- People and places ------------------------------------------------------------------
+    cxr_admins: CommaList = Field(
+        default_factory=list, description="Slack user IDs (U…) or user group IDs (S…)"
+    )
+    cxr_ops_channel: str | None = None
+    cxr_db_path: Path = Path("cxr.db")
+    cxr_log_format: Literal["json", "text"] = "json"
+    cxr_log_level: str = "INFO"
+
+    # --- Lifecycle and prices (estimates, from AWS's public prices) -------------------------
+    cxr_price_inference_hour: float = Field(4.00, ge=0, description="USD per inference-unit hour")
+    cxr_price_training_hour: float = Field(1.00, ge=0, description="USD per training hour")
+    cxr_training_output_s3: str | None = Field(
+        None, description="s3://bucket/prefix for manifests and training output"
+    )
+    cxr_lifecycle_poll_seconds: float = Field(30.0, gt=0)
+
+    # --- Cost guard -------------------------------------------------------------------------
+    cxr_watch_interval_minutes: float = Field(5.0, gt=0)
+    cxr_idle_alert_minutes: float = Field(30.0, gt=0)
+    cxr_auto_stop_minutes: float | None = Field(None, gt=0, description="Off when unset")
+    cxr_schedule: str | None = Field(None, description='e.g. "Mon-Fri 08:00-18:00"')
+    cxr_timezone: str = "UTC"
+    cxr_spend_summary_time: time | None = Field(time(9, 0), description="Daily, in CXR_TIMEZONE")
+
+    @field_validator("cxr_allowed_channels", "cxr_admins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("cxr_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("cxr_project_arn", "cxr_project_version_arn")
+    @classmethod
+    def _arn(cls, value: str | None) -> str | None:
+        if value and not value.startswith("arn:aws"):
+            raise ValueError("must be an ARN (arn:aws:rekognition:…)")
+        return value or None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        problems: list[str] = []
+        if (self.slack_app_token or self.slack_signing_secret) and not self.slack_bot_token:
+            problems.append("SLACK_BOT_TOKEN: missing (needed with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)")
+        if self.slack_app_token and not self.slack_app_token.get_secret_value().startswith("xapp-"):
+            problems.append("SLACK_APP_TOKEN: must be an app-level token starting with xapp-")
+        if self.cxr_project_version_arn and not self.cxr_project_arn:
+            problems.append("CXR_PROJECT_ARN: missing (needed with CXR_PROJECT_VERSION_ARN)")
+        if self.uses_rekognition and not self.aws_region:
+            problems.append("AWS_REGION: missing (needed with CXR_PROJECT_ARN)")
+        if (
+            self.cxr_project_arn
+            and self.cxr_project_version_arn
+            and not self.cxr_project_version_arn.startswith(self.cxr_project_arn.rsplit("/", 1)[0])
+        ):
+            problems.append("CXR_PROJECT_VERSION_ARN: is not a version of CXR_PROJECT_ARN")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # --- Derived ----------------------------------------------------------------------------
+    @property
+    def transport(self) -> Literal["socket", "http", "shell"]:
+        if self.slack_app_token:
+            return "socket"
+        if self.slack_signing_secret:
+            return "http"
+        return "shell"
+
+    @property
+    def uses_rekognition(self) -> bool:
+        return bool(self.cxr_project_arn)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.cxr_max_upload_mb * 1024 * 1024)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.cxr_timezone)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, or raise `SettingsError` naming every bad value in one message.
+
+    Field errors stop pydantic before the cross-field checks run, so on failure the settings
+    are built once more with the bad fields at their defaults to collect those checks too.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        errors = list(exc.errors())
+    fields = Settings.model_fields
+    bad = {str(e["loc"][0]).lower() for e in errors if e.get("loc")}
+    stand_ins = {
+        name: fields[name].get_default(call_default_factory=True) for name in bad if name in fields
+    }
+    try:
+        Settings(**{**overrides, **stand_ins})  # type: ignore[arg-type]
+    except ValidationError as again:
+        errors += [e for e in again.errors() if not e.get("loc")]
+    raise SettingsError(format_errors(errors))
+
+
+def format_errors(errors: list) -> str:
+    lines = ["cxr-bot cannot start: fix these settings (environment variables or .env):"]
+    for error in errors:
+        loc = error.get("loc") or ()
+        if loc:
+            name = str(loc[0]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"  - {name}: {message}")
+        else:
+            for problem in error["msg"].removeprefix("Value error, ").split("; "):
+                lines.append(f"  - {problem}")
+    return "\n".join(lines)
