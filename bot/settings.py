@@ -12,7 +12,14 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SLACK_API_URL = "https://slack.com/api/"
@@ -31,7 +38,9 @@ class Settings(BaseSettings):
 
     # --- Slack -----------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = Field(None, description="Bot token, xoxb-…")
-    slack_app_token: SecretStr | None = Field(None, description="App-level token, xapp-… (Socket Mode)")
+    slack_app_token: SecretStr | None = Field(
+        None, description="App-level token, xapp-… (Socket Mode)"
+    )
     slack_signing_secret: SecretStr | None = Field(None, description="Signing secret (HTTP mode)")
     slack_api_url: str = Field(SLACK_API_URL, description="Slack Web API base URL")
     port: int = Field(3000, ge=1, le=65535, description="HTTP port for /slack/events and /healthz")
@@ -119,7 +128,9 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         problems: list[str] = []
         if (self.slack_app_token or self.slack_signing_secret) and not self.slack_bot_token:
-            problems.append("SLACK_BOT_TOKEN: missing (needed with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)")
+            problems.append(
+                "SLACK_BOT_TOKEN: missing (needed with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)"
+            )
         if self.slack_app_token and not self.slack_app_token.get_secret_value().startswith("xapp-"):
             problems.append("SLACK_APP_TOKEN: must be an app-level token starting with xapp-")
         if self.cxr_project_version_arn and not self.cxr_project_arn:
