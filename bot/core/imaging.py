@@ -11,7 +11,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from bot.core.errors import CorruptImage, ImageOutOfLimits, UnsupportedFile
 
@@ -55,12 +55,12 @@ def decode(data: bytes, *, max_side: int, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageOutOfLimits("This image has too many pixels for me to open safely.") from None
+    except (OSError, SyntaxError, ValueError):  # UnidentifiedImageError is an OSError
         raise CorruptImage(
             "I couldn't read this image: the file seems damaged or isn't really an image."
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageOutOfLimits("This image has too many pixels for me to open safely.") from None
 
     if image.format not in ACCEPTED_FORMATS:
         raise UnsupportedFile(

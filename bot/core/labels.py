@@ -40,6 +40,7 @@ class Prediction:
     scores: dict[Label, float]
     model: ModelInfo
     heatmap_png: bytes | None = None  # class activation map overlay, when the model makes one
+    note: str | None = None  # e.g. why a fallback model answered
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Verdict:
     scores: dict[Label, float]
     model: ModelInfo
     heatmap_png: bytes | None = None
+    note: str | None = None
 
     @property
     def uncertain(self) -> bool:
@@ -63,4 +65,6 @@ def decide(prediction: Prediction, threshold: float) -> Verdict:
     top = max(scores, key=lambda label: scores[label])
     confidence = scores[top]
     label = top if confidence >= threshold else None
-    return Verdict(label, confidence, scores, prediction.model, prediction.heatmap_png)
+    return Verdict(
+        label, confidence, scores, prediction.model, prediction.heatmap_png, prediction.note
+    )

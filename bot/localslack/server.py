@@ -78,6 +78,8 @@ class LocalSlack:
         self.messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.reactions: dict[tuple[str, str], list[str]] = defaultdict(list)
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_url
+        self.downloads: list[str] = []  # ids of files served to a download request
+        self.files_chunked = False  # stream downloads without a Content-Length
         self.files_answer_html = False  # answer downloads with a login page, as without files:read
         self.listeners: list[Listener] = []
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
@@ -340,7 +342,16 @@ class LocalSlack:
             return web.Response(body=LOGIN_PAGE, content_type="text/html", status=200)
         if stored is None:
             return web.Response(status=404, text="file_not_found")
-        return web.Response(body=stored.data, content_type=stored.mimetype)
+        self.downloads.append(stored.id)
+        if not self.files_chunked:
+            return web.Response(body=stored.data, content_type=stored.mimetype)
+        response = web.StreamResponse(headers={"Content-Type": stored.mimetype})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(stored.data), 16 * 1024):
+            await response.write(stored.data[start : start + 16 * 1024])
+        await response.write_eof()
+        return response
 
     async def _upload(self, request: web.Request) -> web.Response:
         stored = self.files.get(request.match_info["file_id"])

@@ -1,0 +1,133 @@
+"""Rekognition Custom Labels as a `Classifier`: DetectCustomLabels on the serving version."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from PIL import Image
+
+from bot.core.errors import (
+    ClassifierUnavailable,
+    CorruptImage,
+    ImageOutOfLimits,
+    ModelNotRunning,
+)
+from bot.core.imaging import encode_for_rekognition
+from bot.core.labels import Label, ModelInfo, Prediction
+
+log = logging.getLogger(__name__)
+
+# Custom Labels resizes internally; a 1024 px side keeps uploads small and fast.
+UPLOAD_SIDE = 1024
+
+
+def parse_version_arn(arn: str) -> tuple[str, str]:
+    """(project name, version name) from arn:…:project/<name>/version/<version>/<ts>."""
+    parts = arn.split(":", 5)[-1].split("/")
+    if len(parts) >= 4 and parts[0] == "project" and parts[2] == "version":
+        return parts[1], parts[3]
+    return "custom-labels", arn.rsplit("/", 1)[-1]
+
+
+def project_name(project_arn: str) -> str:
+    parts = project_arn.split(":", 5)[-1].split("/")
+    return parts[1] if len(parts) > 1 else project_arn
+
+
+class RekognitionClassifier:
+    """The production classifier. The serving version can change at run time (`/cxr start`)."""
+
+    max_side = UPLOAD_SIDE
+
+    def __init__(self, client: Any, version_arn: str) -> None:
+        self._client = client
+        self.version_arn = version_arn
+
+    @property
+    def model(self) -> ModelInfo:
+        project, version = parse_version_arn(self.version_arn)
+        return ModelInfo(kind="rekognition", name=project, version=version)
+
+    async def classify(self, image: Image.Image) -> Prediction:
+        data = await asyncio.to_thread(encode_for_rekognition, image)
+        try:
+            response = await asyncio.to_thread(
+                self._client.detect_custom_labels,
+                ProjectVersionArn=self.version_arn,
+                Image={"Bytes": data},
+                MinConfidence=0,
+            )
+        except ClientError as exc:
+            raise self._explain(exc) from None
+        except NoCredentialsError:
+            raise ClassifierUnavailable(
+                "I can't reach the Rekognition model: no AWS credentials are configured. "
+                "An admin needs to set them up."
+            ) from None
+        except BotoCoreError as exc:
+            log.warning("rekognition.unreachable", extra={"error": type(exc).__name__})
+            raise ClassifierUnavailable(
+                "I couldn't reach Amazon Rekognition just now. Please try again in a few minutes."
+            ) from None
+        return Prediction(scores=self._scores(response), model=self.model)
+
+    @staticmethod
+    def _scores(response: dict[str, Any]) -> dict[Label, float]:
+        scores: dict[Label, float] = {}
+        for item in response.get("CustomLabels", []):
+            label = Label.parse(item.get("Name", ""))
+            if label is not None:
+                scores[label] = max(scores.get(label, 0.0), float(item.get("Confidence", 0)) / 100)
+        if not scores:
+            raise ClassifierUnavailable(
+                "The Rekognition model answered with labels I don't know. Its labels must be "
+                "Normal and Pneumonia (any case)."
+            )
+        if len(scores) == 1:  # a classifier's scores sum to one: infer the other class
+            only, value = next(iter(scores.items()))
+            other = Label.NORMAL if only is Label.PNEUMONIA else Label.PNEUMONIA
+            scores[other] = max(0.0, 1.0 - value)
+        return scores
+
+    def _explain(self, exc: ClientError) -> Exception:
+        code = exc.response.get("Error", {}).get("Code", "")
+        log.warning("rekognition.error", extra={"code": code})
+        if code == "ResourceNotReadyException":
+            return ModelNotRunning(
+                f"The Rekognition model ({self.model.describe()}) isn't running right now. "
+                "An admin can start it with `/cxr start`."
+            )
+        if code == "ResourceNotFoundException":
+            return ModelNotRunning(
+                f"The Rekognition model ({self.model.describe()}) doesn't exist any more. "
+                "An admin should check `CXR_PROJECT_VERSION_ARN` or run `/cxr status`."
+            )
+        if code in (
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "InvalidSignatureException",
+            "ExpiredTokenException",
+        ):
+            return ClassifierUnavailable(
+                "Amazon Rekognition refused my credentials. An admin needs to check the bot's "
+                "AWS access (it needs rekognition:DetectCustomLabels)."
+            )
+        if code in (
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "LimitExceededException",
+        ):
+            return ClassifierUnavailable(
+                "The Rekognition model is busy (throttled) even after retries. Please post the "
+                "image again in a minute; an admin may add inference units."
+            )
+        if code == "ImageTooLargeException":
+            return ImageOutOfLimits("This image is too large for Rekognition even after resizing.")
+        if code == "InvalidImageFormatException":
+            return CorruptImage("Rekognition couldn't read this image's format.")
+        return ClassifierUnavailable(
+            "Amazon Rekognition had a problem with this image. Please try again in a few minutes."
+        )

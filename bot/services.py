@@ -1,0 +1,171 @@
+"""The composition root: builds the domain services and their adapters from the settings.
+
+Everything the listeners, commands and transports need hangs off one `Services` object, so
+tests and the local shell can build the very same graph with their own Slack and AWS clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from bot.core.clock import Clock, SystemClock
+from bot.core.intake import Intake
+from bot.core.ports import Classifier, Outbox
+from bot.core.routing import ModelRouter
+from bot.settings import Settings
+from bot.state.db import Database
+from bot.state.uploads import UploadStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AwsClients:
+    """boto3 clients, made from the settings on first use (tests pass Stubber-wrapped ones)."""
+
+    settings: Settings
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, service: str) -> Any:
+        if service not in self.overrides:
+            from bot.adapters.aws import client
+
+            self.overrides[service] = client(service, self.settings)
+        return self.overrides[service]
+
+    @property
+    def rekognition(self) -> Any:
+        return self.get("rekognition")
+
+    @property
+    def s3(self) -> Any:
+        return self.get("s3")
+
+    @property
+    def cloudwatch(self) -> Any:
+        return self.get("cloudwatch")
+
+
+BackgroundJob = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    db: Database
+    aws: AwsClients
+    outbox: Outbox
+    uploads: UploadStore
+    router: ModelRouter
+    intake: Intake
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[BackgroundJob] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Resume unanswered uploads and start the background watchers."""
+        resumed = self.intake.resume()
+        if resumed:
+            log.info("intake.resumed", extra={"uploads": resumed})
+        for job in self.background:
+            self._tasks.append(
+                asyncio.create_task(_forever(job), name=getattr(job, "__name__", "job"))
+            )
+
+    async def stop(self, drain_seconds: float = 20.0) -> None:
+        """Stop watchers, give uploads in flight a moment to finish, close connections."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.intake.drain(), drain_seconds)
+        except TimeoutError:
+            log.warning("intake.drain_timeout", extra={"in_flight": self.intake.in_flight})
+        for close in self.closers:
+            await close()
+        self.db.close()
+
+
+async def _forever(job: BackgroundJob) -> None:
+    """Run a background job; if it crashes, log it and start it again after a pause."""
+    while True:
+        try:
+            await job()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background.crashed", extra={"job": getattr(job, "__name__", "job")})
+            await asyncio.sleep(30)
+
+
+def default_guard() -> Callable[[Image.Image], None]:
+    from bot.core.xray_guard import check_chest_xray
+
+    return check_chest_xray
+
+
+def build_local_classifier(settings: Settings) -> Classifier:
+    from bot.adapters.onnx_classifier import OnnxClassifier
+
+    return OnnxClassifier(settings.cxr_local_model_path, heatmaps=settings.cxr_heatmaps)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    outbox: Outbox,
+    fetcher: Any,
+    clock: Clock | None = None,
+    aws: dict[str, Any] | None = None,
+    local: Classifier | None = None,
+    guard: Callable[[Image.Image], None] | None = None,
+) -> Services:
+    """Wire the domain. `local` and `aws` let tests and benchmarks swap adapters."""
+    clock = clock or SystemClock()
+    db = Database(settings.cxr_db_path)
+    clients = AwsClients(settings, dict(aws or {}))
+    uploads = UploadStore(db)
+
+    primary: Classifier | None = None
+    if settings.cxr_project_arn and settings.cxr_project_version_arn:
+        from bot.adapters.rekognition import RekognitionClassifier
+
+        primary = RekognitionClassifier(clients.rekognition, settings.cxr_project_version_arn)
+    if local is None and (primary is None or settings.cxr_local_fallback):
+        local = build_local_classifier(settings)
+    router = ModelRouter(primary, local, fallback=settings.cxr_local_fallback, clock=clock)
+
+    intake = Intake(
+        store=uploads,
+        fetcher=fetcher,
+        classifier=router,
+        outbox=outbox,
+        clock=clock,
+        guard=guard or default_guard(),
+        threshold=settings.cxr_confidence_threshold,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.cxr_max_pixels,
+        concurrency=settings.cxr_concurrency,
+    )
+    services = Services(
+        settings=settings,
+        clock=clock,
+        db=db,
+        aws=clients,
+        outbox=outbox,
+        uploads=uploads,
+        router=router,
+        intake=intake,
+    )
+    if hasattr(fetcher, "close"):
+        services.closers.append(fetcher.close)
+    return services

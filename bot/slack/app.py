@@ -1,0 +1,29 @@
+"""The Bolt app: one `AsyncApp` with every listener, whatever the transport."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+import commands
+from bot.services import Services
+from bot.slack import listeners
+
+
+def build_app(
+    services: Services, client: AsyncWebClient, *, signing_secret: str | None = None
+) -> AsyncApp:
+    """Signatures are verified when a signing secret is given (HTTP mode); Socket Mode and
+    the local shell have no signatures to check."""
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        request_verification_enabled=signing_secret is not None,
+        ignoring_self_events_enabled=True,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    listeners.register(app, services)
+    commands.register(app, services)
+    return app

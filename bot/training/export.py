@@ -1,0 +1,165 @@
+"""ONNX export and the model card (JSON for the bot, Markdown for people)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.ml.preprocess import INPUT_SIZE
+from bot.training import require_torch
+
+torch = require_torch()
+
+OPSET = 17  # onnxruntime >= 1.20 runs it
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logit", "cam")
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_onnx(model: torch.nn.Module, path: Path) -> Path:
+    """Write `model` (eval mode) as ONNX: input `image` (N, 1, 224, 224) float32, outputs
+    `logit` (N,) and `cam` (N, 14, 14), batch size dynamic."""
+    model = model.eval()
+    example = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: {0: "n"}, "logit": {0: "n"}, "cam": {0: "n"}},
+            do_constant_folding=True,
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def onnx_agreement(model: torch.nn.Module, path: Path, inputs: np.ndarray) -> float:
+    """Largest absolute difference between the torch and the onnxruntime logits on `inputs`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(inputs))[0].numpy()
+    got = session.run(["logit"], {INPUT_NAME: inputs})[0]
+    return float(np.max(np.abs(expected - got)))
+
+
+def write_model_card(card: dict[str, Any], directory: Path) -> tuple[Path, Path]:
+    """model_card.json and MODEL_CARD.md in `directory`."""
+    directory = Path(directory)
+    json_path = directory / "model_card.json"
+    json_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    md_path = directory / "MODEL_CARD.md"
+    md_path.write_text(render_markdown(card), encoding="utf-8")
+    return json_path, md_path
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    val = card["metrics"]["validation"]
+    raw = card["metrics"]["validation_raw"]
+    cal = card["calibration"]
+    split = card["split"]
+    train = card["training"]
+    cm = val["confusion_matrix"]
+    lines = [
+        f"# Model card: {card['name']} {card['version']}",
+        "",
+        "A small convolutional network that screens a frontal chest X-ray for pneumonia "
+        "(Normal vs Pneumonia). **A screening aid, not a diagnosis.** Trained from scratch "
+        "(no pretrained weights) by this project; runs on a CPU with onnxruntime.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| file | `{card['file']}` ({card['size_bytes'] / 1e6:.2f} MB) |",
+        f"| sha256 | `{card['sha256']}` |",
+        f"| created | {card['created']} |",
+        f"| parameters | {card['architecture']['parameters']:,} |",
+        f"| input | {card['input']['description']} |",
+        f"| outputs | {card['outputs']} |",
+        "",
+        "## Data",
+        "",
+        card["data"]["attribution"],
+        "",
+        f"Training folder: `{card['data']['folder']}` ({card['data']['description']}): "
+        f"{card['data']['counts']['NORMAL']} NORMAL, {card['data']['counts']['PNEUMONIA']} "
+        "PNEUMONIA images.",
+        "",
+        "## Split",
+        "",
+        f"{split['method']} Seed {split['seed']}, validation fraction {split['val_fraction']}.",
+        "",
+        "| | patients | NORMAL images | PNEUMONIA images |",
+        "|---|---|---|---|",
+        f"| train | {split['train']['patients']} | {split['train']['NORMAL']} | "
+        f"{split['train']['PNEUMONIA']} |",
+        f"| validation | {split['validation']['patients']} | {split['validation']['NORMAL']} | "
+        f"{split['validation']['PNEUMONIA']} |",
+        "",
+        "## Preprocessing",
+        "",
+        card["input"]["preprocessing"],
+        "",
+        "## Training",
+        "",
+        f"Command: `{train['command']}`",
+        "",
+        f"{train['description']} {train['epochs']} epochs, best epoch {train['best_epoch']} "
+        f"(selected on validation AUC), {train['seconds'] / 60:.1f} min on "
+        f"{train['threads']} CPU threads, torch {train['torch']}.",
+        "",
+        "## Decision threshold and calibration",
+        "",
+        f"Pneumonia when the network's logit is at least **{card['threshold']['logit']:.4f}** "
+        f"(raw probability {card['threshold']['raw_probability']:.4f}; "
+        f"{card['threshold']['method']}). Calibrated probability: "
+        f"`P(pneumonia) = sigmoid((logit - {card['threshold']['logit']:.4f}) / "
+        f"{cal['temperature']:.4f})`, so 0.5 is the decision threshold. The temperature "
+        f"**{cal['temperature']:.4f}** was fitted on the validation split (negative "
+        "log-likelihood).",
+        "",
+        f"Expected calibration error ({cal['bins']} bins, top-label): "
+        f"**{cal['ece_before']:.4f}** before, **{cal['ece_after']:.4f}** after. "
+        f"NLL {cal['nll_before']:.4f} before, {cal['nll_after']:.4f} after.",
+        "",
+        "## Validation metrics (patient-level split)",
+        "",
+        "| | accuracy | sensitivity | specificity | precision | F1 | ROC AUC |",
+        "|---|---|---|---|---|---|---|",
+        f"| decision threshold | {_pct(val['accuracy'])} | {_pct(val['sensitivity'])} | "
+        f"{_pct(val['specificity'])} | {_pct(val['precision'])} | {val['f1']:.3f} | "
+        f"{val['auc']:.4f} |",
+        f"| raw logit >= 0 | {_pct(raw['accuracy'])} | {_pct(raw['sensitivity'])} | "
+        f"{_pct(raw['specificity'])} | {_pct(raw['precision'])} | {raw['f1']:.3f} | "
+        f"{raw['auc']:.4f} |",
+        "",
+        f"Confusion matrix at the decision threshold (rows truth, columns predicted): "
+        f"normal {cm[0][0]} / {cm[0][1]}, pneumonia {cm[1][0]} / {cm[1][1]}.",
+        "",
+        "## Limitations",
+        "",
+        *[f"- {item}" for item in card["limitations"]],
+        "",
+    ]
+    return "\n".join(lines)

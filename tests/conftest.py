@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from botocore.stub import Stubber
+
+from bot.localslack import LocalSlack
+from tests.harness import rekognition_client
+
+
+@pytest.fixture(autouse=True)
+def _no_aws_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach AWS: no credentials or profiles from the developer's machine."""
+    for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    logging.getLogger("bot").setLevel(logging.INFO)
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[LocalSlack]:
+    async with LocalSlack() as server:
+        yield server
+
+
+@pytest.fixture
+def rekognition():
+    """A boto3 Rekognition client whose requests are answered by a botocore Stubber."""
+    client = rekognition_client()
+    with Stubber(client) as stubber:
+        client.stubber = stubber  # type: ignore[attr-defined]
+        yield client
