@@ -16,10 +16,13 @@ from PIL import Image
 
 from bot.core.clock import Clock, SystemClock
 from bot.core.intake import Intake
+from bot.core.model_versions import ModelCatalog
 from bot.core.ports import Classifier, Outbox
+from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
 from bot.state.db import Database
+from bot.state.runs import RunStore
 from bot.state.uploads import UploadStore
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,11 @@ class Services:
     uploads: UploadStore
     router: ModelRouter
     intake: Intake
+    prices: Prices
+    runs: RunStore
+    models: ModelCatalog | None  # the Rekognition project's versions; None without a project
+    lifecycle: Any = None  # bot.core.lifecycle (issue 4), attached by _attach_lifecycle
+    cost_guard: Any = None  # bot.core.cost_guard (issue 5), attached by _attach_cost_guard
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[BackgroundJob] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -143,6 +151,11 @@ def build_services(
     if local is None and (primary is None or settings.cxr_local_fallback):
         local = build_local_classifier(settings)
     router = ModelRouter(primary, local, fallback=settings.cxr_local_fallback, clock=clock)
+    models: ModelCatalog | None = None
+    if settings.cxr_project_arn:
+        from bot.adapters.rekognition_models import RekognitionModels
+
+        models = RekognitionModels(clients.rekognition, settings.cxr_project_arn)
 
     intake = Intake(
         store=uploads,
@@ -165,7 +178,20 @@ def build_services(
         uploads=uploads,
         router=router,
         intake=intake,
+        prices=Prices(settings.cxr_price_inference_hour, settings.cxr_price_training_hour),
+        runs=RunStore(db),
+        models=models,
     )
     if hasattr(fetcher, "close"):
         services.closers.append(fetcher.close)
+    _attach_lifecycle(services)
+    _attach_cost_guard(services)
     return services
+
+
+def _attach_lifecycle(services: Services) -> None:
+    """Model lifecycle (train, start, stop, operations in flight): issue 4."""
+
+
+def _attach_cost_guard(services: Services) -> None:
+    """Cost guard (idle alerts, auto-stop, schedule, spend summary): issue 5."""

@@ -10,6 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import commands
 from bot.services import Services
 from bot.slack import listeners
+from bot.slack.permissions import Admins
 
 
 def build_app(
@@ -24,6 +25,7 @@ def build_app(
         ignoring_self_events_enabled=True,
         logger=logging.getLogger("slack_bolt"),
     )
-    listeners.register(app, services)
-    commands.register(app, services)
+    admins = Admins(services.settings.cxr_admins, client)
+    listeners.register(app, services, admins)
+    commands.register(app, services, admins)
     return app

@@ -9,7 +9,8 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
 from bot.slack.listeners import messages
+from bot.slack.permissions import Admins
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, admins: Admins) -> None:
     messages.register(app, services)
