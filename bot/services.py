@@ -21,6 +21,7 @@ from bot.core.ports import Classifier, Outbox
 from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
+from bot.state.audit import AuditLog
 from bot.state.db import Database
 from bot.state.runs import RunStore
 from bot.state.uploads import UploadStore
@@ -70,6 +71,7 @@ class Services:
     intake: Intake
     prices: Prices
     runs: RunStore
+    audit: AuditLog
     models: ModelCatalog | None  # the Rekognition project's versions; None without a project
     lifecycle: Any = None  # bot.core.lifecycle (issue 4), attached by _attach_lifecycle
     cost_guard: Any = None  # bot.core.cost_guard (issue 5), attached by _attach_cost_guard
@@ -180,6 +182,7 @@ def build_services(
         intake=intake,
         prices=Prices(settings.cxr_price_inference_hour, settings.cxr_price_training_hour),
         runs=RunStore(db),
+        audit=AuditLog(db),
         models=models,
     )
     if hasattr(fetcher, "close"):

@@ -1,0 +1,49 @@
+"""The audit log: who did what to the model, when, and how it ended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.state.db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      TEXT NOT NULL,
+    actor   TEXT NOT NULL,     -- a Slack user ID, or "cost-guard", "schedule", "watcher"
+    action  TEXT NOT NULL,     -- start | stop | train | snooze | refused:start | …
+    target  TEXT NOT NULL,     -- usually a model version name
+    result  TEXT NOT NULL      -- requested | ok | failed: … | refused: …
+);
+"""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    result: str
+
+
+class AuditLog:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.ensure_schema(SCHEMA)
+
+    def record(self, at: datetime, actor: str, action: str, target: str, result: str) -> None:
+        self._db.execute(
+            "INSERT INTO audit_log (at, actor, action, target, result) VALUES (?, ?, ?, ?, ?)",
+            (at.isoformat(), actor, action, target, result),
+        )
+
+    def recent(self, limit: int = 5) -> list[AuditEntry]:
+        rows = self._db.query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,))
+        return [
+            AuditEntry(
+                datetime.fromisoformat(r["at"]), r["actor"], r["action"], r["target"], r["result"]
+            )
+            for r in rows
+        ]
