@@ -1,10 +1,10 @@
 """The local model: a small residual CNN for CPU inference with a class-activation-map head.
 
 Input (N, 1, 224, 224) from `bot.ml.preprocess`. Two stride-2 stem convolutions bring it to
-56 x 56, then three stages (32, 64, 128 channels; stride 2 between them) of 3x3 residual blocks
-reach 14 x 14, a 1x1 convolution widens to 256 channels, and the head is a 1x1 convolution to a
-single pneumonia score map: the class activation map (CAM). Its global average is the logit, so
-the CAM comes for free and `logit == cam.mean()` holds exactly.
+56 x 56; three stages (32, 64, 128 channels, stride 2 between them, with 1, 1 and 2 residual
+blocks of two 3x3 convolutions) reach 14 x 14; a 1x1 convolution widens to 256 channels; the
+head is a 1x1 convolution to a single pneumonia score map, the class activation map (CAM). Its
+global average is the logit, so the CAM comes for free and `logit == cam.mean()` exactly.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class CxrNet(nn.Module):
     """forward(x) -> (logit (N,), cam (N, 14, 14)) for pneumonia."""
 
     def __init__(
-        self, width: int = 32, blocks: tuple[int, ...] = (1, 2, 2), dropout: float = 0.2
+        self, width: int = 32, blocks: tuple[int, ...] = (1, 1, 2), dropout: float = 0.2
     ) -> None:
         super().__init__()
         channels = [width * 2**i for i in range(len(blocks))]
