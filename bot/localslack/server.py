@@ -63,12 +63,16 @@ class LocalSlack:
         self,
         *,
         bot_token: str = "xoxb-local-bot-token",
+        app_token: str = "xapp-local-app-token",
         team_id: str = "T0LOCAL01",
         bot_user_id: str = "U0CXRBOT1",
         bot_id: str = "B0CXRBOT1",
         usergroups: dict[str, list[str]] | None = None,
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
+        self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections
+        self.socket_acks: list[dict[str, Any]] = []  # what the app sent back over them
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -98,6 +102,7 @@ class LocalSlack:
         app.router.add_get("/files-pri/{team}-{file_id}/download/{name}", self._download)
         app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_post("/response/{response_id}", self._response_url)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -108,6 +113,8 @@ class LocalSlack:
         return self
 
     async def stop(self) -> None:
+        for socket in list(self.sockets):
+            await socket.close()
         if self._runner:
             await self._runner.cleanup()
             self._runner = None
@@ -316,7 +323,8 @@ class LocalSlack:
                 faults.pop(0)
             await self._notify(call, {"ok": False, "status": fault.status})
             return web.json_response(fault.body, status=fault.status, headers=fault.headers)
-        if method not in ("auth.test", "api.test") and token != self.bot_token:
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if method not in ("auth.test", "api.test") and token != expected:
             return await self._answer(call, {"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
@@ -368,7 +376,47 @@ class LocalSlack:
         await self._notify(call, {"ok": True})
         return web.json_response({"ok": True})
 
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode: say hello, then read the app's acknowledgements until it goes away."""
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        self.sockets.append(socket)
+        await socket.send_json(
+            {"type": "hello", "num_connections": len(self.sockets), "debug_info": {"host": "local"}}
+        )
+        async with self._changed:
+            self._changed.notify_all()
+        try:
+            async for message in socket:
+                if message.type == web.WSMsgType.TEXT:
+                    self.socket_acks.append(json.loads(message.data))
+                    async with self._changed:
+                        self._changed.notify_all()
+        finally:
+            self.sockets.remove(socket)
+        return socket
+
+    async def push(
+        self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, retry_reason: str = ""
+    ) -> str:
+        """Send an envelope (`events_api`, `slash_commands`, `interactive`) over Socket Mode."""
+        envelope_id = f"env-{next(self._ids):08d}"
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": retry_attempt,
+            "retry_reason": retry_reason,
+        }
+        for socket in self.sockets:
+            await socket.send_json(envelope)
+        return envelope_id
+
     # --- Web API methods ---------------------------------------------------------------------
+    def _m_apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": self.url.replace("http://", "ws://", 1) + "/socket"}
+
     def _m_auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": True,
