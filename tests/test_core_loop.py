@@ -430,3 +430,45 @@ async def test_healthz(bot):
     assert response.status == 200
     assert body["status"] == "ok" and body["transport"] == "http"
     assert body["model"] == "Rekognition cxr cxr.2026-01-01"
+
+
+async def test_many_images_are_processed_a_few_at_a_time(slack, rekognition, tmp_path):
+    harness = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=rekognition, cxr_concurrency=2
+    ).start()
+    try:
+        expect_detect(rekognition, pneumonia=0.1, times=6)
+        slack.download_gate = asyncio.Event()
+        envelopes = [
+            await harness.share(CHANNEL, [(f"x{i}.jpeg", xray_jpeg(seed=i))]) for i in range(3)
+        ]
+        envelopes.append(
+            await harness.share(CHANNEL, [(f"y{i}.jpeg", xray_jpeg(seed=9 + i)) for i in range(3)])
+        )
+        await slack.wait_for(lambda: slack.downloads_in_flight == 2, what="two downloads")
+        await asyncio.sleep(0.2)  # give any third download the chance to start (it must not)
+        assert slack.downloads_in_flight == 2
+        slack.download_gate.set()
+        await harness.drain()
+    finally:
+        await harness.stop()
+    assert slack.max_downloads_in_flight == 2
+    for envelope in envelopes:
+        assert len(replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])) == 1
+
+
+async def test_a_burst_is_answered_exactly_once_each(bot, slack, rekognition):
+    expect_detect(rekognition, pneumonia=0.9, times=30)
+    data = xray_jpeg(size=(400, 400))
+    envelopes = [
+        slack.file_share_envelope(CHANNEL, [slack.add_file(f"b{i}.jpeg", data)]) for i in range(30)
+    ]
+    slack.fail("chat.postMessage", status=429, retry_after=1, times=3)
+    statuses = await asyncio.gather(*(bot.post_event(e) for e in envelopes))
+    statuses += await asyncio.gather(
+        *(bot.post_event(e, headers={"X-Slack-Retry-Num": "1"}) for e in envelopes[:10])
+    )
+    assert {status for status, _ in statuses} == {200}
+    await bot.drain()
+    for envelope in envelopes:
+        assert len(replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])) == 1

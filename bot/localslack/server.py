@@ -84,6 +84,9 @@ class LocalSlack:
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_url
         self.downloads: list[str] = []  # ids of files served to a download request
         self.files_chunked = False  # stream downloads without a Content-Length
+        self.download_gate: asyncio.Event | None = None  # hold downloads until set
+        self.downloads_in_flight = 0
+        self.max_downloads_in_flight = 0
         self.files_answer_html = False  # answer downloads with a login page, as without files:read
         self.listeners: list[Listener] = []
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
@@ -351,6 +354,17 @@ class LocalSlack:
         if stored is None:
             return web.Response(status=404, text="file_not_found")
         self.downloads.append(stored.id)
+        if self.download_gate is not None:
+            self.downloads_in_flight += 1
+            self.max_downloads_in_flight = max(
+                self.max_downloads_in_flight, self.downloads_in_flight
+            )
+            async with self._changed:
+                self._changed.notify_all()
+            try:
+                await self.download_gate.wait()
+            finally:
+                self.downloads_in_flight -= 1
         if not self.files_chunked:
             return web.Response(body=stored.data, content_type=stored.mimetype)
         response = web.StreamResponse(headers={"Content-Type": stored.mimetype})
