@@ -472,3 +472,41 @@ async def test_a_burst_is_answered_exactly_once_each(bot, slack, rekognition):
     await bot.drain()
     for envelope in envelopes:
         assert len(replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])) == 1
+
+
+async def test_slack_outage_longer_than_the_client_retries_is_ridden_out(
+    slack, rekognition, tmp_path
+):
+    """Five 503s in a row outlast slack_sdk's retries; intake tries again later (fake clock)."""
+    from bot.core.clock import FakeClock
+
+    clock = FakeClock()
+    harness = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=rekognition, clock=clock
+    ).start()
+    try:
+        expect_detect(rekognition, pneumonia=0.9)
+        slack.fail("chat.postMessage", status=503, times=5)
+        envelope = await harness.share(CHANNEL, [("a.jpeg", xray_jpeg())])
+        await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) == 4, what="retries")
+        await clock.advance(5)
+        await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) >= 5, what="2nd try")
+        await clock.advance(30)
+        await harness.drain()
+    finally:
+        await harness.stop()
+    assert len(replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])) == 1
+
+
+async def test_channel_gone_for_good_is_not_retried_forever(slack, rekognition, tmp_path):
+    db = tmp_path / "cxr.db"
+    harness = await BotHarness(slack, db, rekognition=rekognition).start()
+    try:
+        expect_detect(rekognition, pneumonia=0.9)
+        slack.fail("chat.postMessage", status=200, body={"ok": False, "error": "is_archived"})
+        envelope = await harness.share(CHANNEL, [("a.jpeg", xray_jpeg())])
+        await harness.drain()
+        assert harness.services.uploads.is_answered(CHANNEL, envelope["event"]["ts"])
+    finally:
+        await harness.stop()
+    assert len(slack.calls_to("chat.postMessage")) == 1

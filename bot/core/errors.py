@@ -52,3 +52,7 @@ class ClassifierUnavailable(UserFacingError):
     """Credentials missing or denied, throttled past our retries, or a service error."""
 
     code = "classifier_unavailable"
+
+
+class Undeliverable(Exception):
+    """The chat refuses a message for good (channel archived, bot removed): retrying is futile."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from bot.core.clock import Clock
-from bot.core.errors import UnsupportedFile, UserFacingError
+from bot.core.errors import Undeliverable, UnsupportedFile, UserFacingError
 from bot.core.imaging import decode
 from bot.core.labels import Label, Verdict, decide
 from bot.core.ports import Classifier, FileFetcher, ImageRef, Notice, Outbox, Upload
@@ -200,6 +200,13 @@ class Intake:
             try:
                 await self.outbox.post(upload.channel, reply, thread_ts=upload.thread_ts)
                 return True
+            except Undeliverable as exc:
+                log.warning(
+                    "upload.undeliverable",
+                    extra={"channel": upload.channel, "ts": upload.ts, "error": str(exc)},
+                )
+                self.store.mark_answered(upload, self.clock.now())  # nobody can read it
+                return False
             except Exception as exc:
                 log.warning(
                     "upload.reply_failed",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.errors import Undeliverable
 from bot.core.ports import Notice, PostedMessage
 from bot.slack.blocks import render
 
@@ -15,6 +16,16 @@ log = logging.getLogger(__name__)
 
 # Reactions that are already there (or already gone) are not errors worth a retry.
 BENIGN_REACTION_ERRORS = {"already_reacted", "no_reaction", "message_not_found"}
+# Errors no retry can fix: the message will never be accepted.
+PERMANENT_POST_ERRORS = {
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "msg_too_long",
+    "no_permission",
+    "restricted_action",
+    "invalid_blocks",
+}
 
 
 class SlackOutbox:
@@ -25,14 +36,20 @@ class SlackOutbox:
         self, channel: str, notice: Notice, *, thread_ts: str | None = None
     ) -> PostedMessage:
         rendered = render(notice)
-        response = await self.client.chat_postMessage(
-            channel=channel,
-            text=rendered.text,
-            blocks=rendered.blocks or None,
-            thread_ts=thread_ts,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        try:
+            response = await self.client.chat_postMessage(
+                channel=channel,
+                text=rendered.text,
+                blocks=rendered.blocks or None,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in PERMANENT_POST_ERRORS:
+                raise Undeliverable(error) from exc
+            raise
         return PostedMessage(channel=response["channel"], ts=response["ts"])
 
     async def update(self, message: PostedMessage, notice: Notice) -> None:
