@@ -92,6 +92,26 @@ class Settings(BaseSettings):
     cxr_schedule: str | None = Field(None, description='e.g. "Mon-Fri 08:00-18:00"')
     cxr_timezone: str = "UTC"
     cxr_spend_summary_time: time | None = Field(time(9, 0), description="Daily, in CXR_TIMEZONE")
+    cxr_idle_alert_max_gap_minutes: float = Field(
+        240.0, gt=0, description="Longest wait between idle reminders (they back off: 2N, 4N…)"
+    )
+    cxr_schedule_start_lead_minutes: float = Field(
+        15.0, ge=0, description="Start the scheduled model this long before its window"
+    )
+    cxr_schedule_inference_units: int = Field(1, ge=1, description="Units for scheduled starts")
+    cxr_cloudwatch_usage: bool = Field(
+        True, description="Count other clients' requests (CloudWatch) as use, not just the bot's"
+    )
+
+    @field_validator("cxr_schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        from bot.core.schedule import Schedule
+
+        if value and value.strip():
+            Schedule.parse(value)  # ScheduleError (a ValueError) names the bad part
+            return value.strip()
+        return None
 
     @field_validator("cxr_allowed_channels", "cxr_admins", mode="before")
     @classmethod
