@@ -198,3 +198,35 @@ def _attach_lifecycle(services: Services) -> None:
 
 def _attach_cost_guard(services: Services) -> None:
     """Cost guard (idle alerts, auto-stop, schedule, spend summary): issue 5."""
+    if services.models is None:
+        return  # no Rekognition project: nothing bills by the hour
+    from bot.adapters.cloudwatch_usage import CloudWatchUsage
+    from bot.core.cost_guard import CostGuard, GuardConfig
+    from bot.core.usage import NoUsage, OwnTraffic
+    from bot.state.cost_guard import CostGuardStore
+
+    settings = services.settings
+    aws = services.aws
+    router = services.router
+
+    def serving_version() -> str | None:
+        return getattr(router.primary, "version_arn", None) or settings.cxr_project_version_arn
+
+    guard = CostGuard(
+        catalog=services.models,
+        usage=CloudWatchUsage(lambda: aws.cloudwatch)
+        if settings.cxr_cloudwatch_usage
+        else NoUsage(),
+        own=OwnTraffic(services.uploads),
+        store=CostGuardStore(services.db),
+        runs=services.runs,
+        audit=services.audit,
+        prices=services.prices,
+        outbox=services.outbox,
+        clock=services.clock,
+        config=GuardConfig.from_settings(settings),
+        router=router,
+        serving_version=serving_version,
+    )
+    services.cost_guard = guard
+    services.background.append(guard.run)

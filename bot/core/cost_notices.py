@@ -1,0 +1,337 @@
+"""What the cost guard says in the ops channel. Each notice carries the facts and a plain-text
+version of them (`text`, for the shell and for notifications); Slack renders Block Kit from
+the facts (`bot.slack.blocks.cost`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from bot.core.ports import Notice
+from bot.core.pricing import duration, usd
+
+# Actions on an idle alert (Slack action_ids use these names).
+STOP = "stop"
+KEEP_1H = "keep_1h"
+KEEP_4H = "keep_4h"
+KEEP_HOURS = {KEEP_1H: 1, KEEP_4H: 4}
+
+# States of an idle alert (the episode's thread root).
+OPEN = "open"
+SNOOZED = "snoozed"
+STOPPED = "stopped"  # by an admin's button
+AUTO_STOPPED = "auto-stopped"
+SCHEDULE_STOPPED = "schedule-stopped"
+STOPPED_ELSEWHERE = "stopped-elsewhere"  # console, CLI, /cxr stop
+RESUMED = "resumed"  # traffic came back
+STOP_FAILED = "stop-failed"
+
+
+def local_time(moment: datetime | None, zone: str, *, day: bool = False) -> str:
+    """ "14:30 CET", or "Mon 5 Jan 14:30 CET" with `day`."""
+    if moment is None:
+        return "?"
+    local = moment.astimezone(ZoneInfo(zone))
+    name = local.tzname() or zone
+    if day:
+        return f"{local:%a} {local.day} {local:%b %H:%M} {name}"
+    return f"{local:%H:%M} {name}"
+
+
+def who(actor: str | None) -> str:
+    """A Slack user ID as a mention; the guard's own names as they are."""
+    if not actor:
+        return "someone"
+    if actor[:1] in ("U", "W") and actor[1:].isalnum() and actor.upper() == actor:
+        return f"<@{actor}>"
+    return actor
+
+
+@dataclass
+class IdleAlert(Notice):
+    """The first message of an idle episode (its thread root), updated in place."""
+
+    episode_id: int = 0
+    version_name: str = ""
+    units: int = 1
+    hourly: float = 0.0  # USD per hour at these units
+    idle_since: datetime | None = None
+    idle_seconds: float = 0.0
+    idle_cost: float = 0.0
+    running_since: datetime | None = None
+    run_cost: float = 0.0
+    threshold_minutes: float = 30.0
+    auto_stop_at: datetime | None = None  # when auto-stop will act (None: off or snoozed)
+    state: str = OPEN
+    actor: str | None = None  # who pressed the last button / what stopped it
+    acted_at: datetime | None = None
+    snoozed_until: datetime | None = None
+    detail: str = ""  # e.g. why a stop failed
+    zone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        self.text = self.text or self.plain()
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The buttons this alert still offers."""
+        if self.state in (OPEN, STOP_FAILED):
+            return (STOP, KEEP_1H, KEEP_4H)
+        if self.state == SNOOZED:
+            return (STOP,)
+        return ()
+
+    def headline(self) -> str:
+        if self.state in (OPEN, SNOOZED, STOP_FAILED):
+            return (
+                f"Idle model: {self.version_name} has served no request for "
+                f"{duration(self.idle_seconds)} and is still running"
+            )
+        return f"Idle model {self.version_name}: {self.outcome_line()}"
+
+    def facts(self) -> str:
+        return (
+            f"{self.units} inference unit{'s' if self.units != 1 else ''} at "
+            f"{usd(self.hourly)}/h; idle since {local_time(self.idle_since, self.zone, day=True)}, "
+            f"{usd(self.idle_cost)} spent idle so far"
+        )
+
+    def outcome_line(self) -> str:
+        at = local_time(self.acted_at, self.zone)
+        if self.state == SNOOZED:
+            return (
+                f"kept running by {who(self.actor)} at {at} until "
+                f"{local_time(self.snoozed_until, self.zone)}"
+            )
+        if self.state == STOPPED:
+            return f"stopped by {who(self.actor)} at {at} after {duration(self.idle_seconds)} idle"
+        if self.state == AUTO_STOPPED:
+            return f"stopped automatically at {at} after {duration(self.idle_seconds)} idle"
+        if self.state == SCHEDULE_STOPPED:
+            return f"stopped by the schedule at {at}"
+        if self.state == STOPPED_ELSEWHERE:
+            return f"stopped outside the bot (seen at {at})"
+        if self.state == RESUMED:
+            return f"back in use at {at} after {duration(self.idle_seconds)} idle"
+        if self.state == STOP_FAILED:
+            who_tried = f" by {who(self.actor)}" if self.actor else ""
+            return f"stop{who_tried} failed at {at}: {self.detail or 'see the logs'}"
+        return ""
+
+    def plain(self) -> str:
+        lines = [self.headline() + ".", self.facts() + "."]
+        if self.state in (SNOOZED, STOP_FAILED):
+            lines.append(self.outcome_line()[:1].upper() + self.outcome_line()[1:] + ".")
+        elif self.state != OPEN:
+            lines.append(f"Idle cost for this episode: {usd(self.idle_cost)}.")
+        if self.auto_stop_at and self.state in (OPEN, STOP_FAILED):
+            lines.append(f"Auto-stop at {local_time(self.auto_stop_at, self.zone)}.")
+        return " ".join(lines)
+
+
+@dataclass
+class IdleFollowUp(Notice):
+    """A reminder in the episode's thread (backed off: each one waits longer)."""
+
+    version_name: str = ""
+    units: int = 1
+    hourly: float = 0.0
+    idle_seconds: float = 0.0
+    idle_cost: float = 0.0
+    reminder: int = 1  # 1 for the first follow-up
+    next_at: datetime | None = None
+    snooze_ended_by: str | None = None  # set when this follows an expired snooze
+    auto_stop_at: datetime | None = None
+    zone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        self.text = self.text or self.plain()
+
+    def plain(self) -> str:
+        head = (
+            f"The snooze by {who(self.snooze_ended_by)} is over and {self.version_name} is "
+            if self.snooze_ended_by
+            else f"Reminder: {self.version_name} is "
+        )
+        text = (
+            f"{head}still running idle: {duration(self.idle_seconds)} without a request, "
+            f"{usd(self.idle_cost)} so far at {usd(self.hourly)}/h."
+        )
+        if self.auto_stop_at:
+            text += f" Auto-stop at {local_time(self.auto_stop_at, self.zone)}."
+        elif self.next_at:
+            text += f" Next reminder at {local_time(self.next_at, self.zone)}."
+        return text + " Use the buttons on the alert above."
+
+
+@dataclass
+class ModelStopped(Notice):
+    """The cost guard stopped a model (auto-stop, an admin's button, or the schedule)."""
+
+    version_name: str = ""
+    reason: str = AUTO_STOPPED  # AUTO_STOPPED | STOPPED | SCHEDULE_STOPPED
+    by: str | None = None
+    units: int = 1
+    hourly: float = 0.0
+    idle_seconds: float = 0.0
+    idle_cost: float = 0.0
+    run_seconds: float = 0.0
+    run_cost: float = 0.0
+    next_window: datetime | None = None  # the schedule's next start, when there is one
+    saved_until_next_window: float | None = None
+    zone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        self.text = self.text or self.plain()
+
+    def headline(self) -> str:
+        if self.reason == AUTO_STOPPED:
+            return (
+                f"Stopped {self.version_name} automatically after "
+                f"{duration(self.idle_seconds)} without a request"
+            )
+        if self.reason == SCHEDULE_STOPPED:
+            return f"Stopped {self.version_name}: its scheduled running window is over"
+        return f"Stopped {self.version_name} at the request of {who(self.by)}"
+
+    def savings(self) -> str:
+        text = f"This saves {usd(self.hourly)} for every hour it would have stayed up"
+        if self.saved_until_next_window is not None and self.next_window is not None:
+            text += (
+                f" ({usd(self.saved_until_next_window)} until the next scheduled start, "
+                f"{local_time(self.next_window, self.zone, day=True)})"
+            )
+        else:
+            text += f" ({usd(self.hourly * 24)} a day)"
+        return text
+
+    def restart_hint(self) -> str:
+        return f"Start it again with `/cxr start {self.version_name}` (ready in a few minutes)."
+
+    def plain(self) -> str:
+        spent = (
+            f"It ran {duration(self.run_seconds)} on {self.units} unit"
+            f"{'s' if self.units != 1 else ''} ({usd(self.run_cost)}), "
+            f"{duration(self.idle_seconds)} of it idle ({usd(self.idle_cost)})."
+        )
+        return f"{self.headline()}. {spent} {self.savings()}. {self.restart_hint()}"
+
+
+@dataclass
+class StopFailed(Notice):
+    """The guard tried to stop a model and AWS said no (reported once per episode)."""
+
+    version_name: str = ""
+    reason: str = AUTO_STOPPED
+    error: str = ""
+    hourly: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.text = self.text or (
+            f"I couldn't stop {self.version_name} ({self.error or 'unknown error'}); it still "
+            f"costs {usd(self.hourly)}/h. I'll keep trying; an admin may need to stop it in the "
+            "Rekognition console."
+        )
+
+
+@dataclass
+class ScheduleNotice(Notice):
+    """The schedule started a model before its window (stops are `ModelStopped`)."""
+
+    version_name: str = ""
+    window: str = ""  # e.g. "Mon-Fri 08:00-18:00"
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    units: int = 1
+    hourly: float = 0.0
+    ok: bool = True
+    error: str = ""
+    zone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        self.text = self.text or self.plain()
+
+    def plain(self) -> str:
+        span = (
+            f"{local_time(self.window_start, self.zone)}–{local_time(self.window_end, self.zone)}"
+        )
+        if not self.ok:
+            return (
+                f"Scheduled start of {self.version_name} for the {span} window failed: "
+                f"{self.error or 'unknown error'}."
+            )
+        return (
+            f"Starting {self.version_name} for its scheduled window ({span}, {self.window}): "
+            f"{self.units} unit{'s' if self.units != 1 else ''} at {usd(self.hourly)}/h. "
+            "It takes a few minutes to be ready; I'll stop it when the window ends."
+        )
+
+
+@dataclass(frozen=True)
+class SpendRow:
+    version_name: str
+    running_seconds: float
+    units: int
+    cost: float
+    requests: int | None  # all clients (CloudWatch); None when unknown
+    images: int  # classified by the bot
+    idle_seconds: float = 0.0  # time in idle episodes (alerted ones)
+    idle_cost: float = 0.0
+
+    @property
+    def hours(self) -> float:
+        return self.running_seconds / 3600
+
+    @property
+    def cost_per_image(self) -> float | None:
+        return self.cost / self.images if self.images else None
+
+    @property
+    def cost_per_request(self) -> float | None:
+        return self.cost / self.requests if self.requests else None
+
+
+@dataclass
+class SpendSummary(Notice):
+    """The daily message: what each model cost on one (local) day."""
+
+    day: date | None = None
+    rows: list[SpendRow] = field(default_factory=list)
+    running_now: list[str] = field(default_factory=list)  # versions still running
+    zone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        self.text = self.text or self.plain()
+
+    @property
+    def total(self) -> float:
+        return sum(row.cost for row in self.rows)
+
+    def day_label(self) -> str:
+        return f"{self.day:%a} {self.day.day} {self.day:%b %Y}" if self.day else "?"
+
+    @staticmethod
+    def row_line(row: SpendRow) -> str:
+        requests = "requests unknown" if row.requests is None else f"{row.requests} requests"
+        per_image = (
+            f"{usd(row.cost_per_image)} per classified image"
+            if row.cost_per_image is not None
+            else "no images classified by the bot"
+        )
+        line = (
+            f"{row.version_name}: {row.hours:.1f} h on {row.units} unit"
+            f"{'s' if row.units != 1 else ''}, {usd(row.cost)}; {requests}, "
+            f"{row.images} images classified, {per_image}"
+        )
+        if row.idle_cost:
+            line += f"; {usd(row.idle_cost)} of it in idle alerts"
+        return line
+
+    def plain(self) -> str:
+        head = f"Rekognition spend for {self.day_label()} ({self.zone}): {usd(self.total)}."
+        if not self.rows:
+            return head + " No model ran."
+        body = " ".join(self.row_line(row) + "." for row in self.rows)
+        tail = f" Still running: {', '.join(self.running_now)}." if self.running_now else ""
+        return f"{head} {body}{tail}"
