@@ -194,6 +194,64 @@ def build_services(
 
 def _attach_lifecycle(services: Services) -> None:
     """Model lifecycle (train, start, stop, operations in flight): issue 4."""
+    from bot.core.lifecycle import Lifecycle, LifecycleConfig, RouterServing
+    from bot.core.training_data import S3Uri
+    from bot.state.operations import OperationStore
+
+    settings = services.settings
+    aws = services.aws
+    training = images = None
+    if services.models is not None and settings.cxr_project_arn:
+        from bot.adapters.rekognition_training import RekognitionTraining
+        from bot.adapters.s3_images import S3Images
+
+        images = S3Images(lambda: aws.s3)
+        training = RekognitionTraining(aws.rekognition, settings.cxr_project_arn, images)
+
+    def make_primary(version_arn: str) -> Classifier:
+        from bot.adapters.rekognition import RekognitionClassifier
+
+        return RekognitionClassifier(aws.rekognition, version_arn)
+
+    def model_card() -> dict[str, Any] | None:
+        try:
+            from bot.ml.model_card import load_model_card
+
+            path = settings.cxr_local_model_path
+            return load_model_card(path.parent if path else None).raw
+        except Exception as exc:  # no card, or one this code can't read: say so in status
+            log.info("lifecycle.model_card_unavailable", extra={"error": str(exc)})
+            return None
+
+    output = settings.cxr_training_output_s3
+    lifecycle = Lifecycle(
+        config=LifecycleConfig(
+            project_arn=settings.cxr_project_arn,
+            region=settings.aws_region,
+            output=S3Uri.parse(output) if output else None,
+            poll_seconds=settings.cxr_lifecycle_poll_seconds,
+            max_units=settings.cxr_max_inference_units,
+            ops_channel=settings.cxr_ops_channel,
+            min_images_per_label=settings.cxr_train_min_images_per_label,
+            serve_running_on_start=bool(
+                settings.cxr_project_arn and not settings.cxr_project_version_arn
+            ),
+        ),
+        catalog=services.models,
+        training=training,
+        images=images,
+        operations=OperationStore(services.db),
+        runs=services.runs,
+        audit=services.audit,
+        prices=services.prices,
+        outbox=services.outbox,
+        clock=services.clock,
+        serving=RouterServing(services.router, make_primary),
+        model_card=model_card,
+    )
+    services.lifecycle = lifecycle
+    services.background.append(lifecycle.resume)
+    services.closers.append(lifecycle.close)
 
 
 def _attach_cost_guard(services: Services) -> None:

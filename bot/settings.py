@@ -84,6 +84,24 @@ class Settings(BaseSettings):
         None, description="s3://bucket/prefix for manifests and training output"
     )
     cxr_lifecycle_poll_seconds: float = Field(30.0, gt=0)
+    # --- Lifecycle commands (issue 4: /cxr start | stop | train) ----------------------------
+    cxr_max_inference_units: int = Field(
+        10, ge=1, description="Most inference units /cxr start may ask for (a typo guard)"
+    )
+    cxr_train_min_images_per_label: int = Field(
+        10, ge=1, description="/cxr train refuses labels with fewer images than this"
+    )
+
+    @field_validator("cxr_training_output_s3")
+    @classmethod
+    def _training_output(cls, value: str | None) -> str | None:
+        from bot.core.training_data import S3Uri
+
+        if value and value.strip():
+            return str(S3Uri.parse(value))  # ValueError names the problem
+        return None
+
+    # --- (end of the lifecycle block) --------------------------------------------------------
 
     # --- Cost guard -------------------------------------------------------------------------
     cxr_watch_interval_minutes: float = Field(5.0, gt=0)

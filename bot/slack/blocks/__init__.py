@@ -58,4 +58,4 @@ def actions(block_id: str, *elements: dict[str, Any]) -> dict[str, Any]:
 
 
 # Renderers register themselves on import.
-from bot.slack.blocks import cost, verdicts  # noqa: E402, F401
+from bot.slack.blocks import cost, lifecycle, verdicts  # noqa: E402, F401

@@ -1,0 +1,115 @@
+"""`/cxr <text>` → one command, or the usage message for anything else.
+
+/cxr help
+/cxr status
+/cxr start [version] [min-units] [max-units]
+/cxr stop [version]
+/cxr train s3://bucket/prefix [version-name]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+USAGE = """*`/cxr` manages the chest X-ray screening model.*
+`/cxr status`: the model versions, what runs and what it costs, recent actions (anyone)
+`/cxr start [version] [min-units] [max-units]`: start a version, after showing its hourly cost \
+(admins; default: 1 unit, the serving or newest version)
+`/cxr stop [version]`: stop a running version and report what it cost (admins)
+`/cxr train s3://bucket/prefix [version-name]`: train a new version from the images in \
+`prefix/Normal/` and `prefix/Pneumonia/` (admins)
+`/cxr help`: this message
+To screen an X-ray, just post the image in a channel I'm in, or in a DM."""
+
+_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
+_ARN = re.compile(r"^arn:aws[a-z\-]*:rekognition:[^\s]+/version/[^\s]+$")
+
+
+@dataclass(frozen=True)
+class Help:
+    problem: str = ""  # why the usage is shown ("" when asked for)
+
+
+@dataclass(frozen=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True)
+class Start:
+    version: str | None = None
+    min_units: int | None = None
+    max_units: int | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Train:
+    source: str
+    version_name: str | None = None
+
+
+Command = Help | Status | Start | Stop | Train
+
+
+def parse(text: str) -> Command:
+    words = (text or "").split()
+    if not words:
+        return Help()
+    verb, args = words[0].lower(), words[1:]
+    if verb in ("help", "-h", "--help", "?"):
+        return Help()
+    if verb == "status":
+        return Status() if not args else Help("`/cxr status` takes no arguments.")
+    if verb == "start":
+        return _start(args)
+    if verb == "stop":
+        if len(args) > 1:
+            return Help("`/cxr stop` takes at most one version.")
+        if args and not _is_version(args[0]):
+            return Help(f"`{args[0]}` isn't a version name.")
+        return Stop(args[0] if args else None)
+    if verb == "train":
+        if not args or len(args) > 2:
+            return Help("`/cxr train` needs an S3 location, and optionally a version name.")
+        if not args[0].lower().startswith("s3://"):
+            return Help(f"`{args[0]}` isn't an S3 location; write it as `s3://bucket/prefix`.")
+        if len(args) == 2 and not _NAME.match(args[1]):
+            return Help(
+                f"`{args[1]}` can't be a version name: use letters, digits, dots, dashes and "
+                "underscores."
+            )
+        return Train(args[0], args[1] if len(args) == 2 else None)
+    return Help(f"I don't know `{words[0]}`.")
+
+
+def _start(args: list[str]) -> Command:
+    version = None
+    numbers: list[int] = []
+    for arg in args:
+        if arg.isdigit():
+            numbers.append(int(arg))
+        elif version is None and not numbers and _is_version(arg):
+            version = arg
+        else:
+            return Help(f"I can't read `{arg}` in `/cxr start`.")
+    if len(numbers) > 2:
+        return Help("`/cxr start` takes at most two numbers: the minimum and maximum units.")
+    if any(n < 1 for n in numbers):
+        return Help("Inference units start at 1.")
+    if len(numbers) == 2 and numbers[1] < numbers[0]:
+        return Help("The maximum units can't be below the minimum.")
+    return Start(
+        version,
+        numbers[0] if numbers else None,
+        numbers[1] if len(numbers) == 2 else None,
+    )
+
+
+def _is_version(word: str) -> bool:
+    return bool(_NAME.match(word) or _ARN.match(word))
