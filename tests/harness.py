@@ -6,7 +6,6 @@ HTTP transport), with Rekognition reached through botocore (Stubber or a before-
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from bot.adapters.slack_files import SlackFileFetcher
 from bot.localslack import LocalSlack
 from bot.services import Services, build_services
 from bot.settings import Settings
-from bot.slack.app import build_app
+from bot.slack.app import build_app, listeners_settled
 from bot.slack.client import web_client
 from bot.slack.outbox import SlackOutbox
 from bot.slack.transports import health_handler, start_site
@@ -127,7 +126,7 @@ class BotHarness:
     async def drain(self) -> None:
         """Wait for Bolt's listeners (they run after the ack) and then for every upload."""
         assert self.services is not None
-        await settle_listeners()
+        await listeners_settled()
         await self.services.intake.drain()
 
     # --- requests Slack would send ----------------------------------------------------------
@@ -177,21 +176,6 @@ class BotHarness:
         status, _ = await self.post_event(envelope)
         assert status == 200
         return envelope
-
-
-async def settle_listeners() -> None:
-    """Bolt runs a listener as a task after acknowledging; wait until none is left running."""
-    current = asyncio.current_task()
-    while True:
-        running = [
-            task
-            for task in asyncio.all_tasks()
-            if task is not current
-            and getattr(task.get_coro(), "__name__", "") == "run_ack_function_asynchronously"
-        ]
-        if not running:
-            return
-        await asyncio.gather(*running, return_exceptions=True)
 
 
 def replies_in_thread(slack: LocalSlack, channel: str, thread_ts: str) -> list[dict[str, Any]]:

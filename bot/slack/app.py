@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from slack_bolt.async_app import AsyncApp
@@ -29,3 +30,19 @@ def build_app(
     listeners.register(app, services, admins)
     commands.register(app, services, admins)
     return app
+
+
+async def listeners_settled() -> None:
+    """Wait until Bolt's listener tasks are done: Bolt acknowledges first, then runs the
+    listener as a task of its own (`run_ack_function_asynchronously`)."""
+    current = asyncio.current_task()
+    while True:
+        running = [
+            task
+            for task in asyncio.all_tasks()
+            if task is not current
+            and getattr(task.get_coro(), "__name__", "") == "run_ack_function_asynchronously"
+        ]
+        if not running:
+            return
+        await asyncio.gather(*running, return_exceptions=True)
