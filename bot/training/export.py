@@ -71,6 +71,10 @@ def write_model_card(card: dict[str, Any], directory: Path) -> tuple[Path, Path]
     return json_path, md_path
 
 
+def _signed(x: float) -> str:
+    return f"{'-' if x < 0 else '+'} {abs(x):.4f}"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -134,7 +138,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"Pneumonia when the network's logit is at least **{card['threshold']['logit']:.4f}** "
         f"(raw probability {card['threshold']['raw_probability']:.4f}; "
         f"{card['threshold']['method']}). Calibrated probability: "
-        f"`P(pneumonia) = sigmoid((logit - {card['threshold']['logit']:.4f}) / "
+        f"`P(pneumonia) = sigmoid((logit {_signed(-card['threshold']['logit'])}) / "
         f"{cal['temperature']:.4f})`, so 0.5 is the decision threshold. The temperature "
         f"**{cal['temperature']:.4f}** was fitted on the validation split (negative "
         "log-likelihood).",
