@@ -1,8 +1,8 @@
 """Class activation map (CAM) overlays: where in the X-ray the model saw its evidence.
 
 The network's `cam` output (14 x 14) covers the region `preprocess` looked at: the image
-without its trimmed border. `cam_to_map` stretches it to 0..1 and maps it back onto the full
-image; `heatmap_png` colours it (blue, low, to red, high) over the gray X-ray, fading where
+without its trimmed border. `cam_to_map` stretches it to 0..1 and maps it back onto that
+region of the full image; `heatmap_png` colours it (blue, low, to red, high) over the gray X-ray, fading where
 the map is low so the anatomy stays readable, and encodes a PNG at the image's own size.
 """
 
@@ -32,7 +32,8 @@ COLORMAP = np.stack(
 
 def cam_to_map(cam: np.ndarray, size: tuple[int, int], border: float = BORDER) -> np.ndarray:
     """A (h, w) CAM min-max stretched to 0..1 and resized onto an image of `size` (width,
-    height): the trimmed border gets 0. Returns float32 (height, width)."""
+    height). The map covers what the network saw; the trimmed border continues its edge.
+    Returns float32 (height, width)."""
     cam = np.asarray(cam, dtype=np.float32)
     low, high = float(cam.min()), float(cam.max())
     unit = (cam - low) / (high - low) if high - low > 1e-6 else np.zeros_like(cam)
@@ -40,16 +41,15 @@ def cam_to_map(cam: np.ndarray, size: tuple[int, int], border: float = BORDER) -
     left, top = round(width * border), round(height * border)
     inner = (max(width - 2 * left, 1), max(height - 2 * top, 1))
     resized = np.asarray(Image.fromarray(unit, mode="F").resize(inner, Image.Resampling.BILINEAR))
-    full = np.zeros((height, width), np.float32)
-    full[top : top + inner[1], left : left + inner[0]] = resized[: height - top, : width - left]
-    return np.clip(full, 0.0, 1.0)
+    pad = ((top, height - top - inner[1]), (left, width - left - inner[0]))
+    return np.clip(np.pad(resized, pad, mode="edge"), 0.0, 1.0).astype(np.float32)
 
 
 def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.6) -> Image.Image:
     """The gray image with `heat` (0..1, image-sized) coloured over it, RGB."""
     gray = np.asarray(image.convert("L"), dtype=np.float32)[..., None]
     colour = COLORMAP[np.round(heat * 255).astype(np.uint8)]
-    weight = alpha * np.clip((heat - 0.25) / 0.5, 0.0, 1.0)[..., None]  # low: plain X-ray
+    weight = alpha * np.clip((heat - 0.4) / 0.4, 0.0, 1.0)[..., None]  # low: plain X-ray
     blended = gray * (1 - weight) + colour * weight
     return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), mode="RGB")
 
@@ -58,5 +58,5 @@ def heatmap_png(image: Image.Image, cam: np.ndarray, *, alpha: float = 0.6) -> b
     """PNG bytes of the CAM overlaid on `image`, at the image's size."""
     result = overlay(image, cam_to_map(cam, image.size), alpha)
     buffer = io.BytesIO()
-    result.save(buffer, format="PNG", compress_level=3)
+    result.save(buffer, format="PNG", compress_level=1)  # fast; ~140 KB at 384 px
     return buffer.getvalue()

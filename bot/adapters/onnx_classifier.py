@@ -1,0 +1,96 @@
+"""The local model behind the `Classifier` port: the bundled ONNX CNN run by onnxruntime.
+
+No AWS account and no GPU needed: the bot's default classifier, and its fallback while the
+Rekognition model is stopped. Scores are calibrated with the model card's decision offset and
+temperature, so the top label is the model's decision and its probability means what it says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bot.core.errors import ClassifierUnavailable
+from bot.core.labels import Label, ModelInfo, Prediction
+from bot.ml.calibration import calibrated_probability
+from bot.ml.heatmap import heatmap_png
+from bot.ml.model_card import MODEL_DIR, ModelCard, load_model_card, sha256_of
+from bot.ml.preprocess import INPUT_SIZE, MAX_SIDE, preprocess
+
+DEFAULT_MODEL = MODEL_DIR / "cxr-cnn-v1.onnx"
+
+
+class OnnxClassifier:
+    """`Classifier` for an exported cxr-cnn ONNX file and the model card beside it."""
+
+    def __init__(self, path: Path | None = None, *, heatmaps: bool = True, threads: int = 1):
+        import onnxruntime as ort
+
+        self.path = Path(path) if path is not None else DEFAULT_MODEL
+        if not self.path.is_file():
+            raise FileNotFoundError(f"local model not found: {self.path}")
+        self.card: ModelCard = load_model_card(self.path.parent)
+        if self.card.file != self.path.name or self.card.sha256 != sha256_of(self.path):
+            raise ValueError(
+                f"{self.path} does not match its model card ({self.card.file}, sha256 "
+                f"{self.card.sha256[:12]}…); re-export the model and its card together"
+            )
+        if self.card.input_size != INPUT_SIZE:
+            raise ValueError(f"model card input size {self.card.input_size} != {INPUT_SIZE}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+        self.heatmaps = heatmaps
+        self._info = ModelInfo(kind="local", name=self.card.name, version=self.card.version)
+
+    @classmethod
+    def bundled(cls, *, heatmaps: bool = True, threads: int = 1) -> OnnxClassifier:
+        """The model shipped in the package (`bot/model/`)."""
+        return cls(DEFAULT_MODEL, heatmaps=heatmaps, threads=threads)
+
+    @property
+    def model(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def max_side(self) -> int:
+        return MAX_SIDE
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (logits (N,), cams (N, 14, 14)) for preprocessed images (N, 1, 224, 224)."""
+        logit, cam = self._session.run(["logit", "cam"], {self._input: batch})
+        return logit, cam
+
+    def probability(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated P(pneumonia); 0.5 is the model's decision threshold."""
+        return calibrated_probability(logits, self.card.temperature, self.card.threshold_logit)
+
+    def predict(self, image: Image.Image, *, heatmap: bool | None = None) -> Prediction:
+        """Synchronous `classify` (the CLI and benchmarks use it)."""
+        try:
+            logits, cams = self.infer(preprocess(image))
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ClassifierUnavailable(
+                "The local model failed on this image. Please try again.", detail=repr(exc)
+            ) from exc
+        p = float(self.probability(logits)[0])
+        png = None
+        if self.heatmaps if heatmap is None else heatmap:
+            # Evidence for the decided label: the pneumonia map, or its opposite for Normal.
+            png = heatmap_png(image, cams[0] if p >= 0.5 else -cams[0])
+        return Prediction(
+            scores={Label.NORMAL: 1.0 - p, Label.PNEUMONIA: p}, model=self._info, heatmap_png=png
+        )
+
+    async def classify(self, image: Image.Image) -> Prediction:
+        # onnxruntime releases the GIL: run it in a worker thread, off the event loop.
+        return await asyncio.to_thread(self.predict, image)
