@@ -1,11 +1,222 @@
-"""`cxr`: the local model from the command line: classify, evaluate, train."""
+"""`cxr`: the local model from the command line.
+
+    cxr classify FILE... [--json] [--heatmap DIR]   label X-rays as the bot would
+    cxr evaluate DIR [--out DIR]                     metrics on a NORMAL/ + PNEUMONIA/ folder
+    cxr train [DATA] [--out DIR]                     train the local model (needs torch)
+
+`classify` and `evaluate` go through exactly the bot's steps: `bot.core.imaging.decode` at the
+classifier's `max_side`, the not-an-X-ray guard, then the local ONNX classifier.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+from bot.core.errors import UserFacingError
+from bot.settings import Settings
+
+DEFAULT_THRESHOLD = Settings.model_fields["cxr_confidence_threshold"].default
+DEFAULT_MAX_PIXELS = Settings.model_fields["cxr_max_pixels"].default
+
+
+def _load_classifier(args: argparse.Namespace, heatmaps: bool):
+    from bot.adapters.onnx_classifier import OnnxClassifier
+
+    return OnnxClassifier(args.model, heatmaps=heatmaps, threads=args.threads)
+
+
+def _read_image(path: Path, max_side: int):
+    """Decode a file as the bot decodes an upload (raises `UserFacingError`)."""
+    from bot.core.imaging import decode
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserFacingError(f"I can't read this file ({exc.strerror or exc}).") from None
+    return decode(data, max_side=max_side, max_pixels=DEFAULT_MAX_PIXELS)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, default=None, help="ONNX file (default: bundled)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="label chest X-ray files with the local model")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON array")
+    p.add_argument("--heatmap", type=Path, metavar="DIR", help="write CAM overlays (PNG) here")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"below this confidence the verdict is Uncertain (default {DEFAULT_THRESHOLD})",
+    )
+    _add_model_options(p)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from bot.core.labels import decide
+    from bot.core.xray_guard import check_chest_xray
+
+    classifier = _load_classifier(args, heatmaps=args.heatmap is not None)
+    if args.heatmap:
+        args.heatmap.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for path in args.files:
+        start = time.perf_counter()
+        try:
+            image = _read_image(path, classifier.max_side)
+            check_chest_xray(image)
+            prediction = classifier.predict(image)
+        except UserFacingError as exc:
+            failed += 1
+            results.append({"file": str(path), "error": exc.reply, "code": exc.code})
+            if not args.json:
+                print(f"{path}: {exc.reply}", file=sys.stderr)
+            continue
+        ms = (time.perf_counter() - start) * 1e3
+        verdict = decide(prediction, args.threshold)
+        row: dict[str, Any] = {
+            "file": str(path),
+            "label": verdict.label.value if verdict.label else "Uncertain",
+            "confidence": round(verdict.confidence, 4),
+            "scores": {label.value: round(p, 4) for label, p in verdict.scores.items()},
+            "model": prediction.model.describe(),
+            "ms": round(ms, 1),
+        }
+        if args.heatmap and prediction.heatmap_png:
+            target = args.heatmap / f"{path.stem}.heatmap.png"
+            target.write_bytes(prediction.heatmap_png)
+            row["heatmap"] = str(target)
+        results.append(row)
+        if not args.json:
+            print(
+                f"{path}\t{row['label']}\t{verdict.confidence:.1%}\t{row['model']}\t{ms:.0f} ms"
+                + (f"\t{row['heatmap']}" if "heatmap" in row else "")
+            )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of the local model on a labelled folder",
+        description="Classify every image of DIR/NORMAL and DIR/PNEUMONIA (any case) and "
+        "report accuracy, sensitivity, specificity, precision, F1, ROC AUC, the confusion "
+        "matrix and the calibration error; write a JSON report and a PNG figure.",
+    )
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="the bot's Uncertain threshold, for the share of uncertain verdicts",
+    )
+    _add_model_options(p)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from bot.core.xray_guard import check_chest_xray
+    from bot.ml import metrics
+    from bot.ml.plots import evaluation_png
+    from bot.training.data import CLASS_NAMES, list_samples
+
+    try:
+        samples = list_samples(args.dir)
+    except FileNotFoundError as exc:
+        print(f"cxr evaluate: {exc}", file=sys.stderr)
+        return 2
+    classifier = _load_classifier(args, heatmaps=False)
+    truth, probs, rows, errors, rejected = [], [], [], [], []
+    start = time.perf_counter()
+    for sample in samples:
+        try:
+            image = _read_image(sample.path, classifier.max_side)
+        except UserFacingError as exc:
+            errors.append({"file": str(sample.path), "error": exc.reply})
+            continue
+        try:
+            check_chest_xray(image)
+        except UserFacingError as exc:  # still scored: the figures cover every image
+            rejected.append({"file": str(sample.path), "reason": exc.reply})
+        p = float(classifier.predict(image, heatmap=False).scores[_pneumonia()])
+        truth.append(sample.label)
+        probs.append(p)
+        rows.append({"file": str(sample.path), "truth": CLASS_NAMES[sample.label], "p": p})
+    seconds = time.perf_counter() - start
+    if not truth:
+        print(f"cxr evaluate: no readable images in {args.dir}", file=sys.stderr)
+        return 1
+    y, p = np.array(truth), np.array(probs)
+    summary = metrics.summarize(y, p, 0.5)
+    uncertain = float(np.mean(np.maximum(p, 1 - p) < args.threshold))
+    fpr, tpr, _ = metrics.roc_curve(y, p)
+    report = {
+        "dir": str(args.dir),
+        "model": classifier.model.describe(),
+        "sha256": classifier.card.sha256,
+        "images": len(samples),
+        "normal": int((y == 0).sum()),
+        "pneumonia": int((y == 1).sum()),
+        **summary,
+        "uncertain_threshold": args.threshold,
+        "uncertain_share": uncertain,
+        "guard_rejected": rejected,
+        "unreadable": errors,
+        "seconds": round(seconds, 2),
+        "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
+        "predictions": rows,
+    }
+    cm = summary["confusion_matrix"]
+    lines = [
+        f"{args.dir}: {len(y)} images ({report['normal']} normal, {report['pneumonia']} "
+        f"pneumonia), {report['model']}",
+        f"accuracy     {summary['accuracy']:.4f}",
+        f"sensitivity  {summary['sensitivity']:.4f}",
+        f"specificity  {summary['specificity']:.4f}",
+        f"precision    {summary['precision']:.4f}",
+        f"F1           {summary['f1']:.4f}",
+        f"ROC AUC      {summary['auc']:.4f}",
+        f"ECE          {summary['ece']:.4f} (15 bins, calibrated probabilities)",
+        "confusion matrix (rows truth, columns predicted: Normal, Pneumonia)",
+        f"  Normal     {cm[0][0]:5d} {cm[0][1]:5d}",
+        f"  Pneumonia  {cm[1][0]:5d} {cm[1][1]:5d}",
+        f"uncertain (confidence < {args.threshold:.2f}): {uncertain:.1%}",
+        f"not-an-X-ray guard rejected: {len(rejected)}; unreadable: {len(errors)}",
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / "evaluation.json"
+    png_path = args.out / "evaluation.png"
+    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    notes = [
+        f"accuracy {summary['accuracy']:.3f}  sensitivity {summary['sensitivity']:.3f}",
+        f"specificity {summary['specificity']:.3f}  F1 {summary['f1']:.3f}",
+        f"ECE {summary['ece']:.3f}",
+    ]
+    title = f"{args.dir.name or args.dir}: {len(y)} images, {report['model']}"
+    png_path.write_bytes(evaluation_png(fpr, tpr, summary["auc"], cm, title, notes))
+    lines.append(f"wrote {json_path} and {png_path}")
+    print("\n".join(lines))
+    return 0
+
+
+def _pneumonia():
+    from bot.core.labels import Label
+
+    return Label.PNEUMONIA
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +274,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_classify(sub)
+    _add_evaluate(sub)
     _add_train(sub)
     return parser
 
@@ -70,10 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.command in ("classify", "evaluate"):
+        try:
+            return _classify(args) if args.command == "classify" else _evaluate(args)
+        except (FileNotFoundError, ValueError) as exc:  # the model file or its card
+            print(f"cxr {args.command}: {exc}", file=sys.stderr)
+            return 2
     if args.command == "train":
         try:
             return _train(args, argv)
-        except ModuleNotFoundError as exc:
+        except (ModuleNotFoundError, FileNotFoundError, ValueError) as exc:
             print(f"cxr train: {exc}", file=sys.stderr)
             return 2
     return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""Training: the patient-level split (no torch), and with torch a tiny run that exports an ONNX
+model the adapter loads, torch/ONNX agreement and the shared preprocessing.
+
+CI installs the train extra, so the torch tests run there; without torch they skip cleanly.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.ml.preprocess import INPUT_SIZE, prepare, preprocess, standardize
+from bot.training.data import list_samples, patient_id, split_by_patient
+from tests import synthetic
+
+
+def make_dataset(root: Path, patients: int = 8, per_patient: int = 2) -> Path:
+    """A folder like the Rekognition dataset, class folders in mixed case, real-style names."""
+    normal, pneumonia = root / "normal", root / "PNEUMONIA"
+    normal.mkdir(parents=True)
+    pneumonia.mkdir(parents=True)
+    seed = 0
+    for p in range(patients):
+        for k in range(1, per_patient + 1):
+            seed += 1
+            (normal / f"IM-{p:04d}-{k:04d}.jpeg").write_bytes(
+                synthetic.rgb_xray_jpeg_bytes(seed=seed, pneumonia=False)
+            )
+            (pneumonia / f"person{p}_bacteria_{k}.jpeg").write_bytes(
+                synthetic.rgb_xray_jpeg_bytes(seed=seed, pneumonia=True)
+            )
+    (root / "PNEUMONIA" / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("name", "patient"),
+    [
+        ("person1234_bacteria_567.jpeg", "person1234"),
+        ("person1234_virus_890.jpeg", "person1234"),
+        ("IM-0123-0001.jpeg", "im-0123"),
+        ("IM-0123-0002.jpeg", "im-0123"),
+        ("IM-0629-0001-0002.jpeg", "im-0629"),
+        ("NORMAL2-IM-0456-0001.jpeg", "normal2-im-0456"),
+        ("scan.png", "scan"),
+    ],
+)
+def test_patient_id_follows_the_dataset_naming(name, patient):
+    assert patient_id(name) == patient
+
+
+def test_listing_finds_both_class_folders_in_any_case(tmp_path):
+    samples = list_samples(make_dataset(tmp_path / "data"))
+    assert len(samples) == 32
+    assert sum(s.label for s in samples) == 16
+
+
+def test_missing_class_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "Normal").mkdir()
+    with pytest.raises(FileNotFoundError, match="PNEUMONIA"):
+        list_samples(tmp_path)
+
+
+def test_split_is_by_patient_seeded_and_stratified(tmp_path):
+    samples = list_samples(make_dataset(tmp_path / "data", patients=20))
+    train, val = split_by_patient(samples, val_fraction=0.25, seed=3)
+    assert not {s.patient for s in train} & {s.patient for s in val}
+    assert len(train) + len(val) == len(samples)
+    assert {s.label for s in val} == {0, 1}
+    assert len({s.patient for s in val}) == 10  # 25% of 20 patients per class
+    again = split_by_patient(samples, val_fraction=0.25, seed=3)
+    assert [s.path for s in again[1]] == [s.path for s in val]
+    other = split_by_patient(samples, val_fraction=0.25, seed=4)
+    assert [s.path for s in other[1]] != [s.path for s in val]
+
+
+def test_standardize_is_the_same_code_on_torch_tensors():
+    torch = pytest.importorskip("torch")
+    pixels = np.stack([prepare(synthetic.chest_xray(s)) for s in range(3)])[:, None]
+    assert np.allclose(
+        standardize(torch.from_numpy(pixels)).numpy(), standardize(pixels), atol=1e-5
+    )
+
+
+def test_torch_and_onnx_agree_on_the_same_inputs(tmp_path):
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from bot.training.export import export_onnx
+    from bot.training.model import CxrNet
+
+    torch.manual_seed(0)
+    model = CxrNet(width=8, blocks=(1, 1, 1))
+    with torch.no_grad():  # non-trivial batch-norm statistics, as after training
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+    model.eval()
+    path = export_onnx(model, tmp_path / "m.onnx")
+    images = [synthetic.chest_xray(s, size=(300, 260), pneumonia=s % 2 == 1) for s in range(4)]
+    batch = np.concatenate([preprocess(im) for im in images])
+    with torch.no_grad():
+        logit, cam = (t.numpy() for t in model(torch.from_numpy(batch)))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_logit, onnx_cam = session.run(["logit", "cam"], {"image": batch})
+    assert onnx_cam.shape == (4, INPUT_SIZE // 16, INPUT_SIZE // 16)
+    assert np.allclose(onnx_logit, logit, atol=1e-4)
+    assert np.allclose(onnx_cam, cam, atol=1e-4)
+    assert np.allclose(onnx_cam.mean(axis=(1, 2)), onnx_logit, atol=1e-5)  # CAM head
+
+
+def test_augmentation_is_seeded_and_stays_in_range():
+    torch = pytest.importorskip("torch")
+    from bot.training.augment import augment
+
+    x = torch.from_numpy(np.stack([prepare(synthetic.chest_xray(s)) for s in range(4)])[:, None])
+    a = augment(x, torch.Generator().manual_seed(1))
+    b = augment(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert a.shape == x.shape and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    assert not torch.equal(a, augment(x, torch.Generator().manual_seed(2)))
+
+
+async def test_tiny_training_run_exports_a_model_the_adapter_runs(tmp_path):
+    pytest.importorskip("torch")
+    from bot.adapters.onnx_classifier import OnnxClassifier
+    from bot.core.labels import Label
+    from bot.ml.model_card import load_model_card
+    from bot.training.train import MODEL_FILE, TrainConfig, train
+
+    data = make_dataset(tmp_path / "data", patients=6)
+    out = tmp_path / "model"
+    card = train(
+        TrainConfig(
+            data=data,
+            out=out,
+            epochs=2,
+            batch_size=8,
+            max_steps=2,
+            width=8,
+            blocks=(1, 1, 1),
+            threads=1,
+            val_fraction=0.34,
+            command="cxr train (test)",
+        )
+    )
+    onnx_file = out / MODEL_FILE
+    assert onnx_file.is_file() and onnx_file.stat().st_size < 10 * 1024 * 1024
+    assert (out / "MODEL_CARD.md").read_text().startswith("# Model card: cxr-cnn v1")
+    assert "doi:10.17632/rscbjbr9sj.2" in (out / "MODEL_CARD.md").read_text()
+    loaded = load_model_card(out)
+    assert loaded.sha256 == card["sha256"] and loaded.temperature > 0
+    assert card["split"]["train"]["patients"] + card["split"]["validation"]["patients"] == 12
+    assert card["training"]["onnx_max_abs_diff"] < 1e-4
+    assert len(card["training"]["history"]) == 2
+
+    classifier = OnnxClassifier(onnx_file)
+    prediction = await classifier.classify(synthetic.chest_xray(7, size=(384, 300)))
+    assert sum(prediction.scores.values()) == pytest.approx(1.0)
+    assert set(prediction.scores) == {Label.NORMAL, Label.PNEUMONIA}
+    assert prediction.heatmap_png and prediction.heatmap_png.startswith(b"\x89PNG")
+    assert prediction.model.kind == "local"
