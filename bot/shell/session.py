@@ -7,6 +7,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ USER = "U0SHELLME"
 PROMPT = "you> "
 HISTORY = Path("~/.cxr_history").expanduser()
 HEATMAP_DIR = Path("cxr-heatmaps")
+SLASH_COMMAND = re.compile(r"/[a-z][a-z0-9_-]*")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".dcm"}
 
 
@@ -115,7 +117,11 @@ class Shell:
             return None
 
     async def handle(self, line: str) -> None:
-        if line.startswith("/"):
+        first = line.split(maxsplit=1)[0]
+        if SLASH_COMMAND.fullmatch(first):  # "/cxr status", not "/data/x.jpeg"
+            if first != "/cxr":
+                self.say(f"{first} isn't a command here; try /cxr help.", "cxr-bot> ")
+                return
             await self._command(line)
         elif line.isdigit() and int(line) in self.buttons:
             await self._press(int(line))

@@ -60,6 +60,8 @@ def _(reply: UploadReply) -> Rendered:
     blocks: list[dict] = []
     for outcome in reply.outcomes:
         blocks.extend(_outcome_blocks(outcome))
-    blocks.append(context(f"_{DISCLAIMER}_"))
-    text = "\n".join(outcome_line(o) for o in reply.outcomes) + f"\n{DISCLAIMER}"
+    text = "\n".join(outcome_line(o) for o in reply.outcomes)
+    if any(o.verdict is not None for o in reply.outcomes):
+        blocks.append(context(f"_{DISCLAIMER}_"))
+        text += f"\n{DISCLAIMER}"
     return Rendered(text=text, blocks=blocks[:50])

@@ -1,0 +1,183 @@
+"""The local shell, driven as a user would: `cxr-bot` as a subprocess, piped or on a pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from tests.synthetic import chest_xray, color_photo, jpeg_bytes, png_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shell_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }
+    env.update(extra)
+    return env
+
+
+def run_shell(tmp_path: Path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot"],
+        input=script,
+        cwd=tmp_path,
+        env=shell_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "xrays"
+    folder.mkdir()
+    (folder / "lungs_a.jpeg").write_bytes(jpeg_bytes(chest_xray(seed=1, size=(600, 700))))
+    (folder / "lungs_b.png").write_bytes(png_bytes(chest_xray(seed=2, size=(500, 600))))
+    (tmp_path / "cat.jpg").write_bytes(jpeg_bytes(color_photo()))
+    (tmp_path / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_piped_session_answers_every_line_and_exits_0(tmp_path, images):
+    script = "\n".join(
+        [
+            str(images / "lungs_a.jpeg"),
+            f"{images}/*.png",
+            str(tmp_path / "missing.jpeg"),
+            str(tmp_path / "notes.txt"),
+            str(tmp_path / "cat.jpg"),
+            "/cxr help",
+            "/cxr status",
+            "/cxr start",
+        ]
+    )
+    result = run_shell(tmp_path, script)
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "you>" not in out  # no prompts when stdin is not a terminal
+    for name in ("lungs_a.jpeg", "lungs_b.png"):
+        assert f"{name}: " in out
+        assert (tmp_path / "cxr-heatmaps" / f"{Path(name).stem}-heatmap.png").is_file()
+    assert out.count("Model: local cxr-cnn v1") == 2
+    assert "Screening aid only, not a diagnosis." in out
+    assert "I can't find" in out and "missing.jpeg" in out
+    assert "notes.txt" in out and "This isn't an image" in out
+    assert "cat.jpg" in out and "doesn't look like a chest X-ray" in out
+    assert "cxr-bot (only you)> " in out and "/cxr status" in out  # help, ephemeral
+    assert "Serving: local cxr-cnn v1" in out
+    assert "CXR_PROJECT_ARN" in out  # /cxr start: only for Rekognition, and how to set it up
+    assert "Traceback" not in out + result.stderr
+    assert (tmp_path / "cxr.db").is_file()
+
+
+def test_a_folder_is_screened_image_by_image(tmp_path, images):
+    result = run_shell(tmp_path, str(images))
+    assert result.returncode == 0, result.stderr
+    assert "lungs_a.jpeg: " in result.stdout and "lungs_b.png: " in result.stdout
+
+
+class FakeRekognition(BaseHTTPRequestHandler):
+    """Rekognition's JSON protocol on 127.0.0.1: one project with one stopped version."""
+
+    calls: ClassVar[list[str]] = []
+    version_arn = (
+        "arn:aws:rekognition:us-east-1:123456789012:project/cxr/version/cxr.v1/1700000000001"
+    )
+
+    def do_POST(self) -> None:
+        target = self.headers["X-Amz-Target"].split(".")[-1]
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).calls.append(target)
+        status = "STARTING" if "StartProjectVersion" in self.calls else "STOPPED"
+        if target == "DescribeProjectVersions":
+            body = {
+                "ProjectVersionDescriptions": [
+                    {
+                        "ProjectVersionArn": self.version_arn,
+                        "Status": status,
+                        "CreationTimestamp": datetime(2026, 1, 1, tzinfo=UTC).timestamp(),
+                        "EvaluationResult": {"F1Score": 0.95},
+                    }
+                ]
+            }
+        elif target == "StartProjectVersion":
+            body = {"Status": "STARTING"}
+        else:
+            body = {}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_buttons_are_numbered_and_can_be_pressed(tmp_path):
+    FakeRekognition.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeRekognition)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = run_shell(
+            tmp_path,
+            "/cxr start cxr.v1\n1\n",
+            AWS_REGION="us-east-1",
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_port}",
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            CXR_PROJECT_ARN="arn:aws:rekognition:us-east-1:123456789012:project/cxr/1700000000000",
+            CXR_WATCH_INTERVAL_MINUTES="600",
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    assert "[1] " in result.stdout and "[2] " in result.stdout
+    assert "Type a button's number to press it." in result.stdout
+    assert "StartProjectVersion" in FakeRekognition.calls
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_interactive_prompt_on_a_terminal(tmp_path, images):
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "bot"],
+        cwd=str(tmp_path),
+        env=shell_env(tmp_path, TERM="dumb"),
+        encoding="utf-8",
+        timeout=60,
+    )
+    try:
+        child.expect("local shell")
+        child.expect("you> ")
+        child.sendline(str(images / "lungs_a.jpeg"))
+        child.expect("lungs_a.jpeg: ")
+        child.expect("you> ")
+        child.sendline("/cxr help")
+        child.expect("/cxr status")
+        child.expect("you> ")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert (tmp_path / ".cxr_history").is_file()  # readline history kept between sessions
