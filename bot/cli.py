@@ -118,6 +118,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", type=Path, metavar="DIR")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
     p.add_argument(
+        "--validation-split",
+        action="store_true",
+        help="only the model's patient-level validation split of DIR (its training folder), "
+        "rebuilt from the seed and fraction in the model card",
+    )
+    p.add_argument(
         "--threshold",
         type=float,
         default=DEFAULT_THRESHOLD,
@@ -140,6 +146,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"cxr evaluate: {exc}", file=sys.stderr)
         return 2
     classifier = _load_classifier(args, heatmaps=False)
+    if args.validation_split:
+        from bot.training.data import split_by_patient
+
+        split = classifier.card.raw["split"]
+        samples = split_by_patient(samples, split["val_fraction"], split["seed"])[1]
     truth, probs, rows, errors, rejected = [], [], [], [], []
     start = time.perf_counter()
     for sample in samples:
@@ -166,6 +177,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     fpr, tpr, _ = metrics.roc_curve(y, p)
     report = {
         "dir": str(args.dir),
+        "validation_split": args.validation_split,
         "model": classifier.model.describe(),
         "sha256": classifier.card.sha256,
         "images": len(samples),
@@ -182,7 +194,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     }
     cm = summary["confusion_matrix"]
     lines = [
-        f"{args.dir}: {len(y)} images ({report['normal']} normal, {report['pneumonia']} "
+        f"{args.dir}{' (validation split)' if args.validation_split else ''}: {len(y)} images "
+        f"({report['normal']} normal, {report['pneumonia']} "
         f"pneumonia), {report['model']}",
         f"accuracy     {summary['accuracy']:.4f}",
         f"sensitivity  {summary['sensitivity']:.4f}",
@@ -206,7 +219,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"specificity {summary['specificity']:.3f}  F1 {summary['f1']:.3f}",
         f"ECE {summary['ece']:.3f}",
     ]
-    title = f"{args.dir.name or args.dir}: {len(y)} images, {report['model']}"
+    scope = " validation split" if args.validation_split else ""
+    title = f"{args.dir.name or args.dir}{scope}: {len(y)} images, {report['model']}"
     png_path.write_bytes(evaluation_png(fpr, tpr, summary["auc"], cm, title, notes))
     lines.append(f"wrote {json_path} and {png_path}")
     print("\n".join(lines))

@@ -95,6 +95,24 @@ def test_evaluate_prints_metrics_and_writes_a_report_and_a_figure(tmp_path, caps
     assert figure.format == "PNG" and figure.size[0] > figure.size[1]
 
 
+def test_evaluate_the_validation_split_only(tmp_path, capsys):
+    data = tmp_path / "train"
+    for folder, name, pneumonia in (
+        ("NORMAL", "IM-{p:04d}-0001", False),
+        ("PNEUMONIA", "person{p}_virus_1", True),
+    ):
+        (data / folder).mkdir(parents=True)
+        for p in range(7):
+            image = synthetic.chest_xray(p, size=(256, 256), pneumonia=pneumonia)
+            (data / folder / f"{name.format(p=p)}.jpeg").write_bytes(synthetic.jpeg_bytes(image))
+    out = tmp_path / "report"
+    assert main(["evaluate", str(data), "--validation-split", "--out", str(out)]) == 0
+    assert "(validation split)" in capsys.readouterr().out
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["validation_split"] is True
+    assert report["normal"] == 1 and report["pneumonia"] == 1  # 15% of 7 patients per class
+
+
 def test_evaluate_needs_class_folders(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "NORMAL" in capsys.readouterr().err
