@@ -128,3 +128,21 @@ def test_console_script_runs():
         [sys.executable, "-m", "bot.cli", "--help"], capture_output=True, text=True, check=False
     )
     assert "classify" in result.stdout and "evaluate" in result.stdout
+
+
+def test_run_time_never_imports_torch():
+    code = (
+        "import sys, bot.cli, bot.adapters.onnx_classifier, bot.core.xray_guard, "
+        "bot.training.data; print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_train_without_torch_says_how_to_get_it(monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "torch" or m.startswith("bot.training.")]:
+        if name != "bot.training.data":
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" fails
+    assert main(["train", "--limit", "2"]) == 2
+    assert "pip install -e '.[train]'" in capsys.readouterr().err
