@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bot.core.lifecycle_notices import (
+from bot.core.lifecycle.notices import (
     Busy,
     LifecycleReply,
     ModelRunning,
@@ -18,13 +18,13 @@ from bot.core.lifecycle_notices import (
     ModelStopped,
     StartProposal,
     StartRequested,
-    StatusReport,
     StopRequested,
     TrainingCompleted,
     TrainingFailed,
     TrainingProgress,
     TrainingRefused,
 )
+from bot.core.lifecycle.status_report import StatusReport
 from bot.slack.blocks import render
 from bot.state.operations import START, TRAIN
 from tests.synthetic import chest_xray, jpeg_bytes

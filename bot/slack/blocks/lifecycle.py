@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from bot.core.lifecycle_notices import (
+from bot.core.lifecycle.notices import (
     Busy,
     LifecycleReply,
     ModelRunning,
@@ -22,12 +22,14 @@ from bot.core.lifecycle_notices import (
     StartCancelled,
     StartProposal,
     StartRequested,
-    StatusReport,
     StopRequested,
     TrainingCompleted,
     TrainingFailed,
     TrainingProgress,
     TrainingRefused,
+)
+from bot.core.lifecycle.status_report import (
+    StatusReport,
     VersionRow,
     audit_line,
     card_lines,

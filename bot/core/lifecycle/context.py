@@ -1,0 +1,186 @@
+"""What every part of the lifecycle shares: its dependencies, and the few moves they all make.
+
+The status report, start/stop, training and the watcher are separate collaborators built on one
+`LifecycleContext` (composition, not inheritance), so each module reads as its one job while the
+moves they have in common live here once: read the project's versions, mark an operation whose
+command is still talking to AWS, close an operation and post its outcome, keep the serving
+version in line with Rekognition, and tolerate a reading that lags a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.core.clock import Clock
+from bot.core.errors import UserFacingError
+from bot.core.lifecycle.notices import Busy, LifecycleReply
+from bot.core.lifecycle.ports import Evaluation, LifecycleConfig, Serving, TrainingBackend
+from bot.core.model_versions import ModelCatalog, ModelVersion
+from bot.core.ports import Notice, Outbox, PostedMessage
+from bot.core.pricing import Prices
+from bot.core.training_data import ImageStore
+from bot.state.audit import AuditLog
+from bot.state.operations import Operation, OperationStore
+from bot.state.runs import RunStore
+
+log = logging.getLogger(__package__)
+
+UNEXPECTED_READINGS = 3  # polls showing an unexpected status before an operation is failed
+
+
+def aws_error(exc: BaseException) -> str:
+    """A readable sentence for an AWS failure (botocore's ClientError, read by duck typing)."""
+    if isinstance(exc, UserFacingError):
+        return exc.reply
+    error = getattr(exc, "response", {}) or {}
+    details = error.get("Error", {}) if isinstance(error, dict) else {}
+    code = details.get("Code", "")
+    message = details.get("Message", "")
+    name = type(exc).__name__
+    if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
+        return f"AWS refused the bot's credentials ({code}: {message}). Check its IAM policy."
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return "The bot has no AWS credentials configured."
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
+        return "I couldn't reach AWS just now; please try again in a few minutes."
+    if code:
+        return f"{code}: {message}" if message else code
+    return f"{name}: {exc}" if str(exc) else name
+
+
+def reply(text: str, tone: str = "info") -> LifecycleReply:
+    return LifecycleReply(text=text, tone=tone)
+
+
+@dataclass
+class VersionSnapshot:
+    """The project's versions as one DescribeProjectVersions call saw them, by name."""
+
+    by_name: dict[str, ModelVersion] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, versions: Sequence[ModelVersion]) -> VersionSnapshot:
+        return cls({v.name: v for v in versions})
+
+    def find(self, name_or_arn: str) -> ModelVersion | None:
+        found = self.by_name.get(name_or_arn)
+        if found is None:
+            found = next((v for v in self.by_name.values() if v.arn == name_or_arn), None)
+        return found
+
+    def newest_first(self) -> list[ModelVersion]:
+        epoch = datetime.min
+        return sorted(
+            self.by_name.values(),
+            key=lambda v: (v.created.replace(tzinfo=None) if v.created else epoch, v.name),
+            reverse=True,
+        )
+
+
+@dataclass
+class LifecycleContext:
+    config: LifecycleConfig
+    catalog: ModelCatalog | None  # None: the local model only (no Rekognition project)
+    training: TrainingBackend | None
+    images: ImageStore | None
+    ops: OperationStore
+    runs: RunStore
+    audit: AuditLog
+    prices: Prices
+    outbox: Outbox
+    clock: Clock
+    serving: Serving
+    model_card: Callable[[], dict[str, Any] | None]
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by version ARN
+    in_command: set[int] = field(default_factory=set)  # ops whose command is still running here
+
+    # --- reading Rekognition --------------------------------------------------------------
+    async def versions(self) -> VersionSnapshot:
+        assert self.catalog is not None
+        return VersionSnapshot.of(await self.catalog.versions())
+
+    async def versions_or_reply(self) -> VersionSnapshot | LifecycleReply:
+        """The versions, or the reply a command gives when Rekognition can't be read."""
+        try:
+            return await self.versions()
+        except Exception as exc:
+            return reply(f"I couldn't read the model versions: {aws_error(exc)}", "error")
+
+    def rekognition_only(self, action: str) -> Notice:
+        return reply(
+            f"`/cxr {action}` manages a Rekognition Custom Labels model, and this bot runs only "
+            f"its local model ({self.serving.current().describe()}). To use Rekognition, an "
+            "admin sets CXR_PROJECT_ARN and AWS_REGION (see the README).",
+            "refused",
+        )
+
+    # --- operations -----------------------------------------------------------------------
+    @contextmanager
+    def commanding(self, op_id: int) -> Iterator[None]:
+        """While the command that claimed `op_id` talks to AWS, the watcher leaves it alone."""
+        self.in_command.add(op_id)
+        try:
+            yield
+        finally:
+            self.in_command.discard(op_id)
+
+    def busy(self, op: Operation, asker: str, what: str, **more: Any) -> Busy:
+        """Say what `op` is doing, for whom and since when, instead of asking AWS again."""
+        return Busy(
+            version_name=op.version_name,
+            what=what,
+            by=op.user,
+            asker=asker,
+            age_seconds=(self.clock.now() - op.started_at).total_seconds(),
+            channel=op.channel,
+            **more,
+        )
+
+    def patient(self, op: Operation) -> bool:
+        """Tolerate a few unexpected readings (DescribeProjectVersions can lag a request)."""
+        seen = int(op.data.get("unexpected", 0)) + 1
+        if seen >= UNEXPECTED_READINGS:
+            return False
+        self.ops.update(op.id, data={"unexpected": seen})
+        return True
+
+    async def finish(self, op: Operation, result: str, notice: Notice) -> None:
+        """Close the operation, record it, and post its outcome where it was asked for."""
+        now = self.clock.now()
+        self.ops.finish(op.id, now, result)
+        self.audit.record(now, op.user, op.kind, op.version_name, result)
+        log.info(
+            "lifecycle.finished",
+            extra={"kind": op.kind, "version": op.version_name, "result": result},
+        )
+        await self.post(op.channel, notice)
+
+    async def post(self, channel: str, notice: Notice) -> PostedMessage | None:
+        """Post in `channel`; if Slack refuses (e.g. the bot was removed), in the ops channel."""
+        for target in dict.fromkeys([channel, self.config.ops_channel]):
+            if not target:
+                continue
+            try:
+                return await self.outbox.post(target, notice)
+            except Exception as exc:
+                log.warning(
+                    "lifecycle.post_failed", extra={"channel": target, "error": type(exc).__name__}
+                )
+        return None
+
+    # --- serving --------------------------------------------------------------------------
+    def sync(self, snapshot: VersionSnapshot) -> None:
+        """Keep the serving version in line with what Rekognition says. (Runs started or
+        stopped outside the bot are the cost guard's to meter: it watches every version.)"""
+        serving = self.serving.version_arn()
+        running = [v for v in snapshot.newest_first() if v.running]
+        if running and self.config.serve_running_on_start:
+            if serving is None or all(v.arn != serving for v in running):
+                self.serving.serve(running[0].arn)
+        elif serving and any(v.arn == serving and not v.running for v in snapshot.by_name.values()):
+            self.serving.stopped(serving)

@@ -1,0 +1,154 @@
+"""`Lifecycle`: the one object commands, button listeners and the composition root talk to.
+
+It builds the collaborators on one shared `LifecycleContext` and hands each call to the one
+whose job it is; it holds no logic of its own, so its methods are the lifecycle's public API
+(`bot.services._attach_lifecycle` builds it; `commands/` and
+`bot.slack.listeners.lifecycle_actions` call it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bot.core.clock import Clock
+from bot.core.lifecycle.context import LifecycleContext
+from bot.core.lifecycle.ports import LifecycleConfig, Serving, TrainingBackend
+from bot.core.lifecycle.start_stop import StartStopCommands
+from bot.core.lifecycle.start_stop_outcomes import StartStopOutcomes
+from bot.core.lifecycle.status import StatusReporter
+from bot.core.lifecycle.status_report import StatusReport
+from bot.core.lifecycle.training import TrainingLauncher
+from bot.core.lifecycle.training_phases import TrainingPhases
+from bot.core.lifecycle.watcher import Watcher
+from bot.core.model_versions import ModelCatalog
+from bot.core.ports import Notice, Outbox
+from bot.core.pricing import Prices
+from bot.core.training_data import ImageStore
+from bot.state.audit import AuditLog
+from bot.state.operations import OperationStore
+from bot.state.runs import RunStore
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        *,
+        config: LifecycleConfig,
+        catalog: ModelCatalog | None,
+        training: TrainingBackend | None,
+        images: ImageStore | None,
+        operations: OperationStore,
+        runs: RunStore,
+        audit: AuditLog,
+        prices: Prices,
+        outbox: Outbox,
+        clock: Clock,
+        serving: Serving,
+        model_card: Callable[[], dict[str, Any] | None] = lambda: None,
+    ) -> None:
+        self.context = LifecycleContext(
+            config=config,
+            catalog=catalog,
+            training=training,
+            images=images,
+            ops=operations,
+            runs=runs,
+            audit=audit,
+            prices=prices,
+            outbox=outbox,
+            clock=clock,
+            serving=serving,
+            model_card=model_card,
+        )
+        self._status = StatusReporter(self.context)
+        self._start_stop = StartStopCommands(self.context, follow=self._follow)
+        self._training = TrainingLauncher(self.context, follow=self._follow)
+        self._watcher = Watcher(
+            self.context, StartStopOutcomes(self.context), TrainingPhases(self.context)
+        )
+
+    @property
+    def rekognition(self) -> bool:
+        return self.context.catalog is not None
+
+    @property
+    def model_card(self) -> Callable[[], dict[str, Any] | None]:
+        """The local model's card, shown by `/cxr status` when there is no Rekognition."""
+        return self.context.model_card
+
+    @model_card.setter
+    def model_card(self, read: Callable[[], dict[str, Any] | None]) -> None:
+        self.context.model_card = read
+
+    # --- /cxr status, start, stop, train ------------------------------------------------------
+    async def status(self) -> StatusReport:
+        """`/cxr status`: the serving model, the versions, what is in flight, recent actions."""
+        return await self._status.report()
+
+    async def propose_start(
+        self, actor: str, version: str | None, min_units: int | None, max_units: int | None
+    ) -> Notice:
+        """`/cxr start`: the cost, to be confirmed with a button; or why not."""
+        return await self._start_stop.propose_start(actor, version, min_units, max_units)
+
+    async def confirm_start(
+        self, actor: str, channel: str, version_arn: str, min_units: int, max_units: int | None
+    ) -> Notice:
+        """The Start button: StartProjectVersion, then follow it until it runs."""
+        return await self._start_stop.confirm_start(
+            actor, channel, version_arn, min_units, max_units
+        )
+
+    def cancel_start(self, actor: str, version_name: str) -> Notice:
+        """The Cancel button: record it, and say so in place of the proposal."""
+        return self._start_stop.cancel_start(actor, version_name)
+
+    async def stop(self, actor: str, channel: str, version: str | None = None) -> Notice:
+        """`/cxr stop`: StopProjectVersion, then follow it until it has stopped."""
+        return await self._start_stop.stop(actor, channel, version)
+
+    async def train(
+        self, actor: str, channel: str, source_text: str, version_name: str | None = None
+    ) -> Notice:
+        """`/cxr train`: check the images, write the manifest, then follow the training."""
+        return await self._training.train(actor, channel, source_text, version_name)
+
+    # --- permissions and the local-only mode --------------------------------------------------
+    def refused(self, actor: str, action: str, target: str, reason: str) -> None:
+        """Record a refusal decided by the chat layer (e.g. not an admin)."""
+        self.context.audit.record(
+            self.context.clock.now(), actor, action, target or "-", f"refused: {reason}"
+        )
+
+    def rekognition_only(self, action: str) -> Notice:
+        return self.context.rekognition_only(action)
+
+    # --- operations in flight -----------------------------------------------------------------
+    async def resume(self) -> None:
+        """At start-up (a background job): follow what a previous run left open."""
+        await self._watcher.resume()
+
+    async def tick(self) -> None:
+        """One poll of every open operation."""
+        await self._watcher.tick()
+
+    @property
+    def watching(self) -> bool:
+        return self._watcher.watching
+
+    async def settle(self, within: float = 10.0) -> None:
+        """Tests: wait until the poll a `FakeClock` advance woke has finished."""
+        await self._watcher.settle(within)
+
+    async def drain(self) -> None:
+        """Wait until every operation has ended and no task is left."""
+        await self._watcher.drain()
+
+    async def close(self) -> None:
+        """Stop watching; open operations resume on the next start."""
+        await self._watcher.close()
+
+    def _follow(self) -> None:
+        """What a command calls once it has opened an operation (the watcher is built last)."""
+        self._watcher.follow()

@@ -1,0 +1,228 @@
+"""A training after its launch, phase by phase, as the watcher moves it along.
+
+DATASETS: delete the project's old datasets, create TRAIN from the manifest and an empty TEST.
+CREATING: wait for both imports, then split 20% of the images into TEST.
+SPLITTING: wait for the split, then CreateProjectVersion.
+TRAINING: follow the version until it has trained, then post its metrics and cost.
+Each step looks at AWS, makes the next request and stores the phase and what it created in the
+operation's data, so a restart between steps loses nothing. Only the TRAINING phase reads the
+project's versions (the snapshot the watcher passes in); the others read the datasets. The
+message the launch posted is updated in place as the phases go by.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.core import model_versions as mv
+from bot.core.lifecycle.context import LifecycleContext, VersionSnapshot, aws_error
+from bot.core.lifecycle.notices import TrainingCompleted, TrainingFailed, TrainingProgress
+from bot.core.lifecycle.ports import Evaluation
+from bot.core.ports import PostedMessage
+from bot.state.operations import Operation
+
+log = logging.getLogger(__package__)
+
+# phases (Operation.phase)
+VALIDATING = "validating"
+DATASETS = "datasets"
+CREATING = "creating"
+SPLITTING = "splitting"
+TRAINING = "training"
+
+
+class TrainingPhases:
+    def __init__(self, ctx: LifecycleContext) -> None:
+        self.ctx = ctx
+
+    async def step(self, op: Operation, snapshot: VersionSnapshot | None) -> None:
+        if op.phase == VALIDATING:
+            await self.interrupted(op)  # its command died with a previous run
+            return
+        assert self.ctx.training is not None
+        if op.phase == DATASETS:
+            await self._datasets(op)
+        elif op.phase == CREATING:
+            await self._wait(op, "CREATE", SPLITTING)
+        elif op.phase == SPLITTING:
+            await self._wait(op, "UPDATE", TRAINING)
+        elif op.phase == TRAINING and snapshot is not None:
+            await self._follow(op, snapshot)
+
+    async def interrupted(self, op: Operation) -> None:
+        """A restart cut the image checks short: nothing reached Rekognition, say so."""
+        await self.ctx.finish(
+            op,
+            "failed: interrupted by a restart",
+            TrainingFailed(
+                version_name=op.version_name,
+                reason="the bot restarted while it was checking the images, before anything "
+                f"was sent to Rekognition. Run `/cxr train {op.data.get('source', '')}` again.",
+                by=op.user,
+            ),
+        )
+
+    async def _datasets(self, op: Operation) -> None:
+        """Delete the project's old datasets (one TRAIN and one TEST per project), then create
+        the new ones: TRAIN from the manifest, TEST empty (filled by the split)."""
+        training = self.ctx.training
+        assert training is not None
+        ours = op.data.get("datasets") or {}
+        current = await training.project_datasets()
+        old = [d for d in current if d.arn not in ours.values()]
+        if old:
+            for dataset in old:
+                if dataset.status.endswith("_IN_PROGRESS"):
+                    continue  # wait: deleting, or still being created or updated
+                try:
+                    await training.delete_dataset(dataset.arn)
+                except Exception as exc:
+                    await self._failed(
+                        op, f"I couldn't delete the old {dataset.type} dataset: {aws_error(exc)}"
+                    )
+                    return
+            return
+        bucket, key = op.data["manifest"]
+        try:
+            train = ours.get("TRAIN") or await training.create_dataset("TRAIN", (bucket, key))
+            ours = {**ours, "TRAIN": train}
+            self.ctx.ops.update(op.id, data={"datasets": ours})
+            test = ours.get("TEST") or await training.create_dataset("TEST", None)
+        except Exception as exc:
+            await self._failed(op, f"creating the datasets failed: {aws_error(exc)}")
+            return
+        self.ctx.ops.update(op.id, phase=CREATING, data={"datasets": {**ours, "TEST": test}})
+        await self._progress(op.id)
+
+    async def _wait(self, op: Operation, action: str, next_phase: str) -> None:
+        """Wait for both datasets to finish `action` (CREATE or UPDATE), then take the next
+        step: split the training images (CREATE done) or train (UPDATE done)."""
+        ctx = self.ctx
+        assert ctx.training is not None
+        datasets = op.data.get("datasets") or {}
+        described = [await ctx.training.describe_dataset(datasets[t]) for t in ("TRAIN", "TEST")]
+        failed = next((d for d in described if d.status.endswith("_FAILED")), None)
+        if failed is not None:
+            reason = failed.status_message or failed.status
+            await self._failed(op, f"the {failed.type} dataset failed: {reason}")
+            return
+        if any(d.status.endswith("_IN_PROGRESS") for d in described):
+            return
+        train, test = described
+        if action == "CREATE":
+            if train.total == 0 or train.labelled == 0:
+                await self._failed(
+                    op,
+                    "Rekognition imported no labelled images from the manifest "
+                    f"({train.errors or 0} entries with errors).",
+                )
+                return
+            try:
+                await ctx.training.distribute(train.arn, test.arn)
+            except Exception as exc:
+                await self._failed(op, f"splitting the datasets failed: {aws_error(exc)}")
+                return
+            detail = f"{train.labelled or train.total:,} images imported"
+            if train.errors:
+                detail += f" ({train.errors} with errors, skipped)"
+            ctx.ops.update(op.id, phase=next_phase, data={"detail": detail + ".", "unexpected": 0})
+            await self._progress(op.id)
+            return
+        if not test.total:
+            if test.status == "UPDATE_COMPLETE" or not ctx.patient(op):
+                await self._failed(op, "the split left the test dataset empty")
+            return  # else: the split hasn't shown up yet
+        ctx.ops.update(
+            op.id,
+            phase=next_phase,
+            data={
+                "detail": f"{train.total or 0:,} training and {test.total:,} test images.",
+                "split": [train.total, test.total],
+            },
+        )
+        await self._create_version(ctx.ops.get(op.id) or op)
+
+    async def _create_version(self, op: Operation) -> None:
+        ctx = self.ctx
+        assert ctx.training is not None and ctx.config.output is not None
+        output = ctx.config.output
+        try:
+            arn = await ctx.training.create_version(
+                op.version_name, output.bucket, output.key("output") + "/"
+            )
+        except Exception as exc:
+            await self._failed(op, f"CreateProjectVersion failed: {aws_error(exc)}")
+            return
+        ctx.ops.update(op.id, version_arn=arn, status=mv.TRAINING_IN_PROGRESS)
+        await self._progress(op.id)
+
+    async def _follow(self, op: Operation, snapshot: VersionSnapshot) -> None:
+        ctx = self.ctx
+        version = snapshot.find(op.version_arn or op.version_name)
+        if version is None:
+            if op.version_arn is None:  # a restart came between the split and the call
+                await self._create_version(op)
+            return
+        if version.status != op.status:
+            ctx.ops.update(op.id, status=version.status, version_arn=version.arn)
+        if version.status == mv.TRAINING_IN_PROGRESS:
+            return
+        if version.status == mv.TRAINING_FAILED:
+            await self._failed(op, version.status_message or "Rekognition gave no reason")
+            return
+        evaluation = Evaluation()
+        if version.evaluation_summary_s3 and ctx.training is not None:
+            try:
+                evaluation = await ctx.training.evaluation(version.evaluation_summary_s3)
+                ctx.evaluations[version.arn] = evaluation
+            except Exception as exc:
+                log.warning("lifecycle.evaluation_unreadable", extra={"error": aws_error(exc)})
+        billable = version.billable_training_seconds
+        f1 = version.f1 if version.f1 is not None else evaluation.f1
+        split = op.data.get("split") or [None, None]
+        ended = version.training_ended or ctx.clock.now()
+        await ctx.finish(
+            op,
+            f"ok: F1 {f1:.3f}" if f1 is not None else f"ok: {version.status}",
+            TrainingCompleted(
+                version_name=version.name,
+                f1=f1,
+                labels=list(evaluation.labels),
+                billable_seconds=billable,
+                cost=ctx.prices.training_cost(billable) if billable is not None else None,
+                wall_seconds=max(0.0, (ended - op.started_at).total_seconds()),
+                train_images=evaluation.train_images or split[0],
+                test_images=evaluation.test_images or split[1],
+                by=op.user,
+            ),
+        )
+        await self._progress(op.id, done=True)
+
+    async def _failed(self, op: Operation, reason: str) -> None:
+        await self.ctx.finish(
+            op,
+            f"failed: {reason}",
+            TrainingFailed(version_name=op.version_name, reason=reason, by=op.user),
+        )
+        await self._progress(op.id, done=True)
+
+    async def _progress(self, op_id: int, *, done: bool = False) -> None:
+        """Update the training's progress message in place."""
+        op = self.ctx.ops.get(op_id)
+        if op is None or not op.data.get("message"):
+            return
+        channel, ts = op.data["message"]
+        notice = TrainingProgress(
+            version_name=op.version_name,
+            source=op.data.get("source", ""),
+            counts=op.data.get("counts", {}),
+            phase=op.phase,
+            by=op.user,
+            detail=op.data.get("detail", ""),
+            replacing=bool(op.data.get("old_datasets")),
+            done=done,
+        )
+        try:
+            await self.ctx.outbox.update(PostedMessage(channel, ts), notice)
+        except Exception as exc:
+            log.info("lifecycle.progress_update_failed", extra={"error": type(exc).__name__})
