@@ -2,7 +2,9 @@
 
 Each notice carries facts, and `describe(who)` words them in one plain paragraph (`who` turns a
 user ID into a name or a mention); `text` holds that paragraph for chats without Block Kit.
-Costs are always estimates from the configured prices. What `/cxr status` says is in
+Costs are always estimates from the configured prices. Notices that carry the same facts share
+a base class (`UnitsNotice`, `RunNotice`, `OperationFailed`); each class still gets its own
+renderer (`bot.slack.blocks.lifecycle`). What `/cxr status` says is in
 `bot.core.lifecycle.status_report`.
 """
 
@@ -109,22 +111,35 @@ class TrainingRefused(Described):
 
 
 @dataclass
-class StartProposal(Described):
+class UnitsNotice(Described):
+    """A version with the inference units it runs (or would run) with, and what they cost."""
+
     version_name: str = ""
-    version_arn: str = ""
     min_units: int = 1
     max_units: int | None = None
-    hourly_low: float = 0.0
-    hourly_high: float = 0.0
+    hourly_low: float = 0.0  # estimated cost an hour at min_units
+    hourly_high: float = 0.0  # … and at max_units
+
+    @property
+    def units(self) -> str:
+        return units_phrase(self.min_units, self.max_units)
+
+    @property
+    def hourly(self) -> str:
+        return hourly_phrase(self.hourly_low, self.hourly_high)
+
+
+@dataclass
+class StartProposal(UnitsNotice):
+    version_arn: str = ""
     f1: float | None = None
     status: str = ""
     others_running: list[str] = field(default_factory=list)
 
     def describe(self, who: Who = plain) -> str:
         text = (
-            f"Start {self.version_name} with {units_phrase(self.min_units, self.max_units)}? "
-            f"It costs an estimated {hourly_phrase(self.hourly_low, self.hourly_high)} for as "
-            "long as it runs, used or not, until someone stops it."
+            f"Start {self.version_name} with {self.units}? It costs an estimated {self.hourly} "
+            "for as long as it runs, used or not, until someone stops it."
         )
         if self.others_running:
             text += f" Already running (and billing): {', '.join(self.others_running)}."
@@ -141,20 +156,14 @@ class StartProposal(Described):
 
 
 @dataclass
-class StartRequested(Described):
-    version_name: str = ""
-    min_units: int = 1
-    max_units: int | None = None
-    hourly_low: float = 0.0
-    hourly_high: float = 0.0
+class StartRequested(UnitsNotice):
     by: str = ""
 
     def describe(self, who: Who = plain) -> str:
         return (
-            f"{who(self.by)} confirmed: starting {self.version_name} with "
-            f"{units_phrase(self.min_units, self.max_units)}, an estimated "
-            f"{hourly_phrase(self.hourly_low, self.hourly_high)}. Starting takes a few minutes; "
-            "I'll post in this channel when it's running."
+            f"{who(self.by)} confirmed: starting {self.version_name} with {self.units}, an "
+            f"estimated {self.hourly}. Starting takes a few minutes; I'll post in this channel "
+            "when it's running."
         )
 
 
@@ -168,12 +177,17 @@ class StartCancelled(Described):
 
 
 @dataclass
-class StopRequested(Described):
+class RunNotice(Described):
+    """A version's run being stopped: how long it ran and what it cost, when the bot knows."""
+
     version_name: str = ""
     ran_seconds: float | None = None
     cost: float | None = None
     by: str = ""
 
+
+@dataclass
+class StopRequested(RunNotice):
     def describe(self, who: Who = plain) -> str:
         text = f"Stopping {self.version_name}"
         if self.ran_seconds is not None and self.cost is not None:
@@ -183,23 +197,16 @@ class StopRequested(Described):
 
 # --- posts in the channel (the outcome of an operation) -------------------------------------
 @dataclass
-class ModelRunning(Described):
-    version_name: str = ""
-    min_units: int = 1
-    max_units: int | None = None
-    hourly_low: float = 0.0
-    hourly_high: float = 0.0
+class ModelRunning(UnitsNotice):
     took_seconds: float = 0.0
     by: str = ""
     serving: bool = True
 
     def describe(self, who: Who = plain) -> str:
         text = (
-            f"{self.version_name} is running with "
-            f"{units_phrase(self.min_units, self.max_units)} (started by {who(self.by)}, took "
-            f"{duration(self.took_seconds)}). It costs an estimated "
-            f"{hourly_phrase(self.hourly_low, self.hourly_high)} until it is stopped with "
-            f"`/cxr stop {self.version_name}`."
+            f"{self.version_name} is running with {self.units} (started by {who(self.by)}, took "
+            f"{duration(self.took_seconds)}). It costs an estimated {self.hourly} until it is "
+            f"stopped with `/cxr stop {self.version_name}`."
         )
         if self.serving:
             text += " X-rays posted from now on are screened by it."
@@ -207,23 +214,23 @@ class ModelRunning(Described):
 
 
 @dataclass
-class ModelStartFailed(Described):
+class OperationFailed(Described):
+    """A start, stop or training that ended badly, and why."""
+
     version_name: str = ""
     reason: str = ""
     by: str = ""
 
+
+@dataclass
+class ModelStartFailed(OperationFailed):
     def describe(self, who: Who = plain) -> str:
         reason = self.reason or "Rekognition gave no reason"
         return f"{self.version_name} failed to start (asked by {who(self.by)}): {reason}"
 
 
 @dataclass
-class ModelStopped(Described):
-    version_name: str = ""
-    ran_seconds: float | None = None
-    cost: float | None = None
-    by: str = ""
-
+class ModelStopped(RunNotice):
     def describe(self, who: Who = plain) -> str:
         text = f"{self.version_name} has stopped (asked by {who(self.by)})."
         if self.ran_seconds is not None and self.cost is not None:
@@ -234,11 +241,7 @@ class ModelStopped(Described):
 
 
 @dataclass
-class ModelStopFailed(Described):
-    version_name: str = ""
-    reason: str = ""
-    by: str = ""
-
+class ModelStopFailed(OperationFailed):
     def describe(self, who: Who = plain) -> str:
         return f"{self.version_name} did not stop (asked by {who(self.by)}): {self.reason}"
 
@@ -309,10 +312,6 @@ class TrainingCompleted(Described):
 
 
 @dataclass
-class TrainingFailed(Described):
-    version_name: str = ""
-    reason: str = ""
-    by: str = ""
-
+class TrainingFailed(OperationFailed):
     def describe(self, who: Who = plain) -> str:
         return f"Training {self.version_name} failed (asked by {who(self.by)}): {self.reason}"
