@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.core.lifecycle.notices import (
     Busy,
+    Described,
     LifecycleReply,
     ModelRunning,
     ModelStartFailed,
@@ -27,6 +28,7 @@ from bot.core.lifecycle.notices import (
     TrainingFailed,
     TrainingProgress,
     TrainingRefused,
+    percent,
 )
 from bot.core.lifecycle.status_report import (
     StatusReport,
@@ -77,9 +79,26 @@ def slack_text(describe: Callable[[Callable[[str], str]], str]) -> str:
     return re.sub("\x00(\\d+)\x00", lambda m: mentions[int(m.group(1))], text)
 
 
-def _simple(emoji: str, notice: Any) -> Rendered:
+def _simple(emoji: str, notice: Described) -> Rendered:
+    """One section: the emoji, then the notice's own sentence."""
     text = slack_text(notice.describe)
     return Rendered(text=text, blocks=[section(f"{emoji} {text}")])
+
+
+# The notices that need nothing but their sentence, and the emoji that leads it.
+ONE_SECTION: dict[type[Described], str] = {
+    Busy: ":hourglass_flowing_sand:",
+    StartRequested: ":rocket:",
+    StartCancelled: ":information_source:",
+    StopRequested: ":octagonal_sign:",
+    ModelRunning: ":rocket:",
+    ModelStartFailed: ":warning:",
+    ModelStopped: ":zzz:",
+    ModelStopFailed: ":warning:",
+    TrainingFailed: ":warning:",
+}
+for _notice_type, _emoji in ONE_SECTION.items():
+    render.register(_notice_type, partial(_simple, _emoji))
 
 
 @render.register
@@ -88,8 +107,8 @@ def _(notice: LifecycleReply) -> Rendered:
 
 
 @render.register
-def _(notice: Busy) -> Rendered:
-    return _simple(":hourglass_flowing_sand:", notice)
+def _(notice: TrainingProgress) -> Rendered:
+    return _simple(":bar_chart:" if notice.done else ":hourglass_flowing_sand:", notice)
 
 
 @render.register
@@ -121,46 +140,6 @@ def _(notice: StartProposal) -> Rendered:
 
 
 @render.register
-def _(notice: StartRequested) -> Rendered:
-    return _simple(":rocket:", notice)
-
-
-@render.register
-def _(notice: StartCancelled) -> Rendered:
-    return _simple(":information_source:", notice)
-
-
-@render.register
-def _(notice: StopRequested) -> Rendered:
-    return _simple(":octagonal_sign:", notice)
-
-
-@render.register
-def _(notice: ModelRunning) -> Rendered:
-    return _simple(":rocket:", notice)
-
-
-@render.register
-def _(notice: ModelStartFailed) -> Rendered:
-    return _simple(":warning:", notice)
-
-
-@render.register
-def _(notice: ModelStopped) -> Rendered:
-    return _simple(":zzz:", notice)
-
-
-@render.register
-def _(notice: ModelStopFailed) -> Rendered:
-    return _simple(":warning:", notice)
-
-
-@render.register
-def _(notice: TrainingProgress) -> Rendered:
-    return _simple(":bar_chart:" if notice.done else ":hourglass_flowing_sand:", notice)
-
-
-@render.register
 def _(notice: TrainingCompleted) -> Rendered:
     text = slack_text(notice.describe)
     head = f":white_check_mark: *Training {escape(notice.version_name)} finished*"
@@ -169,17 +148,12 @@ def _(notice: TrainingCompleted) -> Rendered:
     blocks = [section(head)]
     if notice.labels:
         lines = [
-            f"*{escape(m.label)}*: precision {_pct(m.precision)}, recall {_pct(m.recall)}"
+            f"*{escape(m.label)}*: precision {percent(m.precision)}, recall {percent(m.recall)}"
             for m in notice.labels
         ]
         blocks.append(section("\n".join(lines)))
     blocks.append(context(text))
     return Rendered(text=text, blocks=blocks)
-
-
-@render.register
-def _(notice: TrainingFailed) -> Rendered:
-    return _simple(":warning:", notice)
 
 
 @render.register
@@ -227,7 +201,3 @@ def _(report: StatusReport) -> Rendered:
 def _row_line(row: VersionRow) -> str:
     line = slack_text(lambda who: version_line(row, who))
     return f":arrow_forward: *{line}*" if row.serving else line
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.1f}%"
