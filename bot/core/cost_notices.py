@@ -39,6 +39,11 @@ def local_time(moment: datetime | None, zone: str, *, day: bool = False) -> str:
     return f"{local:%H:%M} {name}"
 
 
+def plural(count: int, noun: str) -> str:
+    """ "1 unit", "2 units": a count and its noun."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
 def who(actor: str | None) -> str:
     """A Slack user ID as a mention; the guard's own names as they are."""
     if not actor:
@@ -48,14 +53,36 @@ def who(actor: str | None) -> str:
     return actor
 
 
-@dataclass
-class IdleAlert(Notice):
-    """The first message of an idle episode (its thread root), updated in place."""
+def sentence(phrase: str) -> str:
+    """A phrase as the start of a sentence: its first letter upper case."""
+    return phrase[:1].upper() + phrase[1:]
 
-    episode_id: int = 0
+
+class Worded(Notice):
+    """A notice whose plain text, unless one is given, is its own wording of its facts."""
+
+    def plain(self) -> str:  # pragma: no cover - every subclass overrides
+        return self.text
+
+    def __post_init__(self) -> None:
+        self.text = self.text or self.plain()
+
+
+@dataclass
+class VersionNotice(Worded):
+    """The facts every notice about one model version carries."""
+
     version_name: str = ""
     units: int = 1
     hourly: float = 0.0  # USD per hour at these units
+    zone: str = "UTC"  # the zone times are shown in
+
+
+@dataclass
+class IdleAlert(VersionNotice):
+    """The first message of an idle episode (its thread root), updated in place."""
+
+    episode_id: int = 0
     idle_since: datetime | None = None
     idle_seconds: float = 0.0
     idle_cost: float = 0.0
@@ -68,10 +95,6 @@ class IdleAlert(Notice):
     acted_at: datetime | None = None
     snoozed_until: datetime | None = None
     detail: str = ""  # e.g. why a stop failed
-    zone: str = "UTC"
-
-    def __post_init__(self) -> None:
-        self.text = self.text or self.plain()
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -92,7 +115,7 @@ class IdleAlert(Notice):
 
     def facts(self) -> str:
         return (
-            f"{self.units} inference unit{'s' if self.units != 1 else ''} at "
+            f"{plural(self.units, 'inference unit')} at "
             f"{usd(self.hourly)}/h; idle since {local_time(self.idle_since, self.zone, day=True)}, "
             f"{usd(self.idle_cost)} spent idle so far"
         )
@@ -122,7 +145,7 @@ class IdleAlert(Notice):
     def plain(self) -> str:
         lines = [self.headline() + ".", self.facts() + "."]
         if self.state in (SNOOZED, STOP_FAILED):
-            lines.append(self.outcome_line()[:1].upper() + self.outcome_line()[1:] + ".")
+            lines.append(sentence(self.outcome_line()) + ".")
         elif self.state != OPEN:
             lines.append(f"Idle cost for this episode: {usd(self.idle_cost)}.")
         if self.auto_stop_at and self.state in (OPEN, STOP_FAILED):
@@ -131,22 +154,15 @@ class IdleAlert(Notice):
 
 
 @dataclass
-class IdleFollowUp(Notice):
+class IdleFollowUp(VersionNotice):
     """A reminder in the episode's thread (backed off: each one waits longer)."""
 
-    version_name: str = ""
-    units: int = 1
-    hourly: float = 0.0
     idle_seconds: float = 0.0
     idle_cost: float = 0.0
     reminder: int = 1  # 1 for the first follow-up
     next_at: datetime | None = None
     snooze_ended_by: str | None = None  # set when this follows an expired snooze
     auto_stop_at: datetime | None = None
-    zone: str = "UTC"
-
-    def __post_init__(self) -> None:
-        self.text = self.text or self.plain()
 
     def plain(self) -> str:
         head = (
@@ -166,24 +182,17 @@ class IdleFollowUp(Notice):
 
 
 @dataclass
-class ModelStopped(Notice):
+class ModelStopped(VersionNotice):
     """The cost guard stopped a model (auto-stop, an admin's button, or the schedule)."""
 
-    version_name: str = ""
     reason: str = AUTO_STOPPED  # AUTO_STOPPED | STOPPED | SCHEDULE_STOPPED
     by: str | None = None
-    units: int = 1
-    hourly: float = 0.0
     idle_seconds: float = 0.0
     idle_cost: float = 0.0
     run_seconds: float = 0.0
     run_cost: float = 0.0
     next_window: datetime | None = None  # the schedule's next start, when there is one
     saved_until_next_window: float | None = None
-    zone: str = "UTC"
-
-    def __post_init__(self) -> None:
-        self.text = self.text or self.plain()
 
     def headline(self) -> str:
         if self.reason == AUTO_STOPPED:
@@ -211,15 +220,15 @@ class ModelStopped(Notice):
 
     def plain(self) -> str:
         spent = (
-            f"It ran {duration(self.run_seconds)} on {self.units} unit"
-            f"{'s' if self.units != 1 else ''} ({usd(self.run_cost)}), "
+            f"It ran {duration(self.run_seconds)} on {plural(self.units, 'unit')} "
+            f"({usd(self.run_cost)}), "
             f"{duration(self.idle_seconds)} of it idle ({usd(self.idle_cost)})."
         )
         return f"{self.headline()}. {spent} {self.savings()}. {self.restart_hint()}"
 
 
 @dataclass
-class StopFailed(Notice):
+class StopFailed(Worded):
     """The guard tried to stop a model and AWS said no (reported once per episode)."""
 
     version_name: str = ""
@@ -227,8 +236,8 @@ class StopFailed(Notice):
     error: str = ""
     hourly: float = 0.0
 
-    def __post_init__(self) -> None:
-        self.text = self.text or (
+    def plain(self) -> str:
+        return (
             f"I couldn't stop {self.version_name} ({self.error or 'unknown error'}); it still "
             f"costs {usd(self.hourly)}/h. I'll keep trying; an admin may need to stop it in the "
             "Rekognition console."
@@ -236,21 +245,14 @@ class StopFailed(Notice):
 
 
 @dataclass
-class ScheduleNotice(Notice):
+class ScheduleNotice(VersionNotice):
     """The schedule started a model before its window (stops are `ModelStopped`)."""
 
-    version_name: str = ""
     window: str = ""  # e.g. "Mon-Fri 08:00-18:00"
     window_start: datetime | None = None
     window_end: datetime | None = None
-    units: int = 1
-    hourly: float = 0.0
     ok: bool = True
     error: str = ""
-    zone: str = "UTC"
-
-    def __post_init__(self) -> None:
-        self.text = self.text or self.plain()
 
     def plain(self) -> str:
         span = (
@@ -263,7 +265,7 @@ class ScheduleNotice(Notice):
             )
         return (
             f"Starting {self.version_name} for its scheduled window ({span}, {self.window}): "
-            f"{self.units} unit{'s' if self.units != 1 else ''} at {usd(self.hourly)}/h. "
+            f"{plural(self.units, 'unit')} at {usd(self.hourly)}/h. "
             "It takes a few minutes to be ready; I'll stop it when the window ends."
         )
 
@@ -291,18 +293,19 @@ class SpendRow:
     def cost_per_request(self) -> float | None:
         return self.cost / self.requests if self.requests else None
 
+    def running_phrase(self) -> str:
+        """ "3.1 h on 1 unit": how long and on how many units the version ran."""
+        return f"{self.hours:.1f} h on {plural(self.units, 'unit')}"
+
 
 @dataclass
-class SpendSummary(Notice):
+class SpendSummary(Worded):
     """The daily message: what each model cost on one (local) day."""
 
     day: date | None = None
     rows: list[SpendRow] = field(default_factory=list)
     running_now: list[str] = field(default_factory=list)  # versions still running
     zone: str = "UTC"
-
-    def __post_init__(self) -> None:
-        self.text = self.text or self.plain()
 
     @property
     def total(self) -> float:
@@ -320,8 +323,7 @@ class SpendSummary(Notice):
             else "no images classified by the bot"
         )
         line = (
-            f"{row.version_name}: {row.hours:.1f} h on {row.units} unit"
-            f"{'s' if row.units != 1 else ''}, {usd(row.cost)}; {requests}, "
+            f"{row.version_name}: {row.running_phrase()}, {usd(row.cost)}; {requests}, "
             f"{row.images} images classified, {per_image}"
         )
         if row.idle_cost:

@@ -19,6 +19,7 @@ from bot.core.cost_notices import (
     SpendSummary,
     StopFailed,
     local_time,
+    sentence,
 )
 from bot.core.pricing import duration, usd
 from bot.slack.blocks import Rendered, actions, button, context, escape, render, section
@@ -27,6 +28,9 @@ from bot.slack.blocks import Rendered, actions, button, context, escape, render,
 ACTION_PREFIX = "cost_guard:"
 
 BUTTON_LABELS = {STOP: "Stop now", KEEP_1H: "Keep running 1 h", KEEP_4H: "Keep running 4 h"}
+
+# Alert states that stay open, noted under the facts with their emoji.
+OUTCOME_EMOJI = {SNOOZED: ":zzz:", STOP_FAILED: ":warning:"}
 
 
 def action_id(action: str) -> str:
@@ -75,10 +79,8 @@ def _(alert: IdleAlert) -> Rendered:
         ),
     ]
     notes = []
-    if alert.state == SNOOZED:
-        notes.append(f":zzz: {alert.outcome_line()[:1].upper()}{alert.outcome_line()[1:]}.")
-    if alert.state == STOP_FAILED:
-        notes.append(f":warning: {alert.outcome_line()[:1].upper()}{alert.outcome_line()[1:]}.")
+    if alert.state in OUTCOME_EMOJI:
+        notes.append(f"{OUTCOME_EMOJI[alert.state]} {sentence(alert.outcome_line())}.")
     if alert.state == OPEN:
         notes.append(
             f"Alerted after {alert.threshold_minutes:g} min without a request."
@@ -109,8 +111,13 @@ def _(alert: IdleAlert) -> Rendered:
 
 
 @render.register
-def _(notice: IdleFollowUp) -> Rendered:
-    return Rendered(text=notice.text, blocks=[section(f":alarm_clock: {escape(notice.text)}")])
+def _(notice: IdleFollowUp | StopFailed | ScheduleNotice) -> Rendered:
+    """Notices that are one paragraph: their text behind an emoji."""
+    warning = isinstance(notice, StopFailed) or (
+        isinstance(notice, ScheduleNotice) and not notice.ok
+    )
+    emoji = ":warning:" if warning else ":alarm_clock:"
+    return Rendered(text=notice.text, blocks=[section(f"{emoji} {escape(notice.text)}")])
 
 
 @render.register
@@ -129,17 +136,6 @@ def _(notice: ModelStopped) -> Rendered:
 
 
 @render.register
-def _(notice: StopFailed) -> Rendered:
-    return Rendered(text=notice.text, blocks=[section(f":warning: {escape(notice.text)}")])
-
-
-@render.register
-def _(notice: ScheduleNotice) -> Rendered:
-    emoji = ":alarm_clock:" if notice.ok else ":warning:"
-    return Rendered(text=notice.text, blocks=[section(f"{emoji} {escape(notice.text)}")])
-
-
-@render.register
 def _(summary: SpendSummary) -> Rendered:
     blocks = [
         section(
@@ -152,10 +148,7 @@ def _(summary: SpendSummary) -> Rendered:
     for row in summary.rows[:20]:
         per_image = usd(row.cost_per_image) if row.cost_per_image is not None else "n/a"
         blocks.append(
-            section(
-                f"*{escape(row.version_name)}*: {row.hours:.1f} h on {row.units} unit"
-                f"{'s' if row.units != 1 else ''}, *{usd(row.cost)}*"
-            )
+            section(f"*{escape(row.version_name)}*: {row.running_phrase()}, *{usd(row.cost)}*")
         )
         blocks.append(
             context(
