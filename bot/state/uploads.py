@@ -105,11 +105,15 @@ class UploadStore:
         row = self._db.one("SELECT state FROM uploads WHERE channel = ? AND ts = ?", (channel, ts))
         return bool(row and row["state"] == "answered")
 
-    def classified_count(self, model_kind: str, since: datetime, until: datetime) -> int:
-        """Images a model kind answered in a time window (for cost per classified image)."""
+    def classified_count(
+        self, model_kind: str, since: datetime, until: datetime, model_version: str | None = None
+    ) -> int:
+        """Images a model kind (one version of it, if given) answered in [since, until): for
+        cost per classified image."""
+        where, params = _model_filter(model_kind, model_version)
         row = self._db.one(
-            "SELECT COUNT(*) AS n FROM classifications WHERE model_kind = ? AND at >= ? AND at < ?",
-            (model_kind, since.isoformat(), until.isoformat()),
+            f"SELECT COUNT(*) AS n FROM classifications WHERE {where} AND at >= ? AND at < ?",
+            (*params, since.isoformat(), until.isoformat()),
         )
         return int(row["n"]) if row else 0
 
@@ -117,13 +121,13 @@ class UploadStore:
         self, model_kind: str, model_version: str | None = None
     ) -> datetime | None:
         """When a model last answered an image for the bot (an idle signal for the cost guard)."""
-        if model_version is None:
-            row = self._db.one(
-                "SELECT MAX(at) AS at FROM classifications WHERE model_kind = ?", (model_kind,)
-            )
-        else:
-            row = self._db.one(
-                "SELECT MAX(at) AS at FROM classifications WHERE model_kind = ? AND model_version = ?",
-                (model_kind, model_version),
-            )
+        where, params = _model_filter(model_kind, model_version)
+        row = self._db.one(f"SELECT MAX(at) AS at FROM classifications WHERE {where}", params)
         return datetime.fromisoformat(row["at"]) if row and row["at"] else None
+
+
+def _model_filter(model_kind: str, model_version: str | None) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause for one model kind, or one version of it."""
+    if model_version is None:
+        return "model_kind = ?", (model_kind,)
+    return "model_kind = ? AND model_version = ?", (model_kind, model_version)
