@@ -285,6 +285,7 @@ def _attach_cost_guard(services: Services) -> None:
         config=GuardConfig.from_settings(settings),
         router=router,
         serving_version=serving_version,
+        classifications=services.uploads,
     )
     services.cost_guard = guard
     services.background.append(guard.run)

@@ -419,3 +419,21 @@ async def test_daily_spend_summary(slack, tmp_path, console, clock, cloudwatch):
         assert "3.1 h on 1 unit, $12.33; 12 requests" in monday
     finally:
         await bot.stop()
+
+
+async def test_the_spend_summary_counts_the_images_the_bot_classified(
+    slack, tmp_path, console, clock, cloudwatch
+):
+    console.status = "RUNNING"
+    bot = await started(slack, tmp_path, console, clock)
+    try:
+        images = [(f"xray{i}.jpeg", jpeg_bytes(chest_xray(seed=i))) for i in range(2)]
+        await bot.share(CLINIC, images)
+        await bot.drain()
+        await run_for(bot, clock, 60)
+        summary = await bot.services.cost_guard.spend_summary(T0.date())
+        [row] = summary.rows
+        assert row.version_name == VERSION and row.images == 2
+        assert row.cost_per_image == pytest.approx(2.0)  # one hour at $4.00, two images
+    finally:
+        await bot.stop()

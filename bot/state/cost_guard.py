@@ -7,7 +7,6 @@ repeats one.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -356,22 +355,6 @@ class CostGuardStore:
             (day.isoformat(), at.isoformat(), channel, ts),
         )
         return cursor.rowcount == 1
-
-    def classified(self, version_name: str, start: datetime, end: datetime) -> int:
-        """Images the bot classified with a Rekognition version in [start, end).
-
-        Reads the `classifications` table kept by `UploadStore` (which counts per model kind
-        only); its `model_version` column holds the version name.
-        """
-        try:
-            row = self._db.one(
-                "SELECT COUNT(*) AS n FROM classifications WHERE model_kind = 'rekognition'"
-                " AND model_version = ? AND at >= ? AND at < ?",
-                (version_name, start.isoformat(), end.isoformat()),
-            )
-        except sqlite3.OperationalError:  # no uploads store in this database
-            return 0
-        return int(row["n"]) if row else 0
 
 
 def _watch(row) -> Watch:

@@ -1,0 +1,147 @@
+"""`CostGuard`, the one object the rest of the bot knows: it builds the collaborators around
+one shared context, polls, and serializes polls and button presses with a lock so that a
+press never acts on a half-judged tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from bot.core.cost_guard.alerts import EpisodeAlerts
+from bot.core.cost_guard.config import GuardConfig
+from bot.core.cost_guard.context import GuardContext, describe_error, log
+from bot.core.cost_guard.idle import IdleRules
+from bot.core.cost_guard.meter import Meter, MeterLine
+from bot.core.cost_guard.observer import Observer
+from bot.core.cost_guard.presses import ButtonPresses, PressResult
+from bot.core.cost_guard.schedule_actions import ScheduledActions
+from bot.core.cost_guard.stopper import Stopper
+from bot.core.cost_guard.summary import ClassificationCounts, SpendSummaries
+from bot.core.cost_notices import SpendSummary
+from bot.core.model_versions import RUNNING, ModelCatalog
+from bot.core.ports import Outbox
+from bot.core.pricing import Prices
+from bot.core.usage import UsageSource
+
+if TYPE_CHECKING:
+    from bot.core.clock import Clock
+    from bot.core.routing import ModelRouter
+    from bot.state.audit import AuditLog
+    from bot.state.cost_guard import CostGuardStore
+    from bot.state.runs import RunStore
+
+
+class CostGuard:
+    def __init__(
+        self,
+        *,
+        catalog: ModelCatalog,
+        usage: UsageSource,
+        own: UsageSource,
+        store: CostGuardStore,
+        runs: RunStore,
+        audit: AuditLog,
+        prices: Prices,
+        outbox: Outbox,
+        clock: Clock,
+        config: GuardConfig,
+        router: ModelRouter | None = None,
+        serving_version: Callable[[], str | None] | None = None,
+        classifications: ClassificationCounts | None = None,
+    ) -> None:
+        context = GuardContext(
+            catalog=catalog,
+            usage=usage,
+            own=own,
+            store=store,
+            runs=runs,
+            audit=audit,
+            prices=prices,
+            outbox=outbox,
+            clock=clock,
+            config=config,
+            router=router,
+            serving_version=serving_version or (lambda: None),
+        )
+        alerts = EpisodeAlerts(context)
+        stopper = Stopper(context, alerts)
+        self.context = context
+        self.observer = Observer(context, alerts)
+        self.schedule = ScheduledActions(context, stopper)
+        self.idle = IdleRules(context, alerts, stopper, self.observer, self.schedule)
+        self.presses = ButtonPresses(context, alerts, self.observer, stopper)
+        self.summaries = SpendSummaries(context, classifications)
+        self.status_meter = Meter(context)
+        self._lock = asyncio.Lock()
+        self.ticks = 0  # completed polls (tests and /healthz can watch it move)
+        self.last_tick_at: datetime | None = None
+
+    # --- the shared dependencies, as callers (and tests) read and swap them ------------------
+    @property
+    def config(self) -> GuardConfig:
+        return self.context.config
+
+    @property
+    def store(self) -> CostGuardStore:
+        return self.context.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.context.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.context.clock = clock
+
+    # --- the loop ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Poll forever: one tick, then sleep the configured interval."""
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("cost_guard.tick_failed")
+            await self.context.clock.sleep(self.context.config.interval.total_seconds())
+
+    async def tick(self) -> None:
+        """One poll: observe every version, apply the schedule, judge idleness, summarise."""
+        async with self._lock:
+            now = self.context.now()
+            try:
+                versions = await self.context.catalog.versions()
+            except Exception as exc:
+                log.warning("cost_guard.describe_failed", extra={"error": describe_error(exc)})
+                versions = None
+            if versions is not None:
+                await self.observer.observe(versions, now)
+                await self.schedule.apply(versions, now)
+                for version in versions:
+                    if version.status == RUNNING:
+                        await self.idle.judge(version, now)
+            await self.summaries.post_when_due(now)
+            self.ticks += 1
+            self.last_tick_at = now
+
+    # --- buttons -----------------------------------------------------------------------------
+    async def press(self, episode_id: int, action: str, user: str) -> PressResult:
+        """An admin pressed Stop now / Keep 1 h / Keep 4 h on an idle alert."""
+        async with self._lock:
+            return await self.presses.press(episode_id, action, user, self.context.now())
+
+    def record_refusal(self, episode_id: int, action: str, user: str) -> None:
+        """A non-admin pressed a button: audited, nothing else changes."""
+        self.presses.record_refusal(episode_id, action, user, self.context.now())
+
+    # --- reports -----------------------------------------------------------------------------
+    async def spend_summary(self, day: date, now: datetime | None = None) -> SpendSummary:
+        """What each version cost on one local day (up to `now` if the day isn't over)."""
+        return await self.summaries.summarise(day, now or self.context.now())
+
+    def meter(self, now: datetime | None = None) -> list[MeterLine]:
+        """Every version the guard sees running, from SQLite (no AWS calls)."""
+        return self.status_meter.lines(now or self.context.now())

@@ -1,0 +1,142 @@
+"""What is running, since when, on how many units, and when it last served a request.
+
+Every poll the observer looks at every version of the project, including versions started
+outside the bot. A run (the meter in `bot.state.runs`) opens when a version is first seen
+RUNNING (back-dated to when CloudWatch says its units came into service) and closes when it
+is seen stopped or gone. The latest request from either source (CloudWatch, which sees every
+client, and the bot's own classifications) sets where the version's idle time starts, and it
+is kept in the watch so that a restart reads it back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from bot.core.cost_guard.alerts import EpisodeAlerts
+from bot.core.cost_guard.context import GuardContext, describe_error, log, project_of
+from bot.core.cost_notices import STOPPED_ELSEWHERE
+from bot.core.model_versions import RUNNING, STARTING, ModelVersion
+from bot.core.usage import Usage, latest
+
+if TYPE_CHECKING:
+    from bot.state.cost_guard import Watch
+    from bot.state.runs import Run
+
+STOP_GRACE = timedelta(minutes=30)  # a requested stop may take this long to be visible
+METRICS_OVERLAP = timedelta(minutes=10)  # CloudWatch datapoints can arrive a few minutes late
+METRICS_LOOKBACK = timedelta(hours=24)  # how far back to look for a run begun elsewhere
+WATCHER = "watcher"  # sightings in the audit log
+
+
+class Observer:
+    def __init__(self, context: GuardContext, alerts: EpisodeAlerts) -> None:
+        self.context = context
+        self.alerts = alerts
+        self._usage_readable: dict[str, bool] = {}  # was CloudWatch read for a version this tick
+
+    def usage_readable(self, arn: str) -> bool:
+        """Whether CloudWatch answered for the version at the last sighting (if not, other
+        clients' traffic is invisible)."""
+        return bool(self._usage_readable.get(arn))
+
+    async def observe(self, versions: list[ModelVersion], now: datetime) -> None:
+        """Open and close runs as versions are seen running or stopped."""
+        listed = {v.arn for v in versions}
+        for version in versions:
+            try:
+                if version.status == RUNNING:
+                    await self._running(version, now)
+                else:
+                    await self.stopped(version, now)
+            except Exception:
+                log.exception("cost_guard.observe_failed", extra={"version": version.name})
+        if versions:  # a version that vanished (deleted) is not running any more
+            for run in self.context.runs.open_runs():
+                if run.version_arn not in listed:
+                    self.context.runs.close_run(run.version_arn, now)
+
+    async def _running(self, version: ModelVersion, now: datetime) -> None:
+        context = self.context
+        store, runs = context.store, context.runs
+        watch = store.watch(version.arn)
+        if watch and watch.stop_requested_at and now - watch.stop_requested_at < STOP_GRACE:
+            return  # we asked for a stop; DescribeProjectVersions hasn't caught up yet
+        run = runs.current(version.arn)
+        usage = await self._read_usage(version, run, watch, now)
+        project = project_of(version.arn)
+        own = await context.own.usage(project, version.name, now - METRICS_LOOKBACK, now)
+        self._usage_readable[version.arn] = usage.ok
+        units = max(1, round(usage.units)) if usage.units else max(1, version.min_units or 1)
+        if run is None:
+            started = usage.running_since or now
+            source = "observed"
+            if watch and watch.stop_requested_at:  # the stop we asked for never happened
+                started = watch.stop_requested_at
+                store.mark_stop_requested(version.arn, None, None)
+            elif watch and watch.start_requested_at:
+                source = "schedule"
+            run = runs.open_run(version.arn, min(started, now), units, source)
+            store.mark_start_requested(version.arn, None)
+            context.audit.record(
+                now, WATCHER, "observed:running", version.name, f"ok: {units} units ({source})"
+            )
+            log.info(
+                "cost_guard.run_opened",
+                extra={"version": version.name, "since": run.started_at.isoformat()},
+            )
+            context.tell_router(version.arn, running=True)
+        elif run.units != units and usage.units:
+            runs.set_units(version.arn, units)
+        last_request = latest(usage.last_request, own.last_request)
+        known = latest(last_request, watch.last_request_at if watch else None)
+        idle_since = max(run.started_at, known) if known else run.started_at
+        store.save_watch(
+            version.arn,
+            version.name,
+            version.status,
+            now,
+            units=units,
+            last_request_at=last_request,
+            idle_since=idle_since,
+            metrics_until=now if usage.ok else None,
+        )
+
+    async def _read_usage(
+        self, version: ModelVersion, run: Run | None, watch: Watch | None, now: datetime
+    ) -> Usage:
+        """CloudWatch since the last read (with overlap), or a day back for a new sighting."""
+        if run is None or watch is None or watch.metrics_until is None:
+            start = now - METRICS_LOOKBACK
+            if run is not None:
+                start = max(start, run.started_at - METRICS_OVERLAP)
+        else:
+            start = max(now - METRICS_LOOKBACK, watch.metrics_until - METRICS_OVERLAP)
+        try:
+            return await self.context.usage.usage(project_of(version.arn), version.name, start, now)
+        except Exception as exc:  # a source must not stop the guard
+            log.warning("cost_guard.usage_failed", extra={"error": describe_error(exc)})
+            return Usage.unknown()
+
+    async def stopped(self, version: ModelVersion, now: datetime) -> None:
+        """A version seen not running: close its run and its episode, forget its stop and
+        snooze (a button's Stop also lands here when the console was quicker)."""
+        context = self.context
+        store, runs = context.store, context.runs
+        watch = store.watch(version.arn)
+        if runs.current(version.arn) is not None:
+            runs.close_run(version.arn, now)
+            context.audit.record(now, WATCHER, "observed:stopped", version.name, version.status)
+            context.tell_router(version.arn, running=False)
+        episode = store.open_episode(version.arn)
+        if episode is not None:
+            await self.alerts.close(episode, STOPPED_ELSEWHERE, None, now, idle_end=now)
+        if watch is None and version.status != STARTING:
+            return  # never ran while we watched: nothing to remember
+        store.save_watch(
+            version.arn, version.name, version.status, now, units=watch.units if watch else 1
+        )
+        if watch and (watch.stop_requested_at or watch.stop_failed_at):
+            store.mark_stop_requested(version.arn, None, None)
+            store.mark_stop_failed(version.arn, None)
+        store.clear_snooze(version.arn)

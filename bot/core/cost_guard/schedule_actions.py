@@ -1,0 +1,135 @@
+"""The weekday schedule: start the serving version `start_lead` before each window, stop what
+ran in the window when it ends (unless an admin kept it running), announce both.
+
+Each action is claimed in SQLite under a key naming its window (`start@…`, `stop@…`) before it
+is done, so a restart or a second poll never repeats it; a stop the bot was down for too long
+to do on time is recorded as missed and left to the idle alerts. Inside a window the serving
+version is meant to run, so the idle rules ask `planned` and leave it alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from bot.core.cost_guard.context import SCHEDULE_ACTOR, GuardContext, describe_error, log
+from bot.core.cost_guard.stopper import StopOrder, Stopper
+from bot.core.cost_notices import SCHEDULE_STOPPED, ScheduleNotice
+from bot.core.model_versions import RUNNING, STARTING, ModelVersion
+from bot.core.schedule import Schedule
+
+STARTABLE = frozenset({"TRAINING_COMPLETED", "STOPPED", "FAILED"})
+
+
+class ScheduledActions:
+    def __init__(self, context: GuardContext, stopper: Stopper) -> None:
+        self.context = context
+        self.stopper = stopper
+
+    def planned(self, arn: str, now: datetime) -> bool:
+        """Inside a window the serving version is meant to run: no idle alerts for it."""
+        schedule = self.context.config.schedule
+        return (
+            schedule is not None and arn == self.context.serving_version() and schedule.is_on(now)
+        )
+
+    async def apply(self, versions: list[ModelVersion], now: datetime) -> None:
+        schedule = self.context.config.schedule
+        if schedule is None:
+            return
+        try:
+            await self._start(schedule, versions, now)
+            await self._stop(schedule, versions, now)
+        except Exception:
+            log.exception("cost_guard.schedule_failed")
+
+    async def _start(self, schedule: Schedule, versions: list[ModelVersion], now: datetime) -> None:
+        """Start the serving version for a window that begins within the lead time."""
+        context = self.context
+        store, config = context.store, context.config
+        lead = config.start_lead
+        due = [
+            o
+            for o in schedule.occurrences(now, now + lead + timedelta(seconds=1))
+            if o.start - lead <= now < o.end
+        ]
+        if not due:
+            return
+        occurrence = due[0]
+        key = f"start@{occurrence.start.isoformat()}"
+        if store.schedule_done(key):
+            return
+        arn = context.serving_version()
+        version = next((v for v in versions if v.arn == arn), None)
+        if version is None:
+            store.record_schedule(key, now, "skipped: no serving version")
+            return
+        if version.status in (RUNNING, STARTING):
+            store.record_schedule(key, now, f"skipped: already {version.status}")
+            return
+        if occurrence.end - now <= lead or version.status not in STARTABLE:
+            store.record_schedule(key, now, f"skipped: {version.status}, window nearly over")
+            return
+        if not store.record_schedule(key, now, "requested"):
+            return
+        units = config.schedule_units
+        error = ""
+        try:
+            await context.catalog.start(version.arn, units, None)
+        except Exception as exc:
+            error = describe_error(exc)
+            context.audit.record(now, SCHEDULE_ACTOR, "start", version.name, f"failed: {error}")
+        else:
+            context.audit.record(now, SCHEDULE_ACTOR, "start", version.name, "requested")
+            store.save_watch(version.arn, version.name, STARTING, now, units=units)
+            store.mark_start_requested(version.arn, now)
+        notice = ScheduleNotice(
+            version_name=version.name,
+            window=occurrence.window.describe(),
+            window_start=occurrence.start,
+            window_end=occurrence.end,
+            units=units,
+            hourly=context.prices.hourly(units),
+            ok=not error,
+            error=error,
+            zone=config.zone,
+        )
+        await context.post(notice)
+
+    async def _stop(self, schedule: Schedule, versions: list[ModelVersion], now: datetime) -> None:
+        """Stop what ran in a window that has just ended (unless the next one follows)."""
+        context = self.context
+        store, config = context.store, context.config
+        ended = schedule.last_end(now)
+        if ended is None:
+            return
+        key = f"stop@{ended.end.isoformat()}"
+        if store.schedule_done(key):
+            return
+        if now - ended.end > config.schedule_grace:
+            store.record_schedule(key, now, "missed: the bot was not running")
+            return
+        upcoming = schedule.next_start(now - timedelta(seconds=1))
+        if schedule.is_on(now) or (upcoming and upcoming.start - now <= config.start_lead):
+            store.record_schedule(key, now, "skipped: the next window follows")
+            return
+        if not store.record_schedule(key, now, "done"):
+            return
+        for version in versions:
+            run = context.runs.current(version.arn)
+            if version.status != RUNNING or run is None or run.started_at >= ended.end:
+                continue  # started after the window: idle alerts look after it
+            snooze = store.snooze(version.arn)
+            if snooze is not None and now < snooze.until:
+                context.audit.record(
+                    now, SCHEDULE_ACTOR, "stop", version.name, f"skipped: kept by {snooze.by}"
+                )
+                continue
+            order = StopOrder(
+                version.arn,
+                version.name,
+                SCHEDULE_STOPPED,
+                SCHEDULE_ACTOR,
+                episode=store.open_episode(version.arn),
+                watch=store.watch(version.arn),
+            )
+            await self.stopper.stop(order, now)
