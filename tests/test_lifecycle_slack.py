@@ -109,6 +109,8 @@ async def poll(bot: BotHarness, clock: FakeClock, times: int = 1) -> None:
     for _ in range(times):
         await clock.advance(POLL)
         await bot.services.lifecycle.settle()
+        if bot.services.cost_guard is not None:
+            await bot.services.cost_guard.settle()
 
 
 def posts(slack: LocalSlack, channel: str = LAB) -> list[str]:
@@ -228,6 +230,7 @@ async def test_stop_posts_when_stopped(slack, tmp_path, world, clock):
     try:
         bot.services.runs.open_run(VERSION_ARN, clock.now(), 1, "bot")
         await clock.advance(3600)
+        await bot.services.cost_guard.settle()  # its hourly poll must not overlap the stop
         stopping = await command(bot, "stop")
         assert stopping["text"] == (
             "Stopping cxr.2026-01-01 (running for 1 h 00 min, about $4.00 so far). I'll post in "

@@ -128,6 +128,11 @@ class CostGuard:
             self.last_tick_at = now
 
     # --- buttons -----------------------------------------------------------------------------
+    async def settle(self) -> None:
+        """Wait for a poll or press in progress to finish (tests driving a fake clock)."""
+        async with self._lock:
+            pass
+
     async def press(self, episode_id: int, action: str, user: str) -> PressResult:
         """An admin pressed Stop now / Keep 1 h / Keep 4 h on an idle alert."""
         async with self._lock:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from bot.core.cost_guard.alerts import EpisodeAlerts
 from bot.core.cost_guard.context import GuardContext, describe_error, log, project_of
 from bot.core.cost_notices import STOPPED_ELSEWHERE
-from bot.core.model_versions import RUNNING, STARTING, ModelVersion
+from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelVersion
 from bot.core.usage import Usage, latest
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class Observer:
             try:
                 if version.status == RUNNING:
                     await self._running(version, now)
-                else:
+                elif version.status != STOPPING:  # stopping is still billed: the run goes on
                     await self.stopped(version, now)
             except Exception:
                 log.exception("cost_guard.observe_failed", extra={"version": version.name})
