@@ -610,6 +610,14 @@ async def test_daily_spend_summary_once_a_day(tmp_path):
     assert len(world.outbox.roots(cn.SpendSummary)) == 2
 
 
+async def test_no_summary_for_a_day_when_no_model_ran(tmp_path):
+    world = World(tmp_path / "cxr.db", summary_time=time(9, 0))
+    world.catalog.add("cxr.v1", STOPPED)
+    await world.guard.tick()  # a first start: nothing ran yesterday, nothing runs now
+    await world.run_for(24 * 60)
+    assert world.outbox.roots(cn.SpendSummary) == []
+
+
 async def test_meter_for_cxr_status(tmp_path):
     world = World(tmp_path / "cxr.db", auto_stop_after=minutes(120))
     world.catalog.add("cxr.v1", RUNNING)

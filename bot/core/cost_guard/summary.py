@@ -1,6 +1,6 @@
 """The daily spend summary: at `summary_time` (local), what each version cost the previous
 local day: running hours, requests served, cost, cost per classified image, and how much of it
-went on idle episodes.
+went on idle episodes. A day on which no model ran gets no message.
 
 Costs come from the runs (the same meter `/cxr status` shows), requests from CloudWatch, and
 images from the bot's own classification log; a summary is recorded as sent only once it is
@@ -58,6 +58,10 @@ class SpendSummaries:
             return
         try:
             summary = await self.summarise(day, now)
+            if not summary.rows and not summary.running_now:
+                # Nothing ran and nothing runs: no message (a first start, a quiet weekend).
+                context.store.record_summary(day, now, None, None)
+                return
             posted = await context.post(summary)
         except Exception:
             log.exception("cost_guard.summary_failed")
