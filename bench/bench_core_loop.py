@@ -40,6 +40,7 @@ from bot.slack.outbox import SlackOutbox
 from bot.slack.transports import start_site
 
 SECRET = "bench-secret"
+VERIFIER = SignatureVerifier(SECRET)
 CHANNEL = "C0BENCH01"
 
 
@@ -102,21 +103,12 @@ async def main(
     app = build_app(services, client, signing_secret=SECRET)
     runner = await start_site(app.web_app(path="/slack/events"), "127.0.0.1", 0)
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
-    verifier = SignatureVerifier(SECRET)
     session = aiohttp.ClientSession()
 
     async def deliver(name: str, data: bytes) -> tuple[str, float, float]:
         envelope = slack.file_share_envelope(CHANNEL, [slack.add_file(name, data)])
-        body = json.dumps(envelope)
-        timestamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": verifier.generate_signature(timestamp=timestamp, body=body),
-        }
         sent = time.perf_counter()
-        async with session.post(url, data=body, headers=headers) as response:
-            assert response.status == 200, response.status
+        await post_signed(session, url, json.dumps(envelope))
         return envelope["event"]["ts"], sent, time.perf_counter() - sent
 
     # warm-up (imports, first connections)
@@ -187,22 +179,26 @@ async def main(
     tmp.cleanup()
 
 
+async def post_signed(session: aiohttp.ClientSession, url: str, body: str) -> None:
+    """POST an Events API body signed as Slack signs it; the bot must answer 200."""
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": VERIFIER.generate_signature(timestamp=timestamp, body=body),
+    }
+    async with session.post(url, data=body, headers=headers) as response:
+        assert response.status == 200, response.status
+
+
 async def post_burst(url: str, bodies: list[str]) -> None:
     """Child process: post every body at once, signed, and print the ack latencies (ms)."""
-    verifier = SignatureVerifier(SECRET)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(body: str) -> float:
-            timestamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                "X-Slack-Request-Timestamp": timestamp,
-                "X-Slack-Signature": verifier.generate_signature(timestamp=timestamp, body=body),
-            }
             sent = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
-                assert response.status == 200, response.status
+            await post_signed(session, url, body)
             return (time.perf_counter() - sent) * 1000
 
         latencies = await asyncio.gather(*(one(b) for b in bodies))
