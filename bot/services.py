@@ -289,3 +289,6 @@ def _attach_cost_guard(services: Services) -> None:
     )
     services.cost_guard = guard
     services.background.append(guard.run)
+    if services.lifecycle is not None:  # /cxr status shows the guard's running meter
+        zone = settings.cxr_timezone
+        services.lifecycle.context.meter = lambda: [line.describe(zone) for line in guard.meter()]

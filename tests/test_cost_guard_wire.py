@@ -437,3 +437,22 @@ async def test_the_spend_summary_counts_the_images_the_bot_classified(
         assert row.cost_per_image == pytest.approx(2.0)  # one hour at $4.00, two images
     finally:
         await bot.stop()
+
+
+async def test_cxr_status_shows_the_running_meter(slack, tmp_path, console, clock, cloudwatch):
+    console.status = "RUNNING"
+    in_service(cloudwatch, T0 - timedelta(minutes=20), T0 + timedelta(hours=2))
+    bot = await started(slack, tmp_path, console, clock, cxr_auto_stop_minutes=90)
+    try:
+        await run_for(bot, clock, 40)  # 09:40: idle for an hour since 08:40
+        status, _ = await bot.post_command(slack.slash_command("status", channel="C0LAB0001"))
+        assert status == 200
+        await bot.drain()
+        await bot.services.lifecycle.settle()
+    finally:
+        await bot.stop()
+    [answer] = [r["text"] for r in slack.responses if "Serving:" in r["text"]]
+    assert (
+        "Cost guard: cxr.2026-01-01: running 1 unit ($4.00/h) since Mon 5 Jan 08:40 UTC, "
+        "$4.00 so far; idle 1 h 00 min ($4.00), auto-stop at 10:10 UTC"
+    ) in answer

@@ -96,6 +96,8 @@ class LifecycleContext:
     clock: Clock
     serving: Serving
     model_card: Callable[[], dict[str, Any] | None]
+    # Lines from the cost guard's meter (idle time, snooze, auto-stop) for /cxr status.
+    meter: Callable[[], list[str]] = lambda: []
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by version ARN
     in_command: set[int] = field(default_factory=set)  # ops whose command is still running here
 

@@ -78,10 +78,11 @@ class StatusReporter:
         open_ops = {op.version_name: op for op in ctx.ops.open()}
         serving_arn = ctx.serving.version_arn()
         rows = [self._row(v, now, serving_arn, open_ops.get(v.name)) for v in shown]
-        notes = [
+        notes = [f"Cost guard: {line}" for line in ctx.meter()]
+        notes.append(
             f"Prices are estimates: {usd(ctx.prices.inference_unit_hour)} per inference-unit "
             f"hour while running, {usd(ctx.prices.training_hour)} per training hour."
-        ]
+        )
         return StatusReport(
             project=ctx.config.project_name,
             rows=rows,
