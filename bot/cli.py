@@ -256,7 +256,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--blocks", type=int, nargs="+", default=[1, 1, 2])
-    p.add_argument("--threshold", choices=["youden", "zero"], default="youden")
+    p.add_argument(
+        "--threshold",
+        choices=["zero", "youden"],
+        default="zero",
+        help="decision cut: the network's own boundary (default) or Youden's J on validation",
+    )
+    p.add_argument("--ema", type=float, default=0.995, help="weight averaging decay (0: off)")
+    p.add_argument(
+        "--no-bn-recalibration",
+        dest="recalibrate_bn",
+        action="store_false",
+        help="keep BatchNorm statistics from the augmented batches",
+    )
     p.add_argument("--max-steps", type=int, default=None, help="steps per epoch (smoke tests)")
     p.add_argument("--limit", type=int, default=None, help="images per class (smoke tests)")
 
@@ -277,6 +289,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         width=args.width,
         blocks=tuple(args.blocks),
         threshold=args.threshold,
+        ema=args.ema,
+        recalibrate_bn=args.recalibrate_bn,
         max_steps=args.max_steps,
         limit=args.limit,
         command=shlex.join(["cxr", *argv]),

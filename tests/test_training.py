@@ -162,3 +162,38 @@ async def test_tiny_training_run_exports_a_model_the_adapter_runs(tmp_path):
     assert set(prediction.scores) == {Label.NORMAL, Label.PNEUMONIA}
     assert prediction.heatmap_png and prediction.heatmap_png.startswith(b"\x89PNG")
     assert prediction.model.kind == "local"
+
+
+def test_weight_average_follows_the_model_slowly():
+    torch = pytest.importorskip("torch")
+    from bot.training.train import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    average = WeightAverage(model, decay=0.9)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    for _ in range(200):  # past the warm-up the average sits at 0.9 old + 0.1 new per update
+        average.update(model)
+    assert torch.allclose(average.model.weight, model.weight, atol=1e-6)
+    fresh = WeightAverage(torch.nn.Linear(2, 1), decay=0.9)
+    fresh.model.weight.data.copy_(start)
+    fresh.updates = 1000  # warm-up over
+    fresh.update(model)
+    assert torch.allclose(fresh.model.weight, 0.9 * start + 0.1 * model.weight)
+
+
+def test_batchnorm_is_recalibrated_on_clean_images():
+    torch = pytest.importorskip("torch")
+    from bot.training.train import recalibrate_batchnorm
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1, bias=False), torch.nn.BatchNorm2d(2))
+    net[1].running_mean.fill_(5.0)  # statistics from some other (augmented) distribution
+    net[1].running_var.fill_(9.0)
+    images = torch.rand(40, 1, 8, 8)
+    recalibrate_batchnorm(net, images, batch=20)
+    with torch.no_grad():
+        features = net[0](standardize(images))
+    assert torch.allclose(net[1].running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert torch.allclose(net[1].running_var, features.var(dim=(0, 2, 3)), rtol=0.05)
+    assert not net.training and net[1].momentum == 0.1  # left as it was found, in eval mode
