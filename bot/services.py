@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -25,6 +25,10 @@ from bot.state.audit import AuditLog
 from bot.state.db import Database
 from bot.state.runs import RunStore
 from bot.state.uploads import UploadStore
+
+if TYPE_CHECKING:  # for annotations only; built (and imported) by the _attach_ functions
+    from bot.core.cost_guard import CostGuard
+    from bot.core.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +77,10 @@ class Services:
     runs: RunStore
     audit: AuditLog
     models: ModelCatalog | None  # the Rekognition project's versions; None without a project
-    lifecycle: Any = None  # bot.core.lifecycle (issue 4), attached by _attach_lifecycle
-    cost_guard: Any = None  # bot.core.cost_guard (issue 5), attached by _attach_cost_guard
+    lifecycle: Lifecycle | None = None  # /cxr status|start|stop|train: _attach_lifecycle
+    cost_guard: CostGuard | None = None  # idle alerts, auto-stop…: _attach_cost_guard
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[BackgroundJob] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
