@@ -23,7 +23,7 @@ def test_defaults_run_the_local_shell():
     settings = load_settings()
     assert settings.transport == "shell"
     assert not settings.uses_rekognition
-    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.slack_api_url == "https://slack.com/api/"  # SLACK_API_URL's default; no call
 
 
 def test_transport_follows_the_tokens(monkeypatch):
