@@ -510,3 +510,31 @@ async def test_channel_gone_for_good_is_not_retried_forever(slack, rekognition, 
     finally:
         await harness.stop()
     assert len(slack.calls_to("chat.postMessage")) == 1
+
+
+async def test_logs_carry_identifiers_not_patient_data(bot, slack, rekognition):
+    """File names can carry a patient's name; the bot's logs (as configured in production, even
+    at DEBUG) get file IDs and outcome codes only, and libraries' request dumps stay quiet."""
+    import io
+    import logging
+
+    from bot import log
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    stream = io.StringIO()
+    log.configure("DEBUG", "json", stream=stream)
+    try:
+        expect_detect(rekognition, pneumonia=0.9)
+        name = "Jane_Doe_1961-04-02_chest.jpeg"
+        envelope = await bot.share(
+            CHANNEL, [(name, xray_jpeg()), ("Jane_Doe_notes.pdf", b"%PDF-1")]
+        )
+        await bot.drain()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert len(replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])) == 1
+    logged = stream.getvalue()
+    assert '"event": "upload.answered"' in logged and '"file_id": "F' in logged
+    assert "Jane" not in logged and "Doe" not in logged

@@ -181,3 +181,18 @@ def test_interactive_prompt_on_a_terminal(tmp_path, images):
         child.close()
     assert child.exitstatus == 0
     assert (tmp_path / ".cxr_history").is_file()  # readline history kept between sessions
+
+
+def test_shell_flag_opens_the_shell_even_with_slack_tokens(tmp_path, images):
+    """Without --shell these tokens would start the HTTP transport; with it, the shell."""
+    flagged = subprocess.run(
+        [sys.executable, "-m", "bot", "--shell"],
+        input=str(images / "lungs_a.jpeg"),
+        cwd=tmp_path,
+        env=shell_env(tmp_path, SLACK_BOT_TOKEN="xoxb-real-looking", SLACK_SIGNING_SECRET="s"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert flagged.returncode == 0, flagged.stderr
+    assert "lungs_a.jpeg: " in flagged.stdout
