@@ -373,11 +373,14 @@ async def test_channels_outside_the_allowed_list_are_ignored(slack, rekognition,
         slack, tmp_path / "cxr.db", rekognition=rekognition, cxr_allowed_channels="C0RADIOL1"
     ).start()
     try:
+        expect_detect(rekognition, pneumonia=0.1)
         await harness.share(CHANNEL, [("a.jpeg", xray_jpeg())])
+        direct = await harness.share("D0DIRECT1", [("b.jpeg", xray_jpeg())], channel_type="im")
         await harness.drain()
     finally:
         await harness.stop()
-    assert not slack.calls_to("chat.postMessage")
+    assert not slack.bot_messages(CHANNEL)
+    assert len(replies_in_thread(slack, "D0DIRECT1", direct["event"]["ts"])) == 1  # DMs always
 
 
 async def test_token_is_never_sent_to_a_foreign_host(bot, slack):
