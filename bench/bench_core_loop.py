@@ -29,14 +29,10 @@ from pathlib import Path
 import aiohttp
 from slack_sdk.signature import SignatureVerifier
 
-from bot.adapters.slack_files import SlackFileFetcher
 from bot.core.labels import Label, ModelInfo, Prediction
 from bot.localslack import LocalSlack
-from bot.services import build_services
 from bot.settings import Settings
-from bot.slack.app import build_app, listeners_settled
-from bot.slack.client import web_client
-from bot.slack.outbox import SlackOutbox
+from bot.slack.app import build_app, listeners_settled, slack_services
 from bot.slack.transports import start_site
 
 SECRET = "bench-secret"
@@ -92,11 +88,10 @@ async def main(
         cxr_db_path=Path(tmp.name) / "bench.db",
         cxr_log_level="WARNING",
     )
-    client = web_client(slack.bot_token, slack.api_url)
-    services = build_services(
+    services, client = slack_services(
         settings,
-        outbox=SlackOutbox(client),
-        fetcher=SlackFileFetcher(slack.bot_token, slack.api_url),
+        slack.bot_token,
+        slack.api_url,
         local=InstantClassifier(side) if classifier == "instant" else None,
     )
     side = services.router.max_side

@@ -41,21 +41,12 @@ def main(argv: list[str] | None = None) -> int:
 
 async def run_slack(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly (unanswered uploads resume next start)."""
-    from bot.adapters.slack_files import SlackFileFetcher
-    from bot.services import build_services
-    from bot.slack.app import build_app
-    from bot.slack.client import web_client
-    from bot.slack.outbox import SlackOutbox
+    from bot.slack.app import build_app, slack_services
     from bot.slack.transports import serve_http, serve_socket_mode
 
     assert settings.slack_bot_token is not None
     token = settings.slack_bot_token.get_secret_value()
-    client = web_client(token, settings.slack_api_url)
-    services = build_services(
-        settings,
-        outbox=SlackOutbox(client),
-        fetcher=SlackFileFetcher(token, settings.slack_api_url),
-    )
+    services, client = slack_services(settings, token, settings.slack_api_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,7 +17,7 @@ from PIL import Image
 from bot.core.clock import Clock, SystemClock
 from bot.core.intake import Intake
 from bot.core.model_versions import ModelCatalog
-from bot.core.ports import Classifier, Outbox
+from bot.core.ports import Classifier, FileFetcher, Outbox
 from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
@@ -136,7 +136,7 @@ def build_services(
     settings: Settings,
     *,
     outbox: Outbox,
-    fetcher: Any,
+    fetcher: FileFetcher,
     clock: Clock | None = None,
     aws: dict[str, Any] | None = None,
     local: Classifier | None = None,
@@ -188,8 +188,9 @@ def build_services(
         audit=AuditLog(db),
         models=models,
     )
-    if hasattr(fetcher, "close"):
-        services.closers.append(fetcher.close)
+    close = getattr(fetcher, "close", None)  # the Slack fetcher holds an HTTP session
+    if close is not None:
+        services.closers.append(close)
     _attach_lifecycle(services)
     _attach_cost_guard(services)
     return services

@@ -15,7 +15,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from bot.slack.blocks import escape
+from bot.slack.blocks import UNEXPECTED_FAILURE, escape
 from bot.slack.permissions import Admins
 from commands import start, status, stop, train
 from commands.context import CommandContext
@@ -57,7 +57,4 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
             await HANDLERS[type(parsed)](ctx, parsed)
         except Exception:
             log.exception("command.failed", extra={"text": command.get("text", "")})
-            await respond(
-                text="Something went wrong on my side; it's been logged. Please try again later.",
-                response_type="ephemeral",
-            )
+            await respond(text=UNEXPECTED_FAILURE, response_type="ephemeral")

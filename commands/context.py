@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.core.lifecycle import Lifecycle
 from bot.core.ports import Notice
 from bot.services import Services
 from bot.slack.blocks import render
@@ -21,7 +22,8 @@ class CommandContext:
     respond: Callable[..., Awaitable[Any]]
 
     @property
-    def lifecycle(self) -> Any:
+    def lifecycle(self) -> Lifecycle:
+        assert self.services.lifecycle is not None  # always attached (local-only too)
         return self.services.lifecycle
 
     async def reply(self, notice: Notice, **kwargs: Any) -> None:

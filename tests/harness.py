@@ -17,13 +17,10 @@ import boto3
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from bot.adapters.slack_files import SlackFileFetcher
 from bot.localslack import LocalSlack
-from bot.services import Services, build_services
+from bot.services import Services
 from bot.settings import Settings
-from bot.slack.app import build_app, listeners_settled
-from bot.slack.client import web_client
-from bot.slack.outbox import SlackOutbox
+from bot.slack.app import build_app, listeners_settled, slack_services
 from bot.slack.transports import health_handler, start_site
 
 SIGNING_SECRET = "test-signing-secret"
@@ -95,12 +92,11 @@ class BotHarness:
         self.url = ""
 
     async def start(self) -> BotHarness:
-        client = web_client(self.slack.bot_token, self.slack.api_url)
         aws = {"rekognition": self._rekognition} if self._rekognition is not None else {}
-        self.services = build_services(
+        self.services, client = slack_services(
             self.settings,
-            outbox=SlackOutbox(client),
-            fetcher=SlackFileFetcher(self.slack.bot_token, self.slack.api_url),
+            self.slack.bot_token,
+            self.slack.api_url,
             aws=aws,
             local=self._local,
             guard=self._guard,

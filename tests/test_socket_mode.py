@@ -6,12 +6,8 @@ import aiohttp
 import pytest
 from botocore.stub import ANY
 
-from bot.adapters.slack_files import SlackFileFetcher
-from bot.services import build_services
 from bot.settings import Settings
-from bot.slack.app import build_app, listeners_settled
-from bot.slack.client import web_client
-from bot.slack.outbox import SlackOutbox
+from bot.slack.app import build_app, listeners_settled, slack_services
 from bot.slack.transports import serve_socket_mode
 from tests.harness import PROJECT_ARN, VERSION_ARN, labels_response, replies_in_thread
 from tests.synthetic import chest_xray, jpeg_bytes
@@ -32,12 +28,8 @@ async def socket_bot(slack, rekognition, tmp_path, unused_tcp_port):
         host="127.0.0.1",
         port=unused_tcp_port,
     )
-    client = web_client(slack.bot_token, slack.api_url)
-    services = build_services(
-        settings,
-        outbox=SlackOutbox(client),
-        fetcher=SlackFileFetcher(slack.bot_token, slack.api_url),
-        aws={"rekognition": rekognition},
+    services, client = slack_services(
+        settings, slack.bot_token, slack.api_url, aws={"rekognition": rekognition}
     )
     app = build_app(services, client)
     handler, runner = await serve_socket_mode(app, services, slack.app_token)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import glob
 import json
-import logging
 import os
 import re
 import shlex
@@ -51,19 +50,12 @@ class Shell:
 
     # --- set-up -----------------------------------------------------------------------------
     async def run(self) -> int:
-        from bot.adapters.slack_files import SlackFileFetcher
-        from bot.services import build_services
-        from bot.slack.app import build_app
-        from bot.slack.client import web_client
-        from bot.slack.outbox import SlackOutbox
+        from bot.slack.app import build_app, slack_services
 
         await self.slack.start()
         self.slack.listeners.append(self._show)
-        client = web_client(self.slack.bot_token, self.slack.api_url)
-        self.services = build_services(
-            self.settings,
-            outbox=SlackOutbox(client),
-            fetcher=SlackFileFetcher(self.slack.bot_token, self.slack.api_url),
+        self.services, client = slack_services(
+            self.settings, self.slack.bot_token, self.slack.api_url
         )
         self.app = build_app(self.services, client)
         await self.services.start()
@@ -144,7 +136,6 @@ class Shell:
             return
         files = [self.slack.add_file(p.name, p.read_bytes(), user=USER) for p in paths]
         envelope = self.slack.file_share_envelope(CHANNEL, files, user=USER, channel_type="im")
-        self._last_ts = envelope["event"]["ts"]
         await self._dispatch(envelope)
 
     async def _command(self, line: str) -> None:
@@ -258,6 +249,3 @@ def save_upload(name: str, data: bytes) -> Path:
     path = HEATMAP_DIR / name
     path.write_bytes(data)
     return Path(".") / path
-
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

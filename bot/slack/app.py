@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 import commands
-from bot.services import Services
+from bot.services import Services, build_services
+from bot.settings import Settings
 from bot.slack import listeners
+from bot.slack.client import web_client
+from bot.slack.outbox import SlackOutbox
 from bot.slack.permissions import Admins
+
+
+def slack_services(
+    settings: Settings, token: str, api_url: str, **overrides: Any
+) -> tuple[Services, AsyncWebClient]:
+    """The services wired to a Slack Web API (Slack's, LocalSlack's): the client with its
+    retries, the outbox on it, and file downloads with the same token. `overrides` go to
+    `build_services` (a clock, AWS clients, a classifier)."""
+    from bot.adapters.slack_files import SlackFileFetcher
+
+    client = web_client(token, api_url)
+    services = build_services(
+        settings,
+        outbox=SlackOutbox(client),
+        fetcher=SlackFileFetcher(token, api_url),
+        **overrides,
+    )
+    return services, client
 
 
 def build_app(

@@ -12,6 +12,9 @@ from typing import Any
 
 from bot.core.ports import Notice
 
+# What a user reads when a listener fails unexpectedly (the details go to the logs).
+UNEXPECTED_FAILURE = "Something went wrong on my side; it's been logged. Please try again later."
+
 
 @dataclass(frozen=True)
 class Rendered:

@@ -15,7 +15,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.core.ports import Notice
 from bot.services import Services
-from bot.slack.blocks import render
+from bot.slack.blocks import UNEXPECTED_FAILURE, render
 from bot.slack.blocks.lifecycle import CANCEL_START, CONFIRM_START
 from bot.slack.permissions import Admins
 
@@ -63,7 +63,7 @@ async def _press(
     except Exception:
         log.exception("lifecycle.button_failed", extra={"confirm": confirm})
         await respond(
-            text="Something went wrong on my side; it's been logged. Please try again later.",
+            text=UNEXPECTED_FAILURE,
             response_type="ephemeral",
             replace_original=False,
         )
