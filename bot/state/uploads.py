@@ -14,37 +14,10 @@ from datetime import datetime
 from bot.core.ports import ImageRef, Upload
 from bot.state.db import Database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS uploads (
-    channel     TEXT NOT NULL,
-    ts          TEXT NOT NULL,
-    thread_ts   TEXT NOT NULL,
-    user        TEXT NOT NULL,
-    files       TEXT NOT NULL,          -- JSON list of file refs (ids, names, URLs)
-    state       TEXT NOT NULL DEFAULT 'pending',   -- pending | answered
-    received_at TEXT NOT NULL,
-    answered_at TEXT,
-    PRIMARY KEY (channel, ts)
-);
-CREATE INDEX IF NOT EXISTS uploads_pending ON uploads(state) WHERE state = 'pending';
-CREATE TABLE IF NOT EXISTS classifications (
-    channel       TEXT NOT NULL,
-    ts            TEXT NOT NULL,
-    file_id       TEXT NOT NULL,
-    outcome       TEXT NOT NULL,        -- Normal | Pneumonia | Uncertain | an error code
-    model_kind    TEXT,                 -- rekognition | local, when a model answered
-    model_version TEXT,
-    at            TEXT NOT NULL,
-    PRIMARY KEY (channel, ts, file_id)
-);
-CREATE INDEX IF NOT EXISTS classifications_at ON classifications(model_kind, at);
-"""
-
 
 class UploadStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure_schema(SCHEMA)
 
     def claim(self, upload: Upload, now: datetime) -> bool:
         """Record the upload as ours to answer; False if it was already claimed."""
