@@ -7,7 +7,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY commands ./commands
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The postgres extra (psycopg with its own libpq) lets replicas share PostgreSQL: CXR_DATABASE_URL.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]"
 
 # --- run: slim, non-root, no compilers, no pip cache -----------------------------------------
 FROM python:3.11-slim
@@ -18,7 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin cxr \
     && mkdir -p /data /app && chown cxr:cxr /data /app
 COPY --from=build /wheels /tmp/wheels
-RUN pip install --no-cache-dir --no-index --find-links=/tmp/wheels cxr-bot \
+RUN pip install --no-cache-dir --no-index --find-links=/tmp/wheels "cxr-bot[postgres]" \
     && rm -rf /tmp/wheels
 USER cxr
 WORKDIR /app

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     )
     cxr_ops_channel: str | None = None
     cxr_db_path: Path = Path("cxr.db")
+    cxr_database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://user:password@host:5432/db: state in PostgreSQL, shared by"
+        " several replicas; takes precedence over CXR_DB_PATH (no SQLite file is made)",
+    )
     cxr_log_format: Literal["json", "text"] = "json"
     cxr_log_level: str = "INFO"
 
@@ -130,6 +135,15 @@ class Settings(BaseSettings):
             Schedule.parse(value)  # ScheduleError (a ValueError) names the bad part
             return value.strip()
         return None
+
+    @field_validator("cxr_database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if urlsplit(value.get_secret_value()).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a PostgreSQL URL: postgresql://user:password@host/db")
+        return value
 
     @field_validator("cxr_allowed_channels", "cxr_admins", mode="before")
     @classmethod

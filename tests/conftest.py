@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from botocore.stub import Stubber
 
 from bot.localslack import LocalSlack
 from tests.harness import rekognition_client
+from tests.pgserver import PostgresServer, PostgresUnavailable
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +35,24 @@ def rekognition():
     with Stubber(client) as stubber:
         client.stubber = stubber  # type: ignore[attr-defined]
         yield client
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, started from the installed binaries."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed: pip install -e '.[postgres]'")
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the session's server, for one test."""
+    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:16]}")

@@ -25,6 +25,7 @@ def test_dockerfile_final_stage_is_slim_non_root_with_a_healthcheck():
     assert build.startswith("python:3.11-slim AS build")
     assert final.startswith("python:3.11-slim")
     assert "pip wheel" in build and "--no-index --find-links=/tmp/wheels" in final
+    assert '".[postgres]"' in build and '"cxr-bot[postgres]"' in final  # CXR_DATABASE_URL works
     user = re.search(r"^USER (\S+)", final, re.MULTILINE)
     assert user and user.group(1) not in ("root", "0")
     assert "HEALTHCHECK" in final and "/healthz" in final
