@@ -140,8 +140,28 @@ CREATE TABLE IF NOT EXISTS cost_summaries (
 );
 """
 
+LEADER_TERMS = """
+-- leader_terms: which replica leads (polls AWS, alerts, stops), until when, in which epoch
+CREATE TABLE leader_terms (
+    name        TEXT PRIMARY KEY,      -- what is led, e.g. fleet
+    owner       TEXT NOT NULL,         -- the replica holding it ('' before the first claim)
+    epoch       INTEGER NOT NULL,      -- one more per new term: fences a stale leader
+    expires_at  REAL NOT NULL,         -- Unix seconds
+    acquired_at REAL NOT NULL
+);
+-- leader_actions: what a leader has done (recorded before doing it), never done twice
+CREATE TABLE leader_actions (
+    key   TEXT PRIMARY KEY,            -- e.g. alert:<episode>:<n>, stop:<version>:<run>
+    name  TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    at    REAL NOT NULL
+);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
+    Migration(2, "leader terms and the actions leaders took", LEADER_TERMS),
 ]
 
 

@@ -141,8 +141,26 @@ CREATE TABLE IF NOT EXISTS cost_summaries (
 );
 """
 
+LEADER_TERMS = """
+CREATE TABLE leader_terms (
+    name        TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    epoch       BIGINT NOT NULL,
+    expires_at  DOUBLE PRECISION NOT NULL,
+    acquired_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE leader_actions (
+    key   TEXT PRIMARY KEY,
+    name  TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    owner TEXT NOT NULL,
+    at    DOUBLE PRECISION NOT NULL
+);
+"""
+
 MIGRATIONS: list[PgMigration] = [
     PgMigration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
+    PgMigration(2, "leader terms and the actions leaders took", LEADER_TERMS),
 ]
 
 
