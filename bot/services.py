@@ -126,6 +126,16 @@ def default_guard() -> Callable[[Image.Image], None]:
     return check_chest_xray
 
 
+def open_database(settings: Settings) -> Database:
+    """PostgreSQL when CXR_DATABASE_URL is set (replicas share it; no SQLite file is made),
+    else the SQLite file at CXR_DB_PATH. Both serve the same interface to every store."""
+    if settings.cxr_database_url is not None:
+        from bot.state.postgres.database import PostgresDatabase
+
+        return PostgresDatabase(settings.cxr_database_url.get_secret_value())  # type: ignore[return-value]
+    return Database(settings.cxr_db_path)
+
+
 def build_local_classifier(settings: Settings) -> Classifier:
     from bot.adapters.onnx_classifier import OnnxClassifier
 
@@ -144,7 +154,7 @@ def build_services(
 ) -> Services:
     """Wire the domain. `local` and `aws` let tests and benchmarks swap adapters."""
     clock = clock or SystemClock()
-    db = Database(settings.cxr_db_path)
+    db = open_database(settings)
     clients = AwsClients(settings, dict(aws or {}))
     uploads = UploadStore(db)
 

@@ -54,5 +54,5 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
-    """A fresh, empty database on the session's server, for one test."""
-    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+    """A fresh, empty schema on the session's server (as good as a database), for one test."""
+    return postgres_server.create_schema(f"t_{uuid.uuid4().hex[:16]}")

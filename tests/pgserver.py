@@ -167,6 +167,15 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return self.url(name)
 
+    def create_schema(self, name: str) -> str:
+        """A URL whose tables live in a new, empty schema of one shared database: as good as a
+        fresh database for a test, and far quicker to make than CREATE DATABASE."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self.url()}?options=-csearch_path%3D{name}"
+
     def log_tail(self, chars: int = 2000) -> str:
         with contextlib.suppress(OSError):
             return (self.base / "postgres.log").read_text(errors="replace")[-chars:]

@@ -38,13 +38,13 @@ def postgres_schema(url: str) -> dict[str, set[str]]:
     with psycopg.connect(url) as conn:
         for table, column in conn.execute(
             "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE table_schema = 'public' AND table_name <> 'schema_migrations'"
+            " WHERE table_schema = current_schema() AND table_name <> 'schema_migrations'"
         ):
             schema.setdefault(table, set()).add(column)
         schema["(indexes)"] = {
             r[0]
             for r in conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
                 " AND indexname NOT LIKE '%_pkey'"
             )
         }

@@ -23,6 +23,6 @@ def test_the_server_runs_unprivileged_on_loopback(postgres_server, postgres_url)
         assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
         assert conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0] > 0
         tables = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
         ).fetchone()
-        assert tables == (0,), "each test gets an empty database"
+        assert tables == (0,), "each test gets an empty schema"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, Connection
 
 MIGRATION_LOCK = 0x6378_7262_6F74  # any fixed bigint ("cxrbot"): serialises migrating replicas
 
@@ -164,41 +164,56 @@ MIGRATIONS: list[PgMigration] = [
 ]
 
 
+VERSION = "SELECT COALESCE(MAX(number), 0) AS n FROM schema_migrations"
+BOOKKEEPING = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+)
+RECORD = "INSERT INTO schema_migrations (number, name) VALUES (%s, %s)"
+
+
+def _checked(steps: list[PgMigration], current: int) -> list[PgMigration]:
+    """The steps still to apply; refuses a database newer than this code."""
+    numbers = [m.number for m in steps]
+    if numbers != list(range(1, len(steps) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..n in order, got {numbers}")
+    if current > len(steps):
+        raise RuntimeError(
+            f"this database is at schema {current}, newer than this code knows"
+            f" ({len(steps)}): run the newer release, or restore a backup"
+        )
+    return steps[current:]
+
+
 async def schema_version(conn: AsyncConnection) -> int:
     exists = await (await conn.execute("SELECT to_regclass('schema_migrations') AS t")).fetchone()
     if not exists or _first(exists) is None:
         return 0
-    row = await (
-        await conn.execute("SELECT COALESCE(MAX(number), 0) AS n FROM schema_migrations")
-    ).fetchone()
-    return int(_first(row))
+    return int(_first(await (await conn.execute(VERSION)).fetchone()))
 
 
 async def migrate(conn: AsyncConnection, migrations: list[PgMigration] | None = None) -> int:
     """Apply every migration newer than the database, in one transaction under a lock."""
-    steps = MIGRATIONS if migrations is None else migrations
-    numbers = [m.number for m in steps]
-    if numbers != list(range(1, len(steps) + 1)):
-        raise RuntimeError(f"migrations must be numbered 1..n in order, got {numbers}")
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
+        await conn.execute(BOOKKEEPING)
         current = await schema_version(conn)
-        if current > len(steps):
-            raise RuntimeError(
-                f"this database is at schema {current}, newer than this code knows"
-                f" ({len(steps)}): run the newer release, or restore a backup"
-            )
-        for step in steps[current:]:
+        for step in _checked(MIGRATIONS if migrations is None else migrations, current):
             await conn.execute(step.sql.encode())  # no parameters: several statements at once
-            await conn.execute(
-                "INSERT INTO schema_migrations (number, name) VALUES (%s, %s)",
-                (step.number, step.name),
-            )
+            await conn.execute(RECORD, (step.number, step.name))
     return await schema_version(conn)
+
+
+def migrate_sync(conn: Connection, migrations: list[PgMigration] | None = None) -> int:
+    """`migrate` for a synchronous connection (start-up code that is not async)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(BOOKKEEPING)
+        current = int(_first(conn.execute(VERSION).fetchone()))
+        for step in _checked(MIGRATIONS if migrations is None else migrations, current):
+            conn.execute(step.sql.encode())
+            conn.execute(RECORD, (step.number, step.name))
+    return int(_first(conn.execute(VERSION).fetchone()))
 
 
 def _first(row: object) -> object:
