@@ -15,7 +15,7 @@ FACTS = SchemaFacts(
 @pytest.mark.parametrize(
     ("sqlite", "postgres"),
     [
-        ("BEGIN IMMEDIATE", "BEGIN"),
+        ("BEGIN IMMEDIATE", "BEGIN"),  # … and the writer lock: see the next test
         (
             "SELECT state, user FROM uploads WHERE ts = ? AND note = 'user? 100%'",
             "SELECT state, \"user\" FROM uploads WHERE ts = %s AND note = 'user? 100%%'",
@@ -51,3 +51,8 @@ def test_inserts_into_identity_tables_return_the_new_id():
 def test_replace_into_a_table_without_a_primary_key_is_refused():
     with pytest.raises(ValueError, match="no primary key"):
         translate("INSERT OR REPLACE INTO nothing (a) VALUES (?)", FACTS)
+
+
+def test_begin_immediate_takes_the_writer_lock_and_deferred_does_not():
+    assert translate("BEGIN IMMEDIATE", FACTS).writer_lock
+    assert not translate("BEGIN", FACTS).writer_lock

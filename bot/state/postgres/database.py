@@ -24,6 +24,8 @@ from bot.state.postgres.dialect import SchemaFacts, translate
 from bot.state.postgres.migrations import migrate_sync
 
 T = TypeVar("T")
+# SQLite lets one writer in at a time (BEGIN IMMEDIATE); this lock gives the stores the same.
+WRITER_LOCK = 0x6378_7277_7269_7465
 
 
 class Row(tuple):
@@ -78,6 +80,8 @@ class Connection:
         cursor = self._conn.cursor(row_factory=_row_factory)
         try:
             cursor.execute(translated.sql, params)  # always parsed: %% means %
+            if translated.writer_lock:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
         except psycopg.IntegrityError as exc:  # the stores catch SQLite's kind
             raise sqlite3.IntegrityError(str(exc)) from exc
         rows = cursor.fetchall() if cursor.description else []
@@ -132,8 +136,9 @@ class PostgresDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """BEGIN … COMMIT on one connection, rolled back on error."""
+        """BEGIN IMMEDIATE … COMMIT, as SQLite's: one writer at a time, rolled back on error."""
         with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
             yield Connection(conn, self.facts)
 
     def close(self) -> None:

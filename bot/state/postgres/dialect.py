@@ -3,7 +3,8 @@
 The stores were written for SQLite and use a handful of its idioms; rather than keep two copies
 of every statement, each is translated once (and cached): `?` placeholders, the `user` column
 (reserved in PostgreSQL), `INSERT OR IGNORE`, `INSERT OR REPLACE` (an upsert on the table's
-primary key), scalar `MAX(a, b)`/`MIN(a, b)` (`GREATEST`/`LEAST`, which skip NULLs where
+primary key), `BEGIN IMMEDIATE` (SQLite's one writer at a time: a transaction-scoped advisory
+lock, so a store's read-decide-write stays atomic across replicas), scalar `MAX(a, b)`/`MIN(a, b)` (`GREATEST`/`LEAST`, which skip NULLs where
 SQLite returns NULL: the stores guard NULLs first), `BEGIN IMMEDIATE`, and `lastrowid` (an
 `INSERT … RETURNING id`). Anything else a
 store writes must already be common SQL; the PostgreSQL store tests run the stores to prove it.
@@ -26,6 +27,7 @@ _PLAIN_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 class Translated:
     sql: str
     returns_id: bool  # RETURNING id was added: the cursor's lastrowid comes from it
+    writer_lock: bool = False  # BEGIN IMMEDIATE: take the one writer lock, as SQLite does
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,9 @@ def translate(sql: str, facts: SchemaFacts) -> Translated:
 def _translate(
     sql: str, identity_tables: frozenset[str], primary_keys: tuple[tuple[str, tuple[str, ...]], ...]
 ) -> Translated:
-    if re.fullmatch(r"\s*BEGIN\s+(IMMEDIATE|EXCLUSIVE|DEFERRED)\s*;?\s*", sql, re.IGNORECASE):
+    if re.fullmatch(r"\s*BEGIN\s+(IMMEDIATE|EXCLUSIVE)\s*;?\s*", sql, re.IGNORECASE):
+        return Translated("BEGIN", False, writer_lock=True)
+    if re.fullmatch(r"\s*BEGIN(\s+DEFERRED)?\s*;?\s*", sql, re.IGNORECASE):
         return Translated("BEGIN", False)
     parts = _STRING.split(sql.replace("%", "%%"))  # odd indexes: string literals, left alone
     for i in range(0, len(parts), 2):

@@ -141,6 +141,18 @@ CREATE TABLE IF NOT EXISTS cost_summaries (
 );
 """
 
+LEASES_AND_DIRECT_UPLOADS = """
+CREATE TABLE leases (
+    key         TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    expires_at  DOUBLE PRECISION NOT NULL,
+    acquired_at DOUBLE PRECISION NOT NULL,
+    renewed_at  DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX leases_expiry ON leases(expires_at);
+ALTER TABLE uploads ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
+"""
+
 LEADER_TERMS = """
 CREATE TABLE leader_terms (
     name        TEXT PRIMARY KEY,
@@ -160,7 +172,8 @@ CREATE TABLE leader_actions (
 
 MIGRATIONS: list[PgMigration] = [
     PgMigration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
-    PgMigration(2, "leader terms and the actions leaders took", LEADER_TERMS),
+    PgMigration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
+    PgMigration(3, "leader terms and the actions leaders took", LEADER_TERMS),
 ]
 
 
