@@ -138,6 +138,21 @@ def open_database(settings: Settings) -> Database:
     return Database(settings.cxr_db_path, busy_timeout_s=2.0)
 
 
+def upload_stores(
+    db: Database,
+) -> tuple[UploadStore, LeaseStore, Callable[[], Awaitable[None]] | None]:
+    """The exactly-once path's stores: on PostgreSQL, native async ones (row locks, SKIP
+    LOCKED) on a pool of their own, returned with its closer."""
+    if isinstance(db, Database):  # SQLite (psycopg need not be installed)
+        return UploadStore(db), LeaseStore(db), None
+    from bot.state.postgres.db import PgDatabase
+    from bot.state.postgres.leases import PgLeaseStore
+    from bot.state.postgres.uploads import PgUploadStore
+
+    pool = PgDatabase(db.url)  # type: ignore[attr-defined]  # migrated already; opens on first use
+    return PgUploadStore(db, pool), PgLeaseStore(pool), pool.close
+
+
 def build_local_classifier(settings: Settings) -> Classifier:
     from bot.adapters.onnx_classifier import OnnxClassifier
 
@@ -159,7 +174,7 @@ def build_services(
     clock = clock or SystemClock()
     db = open_database(settings)
     clients = AwsClients(settings, dict(aws or {}))
-    uploads = UploadStore(db)
+    uploads, leases, close_pool = upload_stores(db)
 
     primary: Classifier | None = None
     if settings.cxr_project_arn and settings.cxr_project_version_arn:
@@ -177,7 +192,7 @@ def build_services(
 
     intake = Intake(
         store=uploads,
-        leases=LeaseStore(db),
+        leases=leases,
         fetcher=fetcher,
         describer=describer,
         lease=LeaseTerms(timedelta(seconds=settings.cxr_upload_lease_seconds)),
@@ -204,6 +219,8 @@ def build_services(
         audit=AuditLog(db),
         models=models,
     )
+    if close_pool is not None:
+        services.closers.append(close_pool)
     close = getattr(fetcher, "close", None)  # the Slack fetcher holds an HTTP session
     if close is not None:
         services.closers.append(close)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from botocore.stub import Stubber
@@ -10,6 +10,7 @@ from botocore.stub import Stubber
 from bot.localslack import LocalSlack
 from tests.harness import rekognition_client
 from tests.pgserver import PostgresServer, PostgresUnavailable
+from tests.replicas import Replica, postgres_replica, sqlite_replica
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +57,19 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty schema on the session's server (as good as a database), for one test."""
     return postgres_server.create_schema(f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def replicas(request, tmp_path) -> AsyncIterator[Callable[[], Replica]]:
+    """Call once per replica: its stores on one shared database (SQLite file or PostgreSQL)."""
+    closers: list[Callable[[], Awaitable[None]]] = []
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+
+    def make() -> Replica:
+        replica, close = postgres_replica(url) if url else sqlite_replica(tmp_path / "cxr.db")
+        closers.extend(close)
+        return replica
+
+    yield make
+    for close in closers:
+        await close()

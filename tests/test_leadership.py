@@ -4,15 +4,13 @@ lapse, and fencing: a leader that lost its term (paused, clock behind) cannot ac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.core.clock import FakeClock
 from bot.core.leadership import Leadership, LeaderStore, Term, claim, holds
-from bot.state.db import Database
-from bot.state.leadership import SqliteLeaderStore
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -43,33 +41,13 @@ def test_holds_needs_the_same_owner_and_epoch_and_time_left():
     assert not holds(None, term, T0)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def replicas(request, tmp_path) -> AsyncIterator[Callable[[], LeaderStore]]:
-    """Make leader stores for several replicas on one database, each with its own connection."""
-    closers = []
-    if request.param == "sqlite":
-
-        def make() -> LeaderStore:
-            db = Database(tmp_path / "cxr.db")
-            closers.append(lambda: asyncio.to_thread(db.close))
-            return SqliteLeaderStore(db)
-
-        yield make
-    else:
-        from bot.state.postgres.db import PgDatabase
-        from bot.state.postgres.leadership import PgLeaderStore
-
-        url = request.getfixturevalue("postgres_url")
-        dbs = [await PgDatabase(url, max_connections=4).open() for _ in range(3)]
-        closers += [db.close for db in dbs]
-        made = iter(dbs)
-        yield lambda: PgLeaderStore(next(made))
-    for close in closers:
-        await close()
+@pytest.fixture
+def leader_stores(replicas) -> Callable[[], LeaderStore]:
+    return lambda: replicas().leader
 
 
-async def test_one_term_at_a_time_and_takeover_after_a_lapse(replicas):
-    a, b = replicas(), replicas()
+async def test_one_term_at_a_time_and_takeover_after_a_lapse(leader_stores):
+    a, b = leader_stores(), leader_stores()
     first = await a.claim("fleet", "a", T0, TTL)
     assert first == Term("fleet", "a", 1, T0 + TTL)
     assert await b.claim("fleet", "b", T0 + 29 * S, TTL) is None
@@ -81,8 +59,8 @@ async def test_one_term_at_a_time_and_takeover_after_a_lapse(replicas):
     assert await a.claim("fleet", "a", T0 + 51 * S, TTL) is None  # a lost it
 
 
-async def test_a_leader_that_lost_its_term_cannot_act(replicas):
-    a, b = replicas(), replicas()
+async def test_a_leader_that_lost_its_term_cannot_act(leader_stores):
+    a, b = leader_stores(), leader_stores()
     old = await a.claim("fleet", "a", T0, TTL)
     assert await a.act_once(old, "alert:7:1", T0 + S)
     assert not await a.act_once(old, "alert:7:1", T0 + 2 * S), "an action is taken once"
@@ -93,16 +71,16 @@ async def test_a_leader_that_lost_its_term_cannot_act(replicas):
     assert not await b.act_once(new, "alert:7:1", T0 + TTL + S), "nor twice across leaders"
 
 
-async def test_release_lets_a_follower_take_over_at_once_with_a_new_epoch(replicas):
-    a, b = replicas(), replicas()
+async def test_release_lets_a_follower_take_over_at_once_with_a_new_epoch(leader_stores):
+    a, b = leader_stores(), leader_stores()
     term = await a.claim("fleet", "a", T0, TTL)
     await a.release(term)
     assert not await a.act_once(term, "alert:1:1", T0 + S)
     assert await b.claim("fleet", "b", T0 + S, TTL) == Term("fleet", "b", 2, T0 + S + TTL)
 
 
-async def test_replicas_racing_for_the_lead_elect_exactly_one(replicas):
-    stores = [replicas() for _ in range(3)]
+async def test_replicas_racing_for_the_lead_elect_exactly_one(leader_stores):
+    stores = [leader_stores() for _ in range(3)]
     for round_ in range(10):
         now = T0 + round_ * 2 * TTL  # every round starts after the last term lapsed
         terms = await asyncio.gather(
@@ -114,11 +92,11 @@ async def test_replicas_racing_for_the_lead_elect_exactly_one(replicas):
 
 
 async def test_the_elector_takes_over_within_four_thirds_of_a_ttl_and_fences_the_sleeper(
-    replicas,
+    leader_stores,
 ):
     clock = FakeClock(T0)
-    a = Leadership(replicas(), "fleet", "a", clock, TTL)
-    b = Leadership(replicas(), "fleet", "b", clock, TTL)
+    a = Leadership(leader_stores(), "fleet", "a", clock, TTL)
+    b = Leadership(leader_stores(), "fleet", "b", clock, TTL)
     await a.step()
     await b.step()
     assert a.leads() and not b.leads()
@@ -138,12 +116,12 @@ async def test_the_elector_takes_over_within_four_thirds_of_a_ttl_and_fences_the
     assert await b.act_once("stop:cxr.v1:1")
 
 
-async def test_running_electors_hand_over_when_the_leader_dies(replicas):
+async def test_running_electors_hand_over_when_the_leader_dies(leader_stores):
     from bot.core.clock import SystemClock
 
     ttl = timedelta(seconds=0.6)
-    a = Leadership(replicas(), "fleet", "a", SystemClock(), ttl)
-    b = Leadership(replicas(), "fleet", "b", SystemClock(), ttl)
+    a = Leadership(leader_stores(), "fleet", "a", SystemClock(), ttl)
+    b = Leadership(leader_stores(), "fleet", "b", SystemClock(), ttl)
     runners = {name: asyncio.create_task(e.run()) for name, e in (("a", a), ("b", b))}
 
     async def until(condition: Callable[[], bool]) -> None:

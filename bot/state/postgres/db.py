@@ -41,13 +41,14 @@ class PgDatabase:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
+        await self.pool.open()  # a no-op once open: lets stores be built before the loop runs
         async with self.pool.connection() as conn:
             yield conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """BEGIN … COMMIT on one pooled connection, rolled back on error."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             yield conn
 
     async def close(self) -> None:
