@@ -139,3 +139,44 @@ async def test_running_electors_hand_over_when_the_leader_dies(leader_stores):
     assert not await leader.act_once("alert:1:1")
     runners[follower.owner].cancel()
     await asyncio.gather(runners[follower.owner], return_exceptions=True)
+
+
+async def test_hold_is_the_pollers_question_before_each_tick(leader_stores):
+    clock = FakeClock(T0)
+    a = Leadership(leader_stores(), "fleet", "a", clock, TTL)
+    b = Leadership(leader_stores(), "fleet", "b", clock, TTL)
+    assert await a.hold(T0) and not await b.hold(T0 + S)
+    assert await a.hold(T0 + 20 * S), "renewed by the leader's own tick"
+    assert not await b.hold(T0 + 49 * S)
+    assert await b.hold(T0 + 50 * S), "a's ticks stopped: b's first tick after the lapse wins"
+    await b.release()
+    assert await a.hold(T0 + 51 * S)
+    assert a.term is not None and a.term.epoch == 3
+
+
+async def test_a_fenced_outbox_posts_only_while_the_term_holds(leader_stores):
+    from bot.core.leadership import FencedOutbox, LeadershipLost
+    from bot.core.ports import Notice, PostedMessage
+
+    class Chat:
+        def __init__(self) -> None:
+            self.posts: list[str] = []
+
+        async def post(self, channel, notice, *, thread_ts=None):
+            self.posts.append(notice.text)
+            return PostedMessage(channel, "1.0")
+
+    clock = FakeClock(T0)
+    a = Leadership(leader_stores(), "fleet", "a", clock, TTL)
+    b = Leadership(leader_stores(), "fleet", "b", clock, TTL)
+    chat = Chat()
+    fenced = FencedOutbox(chat, a)
+    with pytest.raises(LeadershipLost):
+        await fenced.post("C0OPS", Notice("before a leads"))
+    await a.step()
+    await fenced.post("C0OPS", Notice("idle alert"))
+    # a is paused past its term; b takes over; a's clock is behind, so only the database knows
+    assert await b.hold(T0 + TTL)
+    with pytest.raises(LeadershipLost):
+        await fenced.post("C0OPS", Notice("idle alert, again"))
+    assert chat.posts == ["idle alert"]

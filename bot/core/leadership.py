@@ -20,7 +20,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.core.clock import Clock
 
@@ -65,6 +65,11 @@ def holds(current: Term | None, term: Term, now: datetime) -> bool:
     )
 
 
+class LeadershipLost(Exception):
+    """This replica's term ended (a pause, a lost connection): whatever it was doing as leader
+    stops here, and the next leader does it."""
+
+
 class LeaderStore(Protocol):
     """Terms and fenced actions, kept where every replica sees them (SQLite or PostgreSQL)."""
 
@@ -102,14 +107,15 @@ class Leadership:
         """Whether this replica believes it leads (a local view; `act_once` is the real check)."""
         return self.term is not None and not self.term.expired(self.clock.now())
 
-    async def step(self) -> Term | None:
+    async def step(self, now: datetime | None = None) -> Term | None:
         """Claim or renew once; log when the lead changes hands."""
+        now = now or self.clock.now()
         before = self.term
         try:
-            self.term = await self.store.claim(self.name, self.owner, self.clock.now(), self.ttl)
+            self.term = await self.store.claim(self.name, self.owner, now, self.ttl)
         except Exception:
             log.exception("leader.claim_failed", extra={"lead": self.name})
-            self.term = None if before is None or before.expired(self.clock.now()) else before
+            self.term = None if before is None or before.expired(now) else before
         if self.term and (before is None or before.epoch != self.term.epoch):
             log.info("leader.elected", extra={"lead": self.name, "epoch": self.term.epoch})
             self._changed.set()
@@ -117,6 +123,12 @@ class Leadership:
             log.warning("leader.lost", extra={"lead": self.name, "epoch": before.epoch})
             self._changed.set()
         return self.term
+
+    async def hold(self, now: datetime) -> bool:
+        """Claim or renew, and say whether this replica leads: the fleet poller asks before
+        each tick (its `Leader` port), so a follower takes over at its first tick after the
+        leader's term lapsed."""
+        return await self.step(now) is not None
 
     async def run(self) -> None:
         """Claim and renew for as long as the process runs (a background job)."""
@@ -128,6 +140,14 @@ class Leadership:
         """Return once the lead has been won or lost (for pollers that idle as followers)."""
         self._changed.clear()
         await self._changed.wait()
+
+    async def still_leads(self) -> bool:
+        """The database's word that this replica's term still holds (same owner and epoch,
+        not expired): checked before each of the leader's outward actions."""
+        term, now = self.term, self.clock.now()
+        if term is None or term.expired(now):
+            return False
+        return holds(await self.store.current(self.name), term, now)
 
     async def act_once(self, key: str) -> bool:
         """True when this replica may carry out action `key` now: it still leads under the
@@ -144,3 +164,38 @@ class Leadership:
         if self.term is not None:
             term, self.term = self.term, None
             await self.store.release(term)
+
+
+class FencedOutbox:
+    """The leader's outbox: each post, update or reaction first checks in the database that
+    the term still holds, and raises `LeadershipLost` if not; a leader that was paused past
+    its term and wakes mid-tick cannot post what the next leader posts. (Record decisions
+    with `act_once` first: then even a post that races the check is never repeated.)"""
+
+    def __init__(self, outbox: Any, leadership: Leadership) -> None:
+        self._outbox = outbox
+        self._leadership = leadership
+
+    async def _fence(self) -> None:
+        if not await self._leadership.still_leads():
+            log.warning("leader.fenced", extra={"lead": self._leadership.name})
+            raise LeadershipLost(self._leadership.name)
+
+    async def post(self, *args: Any, **kwargs: Any) -> Any:
+        await self._fence()
+        return await self._outbox.post(*args, **kwargs)
+
+    async def update(self, *args: Any, **kwargs: Any) -> Any:
+        await self._fence()
+        return await self._outbox.update(*args, **kwargs)
+
+    async def react(self, *args: Any, **kwargs: Any) -> Any:
+        await self._fence()
+        return await self._outbox.react(*args, **kwargs)
+
+    async def attach_images(self, *args: Any, **kwargs: Any) -> Any:
+        await self._fence()
+        return await self._outbox.attach_images(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # anything else the outbox offers, unfenced
+        return getattr(self._outbox, name)
