@@ -65,7 +65,7 @@ class Shell:
             model = self.services.router.model.describe()
             self.say(
                 f"No Slack tokens set: local shell ({model}, state in "
-                f"{self.settings.cxr_db_path}). Type a path to an X-ray,\n/cxr help, or quit."
+                f"{self.services.db.path}). Type a path to an X-ray,\n/cxr help, or quit."
             )
         try:
             await self._loop()
