@@ -11,7 +11,8 @@ a PostgreSQL server the script starts itself (tests/pgserver.py: Debian's binari
   2. scale: the same burst with 1 and with 3 replicas, time from the first delivery to the
      last reply (on a 2-core machine this measures overhead, not scaling);
   3. failover: two elector processes (`bot.core.leadership` on PostgreSQL); the leader is
-     SIGKILLed and the time until the other is elected is measured (ttl = 3/4 of the poll).
+     SIGKILLed and the time until the other is elected is measured (ttl = 3/4 of the poll;
+     tests/elector.py).
 
     nice -n 19 .venv/bin/python bench/bench_replicas.py [../shared/data/originals]
         [--uploads 300] [--rounds 3] [--lease 3] [--poll 4]
@@ -113,29 +114,6 @@ async def burst(
             await slack.stop()
 
 
-ELECTOR = """
-import asyncio, sys, time
-from datetime import timedelta
-from bot.core.clock import SystemClock
-from bot.core.leadership import Leadership
-from bot.state.postgres.db import PgDatabase
-from bot.state.postgres.leadership import PgLeaderStore
-
-async def main(url, name, ttl):
-    db = await PgDatabase(url, max_connections=2).open()
-    lead = Leadership(PgLeaderStore(db), "fleet", name, SystemClock(), timedelta(seconds=ttl))
-    was = False
-    while True:
-        await lead.step()
-        if lead.leads() and not was:
-            print(f"elected {time.time():.3f} {lead.term.epoch}", flush=True)
-        was = lead.leads()
-        await asyncio.sleep(lead.renew_every.total_seconds())
-
-asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
-"""
-
-
 async def failover(server: PostgresServer, poll_s: float) -> float:
     """Seconds from SIGKILL of the leader to the other elector's election."""
     url = server.create_schema(f"f_{uuid.uuid4().hex[:12]}")
@@ -147,13 +125,14 @@ async def failover(server: PostgresServer, poll_s: float) -> float:
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
-            "-c",
-            ELECTOR,
+            "-m",
+            "tests.elector",
             url,
             name,
             str(ttl),
             stdout=asyncio.subprocess.PIPE,
             env=env,
+            cwd=ROOT,
         )
         for name in ("a", "b")
     ]
@@ -166,8 +145,8 @@ async def failover(server: PostgresServer, poll_s: float) -> float:
         killed = time.time()
         leader.send_signal(signal.SIGKILL)
         line = (await asyncio.wait_for(pending, poll_s * 10)).decode().split()
-        assert line[0] == "elected" and line[2] == "2", line
-        return float(line[1]) - killed
+        assert line[:2] == ["elected", "2"], line
+        return float(line[2]) - killed
     finally:
         for p in procs:
             if p.returncode is None:
