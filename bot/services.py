@@ -17,6 +17,7 @@ from PIL import Image
 
 from bot.core.clock import Clock, SystemClock
 from bot.core.intake import Intake
+from bot.core.leadership import LeaderStore
 from bot.core.leases import LeaseTerms
 from bot.core.model_versions import ModelCatalog
 from bot.core.ports import Classifier, FileDescriber, FileFetcher, Outbox
@@ -25,8 +26,8 @@ from bot.core.routing import ModelRouter
 from bot.settings import Settings
 from bot.state.audit import AuditLog
 from bot.state.db import Database
-from bot.state.leases import LeaseStore
 from bot.state.runs import RunStore
+from bot.state.stores import coordination_stores
 from bot.state.uploads import UploadStore
 
 if TYPE_CHECKING:  # for annotations only; built (and imported) by the _attach_ functions
@@ -82,6 +83,7 @@ class Services:
     models: ModelCatalog | None  # the Rekognition project's versions; None without a project
     lifecycle: Lifecycle | None = None  # /cxr status|start|stop|train: _attach_lifecycle
     cost_guard: CostGuard | None = None  # idle alerts, auto-stop…: _attach_cost_guard
+    leader_store: LeaderStore | None = None  # who leads the replicas (see bot.core.leadership)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[BackgroundJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -138,21 +140,6 @@ def open_database(settings: Settings) -> Database:
     return Database(settings.cxr_db_path, busy_timeout_s=2.0)
 
 
-def upload_stores(
-    db: Database,
-) -> tuple[UploadStore, LeaseStore, Callable[[], Awaitable[None]] | None]:
-    """The exactly-once path's stores: on PostgreSQL, native async ones (row locks, SKIP
-    LOCKED) on a pool of their own, returned with its closer."""
-    if isinstance(db, Database):  # SQLite (psycopg need not be installed)
-        return UploadStore(db), LeaseStore(db), None
-    from bot.state.postgres.db import PgDatabase
-    from bot.state.postgres.leases import PgLeaseStore
-    from bot.state.postgres.uploads import PgUploadStore
-
-    pool = PgDatabase(db.url)  # type: ignore[attr-defined]  # migrated already; opens on first use
-    return PgUploadStore(db, pool), PgLeaseStore(pool), pool.close
-
-
 def build_local_classifier(settings: Settings) -> Classifier:
     from bot.adapters.onnx_classifier import OnnxClassifier
 
@@ -174,7 +161,8 @@ def build_services(
     clock = clock or SystemClock()
     db = open_database(settings)
     clients = AwsClients(settings, dict(aws or {}))
-    uploads, leases, close_pool = upload_stores(db)
+    shared = coordination_stores(db)
+    uploads, leases = shared.uploads, shared.leases
 
     primary: Classifier | None = None
     if settings.cxr_project_arn and settings.cxr_project_version_arn:
@@ -219,8 +207,9 @@ def build_services(
         audit=AuditLog(db),
         models=models,
     )
-    if close_pool is not None:
-        services.closers.append(close_pool)
+    services.leader_store = shared.leader
+    if shared.close is not None:
+        services.closers.append(shared.close)
     close = getattr(fetcher, "close", None)  # the Slack fetcher holds an HTTP session
     if close is not None:
         services.closers.append(close)
