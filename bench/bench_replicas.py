@@ -101,8 +101,11 @@ async def burst(
             await asyncio.sleep(lease_s * 1.5)  # late duplicates, if any, show up now
             parts = reply_parts(slack.bot_messages(CHANNEL))
             answered_keys = {key for key, part in parts if part == 1}
+            logs = "".join(r.log_text() for r in fleet.replicas)
             return {
                 "seconds": elapsed,
+                "leases_lost": float(logs.count('"upload.lease_lost"')),
+                "resumed": float(logs.count('"upload.resumed"')),
                 "lost": len(keys - answered_keys),
                 "doubled": sum(1 for n in parts.values() if n > 1),
                 "killed_after": float(killed_after or 0),

@@ -32,7 +32,7 @@ from bot.core.ports import (
     Upload,
 )
 from bot.state.leases import LeaseStore
-from bot.state.uploads import LEASE_PREFIX, UploadStore, lease_key
+from bot.state.uploads import LEASE_PREFIX, UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class Intake:
         if not self._working:
             return
         lost = await self.leases.renew(
-            [lease_key(k) for k in self._working], self.owner, self.clock.now(), self.lease.ttl
+            [LEASE_PREFIX + k for k in self._working], self.owner, self.clock.now(), self.lease.ttl
         )
         for key in lost:  # another instance took it over: it answers; we stop
             upload_key = key.removeprefix(LEASE_PREFIX)
@@ -253,7 +253,7 @@ class Intake:
         await asyncio.gather(*list(self._working.values()), return_exceptions=True)
         if unfinished:
             try:
-                await self.leases.release([lease_key(k) for k in unfinished], self.owner)
+                await self.leases.release([LEASE_PREFIX + k for k in unfinished], self.owner)
             except Exception as exc:
                 log.warning("intake.release_failed", extra={"error": type(exc).__name__})
 
@@ -332,6 +332,25 @@ class Intake:
                 "upload.record_failed", extra={"ts": upload.ts, "error": type(exc).__name__}
             )
 
+    async def _still_ours(self, upload: Upload) -> bool:
+        """Renew the upload's lease right before posting, and say whether it is still ours.
+
+        A stall longer than the lease (a loaded host, a long GC) lets another instance resume
+        the upload; it reads the thread, finds nothing yet, and answers. Checking here, with a
+        fresh lease for the post, keeps the stalled instance from answering a second time. If
+        the check itself fails, post anyway: the lease is most likely still ours.
+        """
+        try:
+            lost = await self.leases.renew(
+                [LEASE_PREFIX + upload.key], self.owner, self.clock.now(), self.lease.ttl
+            )
+        except Exception as exc:
+            log.warning("upload.lease_check_failed", extra={"error": type(exc).__name__})
+            return True
+        if lost:
+            log.warning("upload.lease_lost", extra={"upload": upload.key})
+        return not lost
+
     async def _mark_answered(self, upload: Upload) -> None:
         """Retried through a short lock; if the database stays unwritable the lease lapses
         and the resumed upload finds its reply already in the thread."""
@@ -356,6 +375,8 @@ class Intake:
         """
         check_thread = resumed
         for delay in (*DELIVERY_RETRY_DELAYS, None):
+            if not await self._still_ours(upload):
+                return None  # our lease lapsed (a stall) and another instance answers it
             try:
                 return await self.outbox.post_reply(
                     upload.channel,
