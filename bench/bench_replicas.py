@@ -104,8 +104,8 @@ async def burst(
             logs = "".join(r.log_text() for r in fleet.replicas)
             return {
                 "seconds": elapsed,
-                "leases_lost": float(logs.count('"upload.lease_lost"')),
                 "resumed": float(logs.count('"upload.resumed"')),
+                "claims_refused": float(logs.count('"upload.claim_failed')),
                 "lost": len(keys - answered_keys),
                 "doubled": sum(1 for n in parts.values() if n > 1),
                 "killed_after": float(killed_after or 0),
