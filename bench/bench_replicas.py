@@ -2,7 +2,8 @@
 burst with one and with three replicas, and how long the lead takes to change hands.
 
 Runs real `cxr-bot` processes in HTTP mode (bundled local model) behind a round-robin balancer
-that skips a dead replica, against the local Slack stand-in (redelivery on, compressed 3x), on
+that skips a dead replica, against the local Slack stand-in (redelivery on: Slack's 3 s
+to acknowledge, its retry delays 3x shorter), on
 a PostgreSQL server the script starts itself (tests/pgserver.py: Debian's binaries).
 
   1. kill: 3 replicas, N uploads (default 300) spread over them, one replica SIGKILLed once
@@ -64,7 +65,8 @@ async def burst(
     slack = LocalSlack(
         events_url=f"{balancer.url}/slack/events",
         signing_secret=SIGNING_SECRET,
-        redelivery=Redelivery.compressed(3),
+        # Slack's own 3 s to acknowledge; its retries (at once, 1 min, 5 min) 3x sooner.
+        redelivery=Redelivery(3.0, tuple(d / 3 for d in Redelivery().delays)),
     )
     await slack.start()
     with tempfile.TemporaryDirectory() as workdir:
