@@ -44,3 +44,16 @@ def _today(bot):
 
     now = bot.services.clock.now()
     return now - timedelta(hours=1), now + timedelta(hours=1)
+
+
+def test_sqlite_needs_no_psycopg():
+    """`make run` installs no extras: nothing on the SQLite path may import psycopg."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bot.main, bot.services, bot.slack.app, bot.shell.session;"
+        "print('psycopg' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
