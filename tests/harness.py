@@ -119,6 +119,21 @@ class BotHarness:
             await self.services.stop()
             self.services = None
 
+    async def crash(self) -> None:
+        """Die as under kill -9: no drain, no lease released, nothing more written."""
+        import asyncio
+
+        assert self.services is not None
+        if self._runner:
+            await self._runner.cleanup()
+            self._runner = None
+        doomed = [*self.services._tasks, *self.services.intake._working.values()]
+        for task in doomed:
+            task.cancel()
+        await asyncio.gather(*doomed, return_exceptions=True)
+        self.services.db.close()
+        self.services = None
+
     async def drain_listeners(self) -> None:
         """Wait for Bolt's listeners only (they run after the ack)."""
         await listeners_settled()

@@ -32,7 +32,7 @@ from bot.core.ports import (
     Upload,
 )
 from bot.state.leases import LeaseStore
-from bot.state.uploads import LEASE_PREFIX, UploadStore, lease_key
+from bot.state.uploads import LEASE_PREFIX, UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class Intake:
         if not self._working:
             return
         lost = await self.leases.renew(
-            [lease_key(k) for k in self._working], self.owner, self.clock.now(), self.lease.ttl
+            [LEASE_PREFIX + k for k in self._working], self.owner, self.clock.now(), self.lease.ttl
         )
         for key in lost:  # another instance took it over: it answers; we stop
             upload_key = key.removeprefix(LEASE_PREFIX)
@@ -238,24 +238,27 @@ class Intake:
     async def drain(self) -> None:
         """Wait until every upload in flight is answered (tests, benchmarks, shutdown)."""
         while self._working:
-            await asyncio.gather(*list(self._working.values()), return_exceptions=True)
+            await asyncio.wait(list(self._working.values()))
 
     async def stop(self, drain_seconds: float) -> None:
         """Give uploads in flight a moment, then hand the rest back: their leases are
         released so another instance (or the next start) resumes them at once."""
-        try:
-            await asyncio.wait_for(self.drain(), drain_seconds)
-        except TimeoutError:
-            log.warning("intake.drain_timeout", extra={"in_flight": self.in_flight})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        while self._working and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._working.values()), timeout=left)
         unfinished = list(self._working)
-        for task in list(self._working.values()):
+        if unfinished:
+            log.warning("intake.drain_timeout", extra={"in_flight": len(unfinished)})
+        tasks = list(self._working.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*list(self._working.values()), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if unfinished:
             try:
-                await self.leases.release([lease_key(k) for k in unfinished], self.owner)
+                await self.leases.release([LEASE_PREFIX + k for k in unfinished], self.owner)
             except Exception as exc:
-                log.warning("intake.release_failed", extra={"error": type(exc).__name__})
+                log.warning("intake.release_failed", extra={"error": repr(exc)[:200]})
 
     @property
     def in_flight(self) -> int:
