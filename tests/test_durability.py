@@ -275,3 +275,21 @@ async def test_a_lease_renewed_in_work_keeps_a_slow_upload_with_its_instance(
         await first.stop()
     assert len(replies(slack, envelope)) == 1
     assert not slack.calls_to("conversations.replies")  # nobody resumed it
+
+
+async def test_an_upload_is_recorded_even_when_bolt_cannot_authorize_it(slack, tmp_path):
+    """Bolt's auth.test fails on the first event (Slack's API is down) and Bolt answers 200
+    without running the listener: the claim came first, so the upload is still answered."""
+    bot = await BotHarness(
+        slack, tmp_path / "cxr.db", local=StillModel(), cxr_upload_lease_seconds=1
+    ).start()
+    try:
+        slack.fail("auth.test", status=200, body={"ok": False, "error": "fatal_error"})
+        envelope = new_envelope(slack)
+        assert (await bot.post_event(envelope))[0] == 200
+        await slack.wait_for(lambda: bool(replies(slack, envelope)), 15, "the reply")
+        await bot.drain()
+    finally:
+        await bot.stop()
+    [reply] = replies(slack, envelope)
+    assert "Normal" in reply["text"]
