@@ -293,3 +293,47 @@ async def test_an_upload_is_recorded_even_when_bolt_cannot_authorize_it(slack, t
         await bot.stop()
     [reply] = replies(slack, envelope)
     assert "Normal" in reply["text"]
+
+
+async def test_socket_mode_leaves_an_unrecorded_upload_unacked_and_slack_delivers_it_again(
+    tmp_path, unused_tcp_port
+):
+    from bot.localslack.server import Redelivery
+    from bot.settings import Settings
+    from bot.slack.app import build_app, slack_services
+    from bot.slack.transports import serve_socket_mode
+
+    schedule = Redelivery(ack_timeout_s=3.0, delays=(0.0, 0.5, 1.0))
+    async with LocalSlack(redelivery=schedule) as slack:
+        settings = Settings(
+            _env_file=None,
+            slack_bot_token=slack.bot_token,
+            slack_app_token=slack.app_token,
+            slack_api_url=slack.api_url,
+            cxr_db_path=tmp_path / "cxr.db",
+            host="127.0.0.1",
+            port=unused_tcp_port,
+        )
+        services, client = slack_services(
+            settings, slack.bot_token, slack.api_url, local=StillModel()
+        )
+        server = await serve_socket_mode(build_app(services, client), services, slack.app_token)
+        await services.start()
+        other = sqlite3.connect(tmp_path / "cxr.db", isolation_level=None, timeout=0)
+        try:
+            await slack.wait_for(lambda: bool(slack.sockets), what="the socket")
+            other.execute("BEGIN IMMEDIATE")
+            envelope = new_envelope(slack)
+            delivery = slack.deliver(envelope)
+            await slack.wait_for(lambda: len(delivery.attempts) >= 2, 10, "a redelivery")
+            other.execute("ROLLBACK")
+            await asyncio.wait_for(delivery.finished.wait(), 15)
+            await slack.wait_for(lambda: bool(replies(slack, envelope)), 10, "the reply")
+            await services.intake.drain()
+        finally:
+            other.close()
+            await server.close()
+            await services.stop()
+    assert delivery.acked
+    assert delivery.attempts[0].status is None  # the first delivery was never acknowledged
+    assert len(replies(slack, envelope)) == 1

@@ -543,6 +543,8 @@ class LocalSlack:
                     await asyncio.sleep(delay)
                 attempt = Attempt(number, time.monotonic())
                 delivery.attempts.append(attempt)
+                async with self._changed:
+                    self._changed.notify_all()
                 if self.events_url:
                     ok, why = await self._attempt_http(delivery, attempt, reason)
                 else:
