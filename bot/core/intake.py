@@ -141,6 +141,7 @@ class Intake:
         self.claim_timeout_s = claim_timeout_s
         self._slots = asyncio.Semaphore(concurrency)
         self._working: dict[str, asyncio.Task[None]] = {}
+        self._taken: set[str] = set()  # accepted over an earlier claim: check the thread
 
     # --- entry points -----------------------------------------------------------------------
     async def accept(self, upload: Upload) -> bool:
@@ -154,7 +155,7 @@ class Intake:
         if not upload.files:
             return False
         try:
-            fresh = await asyncio.wait_for(
+            claim = await asyncio.wait_for(
                 self.store.claim(upload, self.clock.now(), self.owner, self.lease.ttl),
                 self.claim_timeout_s,
             )
@@ -170,9 +171,11 @@ class Intake:
                 },
             )
             raise ClaimFailed(type(exc).__name__) from exc
-        if not fresh or upload.key in self._working:
+        if not claim or upload.key in self._working:
             log.info("upload.duplicate", extra={"channel": upload.channel, "ts": upload.ts})
             return False
+        if claim == "taken":  # part of its reply may be in the thread already
+            self._taken.add(upload.key)
         log.info(
             "upload.accepted",
             extra={"channel": upload.channel, "ts": upload.ts, "files": len(upload.files)},
@@ -183,6 +186,8 @@ class Intake:
         """Answer an accepted upload in the background."""
         if upload.key in self._working:
             return
+        resumed = resumed or upload.key in self._taken
+        self._taken.discard(upload.key)
         task = asyncio.create_task(
             self._answer(upload, resumed), name=f"upload {upload.channel}/{upload.ts}"
         )

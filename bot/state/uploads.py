@@ -34,15 +34,16 @@ class UploadStore:
         self._db = db
 
     # --- the intake's calls (async, off the event loop) -------------------------------------
-    async def claim(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> bool:
+    async def claim(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> str:
         """Record the upload and lease it to `owner`, in one transaction.
 
-        True when `owner` should answer it now: it is new, or still pending with a lease that
-        is ours or has expired (a Slack retry after a failed claim, or after a crash). False
-        when it was answered already or another instance is answering it.
+        "new" when it was not known; "taken" when it was pending with a lease that is ours or
+        has expired (a Slack retry after a failed claim or delivery, or after a crash: some of
+        its reply may be out already); "" when it was answered already or another instance
+        is answering it.
         """
 
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(conn: sqlite3.Connection) -> str:
             inserted = conn.execute(
                 "INSERT OR IGNORE INTO uploads"
                 " (channel, ts, thread_ts, user, files, received_at, direct)"
@@ -63,8 +64,10 @@ class UploadStore:
                     (upload.channel, upload.ts),
                 ).fetchone()
                 if row is None or row["state"] != "pending":
-                    return False
-            return acquire_in(conn, lease_key(upload), owner, now, ttl) is not None
+                    return ""
+            if acquire_in(conn, lease_key(upload), owner, now, ttl) is None:
+                return ""
+            return "new" if inserted else "taken"
 
         return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
 
