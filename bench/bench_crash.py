@@ -1,7 +1,8 @@
 """Crash benchmark: `cxr-bot` as a process, LocalSlack in this one, Slack's redelivery on.
 
-Each round starts a fresh stand-in, database and bot (HTTP mode: signed deliveries, so 503s
-and acks can be told apart), posts X-rays as Slack would, does one thing to the bot, and
+Each round starts a fresh stand-in, database and bot (HTTP mode by default: signed deliveries,
+so 503s and acks can be told apart; `--transport socket` for Socket Mode, where a refused
+claim is an envelope left unacknowledged), posts X-rays as Slack would, does one thing to the bot, and
 counts the replies in every upload's thread once the dust has settled (and one lease length
 more, so a late double would be seen):
 
@@ -20,6 +21,7 @@ Goal: 0 lost, 0 doubled in every round; ack p99 < 100 ms without an external loc
 lock held, /healthz < 200 ms and 503s counted apart from acks.
 
     .venv/bin/python bench/bench_crash.py [--rounds 10] [--only a,b,c,d,efbig,enospc]
+        [--transport http|socket]
 
 Slack's retry schedule is compressed 5x (retries about at once, after 12 s, after 60 s; the
 3 s acknowledgement deadline is kept) and uploads are leased for 5 s (default 30 s), so a
@@ -59,6 +61,7 @@ SECRET = "bench-secret"
 CHANNEL = "C0CRASH01"
 SCHEDULE = Redelivery(ack_timeout_s=3.0, delays=(0.0, 12.0, 60.0))
 LEASE_S = 5
+TRANSPORT = "http"  # or "socket" (--transport)
 SETTLE_S = 150.0  # longest a round waits for its replies (the last retry comes at ~75 s)
 
 
@@ -93,7 +96,11 @@ class Bot:
             "HOME": str(self.db.parent),
             "PYTHONPATH": str(ROOT),
             "SLACK_BOT_TOKEN": self.slack.bot_token,
-            "SLACK_SIGNING_SECRET": SECRET,
+            **(
+                {"SLACK_APP_TOKEN": self.slack.app_token}
+                if TRANSPORT == "socket"
+                else {"SLACK_SIGNING_SECRET": SECRET}
+            ),
             "SLACK_API_URL": self.slack.api_url,
             "PORT": str(self.port),
             "HOST": "127.0.0.1",
@@ -190,7 +197,9 @@ class World:
         return bot
 
     def aim(self, bot: Bot) -> None:
-        self.slack.events_url = f"{bot.url}/slack/events"
+        """HTTP: Slack's Request URL points at this bot. Socket Mode: every connected bot
+        gets envelopes (one each, round-robin)."""
+        self.slack.events_url = f"{bot.url}/slack/events" if TRANSPORT == "http" else None
 
     def post(self, n: int) -> list[Delivery]:
         """n users post one X-ray each, at once."""
@@ -445,7 +454,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--only", default="a,b,c,d,efbig,enospc")
     parser.add_argument("--keep", type=Path, help="keep every round's folder (logs, db) here")
+    parser.add_argument("--transport", choices=("http", "socket"), default="http")
     args = parser.parse_args()
+    global TRANSPORT
+    TRANSPORT = args.transport
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(only) - set(SCENARIOS)
     if unknown:
