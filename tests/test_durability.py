@@ -130,7 +130,7 @@ async def test_a_crash_between_the_reply_and_its_record_gives_no_second_reply(
     assert read.params["include_all_metadata"] in ("1", "true", "True")
 
 
-async def test_a_locked_database_gets_503_and_healthz_still_answers(slack, tmp_path):
+async def test_a_locked_database_gets_503_and_healthz_still_answers(slack, tmp_path, caplog):
     """Another process holds the write lock: the claim gives up after about 2 s with a 503
     (Slack retries), /healthz keeps answering meanwhile, and the retry is answered once."""
     db = tmp_path / "cxr.db"
@@ -149,6 +149,9 @@ async def test_a_locked_database_gets_503_and_healthz_still_answers(slack, tmp_p
         assert not claim.done()
         status, _ = await claim
         assert status == 503
+        [loud] = [r for r in caplog.records if r.msg.startswith("upload.claim_failed")]
+        assert loud.levelname == "ERROR" and "NOT acknowledged" in loud.msg
+        assert "database is locked" in loud.error
         other.execute("ROLLBACK")
         status, _ = await bot.post_event(
             envelope, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"}
