@@ -20,7 +20,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.localslack import LocalSlack
 from bot.services import Services
 from bot.settings import Settings
-from bot.slack.app import build_app, listeners_settled, slack_services
+from bot.slack.app import build_app, listeners_settled, slack_services, warm_up
 from bot.slack.transports import health_handler, start_site
 
 SIGNING_SECRET = "test-signing-secret"
@@ -103,6 +103,7 @@ class BotHarness:
             clock=self._clock,
         )
         app = build_app(self.services, client, signing_secret=SIGNING_SECRET)
+        await warm_up(app, retry=False)
         web_app = app.web_app(path="/slack/events")
         web_app.router.add_get("/healthz", health_handler(self.services, "http"))
         self._runner = await start_site(web_app, "127.0.0.1", 0)

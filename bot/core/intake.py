@@ -167,7 +167,11 @@ class Intake:
                 extra={
                     "channel": upload.channel,
                     "ts": upload.ts,
-                    "error": f"{type(exc).__name__}: {exc}"[:200],
+                    "error": (
+                        f"no answer from the database within {self.claim_timeout_s:g} s"
+                        if isinstance(exc, TimeoutError)
+                        else f"{type(exc).__name__}: {exc}"[:200]
+                    ),
                 },
             )
             raise ClaimFailed(type(exc).__name__) from exc

@@ -50,7 +50,7 @@ class Shell:
 
     # --- set-up -----------------------------------------------------------------------------
     async def run(self) -> int:
-        from bot.slack.app import build_app, slack_services
+        from bot.slack.app import build_app, slack_services, warm_up
 
         await self.slack.start()
         self.slack.listeners.append(self._show)
@@ -58,6 +58,7 @@ class Shell:
             self.settings, self.slack.bot_token, self.slack.api_url
         )
         self.app = build_app(self.services, client)
+        await warm_up(self.app, retry=False)
         await self._forget_last_session()
         await self.services.start()
         if self.interactive:

@@ -2,8 +2,9 @@
 
 An upload is recorded before Slack gets its acknowledgement: `record_before_ack` is a global
 middleware (Bolt's `before_authorize`), so it runs ahead of Bolt's automatic ack for events,
-while `/cxr` and button acks never wait for it (it only looks at file_share events). When the claim cannot be written, the request is answered 503 (HTTP) or
-left unacknowledged (Socket Mode), and Slack delivers it again.
+while `/cxr` and button acks never wait for it (it only looks at file_share events). When the
+claim cannot be written, the request is answered 503 (HTTP) or left unacknowledged (Socket
+Mode), and Slack delivers it again.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ CLAIMED = "cxr_upload"  # the context key the middleware hands the claimed uploa
 
 
 def record_before_ack(
-    services: Services, bot_user_id: Callable[[], str | None]
+    services: Services, is_self: Callable[[dict[str, Any]], bool]
 ) -> Callable[..., Awaitable[BoltResponse | None]]:
     """The claim, as a middleware for `AsyncApp(before_authorize=…)`: after the signature
     check, before anything that needs Slack (auth.test), so an upload is recorded even while
@@ -41,8 +42,7 @@ def record_before_ack(
             body.get("type") == "event_callback"
             and event.get("type") == "message"
             and event.get("subtype") == "file_share"
-            and not event.get("bot_id")
-            and event.get("user") != bot_user_id()  # the bot's own heatmap uploads
+            and not is_self(event)  # the bot's own heatmap uploads
         ):
             channel = event.get("channel", "")
             direct = event.get("channel_type") in DIRECT
