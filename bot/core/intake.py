@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from PIL import Image
 
@@ -21,7 +22,7 @@ from bot.core.clock import Clock
 from bot.core.errors import Undeliverable, UnsupportedFile, UserFacingError
 from bot.core.imaging import decode
 from bot.core.labels import Label, Verdict, decide
-from bot.core.leases import LeaseTerms, new_owner
+from bot.core.leases import UPLOAD_LEASE_PREFIX, LeaseTerms, new_owner, upload_lease
 from bot.core.ports import (
     Classifier,
     FileDescriber,
@@ -31,8 +32,6 @@ from bot.core.ports import (
     Outbox,
     Upload,
 )
-from bot.state.leases import LeaseStore
-from bot.state.uploads import LEASE_PREFIX, UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +97,37 @@ def outcome_reaction(outcomes: list[FileOutcome]) -> str:
     return REACTION_NORMAL
 
 
+class UploadLedger(Protocol):
+    """Where uploads are claimed, leased and marked answered (SQLite: `bot.state.uploads`)."""
+
+    async def claim(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> str:
+        """ "new", "taken" (pending, its lease ours or expired) or "" (not ours to answer)."""
+        ...
+
+    async def resumable(self, now: datetime, limit: int = 100) -> list[Upload]: ...
+
+    async def take(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> bool: ...
+
+    async def record(
+        self,
+        upload: Upload,
+        outcomes: Sequence[tuple[str, str, str | None, str | None]],
+        now: datetime,
+    ) -> None: ...
+
+    async def mark_answered(self, upload: Upload, now: datetime, owner: str) -> None: ...
+
+
+class LeaseKeeper(Protocol):
+    """Renewal and hand-back of leases (SQLite: `bot.state.leases.LeaseStore`)."""
+
+    async def renew(
+        self, keys: Iterable[str], owner: str, now: datetime, ttl: timedelta
+    ) -> list[str]: ...
+
+    async def release(self, keys: Iterable[str], owner: str) -> None: ...
+
+
 class ClaimFailed(Exception):
     """The upload could not be recorded, so Slack must not be told it arrived (it retries)."""
 
@@ -109,8 +139,8 @@ class Intake:
     def __init__(
         self,
         *,
-        store: UploadStore,
-        leases: LeaseStore,
+        store: UploadLedger,
+        leases: LeaseKeeper,
         fetcher: FileFetcher,
         classifier: Classifier,
         outbox: Outbox,
@@ -235,10 +265,10 @@ class Intake:
         if not self._working:
             return
         lost = await self.leases.renew(
-            [LEASE_PREFIX + k for k in self._working], self.owner, self.clock.now(), self.lease.ttl
+            [upload_lease(k) for k in self._working], self.owner, self.clock.now(), self.lease.ttl
         )
         for key in lost:  # another instance took it over: it answers; we stop
-            upload_key = key.removeprefix(LEASE_PREFIX)
+            upload_key = key.removeprefix(UPLOAD_LEASE_PREFIX)
             log.warning("upload.lease_lost", extra={"upload": upload_key})
             task = self._working.get(upload_key)
             if task is not None:
@@ -265,7 +295,7 @@ class Intake:
         await asyncio.gather(*tasks, return_exceptions=True)
         if unfinished:
             try:
-                await self.leases.release([LEASE_PREFIX + k for k in unfinished], self.owner)
+                await self.leases.release([upload_lease(k) for k in unfinished], self.owner)
             except Exception as exc:
                 log.warning("intake.release_failed", extra={"error": repr(exc)[:200]})
 

@@ -18,15 +18,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
+from bot.core.leases import UPLOAD_LEASE_PREFIX, upload_lease
 from bot.core.ports import ImageRef, Upload
 from bot.state.db import Database
 from bot.state.leases import acquire_in, in_transaction, release_in
 
-LEASE_PREFIX = "upload:"
-
 
 def lease_key(upload: Upload) -> str:
-    return LEASE_PREFIX + upload.key
+    return upload_lease(upload.key)
 
 
 class UploadStore:
@@ -78,7 +77,7 @@ class UploadStore:
                 "SELECT u.* FROM uploads u LEFT JOIN leases l ON l.key = ? || u.channel || ':' || u.ts"
                 " WHERE u.state = 'pending' AND (l.key IS NULL OR l.expires_at <= ?)"
                 " ORDER BY u.received_at, u.ts LIMIT ?",
-                (LEASE_PREFIX, now.timestamp(), limit),
+                (UPLOAD_LEASE_PREFIX, now.timestamp(), limit),
             ).fetchall()
         )
         return [_upload(row) for row in rows]
