@@ -152,6 +152,9 @@ async def test_a_locked_database_gets_503_and_healthz_still_answers(slack, tmp_p
         [loud] = [r for r in caplog.records if r.msg.startswith("upload.claim_failed")]
         assert loud.levelname == "ERROR" and "NOT acknowledged" in loud.msg
         assert "database is locked" in loud.error or "no answer from the database" in loud.error
+        # /cxr is acknowledged without waiting on the database (the claim is for uploads)
+        status, body = await bot.post_command(slack.slash_command("help"))
+        assert status == 200 and "/cxr status" in body
         other.execute("ROLLBACK")
         status, _ = await bot.post_event(
             envelope, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"}
