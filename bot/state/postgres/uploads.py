@@ -16,11 +16,12 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.core.leases import UPLOAD_LEASE_PREFIX
 from bot.core.ports import ImageRef, Upload
 from bot.state.postgres.database import PostgresDatabase
 from bot.state.postgres.db import PgDatabase
 from bot.state.postgres.leases import acquire_in
-from bot.state.uploads import LEASE_PREFIX, UploadStore, lease_key
+from bot.state.uploads import UploadStore, lease_key
 
 
 class PgUploadStore(UploadStore):
@@ -28,7 +29,8 @@ class PgUploadStore(UploadStore):
         super().__init__(db)  # type: ignore[arg-type]  # the reports: same SQL, translated
         self._pg = pg
 
-    async def claim(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> bool:
+    async def claim(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> str:
+        """As `UploadStore.claim`: "new", "taken" (pending, lease ours or lapsed) or ""."""
         async with self._pg.transaction() as conn:
             cursor = await conn.execute(
                 'INSERT INTO uploads (channel, ts, thread_ts, "user", files, received_at, direct)'
@@ -43,9 +45,12 @@ class PgUploadStore(UploadStore):
                     int(upload.direct),
                 ),
             )
-            if cursor.rowcount != 1 and not await _pending(conn, upload, "FOR UPDATE"):
-                return False
-            return await acquire_in(conn, lease_key(upload), owner, now, ttl) is not None
+            inserted = cursor.rowcount == 1
+            if not inserted and not await _pending(conn, upload, "FOR UPDATE"):
+                return ""
+            if await acquire_in(conn, lease_key(upload), owner, now, ttl) is None:
+                return ""
+            return "new" if inserted else "taken"
 
     async def resumable(self, now: datetime, limit: int = 100) -> list[Upload]:
         async with self._pg.connection() as conn:
@@ -54,7 +59,7 @@ class PgUploadStore(UploadStore):
                 " LEFT JOIN leases l ON l.key = %s || u.channel || ':' || u.ts"
                 " WHERE u.state = 'pending' AND (l.key IS NULL OR l.expires_at <= %s)"
                 " ORDER BY u.received_at, u.ts LIMIT %s",
-                (LEASE_PREFIX, now.timestamp(), limit),
+                (UPLOAD_LEASE_PREFIX, now.timestamp(), limit),
             )
             return [_upload(row) for row in await cursor.fetchall()]
 
