@@ -41,5 +41,5 @@ class CommandContext:
         if await self.admins.allows(self.user):
             return True
         self.lifecycle.refused(self.user, action, target or "-", "not an admin")
-        await self.respond(text=self.admins.refusal(), response_type="ephemeral")
+        await self.respond(text=self.admins.refusal(self.user), response_type="ephemeral")
         return False

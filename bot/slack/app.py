@@ -30,7 +30,7 @@ def slack_services(
     services = build_services(
         settings,
         outbox=SlackOutbox(client),
-        fetcher=SlackFileFetcher(token, api_url),
+        fetcher=SlackFileFetcher(token, api_url, file_hosts=settings.slack_file_hosts),
         **overrides,
     )
     return services, client

@@ -51,7 +51,7 @@ async def _press(
     name = str(value.get("name") or value["arn"])
     if not await admins.allows(user):
         lifecycle.refused(user, "start", name, "not an admin")
-        await respond(text=admins.refusal(), response_type="ephemeral", replace_original=False)
+        await respond(text=admins.refusal(user), response_type="ephemeral", replace_original=False)
         return
     try:
         if confirm:

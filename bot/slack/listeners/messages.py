@@ -6,12 +6,12 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.intake import is_image_like
 from bot.core.ports import ImageRef, Upload
 from bot.services import Services
+from bot.slack.client import error_code
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +48,23 @@ async def upload_from_event(
     """
     refs = []
     for file in event.get("files", []):
+        if not isinstance(file, dict):
+            continue
+        unknown = False
         if file.get("file_access") == "check_file_info":  # Slack Connect: details on request
-            file = await _file_info(client, file.get("id", "")) or file
+            details = await _file_info(client, str(file.get("id", "")))
+            unknown = details is None  # can't tell what it is: answer rather than stay silent
+            file = details or file
         ref = ImageRef(
-            file_id=file.get("id", ""),
-            name=file.get("name") or file.get("title") or file.get("id", "file"),
-            mimetype=file.get("mimetype", ""),
-            size=int(file.get("size") or 0),
-            url=file.get("url_private_download") or file.get("url_private") or "",
+            file_id=str(file.get("id") or ""),
+            name=str(file.get("name") or file.get("title") or file.get("id") or "file"),
+            # Details unknown: taken as a possible image, so the user hears why it can't be read.
+            mimetype=str(file.get("mimetype") or ("image/unknown" if unknown else "")),
+            size=_size(file.get("size")),
+            url=str(file.get("url_private_download") or file.get("url_private") or ""),
+            external=bool(file.get("is_external")) or file.get("mode") == "external",
         )
-        if ref.file_id and (answer_all or is_image_like(ref)):
+        if ref.file_id and (answer_all or unknown or is_image_like(ref)):
             refs.append(ref)
     if not refs:
         return None
@@ -70,10 +77,19 @@ async def upload_from_event(
     )
 
 
+def _size(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 async def _file_info(client: AsyncWebClient, file_id: str) -> dict[str, Any] | None:
+    """The file's details, or None when Slack can't say (any failure, whatever its body)."""
     try:
         response = await client.files_info(file=file_id)
-    except SlackApiError as exc:
-        log.warning("files_info.failed", extra={"error": exc.response.get("error")})
+        file = response.get("file")
+    except Exception as exc:
+        log.warning("files_info.failed", extra={"file_id": file_id, "error": error_code(exc)})
         return None
-    return response.get("file")
+    return file if isinstance(file, dict) else None
