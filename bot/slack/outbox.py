@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.errors import Undeliverable
 from bot.core.ports import Notice, PostedMessage
 from bot.slack.blocks import render
+from bot.slack.client import error_code
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class SlackOutbox:
                 unfurl_media=False,
             )
         except SlackApiError as exc:
-            error = exc.response.get("error")
+            error = error_code(exc)
             if error in PERMANENT_POST_ERRORS:
                 raise Undeliverable(error) from exc
             raise
@@ -68,7 +69,7 @@ class SlackOutbox:
             try:
                 await method(channel=channel, timestamp=ts, name=name)
             except SlackApiError as exc:
-                if exc.response.get("error") not in BENIGN_REACTION_ERRORS:
+                if error_code(exc) not in BENIGN_REACTION_ERRORS:
                     raise
 
     async def attach_images(

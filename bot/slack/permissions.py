@@ -13,6 +13,8 @@ from bot.slack.client import error_code
 log = logging.getLogger(__name__)
 
 GROUP_CACHE_SECONDS = 300.0
+# While Slack can't answer, a membership looked up this recently still counts.
+STALE_GROUP_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Admins:
     up with usergroups.users.list and cached for five minutes.
 
     A lookup that fails (Slack down, a proxy's text/plain 503, a missing scope) is never taken
-    for "not a member": the last good answer is used if there is one, and otherwise the check
+    for "not a member": the last good answer (up to an hour old) is used, and otherwise the check
     could not be made, and the refusal says so instead of calling the user a non-admin.
     """
 
@@ -75,7 +77,8 @@ class Admins:
         except Exception as exc:  # any failure, whatever the body: never "not a member"
             code = error_code(exc)
             log.warning("admins.group_lookup_failed", extra={"group": group, "error": code})
-            return (cached[1] if cached else None), code
+            stale_ok = cached and time.monotonic() - cached[0] < STALE_GROUP_SECONDS
+            return (cached[1] if stale_ok else None), code
         members = {u for u in users if isinstance(u, str)}
         self._members[group] = (time.monotonic(), members)
         return members, None
