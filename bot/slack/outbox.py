@@ -10,8 +10,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import Undeliverable
 from bot.core.ports import Notice, PostedMessage
-from bot.slack.blocks import render
+from bot.slack.blocks import render, render_parts
 from bot.slack.client import error_code
+from bot.slack.escaping import plain
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +37,25 @@ class SlackOutbox:
     async def post(
         self, channel: str, notice: Notice, *, thread_ts: str | None = None
     ) -> PostedMessage:
-        rendered = render(notice)
-        try:
-            response = await self.client.chat_postMessage(
-                channel=channel,
-                text=rendered.text,
-                blocks=rendered.blocks or None,
-                thread_ts=thread_ts,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except SlackApiError as exc:
-            error = error_code(exc)
-            if error in PERMANENT_POST_ERRORS:
-                raise Undeliverable(error) from exc
-            raise
-        return PostedMessage(channel=response["channel"], ts=response["ts"])
+        posted: PostedMessage | None = None
+        for rendered in render_parts(notice):  # a reply too big for one message: in parts
+            try:
+                response = await self.client.chat_postMessage(
+                    channel=channel,
+                    text=rendered.text,
+                    blocks=rendered.blocks or None,
+                    thread_ts=thread_ts,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except SlackApiError as exc:
+                error = error_code(exc)
+                if error in PERMANENT_POST_ERRORS:
+                    raise Undeliverable(error) from exc
+                raise
+            posted = posted or PostedMessage(channel=response["channel"], ts=response["ts"])
+        assert posted is not None
+        return posted
 
     async def update(self, message: PostedMessage, notice: Notice) -> None:
         rendered = render(notice)
@@ -79,7 +83,12 @@ class SlackOutbox:
             channel=channel,
             thread_ts=thread_ts,
             file_uploads=[
-                {"filename": name, "content": data, "title": name, "alt_txt": "Heatmap"}
+                {
+                    "filename": plain(name),
+                    "content": data,
+                    "title": plain(name),
+                    "alt_txt": "Heatmap",
+                }
                 for name, data in images
             ],
         )
