@@ -54,9 +54,9 @@ class Settings(BaseSettings):
         10.0, gt=0, description="A request's head must arrive within this (HTTP mode)"
     )
     http_body_timeout_s: float = Field(10.0, gt=0, description="Its body, within this after")
-    http_max_body_kb: int = Field(1024, ge=16, description="Larger request bodies get a 413")
+    http_max_body_kb: int = Field(512, ge=16, description="Larger request bodies get a 413")
     http_max_connections: int = Field(
-        2000, ge=16, description="Open connections; past it the oldest idle or slow one is closed"
+        1000, ge=16, description="Open connections; past it the oldest idle or slow one is closed"
     )
 
     # --- AWS (credentials come from boto3's usual chain: env, profile, instance role) --------
