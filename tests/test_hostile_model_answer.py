@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
 
 from bot.core.intake import REACTION_FAILED
 from bot.core.labels import Label, ModelInfo, Prediction
@@ -43,9 +44,14 @@ class RawRekognition:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()  # NaN as NaN
         self.answers.append((status, raw, content_type))
 
+    def timeout(self) -> None:
+        self.answers.append((0, b"", ""))
+
     def _send(self, request: Any, **_: Any) -> AWSResponse:
         self.calls += 1
         status, raw, content_type = self.answers.pop(0)
+        if status == 0:
+            raise ReadTimeoutError(endpoint_url=request.url)
         return AWSResponse(request.url, status, {"Content-Type": content_type}, _Raw(raw))
 
 
@@ -204,3 +210,17 @@ async def test_one_aws_503_with_an_html_body_is_retried(bot, rekognition):
     rekognition.answer(labels(("NORMAL", 10.0), ("PNEUMONIA", 90.0)))
     reply = await screen(bot)
     assert "chest.jpeg: Pneumonia, 90.0%" in reply["text"] and rekognition.calls == 2
+
+
+async def test_aws_timeouts_are_retried_then_explained(bot, rekognition):
+    for _ in range(8):
+        rekognition.timeout()
+    reply = await screen(bot)
+    assert "couldn't reach Amazon Rekognition" in reply["text"] and rekognition.calls >= 3
+
+
+async def test_one_aws_timeout_is_retried(bot, rekognition):
+    rekognition.timeout()
+    rekognition.answer(labels(("NORMAL", 95.0), ("PNEUMONIA", 5.0)))
+    reply = await screen(bot)
+    assert "chest.jpeg: Normal, 95.0%" in reply["text"] and rekognition.calls == 2
