@@ -1,68 +1,91 @@
-"""`message` events: files shared in a channel, a private channel or a DM become uploads."""
+"""`message` events: files shared in a channel, a private channel or a DM become uploads.
+
+An upload is recorded before Slack gets its acknowledgement: `record_before_ack` is a global
+middleware, so it runs ahead of Bolt's automatic ack for events, while `/cxr` and button acks
+never wait for it. When the claim cannot be written, the request is answered 503 (HTTP) or
+left unacknowledged (Socket Mode), and Slack delivers it again.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.web.async_client import AsyncWebClient
+from slack_bolt.response import BoltResponse
 
-from bot.core.intake import is_image_like
+from bot.core.intake import ClaimFailed, is_image_like
 from bot.core.ports import ImageRef, Upload
 from bot.services import Services
-from bot.slack.client import error_code
+from bot.slack.files_info import file_size, is_external
 
 log = logging.getLogger(__name__)
 
 DIRECT = ("im",)
+CLAIMED = "cxr_upload"  # the context key the middleware hands the claimed upload over in
 
 
 def register(app: AsyncApp, services: Services) -> None:
     settings = services.settings
 
+    @app.middleware
+    async def record_before_ack(
+        body: dict[str, Any], context: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        event = body.get("event") or {}
+        if (
+            body.get("type") == "event_callback"
+            and event.get("type") == "message"
+            and event.get("subtype") == "file_share"
+        ):
+            channel = event.get("channel", "")
+            direct = event.get("channel_type") in DIRECT
+            allowed = settings.cxr_allowed_channels
+            if allowed and channel not in allowed and not direct:
+                log.info("upload.channel_not_allowed", extra={"channel": channel})
+            elif (upload := upload_from_event(event, answer_all=direct)) is not None:
+                try:
+                    if await services.intake.accept(upload):
+                        context[CLAIMED] = upload
+                except ClaimFailed:
+                    return BoltResponse(status=503, body="")
+        return await next()
+
     @app.event({"type": "message", "subtype": "file_share"})
-    async def on_file_share(event: dict[str, Any], client: AsyncWebClient) -> None:
-        channel = event.get("channel", "")
-        direct = event.get("channel_type") in DIRECT
-        allowed = settings.cxr_allowed_channels
-        if allowed and channel not in allowed and not direct:
-            log.info("upload.channel_not_allowed", extra={"channel": channel})
-            return
-        upload = await upload_from_event(event, client, answer_all=direct)
+    async def on_file_share(context: dict[str, Any]) -> None:
+        """Runs after the ack: start answering the upload the middleware claimed."""
+        upload = context.get(CLAIMED)
         if upload is not None:
-            services.intake.submit(upload)
+            services.intake.start(upload)
 
     @app.event("message")
     async def on_other_message() -> None:
         """Plain messages, edits and deletions need no answer (acknowledged by Bolt)."""
 
 
-async def upload_from_event(
-    event: dict[str, Any], client: AsyncWebClient, *, answer_all: bool
-) -> Upload | None:
+def upload_from_event(event: dict[str, Any], *, answer_all: bool) -> Upload | None:
     """The `Upload` in a file_share event, or None when it carries nothing for the bot.
 
     In channels only image-like files are answered (a shared spreadsheet is none of the
     bot's business); in a DM every file is, so nothing posted to the bot meets silence.
+    A Slack Connect file arrives as only its ID: it is kept, and looked up with files.info
+    after the claim (intake drops it then if it is not an image in a channel).
     """
     refs = []
     for file in event.get("files", []):
         if not isinstance(file, dict):
             continue
-        unknown = False
-        if file.get("file_access") == "check_file_info":  # Slack Connect: details on request
-            details = await _file_info(client, str(file.get("id", "")))
-            unknown = details is None  # can't tell what it is: answer rather than stay silent
-            file = details or file
+        unknown = file.get("file_access") == "check_file_info"
         ref = ImageRef(
             file_id=str(file.get("id") or ""),
             name=str(file.get("name") or file.get("title") or file.get("id") or "file"),
-            # Details unknown: taken as a possible image, so the user hears why it can't be read.
+            # Details unknown until files.info: taken as a possible image, so that if the
+            # lookup fails the user hears why the file can't be read.
             mimetype=str(file.get("mimetype") or ("image/unknown" if unknown else "")),
-            size=_size(file.get("size")),
+            size=file_size(file.get("size")),
             url=str(file.get("url_private_download") or file.get("url_private") or ""),
-            external=bool(file.get("is_external")) or file.get("mode") == "external",
+            external=is_external(file),
         )
         if ref.file_id and (answer_all or unknown or is_image_like(ref)):
             refs.append(ref)
@@ -74,22 +97,5 @@ async def upload_from_event(
         thread_ts=event.get("thread_ts") or event["ts"],
         user=event.get("user", ""),
         files=tuple(refs),
+        direct=answer_all,
     )
-
-
-def _size(value: Any) -> int:
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-async def _file_info(client: AsyncWebClient, file_id: str) -> dict[str, Any] | None:
-    """The file's details, or None when Slack can't say (any failure, whatever its body)."""
-    try:
-        response = await client.files_info(file=file_id)
-        file = response.get("file")
-    except Exception as exc:
-        log.warning("files_info.failed", extra={"file_id": file_id, "error": error_code(exc)})
-        return None
-    return file if isinstance(file, dict) else None
