@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -192,3 +193,24 @@ async def test_healthz_and_slack_events_answer_while_1000_clients_trickle(bot, s
     assert tally["clients_in"] == 1000 and tally["thrown_out"] > 0
     assert bot.pool.peak <= bot.pool.limit + SURGE + 1  # descriptors and memory stay bounded
     assert bot.pool.closed_by_reason.get("evicted", 0) > 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /healthz HTTP/1.1\r\n" + b"X-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(100)) + b"\r\n",
+    ],
+)
+async def test_broken_http_gets_a_4xx_and_no_traceback(bot, caplog, raw):
+    with caplog.at_level(logging.DEBUG):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(bot))
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(100), 5)
+        writer.close()
+    assert re.match(rb"HTTP/1\.[01] (400|413|431) ", answer), answer
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.WARNING)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,24 @@ def connection_limit(wanted: int) -> int:
         except (ValueError, OSError):
             pass
     return max(16, min(wanted, soft - FD_RESERVE - SURGE))
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs an unparseable request (a bad request line, a header too long) as an
+    error with a traceback; it is only a client's junk: one info line here, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            log.info("http.malformed_request", extra={"error": type(error).__name__})
+            return False
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(MalformedRequests())
 
 
 def now() -> float:

@@ -29,6 +29,7 @@ from bot.slack.http_guard import (
     connection_middleware,
     mark_answering,
     now,
+    quiet_malformed_requests,
 )
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ async def start_http(
 ) -> tuple[web.AppRunner, ConnectionPool]:
     """Serve HTTP mode on host:port behind the connection pool (the harness uses it too)."""
     settings = services.settings
+    quiet_malformed_requests()
     pool = ConnectionPool(
         connection_limit(settings.http_max_connections), settings.http_header_timeout_s
     )
