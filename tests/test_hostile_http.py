@@ -214,3 +214,40 @@ async def test_broken_http_gets_a_4xx_and_no_traceback(bot, caplog, raw):
         writer.close()
     assert re.match(rb"HTTP/1\.[01] (400|413|431) ", answer), answer
     assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {
+            "type": "message",
+            "subtype": "file_share",
+            "channel": "C0CLINIC1",
+            "ts": "1.2",
+            "files": "x",
+        },
+        {
+            "type": "message",
+            "subtype": "file_share",
+            "channel": "C0CLINIC1",
+            "ts": "1.2",
+            "files": ["F1", 7],
+        },
+        {"type": "message", "subtype": "file_share", "files": [{"id": "F1", "name": "a.png"}]},
+        {
+            "type": "message",
+            "subtype": "file_share",
+            "channel": "C0CLINIC1",
+            "ts": "1.3",
+            "files": [{"id": "F1", "name": ["a"], "size": "huge", "mimetype": None}],
+        },
+    ],
+)
+async def test_signed_events_of_odd_shapes_are_acknowledged_without_a_crash(
+    bot, slack, caplog, event
+):
+    with caplog.at_level(logging.INFO):
+        status, _ = await bot.post_event(slack.envelope(event))
+        await bot.drain()
+    assert status == 200
+    assert not any(r.exc_info for r in caplog.records)

@@ -72,8 +72,12 @@ def upload_from_event(event: dict[str, Any], *, answer_all: bool) -> Upload | No
     A Slack Connect file arrives as only its ID: it is kept, and looked up with files.info
     after the claim (intake drops it then if it is not an image in a channel).
     """
+    files = event.get("files")
+    channel, ts = event.get("channel"), event.get("ts")
+    if not isinstance(files, list) or not isinstance(channel, str) or not isinstance(ts, str):
+        return None  # not a shape Slack sends: nothing to answer, nowhere to answer it
     refs = []
-    for file in event.get("files", []):
+    for file in files:
         if not isinstance(file, dict):
             continue
         unknown = file.get("file_access") == "check_file_info"
@@ -91,11 +95,12 @@ def upload_from_event(event: dict[str, Any], *, answer_all: bool) -> Upload | No
             refs.append(ref)
     if not refs:
         return None
+    thread_ts = event.get("thread_ts")
     return Upload(
-        channel=event["channel"],
-        ts=event["ts"],
-        thread_ts=event.get("thread_ts") or event["ts"],
-        user=event.get("user", ""),
+        channel=channel,
+        ts=ts,
+        thread_ts=thread_ts if isinstance(thread_ts, str) and thread_ts else ts,
+        user=str(event.get("user") or ""),
         files=tuple(refs),
         direct=answer_all,
     )
