@@ -84,6 +84,7 @@ class _Connection(asyncio.Protocol):
         self.handler = handler
         self.transport: asyncio.Transport | None = None
         self.state = IDLE
+        self.since = time.monotonic()  # when it entered its state
         self._tail = b""  # the last bytes of a head in progress, to spot its end across reads
         self._head_deadline: asyncio.TimerHandle | None = None
 
@@ -187,10 +188,22 @@ class ConnectionPool:
         self.peak = max(self.peak, self.size)
 
     def _victim(self, newcomer: _Connection | None) -> _Connection | None:
-        """The oldest connection in the least useful group, other than the newcomer; None
-        when every other connection is being answered."""
-        for group in self._groups[:ANSWERING]:
-            for connection in group:
+        """The connection that has made the least progress, other than the newcomer: idle for
+        a while, then any sending a head (a real client sends its head at once), then one
+        sending a body for a while; only then one that just connected, then one whose body
+        just began. None when every other connection is being answered."""
+        settled = time.monotonic() - TRIM_AFTER_S
+        idle, head, body = self._groups[IDLE], self._groups[HEAD], self._groups[BODY]
+        for group, old_only in (
+            (idle, True),
+            (head, False),
+            (body, True),
+            (idle, False),
+            (body, False),
+        ):
+            for connection in group:  # oldest first
+                if old_only and connection.since > settled:
+                    break
                 if connection is not newcomer:
                     return connection
         return None
@@ -200,6 +213,7 @@ class ConnectionPool:
             return  # already closed
         self._groups[connection.state].pop(connection, None)
         connection.state = state
+        connection.since = time.monotonic()
         self._groups[state][connection] = None
 
     def _closed(self, connection: _Connection) -> None:
@@ -216,7 +230,14 @@ def connection_middleware(pool: ConnectionPool) -> Any:
         if connection is not None and request.method in ("GET", "HEAD"):
             connection.answering()  # nothing more to receive
         try:
-            return await handler(request)
+            response = await handler(request)
+            if connection is not None and not response.prepared:
+                try:  # sent before the connection counts as idle (and may be closed)
+                    await response.prepare(request)
+                    await response.write_eof()
+                except ConnectionError:
+                    log.debug("http.client_gone")
+            return response
         finally:
             if connection is not None:
                 connection.request_done()
