@@ -6,6 +6,7 @@ validation failure into one message that names every missing or invalid value.
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -161,6 +162,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("slack_file_hosts")
+    @classmethod
+    def _file_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [host.strip().lower() for host in value if host.strip()]
+        for host in hosts:
+            if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", host):
+                raise ValueError(f"{host!r} is not a host name (no scheme, port or path)")
+        return hosts
 
     @field_validator("slack_api_url")
     @classmethod

@@ -57,6 +57,8 @@ async def test_admin_check_that_cannot_be_made_refuses_and_says_why(
         assert "please try again in a minute" in response["text"]
         assert "Something went wrong" not in response["text"]
     assert not world.called("StopProjectVersion")
+    [entry] = bot.services.audit.recent(1)
+    assert entry.result.startswith("refused: admin check unavailable (")
     if status >= 500:  # server errors are retried before giving up
         assert len(slack.calls_to("usergroups.users.list")) >= 4 * len(users)
 
@@ -144,3 +146,16 @@ async def test_post_message_proxy_errors_are_retried_and_the_reply_lands_once(
     await upload_bot.drain()
     [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
     assert "a.jpeg: Pneumonia, 90.0%" in reply["text"]
+
+
+def test_file_hosts_setting_takes_host_names_only():
+    from bot.settings import Settings
+
+    assert Settings(
+        _env_file=None, slack_file_hosts="files.slack.com, Files.Example.org"
+    ).slack_file_hosts == [
+        "files.slack.com",
+        "files.example.org",
+    ]
+    with pytest.raises(ValueError, match="not a host name"):
+        Settings(_env_file=None, slack_file_hosts="https://slack.com/api/")

@@ -83,6 +83,11 @@ class Admins:
         self._members[group] = (time.monotonic(), members)
         return members, None
 
+    def refusal_reason(self, user_id: str) -> str:
+        """For the audit log: why this user was refused."""
+        reason = self._unverifiable.get(user_id)
+        return f"admin check unavailable ({reason})" if reason else "not an admin"
+
     def refusal(self, user_id: str | None = None) -> str:
         if not self.configured:
             return (
