@@ -159,3 +159,15 @@ def test_file_hosts_setting_takes_host_names_only():
     ]
     with pytest.raises(ValueError, match="not a host name"):
         Settings(_env_file=None, slack_file_hosts="https://slack.com/api/")
+
+
+async def test_refusal_without_the_user_still_says_why(slack):
+    """A caller that only asks `allows` then `refusal()` (a middleware) gets the reason too."""
+    from bot.slack.client import web_client
+    from bot.slack.permissions import Admins
+
+    slack.proxy_fail("usergroups.users.list", status=403, body="Forbidden", times=5)
+    admins = Admins([GROUP], web_client(slack.bot_token, slack.api_url))
+    assert await admins.allows(MEMBER) is False
+    assert "`http_403`" in admins.refusal() and "couldn't check" in admins.refusal()
+    assert admins.refusal_reason(MEMBER) == "admin check unavailable (http_403)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -23,6 +24,10 @@ class AdminCheck:
 
     allowed: bool
     unverifiable: str | None = None  # why the check could not be made (Slack's error code)
+
+
+# The last check made in this request's context: `refusal()` without a user still says why.
+_LAST_CHECK: ContextVar[AdminCheck | None] = ContextVar("cxr_last_admin_check", default=None)
 
 
 class Admins:
@@ -58,6 +63,7 @@ class Admins:
 
     async def allows(self, user_id: str) -> bool:
         result = await self.check(user_id)
+        _LAST_CHECK.set(result)
         if result.unverifiable:
             self._unverifiable[user_id] = result.unverifiable
         else:
@@ -94,7 +100,11 @@ class Admins:
                 "Only the bot's admins can do that, and none are configured yet. "
                 "Set `CXR_ADMINS` to Slack user IDs or a user group."
             )
-        reason = self._unverifiable.get(user_id) if user_id else None
+        if user_id:
+            reason = self._unverifiable.get(user_id)
+        else:
+            last = _LAST_CHECK.get()
+            reason = last.unverifiable if last else None
         if reason:
             return (
                 "I couldn't check whether you're one of the bot's admins: Slack didn't answer "
