@@ -127,9 +127,10 @@ def outcomes(count: int, name_length: int) -> list[FileOutcome]:
 
 
 @pytest.mark.parametrize(("count", "name_length"), [(1, 10), (25, 10), (26, 3500), (200, 3500)])
-def test_every_part_fits_and_every_file_is_in_one(count, name_length):
+def test_every_part_fits_and_every_file_is_in_one(count, name_length, caplog):
     made = outcomes(count, name_length)
     parts = reply_parts(made)  # Block Kit models raise on any limit violation
+    assert "reply.blocks_invalid" not in caplog.text  # no fallback to text was needed
     seen = [re.findall(r"\b(\d{4})-z", part.text) for part in parts]
     assert [n for names in seen for n in names] == [f"{i:04d}" for i in range(count)]
     for part in parts:
@@ -142,3 +143,15 @@ def test_errors_only_reply_has_no_disclaimer():
     ref = ImageRef("F1", "a.png")
     [part] = reply_parts([FileOutcome(ref, error=CorruptImage("This image seems damaged."))])
     assert DISCLAIMER not in part.text and part.text == "a.png: This image seems damaged."
+
+
+def test_a_block_that_breaks_the_rules_still_leaves_a_reply(monkeypatch, caplog):
+    from bot.slack.blocks import verdicts
+
+    monkeypatch.setattr(verdicts, "NAME_LIMIT", 10_000, raising=False)
+    monkeypatch.setattr(verdicts, "user_text", lambda text, limit=0: text)  # a bug: no shortening
+    made = outcomes(3, 3500)
+    parts = reply_parts(made)
+    assert "reply.blocks_invalid" in caplog.text
+    assert all(p.blocks == [] for p in parts) and DISCLAIMER in parts[-1].text
+    assert sum(p.text.count("-zzz") for p in parts) == 3

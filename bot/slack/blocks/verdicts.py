@@ -9,14 +9,18 @@ the tests), never quietly cut a verdict off.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.core.intake import FileOutcome, UploadReply
 from bot.core.labels import Label, Verdict
 from bot.slack.blocks import Rendered, render, render_parts
 from bot.slack.escaping import user_text
+
+log = logging.getLogger(__name__)
 
 DISCLAIMER = "Screening aid only, not a diagnosis."
 
@@ -75,8 +79,34 @@ def reply_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
     """The reply to one message as few messages as Block Kit allows, every file in order.
 
     Each part is a whole message: its files' blocks and lines, then the disclaimer (when the
-    reply holds any verdict) and, when there are several parts, "part i of n".
+    reply holds any verdict) and, when there are several parts, "part i of n". Should a block
+    ever break Block Kit's rules (a bug: the tests check every limit), the reply still goes
+    out, as text, and the log says so.
     """
+    try:
+        return _block_parts(outcomes)
+    except (SlackObjectFormationError, ValueError) as exc:
+        log.error("reply.blocks_invalid", extra={"error": type(exc).__name__})
+        return _text_parts(outcomes)
+
+
+def _text_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
+    groups: list[list[str]] = [[]]
+    for line in (outcome_line(o) for o in outcomes):
+        if groups[-1] and sum(len(x) + 1 for x in groups[-1]) + len(line) > MAX_TEXT - 200:
+            groups.append([])
+        groups[-1].append(line)
+    disclaimer = any(o.verdict is not None for o in outcomes)
+    parts = []
+    for number, lines in enumerate(groups, start=1):
+        notes = ([DISCLAIMER] if disclaimer else []) + (
+            [f"Part {number} of {len(groups)}."] if len(groups) > 1 else []
+        )
+        parts.append(Rendered(text="\n".join(lines + ([" ".join(notes)] if notes else []))))
+    return parts
+
+
+def _block_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
     groups: list[list[FileOutcome]] = [[]]
     blocks = text = 0
     for outcome in outcomes:
