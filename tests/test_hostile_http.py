@@ -14,7 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.slack.http_guard import SURGE, check_signature
+from bot.slack.http_guard import SURGE
+from bot.slack.signatures import check_signature
 from tests.harness import SIGNING_SECRET, BotHarness, replies_in_thread
 from tests.test_core_loop import CHANNEL, expect_detect, xray_jpeg
 

@@ -1,9 +1,6 @@
-"""The HTTP front door in HTTP mode: Slack's signature before anything is parsed, and limits on
-every connection so that slow or hostile clients cannot starve `/healthz` or Slack's events.
+"""The HTTP front door in HTTP mode: limits on every connection so that slow or hostile clients
+cannot starve `/healthz` or Slack's events (signatures: `bot.slack.signatures`).
 
-- `check_signature` reads only the two headers and the raw body bytes: the timestamp must be
-  digits within five minutes of now, the signature `v0=` + 64 hex digits matching
-  HMAC-SHA256(secret, "v0:{ts}:{body}"). Nothing is decoded or parsed before it passes.
 - `ConnectionPool` wraps aiohttp's per-connection protocol: a request's head must arrive
   within a deadline of its first byte (aiohttp has no such deadline of its own), and past the
   connection cap the pool closes the connections that are idle or still sending, oldest and
@@ -14,13 +11,10 @@ every connection so that slow or hostile clients cannot starve `/healthz` or Sla
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -28,36 +22,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
 
-MAX_CLOCK_SKEW_S = 5 * 60
 # File descriptors kept back for everything else: the database, Slack, AWS, downloads.
 FD_RESERVE = 256
-
-
-# --- signatures -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Rejection:
-    status: int  # 400 malformed, 401 unsigned, stale or forged
-    reason: str  # for the log line (never the body or the headers' values)
-
-
-def check_signature(
-    secret: bytes, timestamp: str | None, signature: str | None, body: bytes, now: float
-) -> Rejection | None:
-    """None when the request is Slack's; else why not, and which status to answer."""
-    if not timestamp:
-        return Rejection(401, "no_timestamp")
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-        return Rejection(400, "malformed_timestamp")
-    if abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
-        return Rejection(401, "stale_timestamp")
-    if not signature:
-        return Rejection(401, "no_signature")
-    if not signature.isascii() or not signature.startswith("v0=") or len(signature) != 67:
-        return Rejection(401, "malformed_signature")
-    expected = hmac.new(secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
-    if not hmac.compare_digest("v0=" + expected.hexdigest(), signature):
-        return Rejection(401, "bad_signature")
-    return None
 
 
 # --- connections ------------------------------------------------------------------------------
@@ -300,7 +266,3 @@ def quiet_malformed_requests() -> None:
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, MalformedRequests) for f in server_log.filters):
         server_log.addFilter(MalformedRequests())
-
-
-def now() -> float:
-    return time.time()

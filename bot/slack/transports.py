@@ -24,13 +24,12 @@ from bot.settings import Settings
 from bot.slack.http_guard import (
     ConnectionPool,
     GuardedSite,
-    check_signature,
     connection_limit,
     connection_middleware,
     mark_answering,
-    now,
     quiet_malformed_requests,
 )
+from bot.slack.signatures import check_signature, now
 
 log = logging.getLogger(__name__)
 
