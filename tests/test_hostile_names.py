@@ -155,3 +155,23 @@ def test_a_block_that_breaks_the_rules_still_leaves_a_reply(monkeypatch, caplog)
     assert "reply.blocks_invalid" in caplog.text
     assert all(p.blocks == [] for p in parts) and DISCLAIMER in parts[-1].text
     assert sum(p.text.count("-zzz") for p in parts) == 3
+
+
+def test_a_shell_folder_of_33_xrays_shows_every_verdict_and_the_disclaimer(tmp_path):
+    from tests.synthetic import chest_xray, jpeg_bytes
+    from tests.test_shell import run_shell
+
+    folder = tmp_path / "xrays"
+    folder.mkdir()
+    for i in range(33):
+        (folder / f"xray-{i:02d}.jpeg").write_bytes(jpeg_bytes(chest_xray(seed=i, size=(300, 340))))
+    (folder / "x-99 <!channel>\nb.jpeg: Normal.jpeg").write_bytes(
+        jpeg_bytes(chest_xray(seed=99, size=(300, 340)))
+    )
+    result = run_shell(tmp_path, str(folder))
+    assert result.returncode == 0, result.stderr
+    shown = set(re.findall(r"xray-\d\d\.jpeg: (?:Normal|Pneumonia|Uncertain)", result.stdout))
+    assert len(shown) == 33
+    assert result.stdout.count(DISCLAIMER) >= 2 and "Part 2 of 2." in result.stdout  # parts
+    assert "x-99 <!channel> b.jpeg: Normal.jpeg: " in result.stdout  # one line, shown as text
+    assert not any(line.startswith("b.jpeg: Normal") for line in result.stdout.splitlines())
