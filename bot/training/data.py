@@ -84,3 +84,59 @@ def split_by_patient(
     train = [s for s in samples if s.patient not in val_patients]
     val = [s for s in samples if s.patient in val_patients]
     return train, val
+
+
+_SERIES = re.compile(r"^(person)(\d+)_|^((?:normal\d*-)?im-)(\d+)(?:-|$)", re.IGNORECASE)
+
+
+def patient_series(file_name: str) -> tuple[str, int]:
+    """(series, number) of a file's patient: `person1234_…` -> ("person", 1234),
+    `NORMAL2-IM-0456-…` -> ("normal2-im-", 456); a name of no known pattern -> (stem, 0).
+    Consecutive numbers in a series were admitted one after another."""
+    stem = Path(file_name).stem
+    match = _SERIES.match(stem)
+    if not match:
+        return stem.casefold(), 0
+    if match.group(1):
+        return match.group(1).casefold(), int(match.group(2))
+    return match.group(3).casefold(), int(match.group(4))
+
+
+def split_by_patient_range(
+    samples: list[Sample], val_fraction: float = 0.15
+) -> tuple[list[Sample], list[Sample]]:
+    """(train, validation) by admission order: within each class and each file-name series,
+    the patients with the highest numbers (about `val_fraction` of them) go to validation.
+
+    A harder check than a random patient split: validation comes from a later stretch of
+    admissions, so drift in machines, exposure and processing over time shows up as a drop,
+    where a random split spreads every period over both sides. It holds out the *latest*
+    patients of the training split only; nothing here comes from, or imitates, the dataset's
+    test split."""
+    by_patient: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_patient[sample.patient].append(sample)
+    groups: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)
+    for patient, items in by_patient.items():
+        majority = round(sum(s.label for s in items) / len(items))
+        series, number = patient_series(items[0].path.name)
+        groups[(majority, series)].append((number, patient))
+    val_patients: set[str] = set()
+    for members in groups.values():
+        members.sort()
+        held = round(len(members) * val_fraction)
+        val_patients.update(patient for _, patient in members[len(members) - held :])
+    train = [s for s in samples if s.patient not in val_patients]
+    val = [s for s in samples if s.patient in val_patients]
+    return train, val
+
+
+def three_way_split(
+    samples: list[Sample], val_fraction: float = 0.15, seed: int = 0
+) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """(train, patient-level validation, later-admissions validation), disjoint by patient:
+    the latest admissions are held out first, then a seeded patient-level split of the rest.
+    One training run is then scored on both validation splits."""
+    rest, later = split_by_patient_range(samples, val_fraction)
+    train, val = split_by_patient(rest, val_fraction / (1 - val_fraction), seed)
+    return train, val, later

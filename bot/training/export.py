@@ -18,7 +18,7 @@ torch = require_torch()
 
 OPSET = 17  # onnxruntime >= 1.20 runs it
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("logit", "cam")
+OUTPUT_NAMES = ("logit", "cam", "embedding")
 
 
 def sha256_file(path: Path) -> str:
@@ -26,8 +26,8 @@ def sha256_file(path: Path) -> str:
 
 
 def export_onnx(model: torch.nn.Module, path: Path) -> Path:
-    """Write `model` (eval mode) as ONNX: input `image` (N, 1, 224, 224) float32, outputs
-    `logit` (N,) and `cam` (N, 14, 14), batch size dynamic."""
+    """Write `model` (eval mode, an `ExportNet`) as ONNX: input `image` (N, 1, 224, 224)
+    float32, outputs `logit` (N,), `cam` (N, 14, 14) and `embedding` (N, E), batch dynamic."""
     model = model.eval()
     example = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE)
     buffer = io.BytesIO()
@@ -41,7 +41,7 @@ def export_onnx(model: torch.nn.Module, path: Path) -> Path:
             opset_version=OPSET,
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),
-            dynamic_axes={INPUT_NAME: {0: "n"}, "logit": {0: "n"}, "cam": {0: "n"}},
+            dynamic_axes={INPUT_NAME: {0: "n"}, **{name: {0: "n"} for name in OUTPUT_NAMES}},
             do_constant_folding=True,
         )
     path = Path(path)

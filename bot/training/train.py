@@ -23,24 +23,23 @@ import numpy as np
 
 from bot.core.imaging import decode
 from bot.ml import calibration, metrics
-from bot.ml.preprocess import BORDER, INPUT_SIZE, MAX_SIDE, prepare, standardize
+from bot.ml.preprocess import BORDER, INPUT_SIZE, MAX_SIDE, equalize, prepare, standardize
 from bot.training import require_torch
-from bot.training.data import CLASS_NAMES, Sample, list_samples, split_by_patient
+from bot.training.data import CLASS_NAMES, Sample, list_samples, split_by_patient, three_way_split
 
 torch = require_torch()
 F = torch.nn.functional
 
-from bot.training.augment import augment  # noqa: E402
+from bot.training.augment import STRONG, augment  # noqa: E402
 from bot.training.export import (  # noqa: E402
     export_onnx,
     onnx_agreement,
     sha256_file,
     write_model_card,
 )
-from bot.training.model import CxrNet  # noqa: E402
+from bot.training.model import TTA_ZOOMS, CxrNet, ExportNet  # noqa: E402
 
 DEFAULT_DATA = Path("../shared/data/train224")
-MODEL_FILE = "cxr-cnn-v1.onnx"
 ATTRIBUTION = (
     'Chest X-ray images from Kermany, Zhang and Goldbaum (2018), "Labeled Optical Coherence '
     'Tomography (OCT) and Chest X-Ray Images for Classification", Mendeley Data, v2, '
@@ -69,10 +68,45 @@ class TrainConfig:
     recalibrate_bn: bool = True  # re-estimate BatchNorm statistics on clean images at the end
     max_steps: int | None = None  # per epoch, for smoke tests
     limit: int | None = None  # images per class, for smoke tests
+    split: str = "three-way"  # also hold out the latest admissions ("patient": that split only)
+    equalize: bool = False  # histogram equalisation before standardizing
+    augmentation: str = "standard"  # or "strong"
+    label_smoothing: float = 0.0
+    tta: bool = False  # export the logit averaged over test-time zooms
     name: str = "cxr-cnn"
     version: str = "v1"
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def model_file(config: TrainConfig) -> str:
+    """The ONNX file's name: the model's name and version."""
+    return f"{config.name}-{config.version}.onnx"
+
+
+def finish(pixels, equalized: bool):
+    """The steps after `prepare` (and training's augmentation): as `bot.ml.preprocess`."""
+    if equalized:
+        if isinstance(pixels, np.ndarray):
+            pixels = equalize(pixels)
+        else:
+            pixels = torch.from_numpy(equalize(pixels.numpy()))
+    return standardize(pixels)
+
+
+def uncertain_band(y: np.ndarray, p: np.ndarray, cuts=(0.6, 0.65, 0.7, 0.75, 0.8)) -> dict:
+    """For each confidence cut: the share of verdicts that would be Uncertain and the accuracy
+    of the others (how the bot's Uncertain band trades answers for accuracy)."""
+    confidence = np.maximum(p, 1 - p)
+    out = {}
+    for cut in cuts:
+        decided = confidence >= cut
+        correct = (p[decided] >= 0.5) == (y[decided] == 1)
+        out[f"{cut:.2f}"] = {
+            "uncertain_share": float(1 - decided.mean()),
+            "decided_accuracy": float(correct.mean()) if decided.any() else float("nan"),
+        }
+    return out
 
 
 def log(message: str) -> None:
@@ -124,7 +158,9 @@ class WeightAverage:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model, images: torch.Tensor, batch: int = 128) -> None:
+def recalibrate_batchnorm(
+    model, images: torch.Tensor, equalized: bool = False, batch: int = 128
+) -> None:
     """Re-estimate BatchNorm's running statistics on clean (unaugmented, standardized) images:
     the statistics seen in training come from augmented batches, not from what inference sees."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -134,7 +170,7 @@ def recalibrate_batchnorm(model, images: torch.Tensor, batch: int = 128) -> None
         m.momentum = None  # a cumulative average over every batch below
     model.train()
     for start in range(0, len(images), batch):
-        x = standardize(images[start : start + batch])
+        x = finish(images[start : start + batch], equalized)
         model(x.contiguous(memory_format=torch.channels_last))
     for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum
@@ -171,17 +207,25 @@ def train(config: TrainConfig) -> dict[str, Any]:
             + [s for s in samples if s.label == 1][: config.limit],
             key=lambda s: str(s.path),
         )
-    train_set, val_set = split_by_patient(samples, config.val_fraction, config.seed)
+    if config.split == "three-way":
+        train_set, val_set, later_set = three_way_split(samples, config.val_fraction, config.seed)
+    else:
+        train_set, val_set = split_by_patient(samples, config.val_fraction, config.seed)
+        later_set = []
     if not train_set or not val_set:
         raise ValueError(f"not enough patients in {config.data} to split")
     log(
         f"data {config.data}: {len(samples)} images; train {_counts(train_set)}, "
-        f"validation {_counts(val_set)} (patient-level split, seed {config.seed})"
+        f"validation {_counts(val_set)} (patient-level split, seed {config.seed}); "
+        f"later admissions {_counts(later_set)}"
     )
 
     t0 = time.perf_counter()
     x_train = torch.from_numpy(load_images(train_set))
-    x_val = standardize(load_images(val_set))  # exactly bot.ml.preprocess.preprocess
+    x_val = finish(load_images(val_set), config.equalize)  # exactly bot.ml.preprocess
+    x_later = finish(load_images(later_set), config.equalize) if later_set else None
+    y_later = np.array([s.label for s in later_set])
+    aug = STRONG if config.augmentation == "strong" else {}
     y_train = torch.tensor([s.label for s in train_set], dtype=torch.float32)
     y_val = np.array([s.label for s in val_set])
     log(f"loaded and preprocessed {len(samples)} images in {time.perf_counter() - t0:.1f}s")
@@ -224,10 +268,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             if len(idx) < 2:
                 continue
-            x = standardize(augment(x_train[idx], gen))
+            x = finish(augment(x_train[idx], gen, **aug), config.equalize)
             y = y_train[idx]
             logit, _ = model(x.contiguous(memory_format=torch.channels_last))
-            loss = F.binary_cross_entropy_with_logits(logit, y, weight=class_weight[y.long()])
+            target = y * (1 - config.label_smoothing) + 0.5 * config.label_smoothing
+            loss = F.binary_cross_entropy_with_logits(logit, target, weight=class_weight[y.long()])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -242,6 +287,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
         val_loss = calibration.nll(val_logits, y_val)
         seconds = time.perf_counter() - t_epoch
         history.append({"epoch": epoch, "loss": total / max(seen, 1), "val_loss": val_loss, **val})
+        if x_later is not None:
+            later = metrics.summarize(
+                y_later, calibration.sigmoid(predict_logits(evaluated, x_later)), 0.5
+            )
+            history[-1]["later"] = later
+            log(f"          later admissions: {_fmt(later)}")
         key = (val["auc"] if not math.isnan(val["auc"]) else 0.0, -val_loss)
         mark = ""
         if key > best["key"]:
@@ -257,10 +308,24 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model.eval()
     if config.recalibrate_bn:
         before = metrics.summarize(y_val, calibration.sigmoid(predict_logits(model, x_val)), 0.5)
-        recalibrate_batchnorm(model, x_train)
+        recalibrate_batchnorm(model, x_train, config.equalize)
         after = metrics.summarize(y_val, calibration.sigmoid(predict_logits(model, x_val)), 0.5)
         log(f"BatchNorm statistics re-estimated on clean images: {_fmt(before)} -> {_fmt(after)}")
-    val_logits = predict_logits(model, x_val)
+    plain = {"validation": predict_logits(model, x_val)}
+    exported = ExportNet(model, TTA_ZOOMS if config.tta else (1.0,)).eval()
+    tta = ExportNet(model, TTA_ZOOMS).eval()
+    with_tta = {"validation": predict_logits(tta, x_val)}
+    if x_later is not None:
+        plain["later"] = predict_logits(model, x_later)
+        with_tta["later"] = predict_logits(tta, x_later)
+    for split, y in (("validation", y_val), ("later", y_later)):
+        if split in plain:
+            log(f"{split}: as is {_fmt(metrics.summarize(y, calibration.sigmoid(plain[split])))}")
+            log(
+                f"{split}: TTA   {_fmt(metrics.summarize(y, calibration.sigmoid(with_tta[split])))}"
+            )
+    chosen = with_tta if config.tta else plain
+    val_logits = chosen["validation"]
     youden = calibration.youden_threshold(val_logits, y_val)
     log(
         f"Youden cut on validation: logit {youden:.4f}: "
@@ -294,8 +359,29 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
 
     out = Path(config.out)
-    onnx_path = export_onnx(model, out / MODEL_FILE)
-    diff = onnx_agreement(model, onnx_path, x_val[: min(len(x_val), 64)])
+    later_metrics = {}
+    if x_later is not None:
+        p_later = calibration.calibrated_probability(chosen["later"], temperature, offset)
+        later_metrics = {
+            "validation_later": metrics.summarize(y_later, p_later, 0.5),
+            "validation_later_raw": metrics.summarize(
+                y_later, calibration.sigmoid(chosen["later"]), 0.5
+            ),
+        }
+        log(f"later admissions, calibrated: {_fmt(later_metrics['validation_later'])}")
+    bands = {
+        split: uncertain_band(
+            y, calibration.calibrated_probability(chosen[split], temperature, offset)
+        )
+        for split, y in (("validation", y_val), ("later", y_later))
+        if split in chosen
+    }
+    for split, band in bands.items():
+        log(f"{split}: {band}")
+
+    out = Path(config.out)
+    onnx_path = export_onnx(exported, out / model_file(config))
+    diff = onnx_agreement(exported, onnx_path, x_val[: min(len(x_val), 64)])
     seconds = time.perf_counter() - started
     log(
         f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); torch/ONNX max diff {diff:.2e}"
@@ -305,7 +391,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "name": config.name,
         "version": config.version,
         "kind": "local",
-        "file": MODEL_FILE,
+        "file": model_file(config),
         "sha256": sha256_file(onnx_path),
         "size_bytes": onnx_path.stat().st_size,
         "created": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -344,7 +430,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "nll_before": calibration.nll(val_logits, y_val),
             "nll_after": calibration.nll(val_logits, y_val, temperature, offset),
         },
-        "metrics": {"validation": decided, "validation_raw": raw},
+        "metrics": {
+            "validation": decided,
+            "validation_raw": raw,
+            **later_metrics,
+            "uncertain_band": bands,
+            "ablation": {
+                split: {
+                    "as_is": metrics.summarize(y, calibration.sigmoid(plain[split])),
+                    "tta": metrics.summarize(y, calibration.sigmoid(with_tta[split])),
+                }
+                for split, y in (("validation", y_val), ("later", y_later))
+                if split in plain
+            },
+        },
         "data": {
             "attribution": ATTRIBUTION,
             "licence": "CC BY 4.0",
