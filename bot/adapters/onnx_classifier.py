@@ -20,7 +20,7 @@ from bot.ml.heatmap import heatmap_png
 from bot.ml.model_card import MODEL_DIR, ModelCard, load_model_card, sha256_of
 from bot.ml.preprocess import INPUT_SIZE, MAX_SIDE, preprocess
 
-DEFAULT_MODEL = MODEL_DIR / "cxr-cnn-v1.onnx"
+DEFAULT_MODEL = MODEL_DIR / load_model_card(MODEL_DIR).file
 
 
 class OnnxClassifier:
@@ -77,7 +77,7 @@ class OnnxClassifier:
     def predict(self, image: Image.Image, *, heatmap: bool | None = None) -> Prediction:
         """Synchronous `classify` (the CLI and benchmarks use it)."""
         try:
-            logits, cams = self.infer(preprocess(image))
+            logits, cams = self.infer(preprocess(image, equalized=self.card.equalized))
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ClassifierUnavailable(
                 "The local model failed on this image. Please try again.", detail=repr(exc)

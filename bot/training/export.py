@@ -28,6 +28,10 @@ def sha256_file(path: Path) -> str:
 def export_onnx(model: torch.nn.Module, path: Path) -> Path:
     """Write `model` (eval mode, an `ExportNet`) as ONNX: input `image` (N, 1, 224, 224)
     float32, outputs `logit` (N,), `cam` (N, 14, 14) and `embedding` (N, E), batch dynamic."""
+    from bot.training.model import ExportNet
+
+    if not isinstance(model, ExportNet):
+        model = ExportNet(model)
     model = model.eval()
     example = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE)
     buffer = io.BytesIO()

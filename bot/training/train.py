@@ -402,16 +402,31 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "size": INPUT_SIZE,
             "border": BORDER,
             "max_side": MAX_SIDE,
+            "equalize": config.equalize,
             "description": f"1 x {INPUT_SIZE} x {INPUT_SIZE} grayscale, per-image standardized",
             "preprocessing": (
                 "`bot.ml.preprocess.preprocess`, shared by training and inference: decode "
                 f"upright at most {MAX_SIDE} px a side (`bot.core.imaging.decode`), convert to "
                 f"grayscale, trim {BORDER:.0%} from each side, resize to {INPUT_SIZE} x "
                 f"{INPUT_SIZE} (bilinear, aspect ratio not kept, as the training images were "
-                "squashed), scale to 0..1, then zero mean and unit variance per image. Training "
-                "augments between the resize and the standardization: random zoom (+-15%), "
-                "aspect (+-10%), rotation (+-8 deg), shift (+-6%), gamma (x e^+-0.4), "
-                "windowing, blur and noise."
+                "squashed), scale to 0..1, "
+                + ("histogram-equalise (mid-rank, 256 levels), " if config.equalize else "")
+                + "then zero mean and unit variance per image. Training augments between the "
+                "resize and the "
+                + ("equalisation" if config.equalize else "standardization")
+                + (
+                    ": strong augmentation: random zoom (+-25%), aspect (+-10%), rotation "
+                    "(+-12 deg), shift (+-10%), gamma (x e^+-0.7), windowing, tone curve, "
+                    "blur, unsharp masking, an erased patch and noise."
+                    if config.augmentation == "strong"
+                    else ": random zoom (+-15%), aspect (+-10%), rotation (+-8 deg), shift "
+                    "(+-6%), gamma (x e^+-0.4), windowing, blur and noise."
+                )
+                + (
+                    f" The exported logit averages test-time zooms {list(TTA_ZOOMS)}."
+                    if config.tta
+                    else ""
+                )
             ),
         },
         "outputs": "`logit` (N,): pneumonia log-odds; `cam` (N, 14, 14): class activation "
@@ -456,11 +471,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
         },
         "split": {
             "method": "Patient-level: patients (from file names) shuffled per class with the "
-            "seed, about 15% of each class's patients to validation; no patient on both sides.",
+            "seed, about 15% of each class's patients to validation; no patient on both sides."
+            + (
+                " Held out first, as a harder second validation split ('later admissions'): "
+                "within each class and file-name series, the ~15% of patients with the highest "
+                "numbers, i.e. the latest admissions; train and both validation splits share "
+                "no patient."
+                if later_set
+                else ""
+            ),
             "seed": config.seed,
             "val_fraction": config.val_fraction,
             "train": _counts(train_set),
             "validation": _counts(val_set),
+            "later": _counts(later_set),
         },
         "architecture": {
             "class": "bot.training.model.CxrNet",
