@@ -49,6 +49,7 @@ class OnnxClassifier:
             str(self.path), options, providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
+        self._outputs = [output.name for output in self._session.get_outputs()]
         self.heatmaps = heatmaps
         self._info = ModelInfo(kind="local", name=self.card.name, version=self.card.version)
 
@@ -70,6 +71,21 @@ class OnnxClassifier:
         logit, cam = self._session.run(["logit", "cam"], {self._input: batch})
         return logit, cam
 
+    def outputs(self, image: Image.Image) -> dict[str, np.ndarray]:
+        """Every output of the model for one decoded image, computed once per image: they are
+        kept on the image (under this model's hash), so the learned guard and the classifier
+        share one run."""
+        key = f"cxr-bot.outputs.{self.card.sha256}"
+        owner, cached = image.info.get(key, (None, None))
+        if owner != id(image) or cached is None:  # PIL copies `info` into derived images
+            names = self._outputs
+            values = self._session.run(
+                names, {self._input: preprocess(image, equalized=self.card.equalized)}
+            )
+            cached = dict(zip(names, values, strict=True))
+            image.info[key] = (id(image), cached)
+        return cached
+
     def probability(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated P(pneumonia); 0.5 is the model's decision threshold."""
         return calibrated_probability(logits, self.card.temperature, self.card.threshold_logit)
@@ -77,7 +93,8 @@ class OnnxClassifier:
     def predict(self, image: Image.Image, *, heatmap: bool | None = None) -> Prediction:
         """Synchronous `classify` (the CLI and benchmarks use it)."""
         try:
-            logits, cams = self.infer(preprocess(image, equalized=self.card.equalized))
+            found = self.outputs(image)
+            logits, cams = found["logit"], found["cam"]
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ClassifierUnavailable(
                 "The local model failed on this image. Please try again.", detail=repr(exc)

@@ -180,7 +180,9 @@ def photos(held_out: bool, per_source: int, seed: int = 0) -> list[Negative]:
 def _smooth_noise(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
     small = max(2, int(size / scale))
     noise = rng.random((small, small)).astype(np.float32)
-    return np.asarray(Image.fromarray(noise, mode="F").resize((size, size), Image.Resampling.BICUBIC))
+    return np.asarray(
+        Image.fromarray(noise, mode="F").resize((size, size), Image.Resampling.BICUBIC)
+    )
 
 
 def texture(rng: np.random.Generator, size: int = 320) -> Image.Image:
@@ -210,11 +212,50 @@ def texture(rng: np.random.Generator, size: int = 320) -> Image.Image:
     return _to_image(a)
 
 
-_WORDS = (
-    "patient report findings the of and chest lung clear no acute result normal page date "
-    "signature table total invoice number figure section summary dose review clinic x ray "
-    "left right view scan history plan notes contact phone email 2024 12 mg ml"
-).split()
+_WORDS = [
+    "patient",
+    "report",
+    "findings",
+    "the",
+    "of",
+    "and",
+    "chest",
+    "lung",
+    "clear",
+    "no",
+    "acute",
+    "result",
+    "normal",
+    "page",
+    "date",
+    "signature",
+    "table",
+    "total",
+    "invoice",
+    "number",
+    "figure",
+    "section",
+    "summary",
+    "dose",
+    "review",
+    "clinic",
+    "x",
+    "ray",
+    "left",
+    "right",
+    "view",
+    "scan",
+    "history",
+    "plan",
+    "notes",
+    "contact",
+    "phone",
+    "email",
+    "2024",
+    "12",
+    "mg",
+    "ml",
+]
 
 
 def document(rng: random.Random, size: tuple[int, int] = (600, 800)) -> Image.Image:

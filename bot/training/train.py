@@ -380,6 +380,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         log(f"{split}: {band}")
 
     out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "weights.pt")  # for re-export; not shipped
     onnx_path = export_onnx(exported, out / model_file(config))
     diff = onnx_agreement(exported, onnx_path, x_val[: min(len(x_val), 64)])
     seconds = time.perf_counter() - started
