@@ -154,7 +154,7 @@ async def test_tiny_training_run_exports_a_model_the_adapter_runs(tmp_path):
     assert loaded.sha256 == card["sha256"] and loaded.temperature > 0
     split = card["split"]
     assert (
-        split["train"]["patients"] + split["validation"]["patients"] + split["later"]["patients"]
+        split["train"]["patients"] + split["validation"]["patients"] + split["atypical"]["patients"]
         == 12
     )
     assert card["training"]["onnx_max_abs_diff"] < 1e-4

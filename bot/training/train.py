@@ -208,23 +208,25 @@ def train(config: TrainConfig) -> dict[str, Any]:
             key=lambda s: str(s.path),
         )
     if config.split == "three-way":
-        train_set, val_set, later_set = three_way_split(samples, config.val_fraction, config.seed)
+        train_set, val_set, atypical_set = three_way_split(
+            samples, config.val_fraction, config.seed
+        )
     else:
         train_set, val_set = split_by_patient(samples, config.val_fraction, config.seed)
-        later_set = []
+        atypical_set = []
     if not train_set or not val_set:
         raise ValueError(f"not enough patients in {config.data} to split")
     log(
         f"data {config.data}: {len(samples)} images; train {_counts(train_set)}, "
         f"validation {_counts(val_set)} (patient-level split, seed {config.seed}); "
-        f"later admissions {_counts(later_set)}"
+        f"atypical acquisition {_counts(atypical_set)}"
     )
 
     t0 = time.perf_counter()
     x_train = torch.from_numpy(load_images(train_set))
     x_val = finish(load_images(val_set), config.equalize)  # exactly bot.ml.preprocess
-    x_later = finish(load_images(later_set), config.equalize) if later_set else None
-    y_later = np.array([s.label for s in later_set])
+    x_atypical = finish(load_images(atypical_set), config.equalize) if atypical_set else None
+    y_atypical = np.array([s.label for s in atypical_set])
     aug = STRONG if config.augmentation == "strong" else {}
     y_train = torch.tensor([s.label for s in train_set], dtype=torch.float32)
     y_val = np.array([s.label for s in val_set])
@@ -287,12 +289,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
         val_loss = calibration.nll(val_logits, y_val)
         seconds = time.perf_counter() - t_epoch
         history.append({"epoch": epoch, "loss": total / max(seen, 1), "val_loss": val_loss, **val})
-        if x_later is not None:
-            later = metrics.summarize(
-                y_later, calibration.sigmoid(predict_logits(evaluated, x_later)), 0.5
+        if x_atypical is not None:
+            atypical = metrics.summarize(
+                y_atypical, calibration.sigmoid(predict_logits(evaluated, x_atypical)), 0.5
             )
-            history[-1]["later"] = later
-            log(f"          later admissions: {_fmt(later)}")
+            history[-1]["atypical"] = atypical
+            log(f"          atypical acquisition: {_fmt(atypical)}")
         key = (val["auc"] if not math.isnan(val["auc"]) else 0.0, -val_loss)
         mark = ""
         if key > best["key"]:
@@ -315,10 +317,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     exported = ExportNet(model, TTA_ZOOMS if config.tta else (1.0,)).eval()
     tta = ExportNet(model, TTA_ZOOMS).eval()
     with_tta = {"validation": predict_logits(tta, x_val)}
-    if x_later is not None:
-        plain["later"] = predict_logits(model, x_later)
-        with_tta["later"] = predict_logits(tta, x_later)
-    for split, y in (("validation", y_val), ("later", y_later)):
+    if x_atypical is not None:
+        plain["atypical"] = predict_logits(model, x_atypical)
+        with_tta["atypical"] = predict_logits(tta, x_atypical)
+    for split, y in (("validation", y_val), ("atypical", y_atypical)):
         if split in plain:
             log(f"{split}: as is {_fmt(metrics.summarize(y, calibration.sigmoid(plain[split])))}")
             log(
@@ -359,21 +361,21 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
 
     out = Path(config.out)
-    later_metrics = {}
-    if x_later is not None:
-        p_later = calibration.calibrated_probability(chosen["later"], temperature, offset)
-        later_metrics = {
-            "validation_later": metrics.summarize(y_later, p_later, 0.5),
-            "validation_later_raw": metrics.summarize(
-                y_later, calibration.sigmoid(chosen["later"]), 0.5
+    atypical_metrics = {}
+    if x_atypical is not None:
+        p_atypical = calibration.calibrated_probability(chosen["atypical"], temperature, offset)
+        atypical_metrics = {
+            "validation_atypical": metrics.summarize(y_atypical, p_atypical, 0.5),
+            "validation_atypical_raw": metrics.summarize(
+                y_atypical, calibration.sigmoid(chosen["atypical"]), 0.5
             ),
         }
-        log(f"later admissions, calibrated: {_fmt(later_metrics['validation_later'])}")
+        log(f"atypical acquisition, calibrated: {_fmt(atypical_metrics['validation_atypical'])}")
     bands = {
         split: uncertain_band(
             y, calibration.calibrated_probability(chosen[split], temperature, offset)
         )
-        for split, y in (("validation", y_val), ("later", y_later))
+        for split, y in (("validation", y_val), ("atypical", y_atypical))
         if split in chosen
     }
     for split, band in bands.items():
@@ -450,14 +452,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "metrics": {
             "validation": decided,
             "validation_raw": raw,
-            **later_metrics,
+            **atypical_metrics,
             "uncertain_band": bands,
             "ablation": {
                 split: {
                     "as_is": metrics.summarize(y, calibration.sigmoid(plain[split])),
                     "tta": metrics.summarize(y, calibration.sigmoid(with_tta[split])),
                 }
-                for split, y in (("validation", y_val), ("later", y_later))
+                for split, y in (("validation", y_val), ("atypical", y_atypical))
                 if split in plain
             },
         },
@@ -475,18 +477,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "method": "Patient-level: patients (from file names) shuffled per class with the "
             "seed, about 15% of each class's patients to validation; no patient on both sides."
             + (
-                " Held out first, as a harder second validation split ('later admissions'): "
-                "within each class and file-name series, the ~15% of patients with the highest "
-                "numbers, i.e. the latest admissions; train and both validation splits share "
-                "no patient."
-                if later_set
+                " Held out first, as a harder second validation split ('atypical "
+                "acquisition'): within each class, the ~15% of patients whose films look most "
+                "like the other class by exposure and processing alone (mean, contrast, tone "
+                "curve, sharpness, dark border; `bot.training.data."
+                "split_by_atypical_acquisition`); train and both validation splits share no "
+                "patient."
+                if atypical_set
                 else ""
             ),
             "seed": config.seed,
             "val_fraction": config.val_fraction,
             "train": _counts(train_set),
             "validation": _counts(val_set),
-            "later": _counts(later_set),
+            "atypical": _counts(atypical_set),
         },
         "architecture": {
             "class": "bot.training.model.CxrNet",
