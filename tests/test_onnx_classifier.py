@@ -167,3 +167,12 @@ def test_model_and_card_must_match(tmp_path):
 def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="local model not found"):
         OnnxClassifier(tmp_path / "nope.onnx")
+
+
+def test_the_status_card_shows_both_validation_splits_and_the_caveats():
+    from bot.core.lifecycle.status_report import card_lines
+
+    text = "\n".join(card_lines(load_model_card().raw))
+    assert "Validation: accuracy" in text
+    assert "Harder validation (films atypical for their class): accuracy" in text
+    assert "hospital" in text and "Uncertain" in text
