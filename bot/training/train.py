@@ -109,6 +109,34 @@ def uncertain_band(y: np.ndarray, p: np.ndarray, cuts=(0.6, 0.65, 0.7, 0.75, 0.8
     return out
 
 
+def limitations(val: dict, atypical: dict | None, bands: dict) -> list[str]:
+    """What a user must know, most important first (`/cxr status` shows the first five)."""
+    harder = (
+        f" On its harder validation split (films whose exposure looks like the other class) "
+        f"accuracy is {atypical['accuracy']:.1%} and specificity {atypical['specificity']:.1%}, "
+        f"against {val['accuracy']:.1%} and {val['specificity']:.1%} on the patient-level one."
+        if atypical
+        else ""
+    )
+    band = bands.get("validation", {}).get("0.70")
+    share = (
+        f" (on validation, {band['uncertain_share']:.1%} of films; "
+        f"{band['decided_accuracy']:.1%} of the others are right)"
+        if band
+        else ""
+    )
+    return [
+        "Films from a hospital, machine or export it has not seen may score lower than the "
+        "figures here: every validation film comes from the training hospital." + harder,
+        "An Uncertain verdict (confidence under the bot's threshold, 70% by default) is where a "
+        "human must look" + share + "; a confident verdict can still be wrong.",
+        "Pediatric (ages 1-5) AP films from one hospital; adults and other sites are out of "
+        "distribution.",
+        "Two classes only: no other findings, no bacterial/viral distinction.",
+        "A screening aid for triage and teaching, not a diagnosis.",
+    ]
+
+
 def log(message: str) -> None:
     print(message, flush=True)
 
@@ -523,15 +551,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             },
             "history": history,
         },
-        "limitations": [
-            "Pediatric (ages 1-5) AP films from one hospital; adults and other sites are "
-            "out of distribution.",
-            "Validation images come from the same distribution as training; the official test "
-            "split is known to differ (models tend to over-call pneumonia there), so expect "
-            "lower specificity on new data.",
-            "Two classes only: no other findings, no bacterial/viral distinction.",
-            "A screening aid for triage and teaching, not a diagnosis.",
-        ],
+        "limitations": limitations(decided, atypical_metrics.get("validation_atypical"), bands),
     }
     write_model_card(card, out)
     log(f"model card {out / 'model_card.json'}; total {seconds / 60:.1f} min")
