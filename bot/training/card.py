@@ -1,0 +1,98 @@
+"""Add what is measured after training to a model card: the learned guard, the heatmaps.
+
+    python -m bot.training.card DIR [--heatmaps NOTES.md]
+
+DIR holds model_card.json; its guard_report.json (from `python -m bot.training.guard`) becomes
+the card's "guard" section, NOTES.md (what `bench/heatmap_regions.py` found) its "heatmaps"
+section. MODEL_CARD.md is rendered again; the model file and its hash are untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bot.training.export import write_model_card
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def guard_markdown(report: dict[str, Any]) -> str:
+    fit = report["fit"]
+    negatives = report["held_out_negatives_refused"]
+    transformed = report["validation_transformed_refused"]
+    rows = [
+        "| measured on (never fitted) | result |",
+        "|---|---|",
+        f"| validation films accepted | {_pct(report['validation_films_accepted']['share'])} "
+        f"of {report['validation_films_accepted']['n']} |",
+        f"| all train224 films accepted | {_pct(report['train224_accepted']['share'])} of "
+        f"{report['train224_accepted']['n']} (includes the films it was fitted on) |",
+    ]
+    if "originals_accepted" in report:
+        rows.append(
+            f"| originals (real size) accepted | {_pct(report['originals_accepted']['share'])} "
+            f"of {report['originals_accepted']['n']} |"
+        )
+    for kind, label in (
+        ("photo", "grayscale photos (other sources)"),
+        ("texture", "textures"),
+        ("text", "documents"),
+    ):
+        if kind in negatives:
+            rows.append(
+                f"| {label} refused | {_pct(negatives[kind]['share'])} of {negatives[kind]['n']} |"
+            )
+    for name, value in transformed.items():
+        rows.append(f"| validation films {name} refused | {_pct(value['share'])} of {value['n']} |")
+    return "\n".join(
+        [
+            "Before a film is classified, `bot.ml.film_guard` checks that it is an upright chest "
+            "film (setting `CXR_GUARD=learned`, the default): a linear classifier on the "
+            "model's embedding (film / not a film / inverted / on its side / upside down) and a "
+            "distance to the training films. It was fitted on "
+            f"{fit['per_kind']['film']} training films, transforms of "
+            f"{fit['per_kind']['inverted']} of them, and {fit['per_kind']['other']} photos "
+            f"(sample images shipped in scikit-image, matplotlib and scikit-learn: "
+            f"{', '.join(fit['photo_sources'])}), synthetic textures and rendered documents. "
+            f"Thresholds (P(film) >= {fit['thresholds']['min_p_film']:.3f}, distance <= "
+            f"{fit['thresholds']['max_distance']:.1f}) were set so that 99.5% of validation films "
+            "pass.",
+            "",
+            *rows,
+            "",
+            "It has not been measured on other radiographs or on adult chest films; it may accept "
+            "them.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot.training.card")
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--heatmaps", type=Path, default=None)
+    args = parser.parse_args(argv)
+    card = json.loads((args.directory / "model_card.json").read_text(encoding="utf-8"))
+    report_path = args.directory / "guard_report.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        card["guard"] = {
+            "title": "The learned guard (not a chest X-ray?)",
+            "markdown": guard_markdown(report),
+            "report": report,
+        }
+    if args.heatmaps:
+        card["heatmaps"] = {
+            "title": "Heatmaps: what they show and where they stray",
+            "markdown": args.heatmaps.read_text(encoding="utf-8").strip(),
+        }
+    write_model_card(card, args.directory)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
