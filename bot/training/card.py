@@ -1,6 +1,11 @@
 """Add what is measured after training to a model card: the learned guard, the heatmaps.
 
     python -m bot.training.card DIR [--heatmaps NOTES.md]
+    python -m bot.training.card RUN_DIR --promote v2 --to bot/model
+
+`--promote` copies a training run's ONNX file into the bundled model folder under its new
+version (the file's bytes, hence its hash, unchanged), with its card: version, file name and
+limitations brought up to date. The previous bundled model and its guard are removed.
 
 DIR holds model_card.json; its guard_report.json (from `python -m bot.training.guard`) becomes
 the card's "guard" section, NOTES.md (what `bench/heatmap_regions.py` found) its "heatmaps"
@@ -11,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from bot.training.export import write_model_card
+from bot.training.train import limitations
 
 
 def _pct(x: float) -> str:
@@ -75,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot.training.card")
     parser.add_argument("directory", type=Path)
     parser.add_argument("--heatmaps", type=Path, default=None)
+    parser.add_argument("--promote", metavar="VERSION", default=None)
+    parser.add_argument("--to", type=Path, default=None)
     args = parser.parse_args(argv)
     card = json.loads((args.directory / "model_card.json").read_text(encoding="utf-8"))
+    if args.promote:
+        return promote(card, args.directory, args.promote, args.to)
     report_path = args.directory / "guard_report.json"
     if report_path.is_file():
         report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -91,6 +102,22 @@ def main(argv: list[str] | None = None) -> int:
             "markdown": args.heatmaps.read_text(encoding="utf-8").strip(),
         }
     write_model_card(card, args.directory)
+    return 0
+
+
+def promote(card: dict[str, Any], run: Path, version: str, target: Path) -> int:
+    source = run / card["file"]
+    card["version"] = version
+    card["file"] = f"{card['name']}-{version}.onnx"
+    metrics = card["metrics"]
+    card["limitations"] = limitations(
+        metrics["validation"], metrics.get("validation_atypical"), metrics.get("uncertain_band", {})
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    for old in [*target.glob("*.onnx"), target / "film_guard.npz", target / "guard_report.json"]:
+        old.unlink(missing_ok=True)
+    shutil.copyfile(source, target / card["file"])
+    write_model_card(card, target)
     return 0
 
 
