@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bot.core.errors import NotAChestXray
+from bot.core.errors import ClassifierUnavailable, NotAChestXray
 from bot.core.xray_guard import check_chest_xray
 
 GUARD_FILE = "film_guard.npz"
@@ -123,7 +123,12 @@ class FilmGuard:
             )
 
     def judge(self, image: Image.Image) -> GuardJudgement:
-        embedding = self.runner.outputs(image)["embedding"]
+        try:
+            embedding = self.runner.outputs(image)["embedding"]
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ClassifierUnavailable(
+                "The local model failed on this image. Please try again.", detail=repr(exc)
+            ) from exc
         return self.model.judge(embedding)[0]
 
     def __call__(self, image: Image.Image) -> None:
