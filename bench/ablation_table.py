@@ -35,7 +35,7 @@ def row(card: dict) -> str:
     cells = [
         card["training"]["config"].get("extra", {}).get("ablation", card["version"]),
         means(config),
-        str(card["training"]["epochs"]),
+        f"{card['training']['epochs']} of {card['training'].get('schedule_epochs', card['training']['epochs'])}",
     ]
     for split in ("validation", "atypical"):
         m = ablation.get(split, {}).get("as_is")

@@ -2,7 +2,7 @@
 validation splits (patient-level and later admissions).
 
     python -m bot.training.ablate NAME [--epochs N] [--equalize] [--strong] [--smooth E]
-        [--tta] [--data DIR] [--out runs/ablation]
+        [--tta] [--stop-after K] [--split three-way|patient] [--data DIR] [--out runs/ablation]
 
 Writes runs/ablation/NAME/ (ONNX, model_card.json with the figures); `bench/ablation_table.py`
 turns those cards into the table in docs/benchmarks.md.
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strong", action="store_true", help="strong augmentation")
     parser.add_argument("--smooth", type=float, default=0.0, help="label smoothing")
     parser.add_argument("--tta", action="store_true", help="export with test-time zooms")
+    parser.add_argument("--stop-after", type=int, default=None, help="end after this epoch")
+    parser.add_argument("--split", choices=("three-way", "patient"), default="three-way")
     parser.add_argument("--version", default="ablation")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None)
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         limit=args.limit,
         max_steps=args.max_steps,
+        stop_after=args.stop_after,
+        split=args.split,
         version=args.version,
         command="python -m bot.training.ablate " + " ".join(argv or sys.argv[1:]),
         extra={"ablation": args.name},

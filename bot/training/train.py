@@ -66,6 +66,8 @@ class TrainConfig:
     threshold: str = "zero"  # the network's own boundary, or "youden" (fitted on validation)
     ema: float = 0.995  # weight averaging per step (0: off); evaluated and exported
     recalibrate_bn: bool = True  # re-estimate BatchNorm statistics on clean images at the end
+    stop_after: int | None = None  # end after this epoch (short ablations; the LR schedule
+    # still spans `epochs`, so runs stopped at the same epoch compare)
     max_steps: int | None = None  # per epoch, for smoke tests
     limit: int | None = None  # images per class, for smoke tests
     split: str = "three-way"  # also hold out the latest admissions ("patient": that split only)
@@ -333,6 +335,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
             f"val loss {val_loss:.4f}  {_fmt(val)}  lr {scheduler.get_last_lr()[0]:.2e}  "
             f"{seconds:.0f}s (total {(time.perf_counter() - started) / 60:.1f} min){mark}"
         )
+        if config.stop_after and epoch >= config.stop_after:
+            log(f"stopping after epoch {epoch} of a {config.epochs}-epoch schedule")
+            break
 
     model.load_state_dict(best["state"])
     model.eval()
@@ -539,7 +544,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 )
                 + "."
             ),
-            "epochs": config.epochs,
+            "epochs": len(history),
+            "schedule_epochs": config.epochs,
             "best_epoch": best["epoch"],
             "seconds": round(seconds, 1),
             "threads": config.threads,
