@@ -2,6 +2,12 @@
 
     python -m bot.training.card DIR [--heatmaps NOTES.md]
     python -m bot.training.card RUN_DIR --promote v2 --to bot/model
+    python -m bot.training.card DIR --rescore DATA
+
+`--rescore` (for a model trained on the patient-level split only, like cxr-cnn v1) scores the
+model on its own validation patients again and on the harder subset of them: the films
+`bot.training.data.split_by_atypical_acquisition` holds out that fall among those patients
+(never trained on). It records both, the Uncertain band, and brings the limitations up to date.
 
 `--promote` copies a training run's ONNX file into the bundled model folder under its new
 version (the file's bytes, hence its hash, unchanged), with its card: version, file name and
@@ -84,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heatmaps", type=Path, default=None)
     parser.add_argument("--promote", metavar="VERSION", default=None)
     parser.add_argument("--to", type=Path, default=None)
+    parser.add_argument("--rescore", type=Path, default=None, metavar="DATA")
     args = parser.parse_args(argv)
     card = json.loads((args.directory / "model_card.json").read_text(encoding="utf-8"))
     if args.promote:
         return promote(card, args.directory, args.promote, args.to)
+    if args.rescore:
+        rescore(card, args.directory, args.rescore)
     report_path = args.directory / "guard_report.json"
     if report_path.is_file():
         report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -103,6 +112,54 @@ def main(argv: list[str] | None = None) -> int:
         }
     write_model_card(card, args.directory)
     return 0
+
+
+def rescore(card: dict[str, Any], directory: Path, data: Path) -> None:
+    import numpy as np
+
+    from bot.adapters.onnx_classifier import OnnxClassifier
+    from bot.core.imaging import decode
+    from bot.ml import calibration, metrics
+    from bot.ml.preprocess import MAX_SIDE
+    from bot.training.data import list_samples, split_by_atypical_acquisition, split_by_patient
+    from bot.training.train import uncertain_band
+
+    classifier = OnnxClassifier(directory / card["file"], heatmaps=False, threads=2)
+    samples = list_samples(data)
+    split = card["split"]
+    _, val = split_by_patient(samples, split["val_fraction"], split["seed"])
+    _, atypical = split_by_atypical_acquisition(samples)
+    held = {s.path for s in atypical}
+    harder = [s for s in val if s.path in held]
+
+    def logits(items):
+        out = []
+        for s in items:
+            image = decode(s.path.read_bytes(), max_side=MAX_SIDE, max_pixels=60_000_000)
+            out.append(float(classifier.outputs(image)["logit"][0]))
+        return np.array(out), np.array([s.label for s in items])
+
+    t, offset = card["calibration"]["temperature"], card["threshold"]["logit"]
+    scored = {"validation": logits(val), "atypical": logits(harder)}
+    metrics_ = card["metrics"]
+    lx, ly = scored["atypical"]
+    metrics_["validation_atypical"] = metrics.summarize(
+        ly, calibration.calibrated_probability(lx, t, offset)
+    )
+    metrics_["validation_atypical_raw"] = metrics.summarize(ly, calibration.sigmoid(lx))
+    metrics_["uncertain_band"] = {
+        name: uncertain_band(y, calibration.calibrated_probability(x, t, offset))
+        for name, (x, y) in scored.items()
+    }
+    split["atypical"] = {
+        "patients": len({s.patient for s in harder}),
+        "NORMAL": sum(s.label == 0 for s in harder),
+        "PNEUMONIA": sum(s.label == 1 for s in harder),
+        "note": "the atypical-acquisition films among this model's own validation patients",
+    }
+    card["limitations"] = limitations(
+        metrics_["validation"], metrics_["validation_atypical"], metrics_["uncertain_band"]
+    )
 
 
 def promote(card: dict[str, Any], run: Path, version: str, target: Path) -> int:
