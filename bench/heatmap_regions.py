@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/heatmap_regions.py [DATA] [--model PATH]
 
-DATA (default ../shared/data/train224) is split as in training; the validation films of both
-splits (never trained on) that the model calls Pneumonia are run through the model, and each
+DATA (default ../shared/data/train224) is split as the model's card says it was trained; the
+validation films (never trained on) that the model calls Pneumonia are run through the model, and each
 one's drawn evidence (the CAM above the decision point, as `bot.ml.heatmap` draws it) is summed
 per region of the 14 x 14 map. Regions are fixed boxes, not a segmentation: `lungs` (two
 boxes where the lung fields sit on a centred AP film), `mediastinum` (the column between
@@ -48,11 +48,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from bot.adapters.onnx_classifier import OnnxClassifier
     from bot.core.imaging import decode
-    from bot.training.data import list_samples, three_way_split
+    from bot.training.data import list_samples, split_by_patient, three_way_split
 
     classifier = OnnxClassifier(args.model, heatmaps=False, threads=2)
     offset = classifier.card.threshold_logit
-    _, val, atypical = three_way_split(list_samples(args.data))
+    samples = list_samples(args.data)
+    config = classifier.card.raw.get("training", {}).get("config", {})
+    if config.get("split", "patient") == "three-way":
+        _, val, atypical = three_way_split(samples)
+    else:  # trained on the patient-level split only: its own validation patients
+        _, val = split_by_patient(samples, config.get("val_fraction", 0.15), config.get("seed", 0))
+        atypical = []
     masks = regions()
     shares: dict[str, list[float]] = {name: [] for name in masks}
     peak_outside = []
