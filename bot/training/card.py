@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         return promote(card, args.directory, args.promote, args.to)
     if args.rescore:
         rescore(card, args.directory, args.rescore)
+    metrics = card["metrics"]
+    card["limitations"] = limitations(
+        metrics["validation"], metrics.get("validation_atypical"), metrics.get("uncertain_band", {})
+    )
     report_path = args.directory / "guard_report.json"
     if report_path.is_file():
         report = json.loads(report_path.read_text(encoding="utf-8"))

@@ -114,9 +114,10 @@ def uncertain_band(y: np.ndarray, p: np.ndarray, cuts=(0.6, 0.65, 0.7, 0.75, 0.8
 def limitations(val: dict, atypical: dict | None, bands: dict) -> list[str]:
     """What a user must know, most important first (`/cxr status` shows the first five)."""
     harder = (
-        f" On its harder validation split (films whose exposure looks like the other class) "
-        f"accuracy is {atypical['accuracy']:.1%} and specificity {atypical['specificity']:.1%}, "
-        f"against {val['accuracy']:.1%} and {val['specificity']:.1%} on the patient-level one."
+        f" On harder validation films (exposed like the other class) accuracy is "
+        f"{atypical['accuracy']:.1%} (sensitivity {atypical['sensitivity']:.1%}, specificity "
+        f"{atypical['specificity']:.1%}), against {val['accuracy']:.1%} "
+        f"({val['sensitivity']:.1%}, {val['specificity']:.1%}) on the patient-level split."
         if atypical
         else ""
     )
