@@ -125,16 +125,26 @@ def rescore(card: dict[str, Any], directory: Path, data: Path) -> None:
     from bot.core.imaging import decode
     from bot.ml import calibration, metrics
     from bot.ml.preprocess import MAX_SIDE
-    from bot.training.data import list_samples, split_by_atypical_acquisition, split_by_patient
+    from bot.training.data import (
+        list_samples,
+        split_by_atypical_acquisition,
+        split_by_patient,
+        three_way_split,
+    )
     from bot.training.train import uncertain_band
 
     classifier = OnnxClassifier(directory / card["file"], heatmaps=False, threads=2)
     samples = list_samples(data)
     split = card["split"]
-    _, val = split_by_patient(samples, split["val_fraction"], split["seed"])
-    _, atypical = split_by_atypical_acquisition(samples)
-    held = {s.path for s in atypical}
-    harder = [s for s in val if s.path in held]
+    if card["training"]["config"].get("split") == "three-way":
+        _, val, harder = three_way_split(samples, split["val_fraction"], split["seed"])
+        note = "held out of training (three-way split)"
+    else:
+        _, val = split_by_patient(samples, split["val_fraction"], split["seed"])
+        _, atypical = split_by_atypical_acquisition(samples)
+        held = {s.path for s in atypical}
+        harder = [s for s in val if s.path in held]
+        note = "the atypical-acquisition films among this model's own validation patients"
 
     def logits(items):
         out = []
@@ -159,7 +169,7 @@ def rescore(card: dict[str, Any], directory: Path, data: Path) -> None:
         "patients": len({s.patient for s in harder}),
         "NORMAL": sum(s.label == 0 for s in harder),
         "PNEUMONIA": sum(s.label == 1 for s in harder),
-        "note": "the atypical-acquisition films among this model's own validation patients",
+        "note": note,
     }
     card["limitations"] = limitations(
         metrics_["validation"], metrics_["validation_atypical"], metrics_["uncertain_band"]
