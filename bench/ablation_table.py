@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/ablation_table.py [RUNS ...]
 
-RUNS are folders with a model_card.json (default: every runs/ablation/*/ and bot/model/). For
-each: the means switched on, epochs, then accuracy, sensitivity, specificity and ROC AUC at the
-network's own boundary (raw logit >= 0, before calibration) on the patient-level split and on
-the harder one (atypical acquisition), and the AUC with test-time zooms (TTA). Every run holds
-out the same patients, so the rows compare.
+RUNS are folders with a model_card.json (default: every runs/ablation/*/). For each: the means
+switched on, epochs, then accuracy, sensitivity, specificity and ROC AUC of the weight average
+after its last epoch, at the network's own boundary (raw logit >= 0), on the patient-level
+split and on the harder one (atypical acquisition); then the AUC after BatchNorm's statistics
+are re-estimated on clean images (what gets exported), without and with test-time zooms (TTA).
+Every run holds out the same patients, so the rows compare.
 """
 
 from __future__ import annotations
@@ -29,37 +30,47 @@ def means(config: dict) -> str:
     return " + ".join(found) or "none (v1 recipe)"
 
 
-def row(card: dict) -> str:
-    config = card["training"]["config"]
-    ablation = card["metrics"].get("ablation", {})
-    cells = [
-        card["training"]["config"].get("extra", {}).get("ablation", card["version"]),
-        means(config),
-        f"{card['training']['epochs']} of {card['training'].get('schedule_epochs', card['training']['epochs'])}",
+def _cells(m: dict | None) -> list[str]:
+    if not m:
+        return ["-"] * 4
+    return [
+        f"{m['accuracy']:.3f}",
+        f"{m['sensitivity']:.3f}",
+        f"{m['specificity']:.3f}",
+        f"{m['auc']:.4f}",
     ]
-    for split in ("validation", "atypical"):
-        m = ablation.get(split, {}).get("as_is")
-        tta = ablation.get(split, {}).get("tta")
-        if m is None:
-            cells += ["-"] * 5
-            continue
-        cells += [
-            f"{m['accuracy']:.3f}",
-            f"{m['sensitivity']:.3f}",
-            f"{m['specificity']:.3f}",
-            f"{m['auc']:.4f}",
-            f"{tta['auc']:.4f}" if tta else "-",
-        ]
-    minutes = card["training"]["seconds"] / 60
-    return "| " + " | ".join([*cells, f"{minutes:.0f}"]) + " |"
+
+
+def row(card: dict) -> str:
+    training = card["training"]
+    config = training["config"]
+    last = training["history"][-1]
+    ablation = card["metrics"].get("ablation", {})
+    after = [
+        f"{ablation[split]['as_is']['auc']:.4f} / {ablation[split]['tta']['auc']:.4f}"
+        if split in ablation
+        else "-"
+        for split in ("validation", "atypical")
+    ]
+    cells = [
+        config.get("extra", {}).get("ablation", card["version"]),
+        means(config),
+        f"{training['epochs']} of {training.get('schedule_epochs', training['epochs'])}",
+        *_cells(last),
+        *_cells(last.get("atypical")),
+        *after,
+        f"{training['seconds'] / 60:.0f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     folders = [Path(a) for a in args] or sorted(Path("runs/ablation").glob("*/"))
     print(
-        "| run | means | epochs | val acc | val sens | val spec | val AUC | val AUC TTA | "
-        "harder acc | harder sens | harder spec | harder AUC | harder AUC TTA | min |"
+        "| run | means | epochs | val acc | val sens | val spec | val AUC | harder acc | "
+        "harder sens | harder spec | harder AUC | val AUC after BN re-estimate / with TTA | "
+        "harder AUC after BN re-estimate / with TTA | min |"
     )
     print("|" + "---|" * 14)
     for folder in folders:

@@ -33,7 +33,8 @@ _ASK = "Please post a frontal chest X-ray, upright, as a PNG or JPEG."
 REPLIES = {
     "other": "This doesn't look like a chest X-ray, so I won't label it. " + _ASK,
     "far": (
-        "This doesn't look like the chest X-rays this model knows, so I won't label it. " + _ASK
+        "This looks unlike the chest X-rays this model was trained on (children's frontal "
+        "films), so I won't label it. " + _ASK
     ),
     "inverted": (
         "This looks like a chest X-ray with its grey levels inverted (bones dark), so I won't "
