@@ -69,9 +69,10 @@ def guard_markdown(report: dict[str, Any]) -> str:
             "model's embedding (film / not a film / inverted / on its side / upside down) and a "
             "distance to the training films. It was fitted on "
             f"{fit['per_kind']['film']} training films, transforms of "
-            f"{fit['per_kind']['inverted']} of them, and {fit['per_kind']['other']} photos "
-            f"(sample images shipped in scikit-image, matplotlib and scikit-learn: "
-            f"{', '.join(fit['photo_sources'])}), synthetic textures and rendered documents. "
+            f"{fit['per_kind']['inverted']} of them, and {fit['per_kind']['other']} other "
+            "images: crops of the sample photos shipped in scikit-image, matplotlib and "
+            f"scikit-learn ({', '.join(fit['photo_sources'])}), synthetic textures and rendered "
+            "documents. "
             f"Thresholds (P(film) >= {fit['thresholds']['min_p_film']:.3f}, distance <= "
             f"{fit['thresholds']['max_distance']:.1f}) were set so that 99.5% of validation films "
             "pass.",

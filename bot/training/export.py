@@ -188,7 +188,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"{split['validation']['PNEUMONIA']} |",
         *(
             [
-                f"| harder validation (atypical acquisition) | {split['atypical']['patients']} | "
+                "| harder validation (atypical acquisition"
+                + (f"; {split['atypical']['note']}" if split["atypical"].get("note") else "")
+                + f") | {split['atypical']['patients']} | "
                 f"{split['atypical']['NORMAL']} | {split['atypical']['PNEUMONIA']} |"
             ]
             if split.get("atypical", {}).get("patients")
