@@ -161,6 +161,8 @@ def test_the_rule_refuses_by_kind_then_by_distance(tmp_path):
     near, sideways, far = rule.judge(np.array([[0.5, -1.0], [0.5, 1.0], [5.0, -1.0]]))
     assert near.refusal is None and near.kind == "film"
     assert sideways.refusal == "sideways" and sideways.p_film < 0.3
+    [unsure] = rule.judge(np.array([[0.5, 0.15]]))  # leaning sideways, not sure of it
+    assert unsure.kind == "sideways" and unsure.refusal == "other"
     assert far.kind == "film" and far.refusal == "far" and far.distance > 9.0
 
 

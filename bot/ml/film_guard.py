@@ -28,6 +28,7 @@ from bot.core.xray_guard import check_chest_xray
 
 GUARD_FILE = "film_guard.npz"
 KINDS = ("film", "other", "inverted", "sideways", "upside_down")
+SURE = 0.8  # the least probability at which a refusal names the transform it saw
 
 _ASK = "Please post a frontal chest X-ray, upright, as a PNG or JPEG."
 REPLIES = {
@@ -97,7 +98,10 @@ class FilmGuardModel:
             kind = KINDS[int(np.argmax(p))]
             refusal = None
             if p[0] < self.min_p_film:
-                refusal = kind if kind != "film" else "other"
+                # Name a transform only when sure of it: a head MRI is "not a chest X-ray", not
+                # "a chest X-ray on its side".
+                sure = kind in ("inverted", "sideways", "upside_down") and p.max() >= SURE
+                refusal = kind if sure else "other"
             elif d > self.max_distance:
                 refusal = "far"
             out.append(GuardJudgement(kind, float(p[0]), float(d), refusal))
