@@ -292,7 +292,20 @@ def _attach_cost_guard(services: Services) -> None:
         classifications=services.uploads,
     )
     services.cost_guard = guard
-    services.background.append(guard.run)
+    if services.lifecycle is not None:  # one poller for operations in flight and the guard
+        from bot.core.fleet.poller import Poller
+
+        lifecycle = services.lifecycle
+        lifecycle.poller = Poller(
+            clock=services.clock,
+            catalog=services.models,
+            operations=lifecycle.in_flight,
+            busy_seconds=settings.cxr_lifecycle_poll_seconds,
+            guard=guard,
+            idle_seconds=guard.config.interval.total_seconds(),
+        )
+        services.background.remove(lifecycle.resume)
+        services.background.append(lifecycle.poller.run)
     if services.lifecycle is not None:  # /cxr status shows the guard's running meter
         zone = settings.cxr_timezone
         services.lifecycle.context.meter = lambda: [line.describe(zone) for line in guard.meter()]

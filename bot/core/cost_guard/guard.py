@@ -1,5 +1,5 @@
 """`CostGuard`, the one object the rest of the bot knows: it builds the collaborators around
-one shared context, polls, and serializes polls and button presses with a lock so that a
+one shared context, reviews each poll's versions, and serializes polls and button presses with a lock so that a
 press never acts on a half-judged tick.
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from bot.core.cost_guard.alerts import EpisodeAlerts
@@ -21,7 +21,7 @@ from bot.core.cost_guard.schedule_actions import ScheduledActions
 from bot.core.cost_guard.stopper import Stopper
 from bot.core.cost_guard.summary import ClassificationCounts, SpendSummaries
 from bot.core.cost_notices import SpendSummary
-from bot.core.model_versions import RUNNING, ModelCatalog
+from bot.core.model_versions import RUNNING, ModelCatalog, ModelVersion
 from bot.core.ports import Outbox
 from bot.core.pricing import Prices
 from bot.core.usage import UsageSource
@@ -75,7 +75,7 @@ class CostGuard:
         self.presses = ButtonPresses(context, alerts, self.observer, stopper)
         self.summaries = SpendSummaries(context, classifications)
         self.status_meter = Meter(context)
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
         self.ticks = 0  # completed polls (tests and /healthz can watch it move)
         self.last_tick_at: datetime | None = None
 
@@ -96,46 +96,40 @@ class CostGuard:
     def clock(self, clock: Clock) -> None:
         self.context.clock = clock
 
-    # --- the loop ----------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Poll forever: one tick, then sleep the configured interval."""
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("cost_guard.tick_failed")
-            await self.context.clock.sleep(self.context.config.interval.total_seconds())
-
+    # --- the poll ------------------------------------------------------------------------
     async def tick(self) -> None:
-        """One poll: observe every version, apply the schedule, judge idleness, summarise."""
-        async with self._lock:
-            now = self.context.now()
+        """One poll on its own (the fleet poller calls `review` with the versions it read)."""
+        async with self.lock:
             try:
                 versions = await self.context.catalog.versions()
             except Exception as exc:
                 log.warning("cost_guard.describe_failed", extra={"error": describe_error(exc)})
                 versions = None
-            if versions is not None:
-                await self.observer.observe(versions, now)
-                await self.schedule.apply(versions, now)
-                for version in versions:
-                    if version.status == RUNNING:
-                        await self.idle.judge(version, now)
-            await self.summaries.post_when_due(now)
-            self.ticks += 1
-            self.last_tick_at = now
+            await self.review(versions, self.context.now())
+
+    async def review(self, versions: list[ModelVersion] | None, now: datetime) -> None:
+        """Observe every version, apply the schedule, judge idleness, summarise (the caller
+        holds `lock`)."""
+        now = now.astimezone(UTC)
+        if versions is not None:
+            await self.observer.observe(versions, now)
+            await self.schedule.apply(versions, now)
+            for version in versions:
+                if version.status == RUNNING:
+                    await self.idle.judge(version, now)
+        await self.summaries.post_when_due(now)
+        self.ticks += 1
+        self.last_tick_at = now
 
     # --- buttons -----------------------------------------------------------------------------
     async def settle(self) -> None:
         """Wait for a poll or press in progress to finish (tests driving a fake clock)."""
-        async with self._lock:
+        async with self.lock:
             pass
 
     async def press(self, episode_id: int, action: str, user: str) -> PressResult:
         """An admin pressed Stop now / Keep 1 h / Keep 4 h on an idle alert."""
-        async with self._lock:
+        async with self.lock:
             return await self.presses.press(episode_id, action, user, self.context.now())
 
     def record_refusal(self, episode_id: int, action: str, user: str) -> None:

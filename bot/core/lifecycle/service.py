@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.core.clock import Clock
+from bot.core.fleet.poller import Poller
 from bot.core.lifecycle.context import LifecycleContext
 from bot.core.lifecycle.ports import LifecycleConfig, Serving, TrainingBackend
 from bot.core.lifecycle.start_stop import StartStopCommands
@@ -20,7 +21,7 @@ from bot.core.lifecycle.status import StatusReporter
 from bot.core.lifecycle.status_report import StatusReport
 from bot.core.lifecycle.training import TrainingLauncher
 from bot.core.lifecycle.training_phases import TrainingPhases
-from bot.core.lifecycle.watcher import Watcher
+from bot.core.lifecycle.watcher import InFlight
 from bot.core.model_versions import ModelCatalog
 from bot.core.ports import Notice, Outbox
 from bot.core.pricing import Prices
@@ -64,8 +65,16 @@ class Lifecycle:
         self._status = StatusReporter(self.context)
         self._start_stop = StartStopCommands(self.context, follow=self._follow)
         self._training = TrainingLauncher(self.context, follow=self._follow)
-        self._watcher = Watcher(
+        self.in_flight = InFlight(
             self.context, StartStopOutcomes(self.context), TrainingPhases(self.context)
+        )
+        # Alone (no cost guard), the poller runs while operations are open; the composition
+        # root replaces it with the fleet's one poller, shared with the cost guard.
+        self.poller = Poller(
+            clock=clock,
+            catalog=catalog,
+            operations=self.in_flight,
+            busy_seconds=config.poll_seconds,
         )
 
     @property
@@ -126,29 +135,31 @@ class Lifecycle:
 
     # --- operations in flight -----------------------------------------------------------------
     async def resume(self) -> None:
-        """At start-up (a background job): follow what a previous run left open."""
-        await self._watcher.resume()
+        """At start-up: pick up what a previous run left open, and follow it."""
+        await self.in_flight.prepare()
+        if self.context.ops.open():
+            self.poller.follow(immediately=True)
 
     async def tick(self) -> None:
-        """One poll of every open operation."""
-        await self._watcher.tick()
+        """One poll of every open operation (and, with the fleet poller, the cost guard)."""
+        await self.poller.tick()
 
     @property
     def watching(self) -> bool:
-        return self._watcher.watching
+        return self.poller.running
 
     async def settle(self, within: float = 10.0) -> None:
         """Tests: wait until the poll a `FakeClock` advance woke has finished."""
-        await self._watcher.settle(within)
+        await self.poller.settle(within)
 
     async def drain(self) -> None:
         """Wait until every operation has ended and no task is left."""
-        await self._watcher.drain()
+        await self.poller.drain()
 
     async def close(self) -> None:
         """Stop watching; open operations resume on the next start."""
-        await self._watcher.close()
+        await self.poller.close()
 
     def _follow(self) -> None:
-        """What a command calls once it has opened an operation (the watcher is built last)."""
-        self._watcher.follow()
+        """What a command calls once it has opened an operation."""
+        self.poller.follow()
