@@ -290,12 +290,14 @@ def _attach_cost_guard(services: Services) -> None:
         router=router,
         serving_version=serving_version,
         classifications=services.uploads,
+        stops=services.lifecycle.start_stop if services.lifecycle is not None else None,
     )
     services.cost_guard = guard
     if services.lifecycle is not None:  # one poller for operations in flight and the guard
         from bot.core.fleet.poller import Poller
 
         lifecycle = services.lifecycle
+        lifecycle.context.guard_stops = guard.stopper
         lifecycle.poller = Poller(
             clock=services.clock,
             catalog=services.models,

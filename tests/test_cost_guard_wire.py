@@ -302,6 +302,10 @@ async def test_auto_stop(slack, tmp_path, console, clock, cloudwatch):
         assert "StopProjectVersion" not in console.calls
         await run_for(bot, clock, 5)
         assert console.calls.count("StopProjectVersion") == 1
+        assert bot.services.runs.current(VERSION_ARN) is not None  # STOPPING is billed
+        assert bot.services.router._primary_down_at == clock.now()  # fallback told at once
+        console.status = "STOPPED"
+        await run_for(bot, clock, 5)  # the stop is confirmed at STOPPED, then reported
         [alert] = alerts(slack)
         [stopped] = [m for m in thread(slack, alert["ts"]) if m["text"].startswith("Stopped")]
         assert (
@@ -312,7 +316,6 @@ async def test_auto_stop(slack, tmp_path, console, clock, cloudwatch):
         assert "stopped automatically at 10:00 UTC" in slack.find_message(OPS, alert["ts"])["text"]
         services = bot.services
         assert services.runs.current(VERSION_ARN) is None
-        assert services.router._primary_down_at == clock.now()  # fallback told at once
         [entry] = [e for e in services.audit.recent(10) if e.action == "stop"]
         assert (entry.actor, entry.target) == ("cost-guard", VERSION)
         await run_for(bot, clock, 60)
@@ -362,6 +365,8 @@ async def test_a_restart_between_the_alert_and_the_button_press(
         assert status == 200
         await second.drain()
         assert console.calls.count("StopProjectVersion") == 1
+        console.status = "STOPPED"
+        await run_for(second, clock, 5)  # the stop is confirmed at STOPPED, then reported
         shown = slack.find_message(OPS, alert["ts"])
         assert f"stopped by <@{ADMIN}> at 09:50 UTC after 50 min idle" in shown["text"]
         assert buttons(shown) == []
@@ -394,6 +399,8 @@ async def test_schedule_starts_and_stops_with_announcements(slack, tmp_path, con
         await run_for(bot, clock, 75)  # idle through the window: no alert; stopped at 09:00
         assert alerts(slack) == []
         assert console.calls.count("StopProjectVersion") == 1
+        console.status = "STOPPED"
+        await run_for(bot, clock, 5)  # the stop is confirmed at STOPPED, then reported
         stop = slack.bot_messages(OPS)[-1]
         assert "its scheduled running window is over" in stop["text"]
         assert "until the next scheduled start, Tue 6 Jan 07:45 UTC" not in stop["text"]

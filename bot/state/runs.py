@@ -62,6 +62,15 @@ class RunStore:
         )
         return _run(row) if row else None
 
+    def latest(self, version_arn: str, since: datetime) -> Run | None:
+        """The version's last run if it ended at or after `since` (a stop confirmed late)."""
+        row = self._db.one(
+            "SELECT * FROM model_runs WHERE version_arn = ? AND stopped_at >= ?"
+            " ORDER BY stopped_at DESC LIMIT 1",
+            (version_arn, since.isoformat()),
+        )
+        return _run(row) if row else None
+
     def open_runs(self) -> list[Run]:
         return [
             _run(r) for r in self._db.query("SELECT * FROM model_runs WHERE stopped_at IS NULL")

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.core.model_versions import ModelCatalog
+from bot.core.model_versions import ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
 from bot.core.pricing import Prices
 from bot.core.usage import UsageSource
@@ -36,6 +36,18 @@ ACTOR = "cost-guard"
 SCHEDULE_ACTOR = "schedule"
 
 
+class FleetActions(Protocol):
+    """The fleet's one start path and one stop path, as operations the poller follows."""
+
+    async def request_stop(
+        self, version: ModelVersion, actor: str, channel: str, report: dict[str, Any]
+    ) -> str | None: ...
+
+    async def request_start(
+        self, version: ModelVersion, actor: str, channel: str, units: int, source: str
+    ) -> str | None: ...
+
+
 @dataclass
 class GuardContext:
     catalog: ModelCatalog
@@ -50,6 +62,8 @@ class GuardContext:
     config: GuardConfig
     router: ModelRouter | None
     serving_version: Callable[[], str | None]  # the version the bot classifies with
+    # The fleet's one start path and one stop path (the lifecycle's operations).
+    stops: FleetActions | None = None
 
     def now(self) -> datetime:
         return self.clock.now().astimezone(UTC)

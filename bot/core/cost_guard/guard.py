@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from bot.core.cost_guard.alerts import EpisodeAlerts
 from bot.core.cost_guard.config import GuardConfig
-from bot.core.cost_guard.context import GuardContext, describe_error, log
+from bot.core.cost_guard.context import FleetActions, GuardContext, describe_error, log
 from bot.core.cost_guard.idle import IdleRules
 from bot.core.cost_guard.meter import Meter, MeterLine
 from bot.core.cost_guard.observer import Observer
@@ -51,6 +51,7 @@ class CostGuard:
         router: ModelRouter | None = None,
         serving_version: Callable[[], str | None] | None = None,
         classifications: ClassificationCounts | None = None,
+        stops: FleetActions | None = None,
     ) -> None:
         context = GuardContext(
             catalog=catalog,
@@ -65,6 +66,7 @@ class CostGuard:
             config=config,
             router=router,
             serving_version=serving_version or (lambda: None),
+            stops=stops,
         )
         alerts = EpisodeAlerts(context)
         stopper = Stopper(context, alerts)
@@ -75,6 +77,7 @@ class CostGuard:
         self.presses = ButtonPresses(context, alerts, self.observer, stopper)
         self.summaries = SpendSummaries(context, classifications)
         self.status_meter = Meter(context)
+        self.stopper = stopper  # told by the poller when one of its stops is confirmed
         self.lock = asyncio.Lock()
         self.ticks = 0  # completed polls (tests and /healthz can watch it move)
         self.last_tick_at: datetime | None = None

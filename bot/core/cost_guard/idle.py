@@ -20,7 +20,7 @@ from datetime import datetime
 
 from bot.core.cost_guard.alerts import EpisodeAlerts
 from bot.core.cost_guard.context import ACTOR, GuardContext, log
-from bot.core.cost_guard.observer import Observer
+from bot.core.cost_guard.observer import STOP_GRACE, Observer
 from bot.core.cost_guard.schedule_actions import ScheduledActions
 from bot.core.cost_guard.stopper import StopOrder, Stopper
 from bot.core.cost_notices import AUTO_STOPPED, RESUMED
@@ -49,7 +49,9 @@ class IdleRules:
         watch = store.watch(version.arn)
         run = context.runs.current(version.arn)
         if watch is None or run is None or watch.idle_since is None:
-            return  # not metered (a stop is on its way)
+            return  # not metered
+        if watch.stop_requested_at and now - watch.stop_requested_at < STOP_GRACE:
+            return  # a stop is on its way (still billed until STOPPED)
         idle_since = watch.idle_since
         idle = now - idle_since
         episode = store.open_episode(version.arn)

@@ -16,7 +16,7 @@ from bot.core.cost_guard.context import GuardContext, describe_error
 from bot.core.cost_guard.observer import Observer
 from bot.core.cost_guard.stopper import StopOrder, Stopper
 from bot.core.cost_notices import KEEP_HOURS, STOP, STOPPED, STOPPED_ELSEWHERE
-from bot.core.model_versions import RUNNING
+from bot.core.model_versions import RUNNING, STOPPING
 
 if TYPE_CHECKING:
     from bot.state.cost_guard import Episode
@@ -75,6 +75,8 @@ class ButtonPresses:
                 False, f"I couldn't reach Rekognition ({describe_error(exc)}); try again."
             )
         version = next((v for v in versions if v.arn == episode.version_arn), None)
+        if version is not None and version.status == STOPPING:
+            return PressResult(False, f"{episode.version_name} is already stopping.")
         if version is None or version.status != RUNNING:
             if version is not None:
                 await self.observer.stopped(version, now)  # closes the run and the episode

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.core.cost_guard.context import SCHEDULE_ACTOR, GuardContext, describe_error, log
+from bot.core.cost_guard.context import SCHEDULE_ACTOR, GuardContext, log
 from bot.core.cost_guard.stopper import StopOrder, Stopper
 from bot.core.cost_notices import SCHEDULE_STOPPED, ScheduleNotice
 from bot.core.model_versions import RUNNING, STARTING, ModelVersion
 from bot.core.schedule import Schedule
 
-STARTABLE = frozenset({"TRAINING_COMPLETED", "STOPPED", "FAILED"})
+STARTABLE = frozenset({"TRAINING_COMPLETED", "STOPPED", "FAILED", "COPYING_COMPLETED"})
 
 
 class ScheduledActions:
@@ -72,16 +72,14 @@ class ScheduledActions:
         if not store.record_schedule(key, now, "requested"):
             return
         units = config.schedule_units
-        error = ""
-        try:
-            await context.catalog.start(version.arn, units, None)
-        except Exception as exc:
-            error = describe_error(exc)
-            context.audit.record(now, SCHEDULE_ACTOR, "start", version.name, f"failed: {error}")
-        else:
-            context.audit.record(now, SCHEDULE_ACTOR, "start", version.name, "requested")
+        assert context.stops is not None, "the schedule starts through the fleet's start path"
+        error = await context.stops.request_start(
+            version, SCHEDULE_ACTOR, config.channel or "", units, "schedule"
+        )
+        if error is None:
             store.save_watch(version.arn, version.name, STARTING, now, units=units)
             store.mark_start_requested(version.arn, now)
+        error = error or ""
         notice = ScheduleNotice(
             version_name=version.name,
             window=occurrence.window.describe(),

@@ -107,7 +107,8 @@ class Poller:
             if self._sleeping and (self._planned or 0) > self.busy_seconds:
                 self._woken.set()  # re-plan: the next poll comes `busy_seconds` from now
             return
-        self._task = asyncio.create_task(self._loop(immediately), name="fleet poller")
+        if self.idle_seconds is None:  # with a guard, `run` is the bot's background job
+            self._task = asyncio.create_task(self._loop(immediately), name="fleet poller")
 
     def _interval(self) -> float:
         if self.operations.open_count() or self.idle_seconds is None:

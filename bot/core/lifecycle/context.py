@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bot.core.clock import Clock
 from bot.core.errors import UserFacingError
@@ -26,9 +26,17 @@ from bot.core.pricing import Prices
 from bot.core.training_data import ImageStore
 from bot.state.audit import AuditLog
 from bot.state.operations import Operation, OperationStore
-from bot.state.runs import RunStore
+from bot.state.runs import Run, RunStore
 
 log = logging.getLogger(__package__)
+
+
+class GuardStops(Protocol):
+    """Where a stop the cost guard asked for is reported (in its alert's thread)."""
+
+    async def stopped(self, op: Operation, run: Run | None, now: datetime) -> None: ...
+    async def not_stopped(self, op: Operation, reason: str) -> None: ...
+
 
 UNEXPECTED_READINGS = 3  # polls showing an unexpected status before an operation is failed
 
@@ -98,6 +106,8 @@ class LifecycleContext:
     model_card: Callable[[], dict[str, Any] | None]
     # Lines from the cost guard's meter (idle time, snooze, auto-stop) for /cxr status.
     meter: Callable[[], list[str]] = lambda: []
+    # The cost guard, told when one of its stops is confirmed or doesn't take effect.
+    guard_stops: GuardStops | None = None
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by version ARN
     in_command: set[int] = field(default_factory=set)  # ops whose command is still running here
 
@@ -150,6 +160,12 @@ class LifecycleContext:
             return False
         self.ops.update(op.id, data={"unexpected": seen})
         return True
+
+    def finish_quietly(self, op: Operation, result: str) -> None:
+        """Close and audit the operation; its outcome is someone else's to post."""
+        now = self.clock.now()
+        self.ops.finish(op.id, now, result)
+        self.audit.record(now, op.user, op.kind, op.version_name, result)
 
     async def finish(self, op: Operation, result: str, notice: Notice) -> None:
         """Close the operation, record it, and post its outcome where it was asked for."""

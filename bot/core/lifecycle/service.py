@@ -63,7 +63,7 @@ class Lifecycle:
             model_card=model_card,
         )
         self._status = StatusReporter(self.context)
-        self._start_stop = StartStopCommands(self.context, follow=self._follow)
+        self.start_stop = StartStopCommands(self.context, follow=self._follow)
         self._training = TrainingLauncher(self.context, follow=self._follow)
         self.in_flight = InFlight(
             self.context, StartStopOutcomes(self.context), TrainingPhases(self.context)
@@ -99,23 +99,23 @@ class Lifecycle:
         self, actor: str, version: str | None, min_units: int | None, max_units: int | None
     ) -> Notice:
         """`/cxr start`: the cost, to be confirmed with a button; or why not."""
-        return await self._start_stop.propose_start(actor, version, min_units, max_units)
+        return await self.start_stop.propose_start(actor, version, min_units, max_units)
 
     async def confirm_start(
         self, actor: str, channel: str, version_arn: str, min_units: int, max_units: int | None
     ) -> Notice:
         """The Start button: StartProjectVersion, then follow it until it runs."""
-        return await self._start_stop.confirm_start(
+        return await self.start_stop.confirm_start(
             actor, channel, version_arn, min_units, max_units
         )
 
     def cancel_start(self, actor: str, version_name: str) -> Notice:
         """The Cancel button: record it, and say so in place of the proposal."""
-        return self._start_stop.cancel_start(actor, version_name)
+        return self.start_stop.cancel_start(actor, version_name)
 
     async def stop(self, actor: str, channel: str, version: str | None = None) -> Notice:
         """`/cxr stop`: StopProjectVersion, then follow it until it has stopped."""
-        return await self._start_stop.stop(actor, channel, version)
+        return await self.start_stop.stop(actor, channel, version)
 
     async def train(
         self, actor: str, channel: str, source_text: str, version_name: str | None = None

@@ -296,6 +296,59 @@ class StartStopCommands:
             )
         return live[0]
 
+    # === the cost guard's starts and stops (auto-stop, Stop now, the schedule) ================
+    async def request_stop(
+        self, version: ModelVersion, actor: str, channel: str, report: dict[str, Any]
+    ) -> str | None:
+        """The one stop path, for the guard: claim a stop operation and ask Rekognition; the
+        poller confirms it at STOPPED and the guard reports it then (`report` says how).
+        None when the stop is under way (asked now or already); else Rekognition's error."""
+        ctx = self.ctx
+        assert ctx.catalog is not None
+        catalog = ctx.catalog
+        now = ctx.clock.now()
+        op = ctx.ops.open_for(version.name)
+        if op is not None and op.kind == STOP:
+            return None
+        if op is not None and op.kind == START:
+            ctx.ops.finish(op.id, now, "superseded by a stop")
+        refused = await self._request(
+            STOP,
+            version,
+            actor,
+            channel,
+            now,
+            lambda: catalog.stop(version.arn),
+            data={"report": report},
+            requested=None,
+        )
+        if refused is None:
+            self.follow()
+            return None
+        return refused.text.split(": ", 1)[-1]
+
+    async def request_start(
+        self, version: ModelVersion, actor: str, channel: str, units: int, source: str
+    ) -> str | None:
+        """The one start path, for the schedule: claim a start operation and ask Rekognition;
+        the poller follows it to RUNNING. None when under way; else the error."""
+        ctx = self.ctx
+        assert ctx.catalog is not None
+        catalog = ctx.catalog
+        refused = await self._request(
+            START,
+            version,
+            actor,
+            channel,
+            ctx.clock.now(),
+            lambda: catalog.start(version.arn, units, None),
+            data={"min_units": units, "source": source, "quiet": True},
+        )
+        if refused is None:
+            self.follow()
+            return None
+        return refused.text.split(": ", 1)[-1]
+
     # === shared by start and stop ===========================================================
     async def _request(
         self,
@@ -307,7 +360,7 @@ class StartStopCommands:
         call: Callable[[], Awaitable[str]],
         *,
         data: dict[str, Any] | None = None,
-        requested: str = "requested",
+        requested: str | None = "requested",
     ) -> Notice | None:
         """Claim the operation, then ask Rekognition for the change (`call` returns the new
         status). None when Rekognition accepted it (recorded, and to be followed); else what
@@ -325,7 +378,8 @@ class StartStopCommands:
                 ctx.audit.record(now, actor, kind, version.name, f"failed: {reason}")
                 return reply(f"Rekognition didn't {kind} {version.name}: {reason}", "error")
         ctx.ops.update(op.id, status=status, phase=FOLLOWING)
-        ctx.audit.record(now, actor, kind, version.name, requested)
+        if requested is not None:
+            ctx.audit.record(now, actor, kind, version.name, requested)
         return None
 
     def _adopt(self, kind: str, version: ModelVersion, actor: str, channel: str) -> None:

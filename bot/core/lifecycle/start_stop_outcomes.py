@@ -16,8 +16,10 @@ from bot.core.lifecycle.context import LifecycleContext, VersionSnapshot
 from bot.core.lifecycle.notices import ModelRunning, ModelStartFailed, ModelStopFailed, ModelStopped
 from bot.core.lifecycle.start_stop import REQUESTED, hourly_fields
 from bot.core.model_versions import ModelVersion
+from bot.core.pricing import duration
 from bot.state.operations import START, Operation
-from bot.state.runs import Run
+
+SLOW_STOP = timedelta(minutes=30)  # AWS: a stop takes minutes; past this, say so
 
 
 class StartStopOutcomes:
@@ -54,8 +56,11 @@ class StartStopOutcomes:
         if status == mv.RUNNING:
             low = version.min_units or op.data.get("min_units") or 1
             high = version.max_units or op.data.get("max_units")
-            ctx.runs.open_run(version.arn, now, int(low), "bot")
+            ctx.runs.open_run(version.arn, now, int(low), op.data.get("source", "bot"))
             ctx.serving.serve(version.arn)
+            if op.data.get("quiet"):  # the schedule announced it: audited, not posted again
+                ctx.finish_quietly(op, "ok: RUNNING")
+                return
             await ctx.finish(
                 op,
                 "ok: RUNNING",
@@ -89,13 +94,31 @@ class StartStopOutcomes:
         )
 
     async def _step_stop(self, op: Operation, version: ModelVersion, now: datetime) -> None:
+        """A stop is confirmed at STOPPED (billing ends there, `bot.core.fleet.billing`); one
+        that doesn't take effect is reported, and one still STOPPING after `SLOW_STOP` is
+        reported once and followed on."""
         ctx = self.ctx
         status = version.status
+        report = op.data.get("report")
         if status == mv.STOPPING:
+            if now - op.started_at >= SLOW_STOP and not op.data.get("slow"):
+                ctx.ops.update(op.id, data={"slow": True})
+                await self._not_stopped(
+                    op,
+                    version,
+                    f"it is still STOPPING after {duration(SLOW_STOP.total_seconds())}",
+                    final=False,
+                )
             return
         if status in (mv.STOPPED, mv.TRAINING_COMPLETED):
-            run = ctx.runs.close_run(version.arn, now) or self._last_run(version.arn, op)
+            run = ctx.runs.close_run(version.arn, now) or ctx.runs.latest(
+                version.arn, op.started_at
+            )
             ctx.serving.stopped(version.arn)
+            if report is not None and ctx.guard_stops is not None:
+                ctx.finish_quietly(op, report.get("result", "ok: STOPPED"))
+                await ctx.guard_stops.stopped(op, run, now)
+                return
             stopped_at = run.stopped_at if run and run.stopped_at else now
             await ctx.finish(
                 op,
@@ -118,21 +141,20 @@ class StartStopOutcomes:
                 f"is still {status}. Run `/cxr stop {version.name}` again"
             )
         else:
-            reason = version.status_message or f"it is still {status}"
-        await ctx.finish(
-            op,
-            f"failed: {reason}",
-            ModelStopFailed(version_name=version.name, reason=reason, by=op.user),
-        )
+            reason = version.status_message or f"the stop did not take effect: it is {status}"
+        await self._not_stopped(op, version, reason, final=True)
 
-    def _last_run(self, version_arn: str, op: Operation) -> Run | None:
-        """The run a stop ended, when something else (a status, the cost guard) closed it."""
-        now = self.ctx.clock.now()
-        runs = [
-            r
-            for r in self.ctx.runs.overlapping(op.started_at - timedelta(days=400), now)
-            if r.version_arn == version_arn
-            and r.stopped_at is not None
-            and r.stopped_at >= op.started_at
-        ]
-        return runs[-1] if runs else None
+    async def _not_stopped(
+        self, op: Operation, version: ModelVersion, reason: str, *, final: bool
+    ) -> None:
+        ctx = self.ctx
+        if op.data.get("report") is not None and ctx.guard_stops is not None:
+            if final:
+                ctx.finish_quietly(op, f"failed: {reason}")
+            await ctx.guard_stops.not_stopped(op, reason)
+            return
+        notice = ModelStopFailed(version_name=version.name, reason=reason, by=op.user)
+        if final:
+            await ctx.finish(op, f"failed: {reason}", notice)
+        else:
+            await ctx.post(op.channel, notice)
