@@ -118,7 +118,19 @@ class Settings(BaseSettings):
     )
     cxr_schedule_inference_units: int = Field(1, ge=1, description="Units for scheduled starts")
     cxr_cloudwatch_usage: bool = Field(
-        True, description="Count other clients' requests (CloudWatch) as use, not just the bot's"
+        True,
+        description="Read CloudWatch: units in service (when a run began) and any request "
+        "counts it reports, as use. AWS documents request metrics per operation, not per "
+        "version, so their absence never counts as idle",
+    )
+    cxr_sole_client: bool = Field(
+        False,
+        description="The bot is the only client of the project's models: auto-stop may act on "
+        "any version",
+    )
+    cxr_owned_versions: CommaList = Field(
+        default_factory=list,
+        description="Versions only the bot calls: auto-stop may act on these (names)",
     )
 
     @field_validator("cxr_schedule")
@@ -131,7 +143,7 @@ class Settings(BaseSettings):
             return value.strip()
         return None
 
-    @field_validator("cxr_allowed_channels", "cxr_admins", mode="before")
+    @field_validator("cxr_allowed_channels", "cxr_admins", "cxr_owned_versions", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

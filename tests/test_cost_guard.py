@@ -423,7 +423,7 @@ async def test_snooze_then_alert_again_in_the_same_thread(world):
 
 
 async def test_a_snooze_also_holds_auto_stop(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60), sole_client=True)
     world.catalog.add("cxr.v1", RUNNING)
     await world.tick()
     await world.run_for(30)
@@ -510,7 +510,7 @@ async def test_a_restart_keeps_the_reminder_schedule(world):
 
 # --- auto-stop -------------------------------------------------------------------------------
 async def test_auto_stop_after_the_idle_limit(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(90))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(90), sole_client=True)
     arn = world.catalog.add("cxr.v1", RUNNING, units=2)
     world.router.primary.version_arn = arn
     world.metrics.running_since["cxr.v1"] = T0
@@ -540,7 +540,7 @@ async def test_auto_stop_after_the_idle_limit(tmp_path):
 
 
 async def test_auto_stop_before_the_alert_posts_a_message_of_its_own(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(20))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(20), sole_client=True)
     arn = world.catalog.add("cxr.v1", RUNNING)
     await world.tick()
     await world.run_for(20)
@@ -551,21 +551,27 @@ async def test_auto_stop_before_the_alert_posts_a_message_of_its_own(tmp_path):
     assert "after 20 min without a request" in stopped.notice.text
 
 
-async def test_auto_stop_is_held_while_cloudwatch_cannot_be_read(tmp_path):
+async def test_auto_stop_acts_only_where_the_bot_sees_all_traffic_and_the_alert_says_so(tmp_path):
+    # Neither the only client nor the version's owner: CloudWatch's silence proves nothing.
     world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60))
     arn = world.catalog.add("cxr.v1", RUNNING)
     await world.tick()
     world.metrics.broken = True
     await world.run_for(90)
     assert world.catalog.calls == []  # other clients might be using it: alert only
-    assert len(world.alerts()) == 1
+    [alert] = world.alerts()
+    text = world.outbox.current(alert.ts).text
+    assert "I can't read CloudWatch just now (no answer)" in text
+    assert "I won't stop it automatically" in text and "Auto-stop at" not in text
     world.metrics.broken = False
+    world.config_values["owned_versions"] = frozenset({"cxr.v1"})  # only the bot calls it
+    world.restart()
     await world.run_for(5)
     assert world.catalog.calls == [("stop", arn)]
 
 
 async def test_a_failed_auto_stop_is_reported_once_and_retried(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60), sole_client=True)
     arn = world.catalog.add("cxr.v1", RUNNING)
     await world.tick()
     failure = RuntimeError("throttled")
@@ -683,7 +689,7 @@ async def test_no_summary_for_a_day_when_no_model_ran(tmp_path):
 
 
 async def test_meter_for_cxr_status(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(120))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(120), sole_client=True)
     world.catalog.add("cxr.v1", RUNNING)
     world.metrics.running_since["cxr.v1"] = T0
     await world.tick()

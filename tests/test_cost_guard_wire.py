@@ -296,7 +296,9 @@ async def test_snooze_then_alert_again(slack, tmp_path, console, clock, cloudwat
 
 async def test_auto_stop(slack, tmp_path, console, clock, cloudwatch):
     console.status = "RUNNING"
-    bot = await started(slack, tmp_path, console, clock, cxr_auto_stop_minutes=60)
+    bot = await started(
+        slack, tmp_path, console, clock, cxr_auto_stop_minutes=60, cxr_sole_client=True
+    )
     try:
         await run_for(bot, clock, 55)
         assert "StopProjectVersion" not in console.calls
@@ -449,7 +451,9 @@ async def test_the_spend_summary_counts_the_images_the_bot_classified(
 async def test_cxr_status_shows_the_running_meter(slack, tmp_path, console, clock, cloudwatch):
     console.status = "RUNNING"
     in_service(cloudwatch, T0 - timedelta(minutes=20), T0 + timedelta(hours=2))
-    bot = await started(slack, tmp_path, console, clock, cxr_auto_stop_minutes=90)
+    bot = await started(
+        slack, tmp_path, console, clock, cxr_auto_stop_minutes=90, cxr_sole_client=True
+    )
     try:
         await run_for(bot, clock, 40)  # 09:40: idle for an hour since 08:40
         status, _ = await bot.post_command(slack.slash_command("status", channel="C0LAB0001"))

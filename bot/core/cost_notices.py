@@ -78,6 +78,36 @@ class VersionNotice(Worded):
     zone: str = "UTC"  # the zone times are shown in
 
 
+@dataclass(frozen=True)
+class Sight:
+    """What the guard can see of a version's traffic, and so what auto-stop will do."""
+
+    auto_stop: str = "off"  # an `AutoStop` value: off | sole-client | owned | not-visible
+    cloudwatch_error: str = ""  # why CloudWatch couldn't be read just now ("" if it was)
+
+    def sentences(self, auto_stop_at: datetime | None, zone: str) -> list[str]:
+        lines = []
+        if self.cloudwatch_error:
+            lines.append(
+                f"I can't read CloudWatch just now ({self.cloudwatch_error}), so requests from "
+                "other applications are invisible to me."
+            )
+        why = {
+            "sole-client": " (the bot is this project's only client, so it sees every request)",
+            "owned": " (only the bot calls this version, so it sees every request)",
+        }.get(self.auto_stop, "")
+        if auto_stop_at:
+            lines.append(f"Auto-stop at {local_time(auto_stop_at, zone)}{why}.")
+        elif self.auto_stop == "not-visible":
+            lines.append(
+                "I won't stop it automatically: other applications may call this version, and "
+                "AWS reports no per-version request count, so I can't tell that nobody uses it "
+                "(CXR_SOLE_CLIENT or CXR_OWNED_VERSIONS lets me). Stop it with the button if "
+                "it's unused."
+            )
+        return lines
+
+
 @dataclass
 class IdleAlert(VersionNotice):
     """The first message of an idle episode (its thread root), updated in place."""
@@ -95,6 +125,7 @@ class IdleAlert(VersionNotice):
     acted_at: datetime | None = None
     snoozed_until: datetime | None = None
     detail: str = ""  # e.g. why a stop failed
+    sight: Sight = field(default_factory=Sight)
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -148,8 +179,8 @@ class IdleAlert(VersionNotice):
             lines.append(sentence(self.outcome_line()) + ".")
         elif self.state != OPEN:
             lines.append(f"Idle cost for this episode: {usd(self.idle_cost)}.")
-        if self.auto_stop_at and self.state in (OPEN, STOP_FAILED):
-            lines.append(f"Auto-stop at {local_time(self.auto_stop_at, self.zone)}.")
+        if self.state in (OPEN, STOP_FAILED):
+            lines.extend(self.sight.sentences(self.auto_stop_at, self.zone))
         return " ".join(lines)
 
 
@@ -163,6 +194,7 @@ class IdleFollowUp(VersionNotice):
     next_at: datetime | None = None
     snooze_ended_by: str | None = None  # set when this follows an expired snooze
     auto_stop_at: datetime | None = None
+    sight: Sight = field(default_factory=Sight)
 
     def plain(self) -> str:
         head = (
@@ -174,9 +206,10 @@ class IdleFollowUp(VersionNotice):
             f"{head}still running idle: {duration(self.idle_seconds)} without a request, "
             f"{usd(self.idle_cost)} so far at {usd(self.hourly)}/h."
         )
-        if self.auto_stop_at:
-            text += f" Auto-stop at {local_time(self.auto_stop_at, self.zone)}."
-        elif self.next_at:
+        seen = self.sight.sentences(self.auto_stop_at, self.zone)
+        if seen:
+            text += " " + " ".join(seen)
+        if self.next_at and not self.auto_stop_at:
             text += f" Next reminder at {local_time(self.next_at, self.zone)}."
         return text + " Use the buttons on the alert above."
 

@@ -11,7 +11,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.core.cost_guard.context import GuardContext, log
-from bot.core.cost_notices import OPEN, SNOOZED, STOP_FAILED, IdleAlert, IdleFollowUp
+from bot.core.cost_notices import (
+    OPEN,
+    SNOOZED,
+    STOP_FAILED,
+    IdleAlert,
+    IdleFollowUp,
+    Sight,
+)
 from bot.core.model_versions import ModelVersion
 
 if TYPE_CHECKING:
@@ -82,7 +89,8 @@ class EpisodeAlerts:
             reminder=episode.alerts,
             next_at=now + gap,
             snooze_ended_by=snooze_ended_by,
-            auto_stop_at=config.auto_stop_at(episode.idle_since),
+            auto_stop_at=config.auto_stop_at(episode.idle_since, episode.version_name),
+            sight=self.sight(episode.version_arn, episode.version_name),
             zone=config.zone,
         )
         if episode.ts:
@@ -124,6 +132,13 @@ class EpisodeAlerts:
         )
         await self.context.update(fresh, alert)
 
+    def sight(self, version_arn: str, version_name: str) -> Sight:
+        """What the guard can see of the version's traffic, and so what auto-stop will do."""
+        return Sight(
+            auto_stop=self.context.config.auto_stop_case(version_name).value,
+            cloudwatch_error=self.context.usage_errors.get(version_arn, ""),
+        )
+
     def _alert(
         self,
         episode: Episode,
@@ -153,7 +168,10 @@ class EpisodeAlerts:
             running_since=run.started_at if run else None,
             run_cost=context.prices.running_cost(run.units, run.started_at, now) if run else 0.0,
             threshold_minutes=config.alert_after.total_seconds() / 60,
-            auto_stop_at=config.auto_stop_at(episode.idle_since) if state == OPEN else None,
+            auto_stop_at=config.auto_stop_at(episode.idle_since, episode.version_name)
+            if state == OPEN
+            else None,
+            sight=self.sight(episode.version_arn, episode.version_name),
             state=state,
             actor=actor,
             acted_at=acted_at,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from bot.core.fleet.decisions import AutoStop, auto_stop_case
 from bot.core.schedule import Schedule
 
 
@@ -24,15 +25,30 @@ class GuardConfig:
     summary_time: time | None = time(9, 0)
     start_lead: timedelta = timedelta(minutes=15)
     schedule_units: int = 1
+    sole_client: bool = False  # the bot is the project's only client: it sees all traffic
+    owned_versions: frozenset[str] = frozenset()  # versions only the bot calls
+
+    def auto_stop_case(self, version_name: str) -> AutoStop:
+        """Whether auto-stop may act on the version, and why (see `auto_stop_case`)."""
+        return auto_stop_case(
+            version_name,
+            configured=self.auto_stop_after is not None,
+            sole_client=self.sole_client,
+            owned=self.owned_versions,
+        )
 
     @property
     def schedule_grace(self) -> timedelta:
         """How late a window's stop may still be done (after that: missed, left to alerts)."""
         return max(timedelta(hours=1), 2 * self.interval)
 
-    def auto_stop_at(self, idle_since: datetime) -> datetime | None:
-        """When auto-stop acts on a version idle since `idle_since` (None: auto-stop is off)."""
-        if self.auto_stop_after is None:
+    def auto_stop_at(self, idle_since: datetime, version_name: str) -> datetime | None:
+        """When auto-stop acts on a version idle since `idle_since` (None: it won't: off, or
+        the bot can't see all of the version's traffic)."""
+        if self.auto_stop_after is None or self.auto_stop_case(version_name) not in (
+            AutoStop.SOLE_CLIENT,
+            AutoStop.OWNED,
+        ):
             return None
         return idle_since + self.auto_stop_after
 
@@ -51,4 +67,6 @@ class GuardConfig:
             summary_time=settings.cxr_spend_summary_time,
             start_lead=timedelta(minutes=settings.cxr_schedule_start_lead_minutes),
             schedule_units=settings.cxr_schedule_inference_units,
+            sole_client=settings.cxr_sole_client,
+            owned_versions=frozenset(settings.cxr_owned_versions),
         )

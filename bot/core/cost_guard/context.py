@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -64,6 +64,8 @@ class GuardContext:
     serving_version: Callable[[], str | None]  # the version the bot classifies with
     # The fleet's one start path and one stop path (the lifecycle's operations).
     stops: FleetActions | None = None
+    # CloudWatch's error at the version's last reading ("" or absent: it was read, or is off)
+    usage_errors: dict[str, str] = field(default_factory=dict)
 
     def now(self) -> datetime:
         return self.clock.now().astimezone(UTC)

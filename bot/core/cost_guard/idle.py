@@ -1,4 +1,4 @@
-"""The idle rules: when a running version gets an alert, a reminder, or is stopped.
+"""The idle rules (decided by `bot.core.fleet.decisions.idle_actions`, done here): when a running version gets an alert, a reminder, or is stopped.
 
 - **Idle** = no request from anyone since max(last request, run start).
 - **Episode**: one idle stretch of one version. After `alert_after` idle the guard posts an
@@ -9,8 +9,9 @@
 - **Snooze** (Keep 1 h / 4 h): no reminders and no auto-stop until it expires. If the same
   episode is still idle then, a reminder goes into the same thread and the back-off starts
   again from N.
-- **Auto-stop** (off unless `auto_stop_after` is set): after that much idle, stop the version;
-  held while CloudWatch can't be read, since somebody else may be using the model.
+- **Auto-stop** (off unless `auto_stop_after` is set): after that much idle, stop the version,
+  but only one whose whole traffic the bot sees (`CXR_SOLE_CLIENT`, `CXR_OWNED_VERSIONS`):
+  AWS documents no per-version request metric, so CloudWatch's silence proves nothing.
 - Inside a scheduled window the serving version is meant to run: no alert, no auto-stop.
 """
 
@@ -19,11 +20,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.core.cost_guard.alerts import EpisodeAlerts
-from bot.core.cost_guard.context import ACTOR, GuardContext, log
+from bot.core.cost_guard.context import ACTOR, GuardContext
 from bot.core.cost_guard.observer import STOP_GRACE, Observer
 from bot.core.cost_guard.schedule_actions import ScheduledActions
 from bot.core.cost_guard.stopper import StopOrder, Stopper
 from bot.core.cost_notices import AUTO_STOPPED, RESUMED
+from bot.core.fleet.decisions import AUTO_STOP_ALLOWED, Idle, IdleFacts, IdleSettings, idle_actions
 from bot.core.model_versions import ModelVersion
 
 
@@ -50,42 +52,41 @@ class IdleRules:
         run = context.runs.current(version.arn)
         if watch is None or run is None or watch.idle_since is None:
             return  # not metered
-        if watch.stop_requested_at and now - watch.stop_requested_at < STOP_GRACE:
-            return  # a stop is on its way (still billed until STOPPED)
-        idle_since = watch.idle_since
-        idle = now - idle_since
         episode = store.open_episode(version.arn)
-        if episode is not None and idle_since > episode.idle_since:
-            await self.alerts.close(episode, RESUMED, None, now, idle_end=idle_since)
-            episode = None
-        if self.schedule.planned(version.arn, now):
-            return
         snooze = store.snooze(version.arn)
-        if snooze is not None and now < snooze.until:
-            return
-        reminded = False
-        if snooze is not None and not snooze.expired:
-            store.mark_snooze_expired(version.arn)
-            if episode is not None:
+        facts = IdleFacts(
+            idle_since=watch.idle_since,
+            episode_idle_since=episode.idle_since if episode else None,
+            episode_posted=bool(episode and episode.ts),
+            next_alert_at=episode.next_alert_at if episode else None,
+            planned=self.schedule.planned(version.arn, now),
+            snooze_until=snooze.until if snooze else None,
+            snooze_expired=snooze.expired if snooze else True,
+            stop_requested_at=watch.stop_requested_at,
+            auto_stop_allowed=config.auto_stop_case(version.name) in AUTO_STOP_ALLOWED,
+        )
+        settings = IdleSettings(
+            alert_after=config.alert_after,
+            auto_stop_after=config.auto_stop_after,
+            has_channel=bool(config.channel),
+            stop_grace=STOP_GRACE,
+        )
+        for action in idle_actions(facts, settings, now):
+            if action is Idle.RESUMED and episode is not None:
+                await self.alerts.close(episode, RESUMED, None, now, idle_end=watch.idle_since)
+                episode = None
+            elif action is Idle.EXPIRE_SNOOZE:
+                store.mark_snooze_expired(version.arn)
+            elif action is Idle.REMIND_AFTER_SNOOZE and episode is not None and snooze:
                 await self.alerts.remind(episode, watch, now, snooze_ended_by=snooze.by)
-                reminded = True
-        auto_stop = config.auto_stop_after
-        if auto_stop is not None and idle >= auto_stop:
-            if not self.observer.usage_readable(version.arn):
-                # Other clients' traffic is invisible while CloudWatch can't be read: alert,
-                # but don't stop a model somebody may be using.
-                log.warning("cost_guard.auto_stop_held", extra={"version": version.name})
-            else:
+            elif action is Idle.AUTO_STOP:
                 order = StopOrder(
                     version.arn, version.name, AUTO_STOPPED, ACTOR, episode=episode, watch=watch
                 )
                 await self.stopper.stop(order, now)
-                return
-        if idle < config.alert_after or reminded:
-            return
-        if episode is None:
-            await self.alerts.open(version, watch, now)
-        elif episode.ts is None and config.channel:
-            await self.alerts.post_alert(episode, now)  # its first post failed: not a reminder
-        elif now >= episode.next_alert_at:
-            await self.alerts.remind(episode, watch, now)
+            elif action is Idle.OPEN_ALERT:
+                await self.alerts.open(version, watch, now)
+            elif action is Idle.POST_ALERT and episode is not None:
+                await self.alerts.post_alert(episode, now)
+            elif action is Idle.REMIND and episode is not None:
+                await self.alerts.remind(episode, watch, now)

@@ -76,7 +76,11 @@ class Meter:
                     idle_cost=hourly * idle_seconds / 3600,
                     snoozed_until=snoozed,
                     alerted=store.open_episode(run.version_arn) is not None,
-                    auto_stop_at=None if snoozed else context.config.auto_stop_at(idle_since),
+                    auto_stop_at=None
+                    if snoozed
+                    else context.config.auto_stop_at(
+                        idle_since, context.version_name(run.version_arn)
+                    ),
                 )
             )
         return lines

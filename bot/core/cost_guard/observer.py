@@ -67,6 +67,10 @@ class Observer:
         project = project_of(version.arn)
         own = await context.own.usage(project, version.name, now - METRICS_LOOKBACK, now)
         self._usage_readable[version.arn] = usage.ok
+        if usage.ok:
+            context.usage_errors.pop(version.arn, None)
+        else:
+            context.usage_errors.setdefault(version.arn, usage.error or "no answer")
         units = max(1, round(usage.units)) if usage.units else max(1, version.min_units or 1)
         if run is None:
             started = usage.running_since or now
@@ -115,7 +119,9 @@ class Observer:
         try:
             return await self.context.usage.usage(project_of(version.arn), version.name, start, now)
         except Exception as exc:  # a source must not stop the guard
-            log.warning("cost_guard.usage_failed", extra={"error": describe_error(exc)})
+            error = describe_error(exc)
+            log.warning("cost_guard.usage_failed", extra={"error": error})
+            self.context.usage_errors[version.arn] = error
             return Usage.unknown()
 
     async def stopped(self, version: ModelVersion, now: datetime) -> None:

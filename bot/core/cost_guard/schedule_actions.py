@@ -9,11 +9,12 @@ version is meant to run, so the idle rules ask `planned` and leave it alone.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from bot.core.cost_guard.context import SCHEDULE_ACTOR, GuardContext, log
 from bot.core.cost_guard.stopper import StopOrder, Stopper
 from bot.core.cost_notices import SCHEDULE_STOPPED, ScheduleNotice
+from bot.core.fleet.decisions import ScheduledStop, schedule_start_due, schedule_stop_due
 from bot.core.model_versions import RUNNING, STARTING, ModelVersion
 from bot.core.schedule import Schedule
 
@@ -46,16 +47,10 @@ class ScheduledActions:
         """Start the serving version for a window that begins within the lead time."""
         context = self.context
         store, config = context.store, context.config
-        lead = config.start_lead
-        due = [
-            o
-            for o in schedule.occurrences(now, now + lead + timedelta(seconds=1))
-            if o.start - lead <= now < o.end
-        ]
-        if not due:
+        due = schedule_start_due(schedule, now, config.start_lead)
+        if due is None:
             return
-        occurrence = due[0]
-        key = f"start@{occurrence.start.isoformat()}"
+        key, occurrence = due
         if store.schedule_done(key):
             return
         arn = context.serving_version()
@@ -66,7 +61,7 @@ class ScheduledActions:
         if version.status in (RUNNING, STARTING):
             store.record_schedule(key, now, f"skipped: already {version.status}")
             return
-        if occurrence.end - now <= lead or version.status not in STARTABLE:
+        if occurrence.end - now <= config.start_lead or version.status not in STARTABLE:
             store.record_schedule(key, now, f"skipped: {version.status}, window nearly over")
             return
         if not store.record_schedule(key, now, "requested"):
@@ -97,24 +92,23 @@ class ScheduledActions:
         """Stop what ran in a window that has just ended (unless the next one follows)."""
         context = self.context
         store, config = context.store, context.config
-        ended = schedule.last_end(now)
-        if ended is None:
+        what, key, ended_at = schedule_stop_due(
+            schedule, now, lead=config.start_lead, grace=config.schedule_grace
+        )
+        if what is ScheduledStop.NONE or store.schedule_done(key):
             return
-        key = f"stop@{ended.end.isoformat()}"
-        if store.schedule_done(key):
-            return
-        if now - ended.end > config.schedule_grace:
+        if what is ScheduledStop.MISSED:
             store.record_schedule(key, now, "missed: the bot was not running")
             return
-        upcoming = schedule.next_start(now - timedelta(seconds=1))
-        if schedule.is_on(now) or (upcoming and upcoming.start - now <= config.start_lead):
+        if what is ScheduledStop.FOLLOWED:
             store.record_schedule(key, now, "skipped: the next window follows")
             return
         if not store.record_schedule(key, now, "done"):
             return
+        assert ended_at is not None
         for version in versions:
             run = context.runs.current(version.arn)
-            if version.status != RUNNING or run is None or run.started_at >= ended.end:
+            if version.status != RUNNING or run is None or run.started_at >= ended_at:
                 continue  # started after the window: idle alerts look after it
             snooze = store.snooze(version.arn)
             if snooze is not None and now < snooze.until:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from bot.core.clock import Clock
 from bot.core.errors import UserFacingError
+from bot.core.fleet.decisions import UNEXPECTED_READINGS
 from bot.core.lifecycle.notices import Busy, LifecycleReply
 from bot.core.lifecycle.ports import Evaluation, LifecycleConfig, Serving, TrainingBackend
 from bot.core.model_versions import ModelCatalog, ModelVersion
@@ -36,9 +37,6 @@ class GuardStops(Protocol):
 
     async def stopped(self, op: Operation, run: Run | None, now: datetime) -> None: ...
     async def not_stopped(self, op: Operation, reason: str) -> None: ...
-
-
-UNEXPECTED_READINGS = 3  # polls showing an unexpected status before an operation is failed
 
 
 def aws_error(exc: BaseException) -> str:

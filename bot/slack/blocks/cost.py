@@ -83,11 +83,11 @@ def _(alert: IdleAlert) -> Rendered:
         notes.append(f"{OUTCOME_EMOJI[alert.state]} {sentence(alert.outcome_line())}.")
     if alert.state == OPEN:
         notes.append(
-            f"Alerted after {alert.threshold_minutes:g} min without a request."
-            + (
-                f" Auto-stop at {local_time(alert.auto_stop_at, alert.zone)}."
-                if alert.auto_stop_at
-                else ""
+            " ".join(
+                [
+                    f"Alerted after {alert.threshold_minutes:g} min without a request.",
+                    *alert.sight.sentences(alert.auto_stop_at, alert.zone),
+                ]
             )
         )
     if notes:
