@@ -422,8 +422,8 @@ async def test_daily_spend_summary(slack, tmp_path, console, clock, cloudwatch):
         console.status = "STOPPED"
         await run_for(bot, clock, 21 * 60)  # to Tuesday 09:00
         summaries = [m for m in slack.bot_messages(OPS) if "Rekognition spend" in m["text"]]
-        assert len(summaries) == 2  # Sunday's (nothing ran) and Monday's
-        monday = summaries[1]["text"]
+        assert len(summaries) == 1  # Monday's (the bot didn't see Sunday: no summary for it)
+        monday = summaries[0]["text"]
         assert monday.startswith("Rekognition spend for Mon 5 Jan 2026 (UTC): $12.33.")
         assert "3.1 h on 1 unit, $12.33; 12 requests" in monday
     finally:

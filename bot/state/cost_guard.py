@@ -283,6 +283,20 @@ class CostGuardStore:
         )
         return cursor.rowcount == 1
 
+    def note_started(self, at: datetime) -> datetime:
+        """Remember when the bot first watched the fleet (kept from the first call on)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO fleet_facts (key, value) VALUES ('first_started', ?)",
+            (at.isoformat(),),
+        )
+        started = self.first_started()
+        assert started is not None
+        return started
+
+    def first_started(self) -> datetime | None:
+        row = self._db.one("SELECT value FROM fleet_facts WHERE key = 'first_started'")
+        return _dt(row["value"]) if row else None
+
     def summary_sent(self, day: date) -> bool:
         return (
             self._db.one("SELECT 1 FROM cost_summaries WHERE day = ?", (day.isoformat(),))

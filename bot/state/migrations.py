@@ -140,8 +140,27 @@ CREATE TABLE IF NOT EXISTS cost_summaries (
 );
 """
 
+FLEET_FACTS = """
+-- Facts about the fleet's own history; 'first_started': when the bot first watched the fleet
+-- (a database from before this migration: its earliest record), so that no daily summary is
+-- written for a day the bot did not see.
+CREATE TABLE fleet_facts (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO fleet_facts (key, value)
+SELECT 'first_started', MIN(at) FROM (
+    SELECT MIN(at) AS at FROM audit_log
+    UNION ALL SELECT MIN(started_at) FROM model_runs
+    UNION ALL SELECT MIN(started_at) FROM lifecycle_operations
+    UNION ALL SELECT MIN(seen_at) FROM cost_watch
+    UNION ALL SELECT MIN(received_at) FROM uploads
+) WHERE at IS NOT NULL HAVING MIN(at) IS NOT NULL;
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
+    Migration(2, "fleet facts: when the bot first watched the fleet", FLEET_FACTS),
 ]
 
 

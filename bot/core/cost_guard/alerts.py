@@ -19,6 +19,7 @@ from bot.core.cost_notices import (
     IdleFollowUp,
     Sight,
 )
+from bot.core.fleet.decisions import next_reminder_gap
 from bot.core.model_versions import ModelVersion
 
 if TYPE_CHECKING:
@@ -74,10 +75,12 @@ class EpisodeAlerts:
         """A reminder in the episode's thread; the next one waits twice as long (up to the cap),
         or the threshold again after a snooze."""
         config = self.context.config
-        if snooze_ended_by:
-            gap = config.alert_after  # back-off starts again after a snooze
-        else:
-            gap = min(timedelta(minutes=episode.gap_minutes) * 2, config.max_gap)
+        gap = next_reminder_gap(
+            timedelta(minutes=episode.gap_minutes),
+            after_snooze=bool(snooze_ended_by),
+            alert_after=config.alert_after,
+            max_gap=config.max_gap,
+        )
         idle_seconds = (now - episode.idle_since).total_seconds()
         hourly = self.context.prices.hourly(watch.units)
         notice = IdleFollowUp(

@@ -1,6 +1,7 @@
 """The daily spend summary: at `summary_time` (local), what each version cost the previous
 local day: running hours, requests served, cost, cost per classified image, and how much of it
-went on idle episodes. A day on which no model ran gets no message.
+went on idle episodes. A day on which no model ran gets no message, and neither does a day
+before the bot first watched the fleet (it would not know what ran).
 
 Costs come from the runs (the same meter `/cxr status` shows), requests from CloudWatch, and
 images from the bot's own classification log; a summary is recorded as sent only once it is
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from bot.core.cost_guard.context import GuardContext, log, project_of
 from bot.core.cost_notices import SpendRow, SpendSummary
+from bot.core.fleet.decisions import summary_day
 from bot.core.schedule import wall_time
 
 REKOGNITION = "rekognition"  # the model kind the bot records for Rekognition's answers
@@ -42,19 +44,20 @@ class SpendSummaries:
     def __init__(self, context: GuardContext, classifications: ClassificationCounts | None) -> None:
         self.context = context
         self.classifications = classifications
+        self.first_started: datetime | None = None  # no summary for a day before this
 
     async def post_when_due(self, now: datetime) -> None:
         """Post yesterday's summary once the local summary time has passed (once per day)."""
         context = self.context
-        at = context.config.summary_time
-        if at is None:
-            return
-        zone = ZoneInfo(context.config.zone)
-        today = now.astimezone(zone).date()
-        if now < wall_time(today, at, zone):
-            return
-        day = today - timedelta(days=1)
-        if context.store.summary_sent(day):
+        if self.first_started is None:
+            self.first_started = context.store.note_started(now)
+        day = summary_day(
+            now,
+            at=context.config.summary_time,
+            zone=context.config.zone,
+            first_started=self.first_started,
+        )
+        if day is None or context.store.summary_sent(day):
             return
         try:
             summary = await self.summarise(day, now)
