@@ -176,6 +176,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        from bot.core.fleet.arns import same_project
+
         problems: list[str] = []
         if (self.slack_app_token or self.slack_signing_secret) and not self.slack_bot_token:
             problems.append(
@@ -190,7 +192,7 @@ class Settings(BaseSettings):
         if (
             self.cxr_project_arn
             and self.cxr_project_version_arn
-            and not self.cxr_project_version_arn.startswith(self.cxr_project_arn.rsplit("/", 1)[0])
+            and not same_project(self.cxr_project_version_arn, self.cxr_project_arn)
         ):
             problems.append("CXR_PROJECT_VERSION_ARN: is not a version of CXR_PROJECT_ARN")
         if problems:

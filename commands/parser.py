@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.core.fleet.arns import is_version_arn
+
 USAGE = """*`/cxr` manages the chest X-ray screening model.*
 `/cxr status`: the model versions, what runs and what it costs, recent actions (anyone)
 `/cxr start [version] [min-units] [max-units]`: start a version, after showing its hourly cost \
@@ -23,7 +25,6 @@ USAGE = """*`/cxr` manages the chest X-ray screening model.*
 To screen an X-ray, just post the image in a channel I'm in, or in a DM."""
 
 _NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
-_ARN = re.compile(r"^arn:aws[a-z\-]*:rekognition:[^\s]+/version/[^\s]+$")
 
 
 @dataclass(frozen=True)
@@ -112,4 +113,4 @@ def _start(args: list[str]) -> Command:
 
 
 def _is_version(word: str) -> bool:
-    return bool(_NAME.match(word) or _ARN.match(word))
+    return bool(_NAME.match(word) or is_version_arn(word))

@@ -6,6 +6,14 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
+from bot.core.fleet.arns import (
+    RekognitionArn,
+    dataset_type,
+    is_version_arn,
+    project_name,
+    same_project,
+    version_name,
+)
 from bot.core.fleet.decisions import (
     AutoStop,
     Idle,
@@ -236,3 +244,33 @@ def test_schedule_start_due(now, expected_key):
 def test_schedule_stop_due(now, expected):
     what, _, _ = schedule_stop_due(SCHEDULE, now, lead=m(15), grace=timedelta(hours=1))
     assert what == expected
+
+
+# --- the one ARN helper ----------------------------------------------------------------------
+P = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/1700000000000"
+V = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/version/cxr.v1/1700000000001"
+D = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/dataset/train/1700000000002"
+
+
+@pytest.mark.parametrize(
+    ("arn", "kind", "project", "name"),
+    [
+        (P, "project", "cxr", "cxr"),
+        (V, "version", "cxr", "cxr.v1"),
+        (D, "dataset", "cxr", "TRAIN"),
+        ("cxr.v1", "", "", "cxr.v1"),  # not an ARN: a name
+    ],
+)
+def test_rekognition_arns(arn, kind, project, name):
+    parsed = RekognitionArn.parse(arn)
+    assert (parsed.kind, parsed.project, parsed.name) == (kind, project, name)
+
+
+def test_arn_helpers():
+    assert project_name(V) == "cxr" and version_name(V) == "cxr.v1"
+    assert project_name("nonsense") == "custom-labels"
+    assert dataset_type(D) == "TRAIN" and dataset_type(V) == ""
+    assert is_version_arn(V) and not is_version_arn(P) and not is_version_arn("cxr.v1")
+    assert same_project(V, P)
+    assert not same_project(V.replace("project/cxr/", "project/other/"), P)
+    assert not same_project(V.replace("123456789012", "999999999999"), P)

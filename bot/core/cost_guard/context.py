@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.core.fleet.arns import version_name
 from bot.core.model_versions import ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
 from bot.core.pricing import Prices
@@ -72,7 +73,7 @@ class GuardContext:
 
     def version_name(self, arn: str) -> str:
         watch = self.store.watch(arn)
-        return watch.version_name if watch else name_of(arn)
+        return watch.version_name if watch else version_name(arn)
 
     def tell_router(self, arn: str, running: bool) -> None:
         """The router skips a stopped primary model at once, if `arn` is the one it serves."""
@@ -99,20 +100,6 @@ class GuardContext:
             await self.outbox.update(PostedMessage(episode.channel, episode.ts), notice)
         except Exception as exc:
             log.warning("cost_guard.update_failed", extra={"error": describe_error(exc)})
-
-
-def project_of(arn: str) -> str:
-    """The project name in a version ARN (CloudWatch's ProjectName dimension)."""
-    parts = arn.split(":", 5)[-1].split("/")
-    return parts[1] if len(parts) > 1 and parts[0] == "project" else "custom-labels"
-
-
-def name_of(arn: str) -> str:
-    """The version name in a version ARN, for a version the guard has no record of."""
-    parts = arn.split(":", 5)[-1].split("/")
-    if len(parts) >= 4 and parts[2] == "version":
-        return parts[3]
-    return arn.rsplit("/", 1)[-1]
 
 
 def describe_error(exc: Exception) -> str:

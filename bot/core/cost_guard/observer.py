@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.core.cost_guard.alerts import EpisodeAlerts
-from bot.core.cost_guard.context import GuardContext, describe_error, log, project_of
+from bot.core.cost_guard.context import GuardContext, describe_error, log
 from bot.core.cost_notices import STOPPED_ELSEWHERE
+from bot.core.fleet.arns import project_name
 from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelVersion
 from bot.core.usage import Usage, latest
 
@@ -64,7 +65,7 @@ class Observer:
             return  # we asked for a stop; DescribeProjectVersions hasn't caught up yet
         run = runs.current(version.arn)
         usage = await self._read_usage(version, run, watch, now)
-        project = project_of(version.arn)
+        project = project_name(version.arn)
         own = await context.own.usage(project, version.name, now - METRICS_LOOKBACK, now)
         self._usage_readable[version.arn] = usage.ok
         if usage.ok:
@@ -117,7 +118,9 @@ class Observer:
         else:
             start = max(now - METRICS_LOOKBACK, watch.metrics_until - METRICS_OVERLAP)
         try:
-            return await self.context.usage.usage(project_of(version.arn), version.name, start, now)
+            return await self.context.usage.usage(
+                project_name(version.arn), version.name, start, now
+            )
         except Exception as exc:  # a source must not stop the guard
             error = describe_error(exc)
             log.warning("cost_guard.usage_failed", extra={"error": error})

@@ -15,8 +15,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from bot.core.cost_guard.context import GuardContext, log, project_of
+from bot.core.cost_guard.context import GuardContext, log
 from bot.core.cost_notices import SpendRow, SpendSummary
+from bot.core.fleet.arns import project_name
 from bot.core.fleet.decisions import summary_day
 from bot.core.schedule import wall_time
 
@@ -93,7 +94,7 @@ class SpendSummaries:
         rows = []
         for arn, entry in per_version.items():
             name = context.version_name(arn)
-            usage = await context.usage.usage(project_of(arn), name, start, end)
+            usage = await context.usage.usage(project_name(arn), name, start, end)
             idle_seconds, idle_cost = self._idle_in(arn, start, end, now)
             rows.append(
                 SpendRow(

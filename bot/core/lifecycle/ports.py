@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.core.fleet.arns import project_name
 from bot.core.labels import ModelInfo
 from bot.core.model_versions import LabelMetrics
 from bot.core.training_data import S3Uri
@@ -124,5 +125,4 @@ class LifecycleConfig:
     def project_name(self) -> str:
         if not self.project_arn:
             return ""
-        parts = self.project_arn.split(":", 5)[-1].split("/")
-        return parts[1] if len(parts) > 1 else self.project_arn
+        return project_name(self.project_arn)
