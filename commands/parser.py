@@ -114,3 +114,8 @@ def _start(args: list[str]) -> Command:
 
 def _is_version(word: str) -> bool:
     return bool(_NAME.match(word) or is_version_arn(word))
+
+
+def usage(command: Help) -> str:
+    """`/cxr help`, or why the command was not understood, followed by the usage."""
+    return f"{command.problem}\n\n{USAGE}" if command.problem else USAGE

@@ -49,7 +49,7 @@ def build_app(
         logger=logging.getLogger("slack_bolt"),
     )
     admins = Admins(services.settings.cxr_admins, client)
-    listeners.register(app, services, admins)
+    listeners.register(app, services)
     commands.register(app, services, admins)
     return app
 
