@@ -140,6 +140,20 @@ CREATE TABLE IF NOT EXISTS cost_summaries (
 );
 """
 
+LEASES_AND_DIRECT_UPLOADS = """
+-- leases: which instance may work on something until when (uploads, operations, a leader)
+CREATE TABLE leases (
+    key         TEXT PRIMARY KEY,     -- upload:<channel>:<ts>, leader:<job>, …
+    owner       TEXT NOT NULL,        -- the instance holding it
+    expires_at  REAL NOT NULL,        -- Unix seconds
+    acquired_at REAL NOT NULL,
+    renewed_at  REAL NOT NULL
+);
+CREATE INDEX leases_expiry ON leases(expires_at);
+-- a DM is answered for every file; a channel only for images (decided after files.info)
+ALTER TABLE uploads ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
+"""
+
 FLEET_FACTS = """
 -- Facts about the fleet's own history; 'first_started': when the bot first watched the fleet
 -- (a database from before this migration: its earliest record), so that no daily summary is
@@ -160,7 +174,8 @@ SELECT 'first_started', MIN(at) FROM (
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
-    Migration(2, "fleet facts: when the bot first watched the fleet", FLEET_FACTS),
+    Migration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
+    Migration(3, "fleet facts: when the bot first watched the fleet", FLEET_FACTS),
 ]
 
 
