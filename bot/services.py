@@ -304,13 +304,22 @@ def _attach_cost_guard(services: Services) -> None:
 
         lifecycle = services.lifecycle
         lifecycle.context.guard_stops = guard.stopper
+        from bot.core.fleet.poller import Leader
+        from bot.state.leases import LeaseStore
+
+        idle = guard.config.interval.total_seconds()
         lifecycle.poller = Poller(
             clock=services.clock,
             catalog=services.models,
             operations=lifecycle.in_flight,
             busy_seconds=settings.cxr_lifecycle_poll_seconds,
             guard=guard,
-            idle_seconds=guard.config.interval.total_seconds(),
+            idle_seconds=idle,
+            # One poller at a time on this database; a dead leader's lease lapses after three
+            # of its polls and another instance takes over.
+            leader=Leader(
+                LeaseStore(services.db), services.intake.owner, timedelta(seconds=3 * idle)
+            ),
         )
         services.background.remove(lifecycle.resume)
         services.background.append(lifecycle.poller.run)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Iterable
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.core.clock import Clock
+from bot.core.leases import Lease
 from bot.core.model_versions import ModelCatalog, ModelVersion
 
 log = logging.getLogger(__package__)
@@ -45,11 +46,31 @@ class Guard(Protocol):
     async def review(self, versions: list[ModelVersion] | None, now: datetime) -> None: ...
 
 
-class Leader(Protocol):
-    """A lease only one poller holds at a time (renewed each tick)."""
+class Leases(Protocol):
+    """Lease storage (`bot.state.leases.LeaseStore`): one owner per key until it expires."""
 
-    async def hold(self, now: datetime) -> bool: ...
-    async def release(self) -> None: ...
+    async def acquire(
+        self, key: str, owner: str, now: datetime, ttl: timedelta
+    ) -> Lease | None: ...
+    async def release(self, keys: Iterable[str], owner: str) -> None: ...
+
+
+class Leader:
+    """The leader lease: only its holder's poller acts (two instances on one database during
+    a rolling deploy must not alert or stop twice). Taken or renewed at every tick, for
+    `ttl`; a stopped instance releases it, a dead one's lapses and another takes over."""
+
+    def __init__(self, leases: Leases, owner: str, ttl: timedelta, key: str = "leader:fleet"):
+        self.leases = leases
+        self.owner = owner
+        self.ttl = ttl
+        self.key = key
+
+    async def hold(self, now: datetime) -> bool:
+        return await self.leases.acquire(self.key, self.owner, now, self.ttl) is not None
+
+    async def release(self) -> None:
+        await self.leases.release([self.key], self.owner)
 
 
 class Poller:
@@ -72,20 +93,20 @@ class Poller:
         self.idle_seconds = idle_seconds
         self.leader = leader
         self.lock = guard.lock if guard is not None else asyncio.Lock()
-        self.ticks = 0  # completed polls (tests and /healthz watch it move)
+        self.ticks = 0  # completed polls, led or not (tests and /healthz watch it move)
+        self.led = 0  # polls this instance acted on (it held the leader lease)
         self.last_tick_at: datetime | None = None
-        self.listeners: list[Callable[[], None]] = []  # told after each tick (tests)
         self._task: asyncio.Task[None] | None = None
         self._sleeping = False
         self._planned: float | None = None  # the interval of the sleep in progress
         self._woken = asyncio.Event()
+        self._prepared = False  # what a previous run left open is picked up by the leader
 
     # --- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
         """The background job: pick up what a previous run left open, then poll forever
         (with a guard) or while operations are open (without one)."""
         self._task = asyncio.current_task()
-        await self.operations.prepare()
         await self._loop(immediately=True)
 
     async def _loop(self, immediately: bool) -> None:
@@ -139,8 +160,12 @@ class Poller:
         async with self.lock:
             now = self.clock.now()
             if self.leader is not None and not await self.leader.hold(now):
-                log.info("fleet.not_leader")
+                log.debug("fleet.not_leader")
+                self.ticks += 1
                 return
+            if not self._prepared and self.idle_seconds is not None:
+                self._prepared = True
+                await _logged(self.operations.prepare(), "fleet.prepare_failed")
             versions: list[ModelVersion] | None = None
             if self.catalog is not None and (
                 self.guard is not None or self.operations.needs_versions()
@@ -153,9 +178,8 @@ class Poller:
             if self.guard is not None:
                 await _logged(self.guard.review(versions, now), "fleet.guard_failed")
             self.ticks += 1
+            self.led += 1
             self.last_tick_at = now
-        for listener in self.listeners:
-            listener()
 
     # --- waiting for it, stopping it -----------------------------------------------------
     @property

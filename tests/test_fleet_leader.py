@@ -1,0 +1,66 @@
+"""Two instances on one database (a rolling deploy): one poller acts, the other waits, and
+nothing is alerted or stopped twice; when the leader stops, the other takes over."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests import test_cost_guard_wire as wire
+from tests.harness import BotHarness
+from tests.test_cost_guard_wire import OPS, alerts, bot_settings, thread
+
+clock, cloudwatch, console = wire.clock, wire.cloudwatch, wire.console
+
+
+async def polled(bots: list[BotHarness], counts: list[int], within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    for bot, count in zip(bots, counts, strict=True):
+        poller = bot.services.lifecycle.poller
+        while poller.ticks < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"a poller made {poller.ticks} polls, not {count}")
+            await asyncio.sleep(0.002)
+
+
+async def run_for(bots: list[BotHarness], clock, minutes: int) -> None:
+    step = bots[0].services.cost_guard.config.interval.total_seconds()
+    for _ in range(round(minutes * 60 / step)):
+        before = [b.services.lifecycle.poller.ticks for b in bots]
+        await clock.advance(step)
+        await polled(bots, [n + 1 for n in before])
+
+
+async def test_two_instances_on_one_database_alert_and_stop_once(
+    slack, tmp_path, console, clock, cloudwatch
+):
+    console.status = "RUNNING"
+    settings = bot_settings(cxr_auto_stop_minutes=60, cxr_sole_client=True)
+    first = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
+    ).start()
+    await polled([first], [1])
+    second = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
+    ).start()
+    bots = [first, second]
+    try:
+        await polled([second], [1])
+        await run_for(bots, clock, 60)  # idle alert at 30 min, auto-stop at 60
+        assert len(alerts(slack)) == 1
+        assert console.calls.count("StopProjectVersion") == 1
+        assert first.services.lifecycle.poller.led > 0 and second.services.lifecycle.poller.led == 0
+        # the leader goes away (the old release in a rolling deploy): the other takes over
+        await first.stop()
+        bots = [second]
+        console.status = "STOPPED"
+        await run_for(bots, clock, 5)
+        assert second.services.lifecycle.poller.led > 0
+        [alert] = alerts(slack)
+        notes = [m["text"] for m in thread(slack, alert["ts"]) if m["text"].startswith("Stopped")]
+        assert len(notes) == 1  # the stop is confirmed once, by the new leader
+        assert console.calls.count("StopProjectVersion") == 1
+        assert len([m for m in slack.bot_messages(OPS) if not m.get("thread_ts")]) == 1
+    finally:
+        for bot in bots:
+            await bot.stop()
+        await first.stop()  # idempotent
