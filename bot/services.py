@@ -304,8 +304,9 @@ def _attach_cost_guard(services: Services) -> None:
 
         lifecycle = services.lifecycle
         lifecycle.context.guard_stops = guard.stopper
+        lifecycle.context.leases = LeaseStore(services.db)
+        lifecycle.context.owner = services.intake.owner
         from bot.core.fleet.poller import Leader
-        from bot.state.leases import LeaseStore
 
         idle = guard.config.interval.total_seconds()
         lifecycle.poller = Poller(

@@ -9,16 +9,18 @@ version in line with Rekognition, and tolerate a reading that lags a request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.core.clock import Clock
 from bot.core.errors import UserFacingError
 from bot.core.fleet.decisions import UNEXPECTED_READINGS
+from bot.core.leases import Lease
 from bot.core.lifecycle.notices import Busy, LifecycleReply
 from bot.core.lifecycle.ports import Evaluation, LifecycleConfig, Serving, TrainingBackend
 from bot.core.model_versions import ModelCatalog, ModelVersion
@@ -30,6 +32,19 @@ from bot.state.operations import Operation, OperationStore
 from bot.state.runs import Run, RunStore
 
 log = logging.getLogger(__package__)
+
+
+OPERATION_LEASE = timedelta(minutes=2)  # renewed every 40 s while its command runs
+
+
+class OperationLeases(Protocol):
+    """Lease storage (`bot.state.leases.LeaseStore`)."""
+
+    async def acquire(
+        self, key: str, owner: str, now: datetime, ttl: timedelta
+    ) -> Lease | None: ...
+    async def release(self, keys: Iterable[str], owner: str) -> None: ...
+    async def holder(self, key: str) -> Lease | None: ...
 
 
 class GuardStops(Protocol):
@@ -108,6 +123,10 @@ class LifecycleContext:
     guard_stops: GuardStops | None = None
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by version ARN
     in_command: set[int] = field(default_factory=set)  # ops whose command is still running here
+    # Operation leases: while a command (on any instance) talks to AWS, its operation is
+    # leased to that instance and the poller leaves it alone; None: one instance only.
+    leases: OperationLeases | None = None
+    owner: str = "this-instance"
 
     # --- reading Rekognition --------------------------------------------------------------
     async def versions(self) -> VersionSnapshot:
@@ -130,14 +149,39 @@ class LifecycleContext:
         )
 
     # --- operations -----------------------------------------------------------------------
-    @contextmanager
-    def commanding(self, op_id: int) -> Iterator[None]:
-        """While the command that claimed `op_id` talks to AWS, the watcher leaves it alone."""
+    @asynccontextmanager
+    async def commanding(self, op_id: int) -> AsyncIterator[None]:
+        """While the command that claimed `op_id` talks to AWS, the poller (on any instance)
+        leaves it alone: the operation is leased to this instance, renewed until done."""
         self.in_command.add(op_id)
+        key = f"operation:{op_id}"
+        renewing: asyncio.Task[None] | None = None
+        if self.leases is not None:
+            await self.leases.acquire(key, self.owner, self.clock.now(), OPERATION_LEASE)
+            renewing = asyncio.create_task(self._renew(key), name="operation lease")
         try:
             yield
         finally:
             self.in_command.discard(op_id)
+            if renewing is not None:
+                renewing.cancel()
+            if self.leases is not None:
+                await self.leases.release([key], self.owner)
+
+    async def _renew(self, key: str) -> None:
+        assert self.leases is not None
+        while True:
+            await self.clock.sleep(OPERATION_LEASE.total_seconds() / 3)
+            await self.leases.acquire(key, self.owner, self.clock.now(), OPERATION_LEASE)
+
+    async def commanded_elsewhere(self, op: Operation) -> bool:
+        """Whether another instance's command still holds the operation."""
+        if self.leases is None:
+            return False
+        lease = await self.leases.holder(f"operation:{op.id}")
+        return (
+            lease is not None and lease.owner != self.owner and not lease.expired(self.clock.now())
+        )
 
     def busy(self, op: Operation, asker: str, what: str, **more: Any) -> Busy:
         """Say what `op` is doing, for whom and since when, instead of asking AWS again."""

@@ -369,7 +369,7 @@ class StartStopCommands:
         op = self._claim(kind, version, actor, channel, now, REQUESTED, data)
         if op is None:
             return self._already(version, ctx.ops.open_for(version.name), actor)
-        with ctx.commanding(op.id):
+        async with ctx.commanding(op.id):
             try:
                 status = await call()
             except Exception as exc:

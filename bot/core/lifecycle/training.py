@@ -106,7 +106,7 @@ class TrainingLauncher:
             if busy is not None:
                 return self._training_busy(busy, actor)
             return reply("Another operation is using that name; try again.", "busy")
-        with ctx.commanding(op.id):
+        async with ctx.commanding(op.id):
             try:
                 return await self._validate_and_launch(op, actor, channel, source, output)
             except Exception as exc:

@@ -60,8 +60,8 @@ class InFlight:
             return
         snapshot = VersionSnapshot.of(versions) if versions is not None else None
         for op in ops:
-            if op.id in ctx.in_command:
-                continue  # its command is still talking to AWS
+            if op.id in ctx.in_command or await ctx.commanded_elsewhere(op):
+                continue  # its command (here or on another instance) is still talking to AWS
             try:
                 if op.kind == TRAIN:
                     await self.training.step(op, snapshot)
