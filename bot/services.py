@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from bot.core.clock import Clock, SystemClock
+from bot.core.fleet.state import Audit, Runs
 from bot.core.intake import Intake
 from bot.core.leases import LeaseTerms
 from bot.core.model_versions import ModelCatalog
@@ -23,10 +24,9 @@ from bot.core.ports import Classifier, FileDescriber, FileFetcher, Outbox
 from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
-from bot.state.audit import AuditLog
 from bot.state.db import Database
 from bot.state.leases import LeaseStore
-from bot.state.runs import RunStore
+from bot.state.store import SqliteStore
 from bot.state.uploads import UploadStore
 
 if TYPE_CHECKING:  # for annotations only; built (and imported) by the _attach_ functions
@@ -77,8 +77,9 @@ class Services:
     router: ModelRouter
     intake: Intake
     prices: Prices
-    runs: RunStore
-    audit: AuditLog
+    store: SqliteStore  # all of the fleet's state (`bot.core.fleet.state.Store`)
+    runs: Runs
+    audit: Audit
     models: ModelCatalog | None  # the Rekognition project's versions; None without a project
     lifecycle: Lifecycle | None = None  # /cxr status|start|stop|train: _attach_lifecycle
     cost_guard: CostGuard | None = None  # idle alerts, auto-stop…: _attach_cost_guard
@@ -149,7 +150,8 @@ def build_services(
     # holds up the statements queued behind it.
     db = Database(settings.cxr_db_path, busy_timeout_s=2.0)
     clients = AwsClients(settings, dict(aws or {}))
-    uploads = UploadStore(db)
+    store = SqliteStore(db)
+    uploads = store.uploads
 
     primary: Classifier | None = None
     if settings.cxr_project_arn and settings.cxr_project_version_arn:
@@ -190,8 +192,9 @@ def build_services(
         router=router,
         intake=intake,
         prices=Prices(settings.cxr_price_inference_hour, settings.cxr_price_training_hour),
-        runs=RunStore(db),
-        audit=AuditLog(db),
+        store=store,
+        runs=store.runs,
+        audit=store.audit,
         models=models,
     )
     close = getattr(fetcher, "close", None)  # the Slack fetcher holds an HTTP session
@@ -206,7 +209,6 @@ def _attach_lifecycle(services: Services) -> None:
     """Model lifecycle (train, start, stop, operations in flight): issue 4."""
     from bot.core.lifecycle import Lifecycle, LifecycleConfig, RouterServing
     from bot.core.training_data import S3Uri
-    from bot.state.operations import OperationStore
 
     settings = services.settings
     aws = services.aws
@@ -250,7 +252,7 @@ def _attach_lifecycle(services: Services) -> None:
         catalog=services.models,
         training=training,
         images=images,
-        operations=OperationStore(services.db),
+        operations=services.store.operations,
         runs=services.runs,
         audit=services.audit,
         prices=services.prices,
@@ -271,7 +273,6 @@ def _attach_cost_guard(services: Services) -> None:
     from bot.adapters.cloudwatch_usage import CloudWatchUsage
     from bot.core.cost_guard import CostGuard, GuardConfig
     from bot.core.usage import NoUsage, OwnTraffic
-    from bot.state.cost_guard import CostGuardStore
 
     settings = services.settings
     aws = services.aws
@@ -286,7 +287,7 @@ def _attach_cost_guard(services: Services) -> None:
         if settings.cxr_cloudwatch_usage
         else NoUsage(),
         own=OwnTraffic(services.uploads),
-        store=CostGuardStore(services.db),
+        store=services.store.guard,
         runs=services.runs,
         audit=services.audit,
         prices=services.prices,

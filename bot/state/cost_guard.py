@@ -7,10 +7,12 @@ repeats one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 
+from bot.core.fleet.state import Episode, Snooze, Watch
 from bot.state.db import Database
+
+__all__ = ["CostGuardStore", "Episode", "Snooze", "Watch"]
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -19,57 +21,6 @@ def _dt(value: str | None) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-@dataclass(frozen=True)
-class Watch:
-    version_arn: str
-    version_name: str
-    status: str
-    units: int
-    last_request_at: datetime | None
-    idle_since: datetime | None
-    metrics_until: datetime | None
-    seen_at: datetime
-    stop_requested_at: datetime | None
-    stop_requested_by: str | None
-    start_requested_at: datetime | None
-    stop_failed_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Episode:
-    id: int
-    version_arn: str
-    version_name: str
-    idle_since: datetime
-    units: int
-    opened_at: datetime
-    channel: str | None
-    ts: str | None
-    alerts: int
-    last_alert_at: datetime
-    next_alert_at: datetime
-    gap_minutes: float
-    state: str
-    outcome: str | None
-    outcome_by: str | None
-    outcome_at: datetime | None
-    note: str | None
-
-    @property
-    def open(self) -> bool:
-        return self.state == "open"
-
-
-@dataclass(frozen=True)
-class Snooze:
-    version_arn: str
-    until: datetime
-    by: str
-    at: datetime
-    episode_id: int | None
-    expired: bool
 
 
 class CostGuardStore:

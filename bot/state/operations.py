@@ -10,31 +10,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.core.fleet.state import START, STOP, TRAIN, Operation
 from bot.state.db import Database
 
-TRAIN = "train"
-START = "start"
-STOP = "stop"
-
-
-@dataclass(frozen=True)
-class Operation:
-    id: int
-    kind: str
-    version_name: str
-    version_arn: str | None
-    channel: str
-    user: str
-    started_at: datetime
-    status: str
-    phase: str
-    data: dict[str, Any] = field(default_factory=dict)
-    finished_at: datetime | None = None
-    result: str | None = None
+__all__ = ["START", "STOP", "TRAIN", "Operation", "OperationStore"]
 
 
 class OperationStore:

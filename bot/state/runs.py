@@ -6,23 +6,12 @@ watcher, e.g. started from the console) and closes when it is seen stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from bot.core.fleet.state import Run
 from bot.state.db import Database
 
-
-@dataclass(frozen=True)
-class Run:
-    id: int
-    version_arn: str
-    started_at: datetime
-    stopped_at: datetime | None
-    units: int
-    source: str
-
-    def seconds(self, now: datetime) -> float:
-        return ((self.stopped_at or now) - self.started_at).total_seconds()
+__all__ = ["Run", "RunStore"]
 
 
 class RunStore:

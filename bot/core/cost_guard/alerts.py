@@ -8,7 +8,6 @@ the idle rules, the stopper and the buttons all show an episode the same way.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from bot.core.cost_guard.context import GuardContext, log
 from bot.core.cost_notices import (
@@ -20,10 +19,8 @@ from bot.core.cost_notices import (
     Sight,
 )
 from bot.core.fleet.decisions import next_reminder_gap
+from bot.core.fleet.state import Episode, Watch
 from bot.core.model_versions import ModelVersion
-
-if TYPE_CHECKING:
-    from bot.state.cost_guard import Episode, Watch
 
 
 class EpisodeAlerts:

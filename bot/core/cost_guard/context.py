@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core.fleet.arns import version_name
+from bot.core.fleet.state import Audit, Episode, GuardMemory, Runs
 from bot.core.model_versions import ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
 from bot.core.pricing import Prices
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from bot.core.clock import Clock
     from bot.core.cost_guard.config import GuardConfig
     from bot.core.routing import ModelRouter
-    from bot.state.audit import AuditLog
-    from bot.state.cost_guard import CostGuardStore, Episode
-    from bot.state.runs import RunStore
 
 log = logging.getLogger(__package__)  # the whole guard logs as "bot.core.cost_guard"
 
@@ -54,9 +52,9 @@ class GuardContext:
     catalog: ModelCatalog
     usage: UsageSource  # CloudWatch: every client's requests and the units in service
     own: UsageSource  # the bot's own classifications
-    store: CostGuardStore
-    runs: RunStore
-    audit: AuditLog
+    store: GuardMemory
+    runs: Runs
+    audit: Audit
     prices: Prices
     outbox: Outbox
     clock: Clock

@@ -21,6 +21,7 @@ from bot.core.cost_guard.schedule_actions import ScheduledActions
 from bot.core.cost_guard.stopper import Stopper
 from bot.core.cost_guard.summary import ClassificationCounts, SpendSummaries
 from bot.core.cost_notices import SpendSummary
+from bot.core.fleet.state import Audit, GuardMemory, Runs
 from bot.core.model_versions import RUNNING, ModelCatalog, ModelVersion
 from bot.core.ports import Outbox
 from bot.core.pricing import Prices
@@ -29,9 +30,6 @@ from bot.core.usage import UsageSource
 if TYPE_CHECKING:
     from bot.core.clock import Clock
     from bot.core.routing import ModelRouter
-    from bot.state.audit import AuditLog
-    from bot.state.cost_guard import CostGuardStore
-    from bot.state.runs import RunStore
 
 
 class CostGuard:
@@ -41,9 +39,9 @@ class CostGuard:
         catalog: ModelCatalog,
         usage: UsageSource,
         own: UsageSource,
-        store: CostGuardStore,
-        runs: RunStore,
-        audit: AuditLog,
+        store: GuardMemory,
+        runs: Runs,
+        audit: Audit,
         prices: Prices,
         outbox: Outbox,
         clock: Clock,
@@ -88,7 +86,7 @@ class CostGuard:
         return self.context.config
 
     @property
-    def store(self) -> CostGuardStore:
+    def store(self) -> GuardMemory:
         return self.context.store
 
     @property

@@ -11,18 +11,14 @@ is kept in the watch so that a restart reads it back.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from bot.core.cost_guard.alerts import EpisodeAlerts
 from bot.core.cost_guard.context import GuardContext, describe_error, log
 from bot.core.cost_notices import STOPPED_ELSEWHERE
 from bot.core.fleet.arns import project_name
+from bot.core.fleet.state import Run, Watch
 from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelVersion
 from bot.core.usage import Usage, latest
-
-if TYPE_CHECKING:
-    from bot.state.cost_guard import Watch
-    from bot.state.runs import Run
 
 STOP_GRACE = timedelta(minutes=30)  # a requested stop may take this long to be visible
 METRICS_OVERLAP = timedelta(minutes=10)  # CloudWatch datapoints can arrive a few minutes late

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from bot.core.cost_guard.alerts import EpisodeAlerts
 from bot.core.cost_guard.context import GuardContext, describe_error
 from bot.core.cost_guard.observer import Observer
 from bot.core.cost_guard.stopper import StopOrder, Stopper
 from bot.core.cost_notices import KEEP_HOURS, STOP, STOPPED, STOPPED_ELSEWHERE
+from bot.core.fleet.state import Episode
 from bot.core.model_versions import RUNNING, STOPPING
-
-if TYPE_CHECKING:
-    from bot.state.cost_guard import Episode
 
 
 @dataclass(frozen=True)

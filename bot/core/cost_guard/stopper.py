@@ -13,18 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.core.cost_guard.alerts import EpisodeAlerts
 from bot.core.cost_guard.context import ACTOR, SCHEDULE_ACTOR, GuardContext, log
 from bot.core.cost_notices import ModelStopped, StopFailed
+from bot.core.fleet.state import Episode, Operation, Run, Watch
 from bot.core.model_versions import RUNNING, ModelVersion
 from bot.core.pricing import duration
-
-if TYPE_CHECKING:
-    from bot.state.cost_guard import Episode, Watch
-    from bot.state.operations import Operation
-    from bot.state.runs import Run
 
 
 @dataclass(frozen=True)

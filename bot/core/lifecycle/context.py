@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from bot.core.clock import Clock
 from bot.core.errors import UserFacingError
 from bot.core.fleet.decisions import UNEXPECTED_READINGS
+from bot.core.fleet.state import Audit, Operation, Operations, Run, Runs
 from bot.core.leases import Lease
 from bot.core.lifecycle.notices import Busy, LifecycleReply
 from bot.core.lifecycle.ports import Evaluation, LifecycleConfig, Serving, TrainingBackend
@@ -27,9 +28,6 @@ from bot.core.model_versions import ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
 from bot.core.pricing import Prices
 from bot.core.training_data import ImageStore
-from bot.state.audit import AuditLog
-from bot.state.operations import Operation, OperationStore
-from bot.state.runs import Run, RunStore
 
 log = logging.getLogger(__package__)
 
@@ -109,9 +107,9 @@ class LifecycleContext:
     catalog: ModelCatalog | None  # None: the local model only (no Rekognition project)
     training: TrainingBackend | None
     images: ImageStore | None
-    ops: OperationStore
-    runs: RunStore
-    audit: AuditLog
+    ops: Operations
+    runs: Runs
+    audit: Audit
     prices: Prices
     outbox: Outbox
     clock: Clock

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.core.clock import Clock
 from bot.core.fleet.poller import Poller
+from bot.core.fleet.state import Audit, Operations, Runs
 from bot.core.lifecycle.context import LifecycleContext
 from bot.core.lifecycle.ports import LifecycleConfig, Serving, TrainingBackend
 from bot.core.lifecycle.start_stop import StartStopCommands
@@ -26,9 +27,6 @@ from bot.core.model_versions import ModelCatalog
 from bot.core.ports import Notice, Outbox
 from bot.core.pricing import Prices
 from bot.core.training_data import ImageStore
-from bot.state.audit import AuditLog
-from bot.state.operations import OperationStore
-from bot.state.runs import RunStore
 
 
 class Lifecycle:
@@ -39,9 +37,9 @@ class Lifecycle:
         catalog: ModelCatalog | None,
         training: TrainingBackend | None,
         images: ImageStore | None,
-        operations: OperationStore,
-        runs: RunStore,
-        audit: AuditLog,
+        operations: Operations,
+        runs: Runs,
+        audit: Audit,
         prices: Prices,
         outbox: Outbox,
         clock: Clock,

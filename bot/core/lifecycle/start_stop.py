@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.core import model_versions as mv
+from bot.core.fleet.state import START, STOP, TRAIN, Operation
 from bot.core.lifecycle.context import LifecycleContext, VersionSnapshot, aws_error, reply
 from bot.core.lifecycle.notices import (
     LifecycleReply,
@@ -27,7 +28,6 @@ from bot.core.lifecycle.notices import (
 from bot.core.model_versions import ModelVersion
 from bot.core.ports import Notice
 from bot.core.pricing import Prices, duration, usd
-from bot.state.operations import START, STOP, TRAIN, Operation
 
 log = logging.getLogger(__package__)
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.core.fleet.decisions import SLOW_STOP, OperationFacts, Step, operation_step
+from bot.core.fleet.state import START, Operation
 from bot.core.lifecycle.context import LifecycleContext, VersionSnapshot
 from bot.core.lifecycle.notices import ModelRunning, ModelStartFailed, ModelStopFailed, ModelStopped
 from bot.core.lifecycle.start_stop import REQUESTED, hourly_fields
 from bot.core.model_versions import ModelVersion
 from bot.core.pricing import duration
-from bot.state.operations import START, Operation
 
 
 class StartStopOutcomes:

@@ -13,11 +13,11 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+from bot.core.fleet.state import START, STOP, TRAIN, Operation
 from bot.core.lifecycle.context import LifecycleContext, VersionSnapshot, aws_error
 from bot.core.lifecycle.status_report import AuditLine, OperationLine, StatusReport, VersionRow
 from bot.core.model_versions import ModelVersion
 from bot.core.pricing import usd
-from bot.state.operations import START, STOP, TRAIN, Operation
 
 log = logging.getLogger(__package__)
 

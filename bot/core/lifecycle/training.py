@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.core import model_versions as mv
+from bot.core.fleet.state import TRAIN, Operation
 from bot.core.lifecycle.context import LifecycleContext, VersionSnapshot, aws_error, reply
 from bot.core.lifecycle.notices import TrainingProgress, TrainingRefused
 from bot.core.lifecycle.training_phases import DATASETS, VALIDATING
@@ -27,7 +28,6 @@ from bot.core.training_data import (
     scan,
     valid_version_name,
 )
-from bot.state.operations import TRAIN, Operation
 
 log = logging.getLogger(__package__)
 

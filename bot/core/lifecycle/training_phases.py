@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 
 from bot.core import model_versions as mv
+from bot.core.fleet.state import Operation
 from bot.core.lifecycle.context import LifecycleContext, VersionSnapshot, aws_error
 from bot.core.lifecycle.notices import TrainingCompleted, TrainingFailed, TrainingProgress
 from bot.core.lifecycle.ports import Evaluation
 from bot.core.ports import PostedMessage
-from bot.state.operations import Operation
 
 log = logging.getLogger(__package__)
 

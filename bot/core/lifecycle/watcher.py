@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 
+from bot.core.fleet.state import TRAIN
 from bot.core.lifecycle.context import LifecycleContext, VersionSnapshot, aws_error
 from bot.core.lifecycle.start_stop_outcomes import StartStopOutcomes
 from bot.core.lifecycle.training_phases import TRAINING, VALIDATING, TrainingPhases
 from bot.core.model_versions import ModelVersion
-from bot.state.operations import TRAIN
 
 log = logging.getLogger(__package__)
 
