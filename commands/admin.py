@@ -21,8 +21,7 @@ from slack_bolt.response import BoltResponse
 
 from bot.core.cost_notices import KEEP_HOURS, STOP
 from bot.services import Services
-from bot.slack.blocks.cost import ACTION_PREFIX
-from bot.slack.blocks.lifecycle import CANCEL_START, CONFIRM_START
+from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START
 from bot.slack.permissions import Admins
 from commands.parser import Start, Stop, Train, parse
 

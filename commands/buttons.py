@@ -19,8 +19,7 @@ from bot.core.cost_notices import KEEP_HOURS, STOP
 from bot.core.ports import Notice
 from bot.services import Services
 from bot.slack.blocks import render
-from bot.slack.blocks.cost import ACTION_PREFIX
-from bot.slack.blocks.lifecycle import CANCEL_START, CONFIRM_START
+from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START
 from commands.errors import answered
 
 log = logging.getLogger(__name__)

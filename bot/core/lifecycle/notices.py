@@ -4,7 +4,7 @@ Each notice carries facts, and `describe(who)` words them in one plain paragraph
 user ID into a name or a mention); `text` holds that paragraph for chats without Block Kit.
 Costs are always estimates from the configured prices. Notices that carry the same facts share
 a base class (`UnitsNotice`, `RunNotice`, `OperationFailed`); each class still gets its own
-renderer (`bot.slack.blocks.lifecycle`). What `/cxr status` says is in
+renderer (`bot.slack.fleet`). What `/cxr status` says is in
 `bot.core.lifecycle.status_report`.
 """
 
