@@ -30,8 +30,8 @@ from bot.state.store import SqliteStore
 from bot.state.uploads import UploadStore
 
 if TYPE_CHECKING:  # for annotations only; built (and imported) by the _attach_ functions
-    from bot.core.cost_guard import CostGuard
-    from bot.core.lifecycle import Lifecycle
+    from bot.core.fleet.guard import CostGuard
+    from bot.core.fleet.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,8 @@ def build_services(
 
 def _attach_lifecycle(services: Services) -> None:
     """Model lifecycle (train, start, stop, operations in flight): issue 4."""
-    from bot.core.lifecycle import Lifecycle, LifecycleConfig, RouterServing
+    from bot.core.fleet.context import LifecycleConfig, RouterServing
+    from bot.core.fleet.lifecycle import Lifecycle
     from bot.core.training_data import S3Uri
 
     settings = services.settings
@@ -271,7 +272,8 @@ def _attach_cost_guard(services: Services) -> None:
     if services.models is None:
         return  # no Rekognition project: nothing bills by the hour
     from bot.adapters.cloudwatch_usage import CloudWatchUsage
-    from bot.core.cost_guard import CostGuard, GuardConfig
+    from bot.core.fleet.guard import CostGuard
+    from bot.core.fleet.guard_context import GuardConfig
     from bot.core.usage import NoUsage, OwnTraffic
 
     settings = services.settings

@@ -17,7 +17,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.core.lifecycle import Lifecycle
+from bot.core.fleet.lifecycle import Lifecycle
 from bot.core.ports import Notice
 from bot.services import Services
 from bot.slack.blocks import escape, render

@@ -19,7 +19,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
-from bot.core.cost_notices import KEEP_HOURS, STOP
+from bot.core.fleet.guard_notices import KEEP_HOURS, STOP
 from bot.services import Services
 from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START
 from bot.slack.permissions import Admins

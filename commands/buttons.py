@@ -15,7 +15,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.core.cost_notices import KEEP_HOURS, STOP
+from bot.core.fleet.guard_notices import KEEP_HOURS, STOP
 from bot.core.ports import Notice
 from bot.services import Services
 from bot.slack.blocks import render

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from bot.core import cost_notices as cn
 from bot.core.clock import FakeClock
-from bot.core.cost_guard import CostGuard, GuardConfig
+from bot.core.fleet import guard_notices as cn
+from bot.core.fleet.context import LifecycleConfig
+from bot.core.fleet.guard import CostGuard
+from bot.core.fleet.guard_context import GuardConfig
+from bot.core.fleet.lifecycle import Lifecycle
 from bot.core.fleet.poller import Poller
-from bot.core.lifecycle import Lifecycle, LifecycleConfig
 from bot.core.model_versions import (
     RUNNING,
     STARTING,

@@ -25,7 +25,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.core.cost_notices import (
+from bot.core.fleet.guard_notices import (
     KEEP_1H,
     KEEP_4H,
     OPEN,
@@ -40,8 +40,8 @@ from bot.core.cost_notices import (
     local_time,
     sentence,
 )
-from bot.core.cost_notices import ModelStopped as GuardStopped
-from bot.core.lifecycle.notices import (
+from bot.core.fleet.guard_notices import ModelStopped as GuardStopped
+from bot.core.fleet.notices import (
     Busy,
     Described,
     LifecycleReply,
@@ -59,13 +59,7 @@ from bot.core.lifecycle.notices import (
     TrainingRefused,
     percent,
 )
-from bot.core.lifecycle.status_report import (
-    StatusReport,
-    VersionRow,
-    audit_line,
-    card_lines,
-    version_line,
-)
+from bot.core.fleet.status import StatusReport, VersionRow, audit_line, card_lines, version_line
 from bot.core.pricing import duration, usd
 from bot.slack.blocks import Rendered, escape, render
 

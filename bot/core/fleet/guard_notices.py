@@ -1,6 +1,7 @@
 """What the cost guard says in the ops channel. Each notice carries the facts and a plain-text
 version of them (`text`, for the shell and for notifications); Slack renders Block Kit from
-the facts (`bot.slack.fleet`)."""
+the facts (`bot.slack.fleet`).
+"""
 
 from __future__ import annotations
 
