@@ -1,7 +1,7 @@
 """The cost guard's memory: what each version was last seen doing, idle episodes and their
 alert messages, snoozes, schedule actions done and summaries sent.
 
-Everything the watcher decides on lives here, so a restart neither forgets an alert nor
+Everything the cost guard decides on lives here, so a restart neither forgets an alert nor
 repeats one.
 """
 

@@ -1,9 +1,9 @@
 """Lifecycle operations in flight (train, start, stop), kept across restarts.
 
 A row is claimed before AWS is asked to do anything, so a second command for the same version
-(or a second training) finds it and says what is already happening; the watcher follows open
+(or a second training) finds it and says what is already happening; the fleet poller follows open
 rows until the model reaches an end state, then closes them with a result. After a restart the
-open rows are what the watcher resumes, and `channel` is where it posts the outcome.
+open rows are what the poller resumes, and `channel` is where it posts the outcome.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """When each model version ran: the meter behind running costs, idle alerts and summaries.
 
 A run opens when a version is seen RUNNING (started by the bot, or found running by the
-watcher, e.g. started from the console) and closes when it is seen stopped.
+poller, e.g. started from the console) and closes when it is seen stopped.
 """
 
 from __future__ import annotations

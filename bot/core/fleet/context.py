@@ -7,7 +7,7 @@ one `Serving` the bot uses, kept here because it only pokes the `ModelRouter` it
 
 What every part of the lifecycle shares: its dependencies, and the few moves they all make.
 
-The status report, start/stop, training and the watcher are separate collaborators built on one
+The status report, start/stop, training and the operations in flight are separate collaborators built on one
 `LifecycleContext` (composition, not inheritance), so each module reads as its one job while the
 moves they have in common live here once: read the project's versions, mark an operation whose
 command is still talking to AWS, close an operation and post its outcome, keep the serving

@@ -11,7 +11,7 @@ An operation whose command is still talking to AWS is skipped until the command 
 It builds the collaborators on one shared `LifecycleContext` and hands each call to the one
 whose job it is; it holds no logic of its own, so its methods are the lifecycle's public API
 (`bot.services._attach_lifecycle` builds it; `commands/` and
-`bot.slack.listeners.lifecycle_actions` call it).
+`commands.buttons` call it).
 """
 
 from __future__ import annotations

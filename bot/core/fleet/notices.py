@@ -5,7 +5,7 @@ user ID into a name or a mention); `text` holds that paragraph for chats without
 Costs are always estimates from the configured prices. Notices that carry the same facts share
 a base class (`UnitsNotice`, `RunNotice`, `OperationFailed`); each class still gets its own
 renderer (`bot.slack.fleet`). What `/cxr status` says is in
-`bot.core.lifecycle.status_report`.
+`bot.core.fleet.status`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`/cxr start` and `/cxr stop`, up to Rekognition accepting the request (what follows it is
-`bot.core.lifecycle.start_stop_outcomes`).
+`StartStopOutcomes`, below).
 
 A start is two steps because a running version bills by the hour, used or not: `propose_start`
 shows the cost and the Start / Cancel buttons, `confirm_start` asks Rekognition. Both refuse
@@ -59,7 +59,7 @@ BUSY_WITH = {START: "already starting", STOP: "stopping", TRAIN: "still training
 class StartStopCommands:
     def __init__(self, ctx: LifecycleContext, follow: Callable[[], None]) -> None:
         self.ctx = ctx
-        self.follow = follow  # make sure the watcher follows the operations now open
+        self.follow = follow  # make sure the poller follows the operations now open
 
     # === /cxr start =========================================================================
     async def propose_start(

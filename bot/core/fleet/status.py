@@ -3,7 +3,7 @@ recent actions and, without Rekognition, the local model's card.
 
 Kept apart from the operation notices because it is a report, not a message about one
 operation: rows and lines the Block Kit renderer lays out its own way, and `describe` joins
-into plain text. Built by `bot.core.lifecycle.status`.
+into plain text. Built by `StatusReporter`, below.
 
 `/cxr status`: what the bot serves, the project's versions with their metrics and costs, the
 operations in flight and the recent actions.

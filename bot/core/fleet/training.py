@@ -1,4 +1,4 @@
-"""A training after its launch, phase by phase, as the watcher moves it along.
+"""A training after its launch, phase by phase, as the poller moves it along.
 
 DATASETS: delete the project's old datasets, create TRAIN from the manifest and an empty TEST.
 CREATING: wait for both imports, then split 20% of the images into TEST.
@@ -6,7 +6,7 @@ SPLITTING: wait for the split, then CreateProjectVersion.
 TRAINING: follow the version until it has trained, then post its metrics and cost.
 Each step looks at AWS, makes the next request and stores the phase and what it created in the
 operation's data, so a restart between steps loses nothing. Only the TRAINING phase reads the
-project's versions (the snapshot the watcher passes in); the others read the datasets. The
+project's versions (the snapshot the poller passes in); the others read the datasets. The
 message the launch posted is updated in place as the phases go by.
 
 `/cxr train s3://bucket/prefix [name]`: check the folder tree, write the manifest, launch.
@@ -14,7 +14,7 @@ message the launch posted is updated in place as the phases go by.
 Nothing reaches Rekognition until the images pass every check (`bot.core.training_data`): the
 buckets' region, the folder layout, every image's header. A refusal names each problem, so the
 folder can be fixed in one go. Once the manifest is written the operation is in the DATASETS
-phase and the watcher takes it on (`bot.core.lifecycle.training_phases`).
+phase and the poller takes it on (`TrainingPhases`, above).
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ class TrainingPhases:
 class TrainingLauncher:
     def __init__(self, ctx: LifecycleContext, follow: Callable[[], None]) -> None:
         self.ctx = ctx
-        self.follow = follow  # make sure the watcher follows the operations now open
+        self.follow = follow  # make sure the poller follows the operations now open
 
     async def train(
         self, actor: str, channel: str, source_text: str, version_name: str | None = None
