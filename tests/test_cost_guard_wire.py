@@ -145,6 +145,7 @@ async def run_for(bot: BotHarness, clock: FakeClock, minutes: int) -> None:
         before = guard.ticks
         await clock.advance(step)
         await ticks_done(bot, before + 1)
+        await bot.services.lifecycle.settle()  # no poll left in flight (busy polls are quicker)
 
 
 def put_metric(cloudwatch, name: str, at: datetime, value: float) -> None:
