@@ -28,6 +28,8 @@ async def run_for(bots: list[BotHarness], clock, minutes: int) -> None:
         before = [b.services.lifecycle.poller.ticks for b in bots]
         await clock.advance(step)
         await polled(bots, [n + 1 for n in before])
+        for bot in bots:
+            await bot.services.lifecycle.settle()
 
 
 async def test_two_instances_on_one_database_alert_and_stop_once(

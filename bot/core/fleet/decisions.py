@@ -15,6 +15,10 @@ from zoneinfo import ZoneInfo
 from bot.core import model_versions as mv
 from bot.core.schedule import Occurrence, Schedule, wall_time
 
+# A version in one of these can be started (the schedule and /cxr start agree), or stopped.
+STARTABLE = frozenset({mv.TRAINING_COMPLETED, mv.STOPPED, mv.FAILED, "COPYING_COMPLETED"})
+STOPPABLE = frozenset({mv.RUNNING, mv.STARTING})
+
 # --- idle: alerts, their back-off, snoozes, auto-stop ----------------------------------------
 
 

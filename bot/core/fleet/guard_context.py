@@ -98,8 +98,6 @@ class GuardConfig:
 
 if TYPE_CHECKING:
     from bot.core.clock import Clock
-
-    pass
     from bot.core.routing import ModelRouter
 
 log = logging.getLogger(__package__)  # the fleet logs as "bot.core.fleet"

@@ -26,7 +26,14 @@ from typing import Any
 
 from bot.core import model_versions as mv
 from bot.core.fleet.context import LifecycleContext, VersionSnapshot, aws_error, reply
-from bot.core.fleet.decisions import SLOW_STOP, OperationFacts, Step, operation_step
+from bot.core.fleet.decisions import (
+    SLOW_STOP,
+    STARTABLE,
+    STOPPABLE,
+    OperationFacts,
+    Step,
+    operation_step,
+)
 from bot.core.fleet.notices import (
     LifecycleReply,
     ModelRunning,
@@ -45,8 +52,6 @@ from bot.core.pricing import Prices, duration, usd
 
 log = logging.getLogger(__package__)
 
-STARTABLE = frozenset({mv.TRAINING_COMPLETED, mv.STOPPED, mv.FAILED, "COPYING_COMPLETED"})
-STOPPABLE = frozenset({mv.RUNNING, mv.STARTING})
 VERSIONS_NAMED = 10  # in "there's no version …": the newest ones
 
 # phases (Operation.phase)

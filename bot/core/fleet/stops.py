@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.core.fleet.decisions import ScheduledStop, schedule_start_due, schedule_stop_due
+from bot.core.fleet.decisions import STARTABLE, ScheduledStop, schedule_start_due, schedule_stop_due
 from bot.core.fleet.guard_context import ACTOR, SCHEDULE_ACTOR, EpisodeAlerts, GuardContext, log
 from bot.core.fleet.guard_notices import SCHEDULE_STOPPED, ModelStopped, ScheduleNotice, StopFailed
 from bot.core.fleet.state import Episode, Operation, Run, Watch
@@ -145,9 +145,6 @@ class Stopper:
     def _episode(self, report: dict[str, Any]) -> Episode | None:
         episode_id = report.get("episode")
         return self.context.store.episode(int(episode_id)) if episode_id else None
-
-
-STARTABLE = frozenset({"TRAINING_COMPLETED", "STOPPED", "FAILED", "COPYING_COMPLETED"})
 
 
 class ScheduledActions:
