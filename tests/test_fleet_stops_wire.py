@@ -44,6 +44,12 @@ async def test_a_slow_stop_is_reported_once_and_confirmed_later(
         await run_for(bot, clock, 60)
         assert console.status == "STOPPING"
         await run_for(bot, clock, 45)  # STOPPING for 45 minutes
+        # the auto-stop is an operation like any other: /cxr status shows it in flight
+        status, _ = await bot.post_command(slack.slash_command("status", channel="C0LAB0001"))
+        assert status == 200
+        await bot.drain()
+        [answer] = [r["text"] for r in slack.responses if "Serving:" in r["text"]]
+        assert "stop cxr.2026-01-01 (following), asked by cost-guard" in answer
         [alert] = alerts(slack)
         slow = [m["text"] for m in thread(slack, alert["ts"]) if "still STOPPING" in m["text"]]
         assert len(slow) == 1 and "after 30 min" in slow[0]
