@@ -703,3 +703,15 @@ async def test_meter_for_cxr_status(tmp_path):
         "cxr.v1: running 1 unit ($4.00/h) since Mon 5 Jan 09:00 UTC, $3.00 so far; "
         "idle 45 min ($3.00), auto-stop at 11:00 UTC"
     )
+
+
+async def test_busy_polls_read_cloudwatch_at_most_twice_per_interval(world):
+    # While an operation is open the poller ticks every 30 s; GetMetricData is billed.
+    world.catalog.add("cxr.v1", RUNNING)
+    await world.tick()
+    for _ in range(10):  # five minutes of 30-second polls
+        await world.clock.advance(30)
+        await world.tick()
+    reads = [r for r in world.metrics.reads if r[0] == "cxr.v1"]
+    assert 2 <= len(reads) <= 3
+    assert world.runs.current(version_arn("cxr.v1")) is not None

@@ -77,14 +77,24 @@ class Observer:
         if watch and watch.stop_requested_at and now - watch.stop_requested_at < STOP_GRACE:
             return  # we asked for a stop; DescribeProjectVersions hasn't caught up yet
         run = runs.current(version.arn)
-        usage = await self._read_usage(version, run, watch, now)
+        # While an operation is open the poller ticks every few seconds; CloudWatch is read at
+        # most about twice per guard interval all the same (GetMetricData is billed, and
+        # throttled). In between: no news from it.
+        fresh = (
+            run is not None
+            and watch is not None
+            and watch.metrics_until is not None
+            and now - watch.metrics_until < context.config.interval / 2
+        )
+        usage = Usage(requests=None) if fresh else await self._read_usage(version, run, watch, now)
         project = project_name(version.arn)
         own = await context.own.usage(project, version.name, now - METRICS_LOOKBACK, now)
-        self._usage_readable[version.arn] = usage.ok
-        if usage.ok:
-            context.usage_errors.pop(version.arn, None)
-        else:
-            context.usage_errors.setdefault(version.arn, usage.error or "no answer")
+        if not fresh:
+            self._usage_readable[version.arn] = usage.ok
+            if usage.ok:
+                context.usage_errors.pop(version.arn, None)
+            else:
+                context.usage_errors.setdefault(version.arn, usage.error or "no answer")
         units = max(1, round(usage.units)) if usage.units else max(1, version.min_units or 1)
         if run is None:
             started = usage.running_since or now
@@ -117,7 +127,7 @@ class Observer:
             units=units,
             last_request_at=last_request,
             idle_since=idle_since,
-            metrics_until=now if usage.ok else None,
+            metrics_until=now if usage.ok and not fresh else None,
         )
 
     async def _read_usage(
