@@ -19,7 +19,7 @@ from bot.core.fleet.guard_notices import KEEP_HOURS, STOP
 from bot.core.ports import Notice
 from bot.services import Services
 from bot.slack.blocks import render
-from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START
+from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START, slack_text
 from commands.errors import answered
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def register(app: AsyncApp, services: Services) -> None:
             extra={"action": name, "user": user, "episode": int(value), "ok": result.ok},
         )
         if result.message:
-            await _ephemeral(respond, result.message)
+            await _ephemeral(respond, slack_text(result.describe))
 
 
 async def _start_press(

@@ -282,7 +282,7 @@ def _(alert: IdleAlert) -> Rendered:
             f"*{duration(alert.idle_seconds)}* and is still running."
         )
     else:
-        head = f":white_check_mark: Idle model {name}: {alert.outcome_line()}."
+        head = f":white_check_mark: Idle model {name}: {alert.outcome_line(ref)}."
     blocks = [
         section(head),
         fields(
@@ -294,7 +294,7 @@ def _(alert: IdleAlert) -> Rendered:
     ]
     notes = []
     if alert.state in OUTCOME_EMOJI:
-        notes.append(f"{OUTCOME_EMOJI[alert.state]} {sentence(alert.outcome_line())}.")
+        notes.append(f"{OUTCOME_EMOJI[alert.state]} {sentence(alert.outcome_line(ref))}.")
     if alert.state == OPEN:
         threshold = f"Alerted after {alert.threshold_minutes:g} min without a request."
         notes.append(" ".join([threshold, *alert.sight.sentences(alert.auto_stop_at, alert.zone)]))
@@ -312,7 +312,7 @@ def _(alert: IdleAlert) -> Rendered:
             for name_ in alert.actions
         ]
         blocks.append(ActionsBlock(block_id=f"cost_guard:{alert.episode_id}", elements=elements))
-    return rendered(alert.text, blocks)
+    return rendered(slack_text(alert.describe), blocks)
 
 
 @render.register
@@ -322,13 +322,14 @@ def _(notice: IdleFollowUp | StopFailed | ScheduleNotice) -> Rendered:
         isinstance(notice, ScheduleNotice) and not notice.ok
     )
     emoji = ":warning:" if warning else ":alarm_clock:"
-    return rendered(notice.text, [section(f"{emoji} {escape(notice.text)}")])
+    text = slack_text(notice.describe)
+    return rendered(text, [section(f"{emoji} {text}")])
 
 
 @render.register
 def _(notice: GuardStopped) -> Rendered:
     blocks = [
-        section(f":octagonal_sign: *{escape(notice.headline())}.*"),
+        section(f":octagonal_sign: *{slack_text(notice.headline)}.*"),
         fields(
             ("Ran", f"{duration(notice.run_seconds)} ({usd(notice.run_cost)})"),
             ("Idle", f"{duration(notice.idle_seconds)} ({usd(notice.idle_cost)})"),
@@ -337,7 +338,7 @@ def _(notice: GuardStopped) -> Rendered:
         ),
         context(notice.savings() + ".", notice.restart_hint()),
     ]
-    return rendered(notice.text, blocks)
+    return rendered(slack_text(notice.describe), blocks)
 
 
 @render.register

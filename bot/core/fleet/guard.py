@@ -50,6 +50,8 @@ from bot.core.fleet.guard_notices import (
     STOPPED_ELSEWHERE,
     SpendRow,
     SpendSummary,
+    Who,
+    as_is,
     local_time,
     plural,
 )
@@ -256,6 +258,10 @@ class SpendSummaries:
 class PressResult:
     ok: bool
     message: str = ""  # for the presser only (ephemeral); empty when the alert says it all
+    by: str | None = None  # who handled the alert already, for "{by}" in the message
+
+    def describe(self, who: Who = as_is) -> str:
+        return self.message.replace("{by}", f" by {who(self.by)}" if self.by else "")
 
 
 class ButtonPresses:
@@ -274,10 +280,9 @@ class ButtonPresses:
         if episode is None:
             return PressResult(False, "I don't know that alert any more.")
         if not episode.open:
-            by = f" by <@{episode.outcome_by}>" if _is_user(episode.outcome_by) else ""
-            return PressResult(
-                False, f"Already handled: {episode.version_name} {episode.outcome}{by}."
-            )
+            by = episode.outcome_by if _is_user(episode.outcome_by) else None
+            handled = f"Already handled: {episode.version_name} {episode.outcome}{{by}}."
+            return PressResult(False, handled, by)
         if action == STOP:
             return await self._stop(episode, user, now)
         if action in KEEP_HOURS:

@@ -5,6 +5,7 @@ the facts (`bot.slack.fleet`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -45,13 +46,16 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
-def who(actor: str | None) -> str:
-    """A Slack user ID as a mention; the guard's own names as they are."""
-    if not actor:
-        return "someone"
-    if actor[:1] in ("U", "W") and actor[1:].isalnum() and actor.upper() == actor:
-        return f"<@{actor}>"
+Who = Callable[[str], str]  # a person's ID as the reader sees it (the Slack module: a mention)
+
+
+def as_is(actor: str) -> str:
     return actor
+
+
+def named(actor: str | None, who: Who) -> str:
+    """Who acted, as `who` words an ID ("someone" when nobody is known)."""
+    return who(actor) if actor else "someone"
 
 
 def sentence(phrase: str) -> str:
@@ -62,8 +66,12 @@ def sentence(phrase: str) -> str:
 class Worded(Notice):
     """A notice whose plain text, unless one is given, is its own wording of its facts."""
 
-    def plain(self) -> str:  # pragma: no cover - every subclass overrides
+    def plain(self, who: Who = as_is) -> str:  # pragma: no cover - every subclass overrides
         return self.text
+
+    def describe(self, who: Who = as_is) -> str:
+        """The notice in one paragraph; `who` words the IDs in it (mentions, in Slack)."""
+        return self.plain(who)
 
     def __post_init__(self) -> None:
         self.text = self.text or self.plain()
@@ -137,13 +145,13 @@ class IdleAlert(VersionNotice):
             return (STOP,)
         return ()
 
-    def headline(self) -> str:
+    def headline(self, who: Who = as_is) -> str:
         if self.state in (OPEN, SNOOZED, STOP_FAILED):
             return (
                 f"Idle model: {self.version_name} has served no request for "
                 f"{duration(self.idle_seconds)} and is still running"
             )
-        return f"Idle model {self.version_name}: {self.outcome_line()}"
+        return f"Idle model {self.version_name}: {self.outcome_line(who)}"
 
     def facts(self) -> str:
         return (
@@ -152,15 +160,15 @@ class IdleAlert(VersionNotice):
             f"{usd(self.idle_cost)} spent idle so far"
         )
 
-    def outcome_line(self) -> str:
+    def outcome_line(self, who: Who = as_is) -> str:
         at = local_time(self.acted_at, self.zone)
         if self.state == SNOOZED:
             return (
-                f"kept running by {who(self.actor)} at {at} until "
+                f"kept running by {named(self.actor, who)} at {at} until "
                 f"{local_time(self.snoozed_until, self.zone)}"
             )
         if self.state == STOPPED:
-            return f"stopped by {who(self.actor)} at {at} after {duration(self.idle_seconds)} idle"
+            return f"stopped by {named(self.actor, who)} at {at} after {duration(self.idle_seconds)} idle"
         if self.state == AUTO_STOPPED:
             return f"stopped automatically at {at} after {duration(self.idle_seconds)} idle"
         if self.state == SCHEDULE_STOPPED:
@@ -170,14 +178,14 @@ class IdleAlert(VersionNotice):
         if self.state == RESUMED:
             return f"back in use at {at} after {duration(self.idle_seconds)} idle"
         if self.state == STOP_FAILED:
-            who_tried = f" by {who(self.actor)}" if self.actor else ""
+            who_tried = f" by {named(self.actor, who)}" if self.actor else ""
             return f"stop{who_tried} failed at {at}: {self.detail or 'see the logs'}"
         return ""
 
-    def plain(self) -> str:
-        lines = [self.headline() + ".", self.facts() + "."]
+    def plain(self, who: Who = as_is) -> str:
+        lines = [self.headline(who) + ".", self.facts() + "."]
         if self.state in (SNOOZED, STOP_FAILED):
-            lines.append(sentence(self.outcome_line()) + ".")
+            lines.append(sentence(self.outcome_line(who)) + ".")
         elif self.state != OPEN:
             lines.append(f"Idle cost for this episode: {usd(self.idle_cost)}.")
         if self.state in (OPEN, STOP_FAILED):
@@ -197,9 +205,9 @@ class IdleFollowUp(VersionNotice):
     auto_stop_at: datetime | None = None
     sight: Sight = field(default_factory=Sight)
 
-    def plain(self) -> str:
+    def plain(self, who: Who = as_is) -> str:
         head = (
-            f"The snooze by {who(self.snooze_ended_by)} is over and {self.version_name} is "
+            f"The snooze by {named(self.snooze_ended_by, who)} is over and {self.version_name} is "
             if self.snooze_ended_by
             else f"Reminder: {self.version_name} is "
         )
@@ -228,7 +236,7 @@ class ModelStopped(VersionNotice):
     next_window: datetime | None = None  # the schedule's next start, when there is one
     saved_until_next_window: float | None = None
 
-    def headline(self) -> str:
+    def headline(self, who: Who = as_is) -> str:
         if self.reason == AUTO_STOPPED:
             return (
                 f"Stopped {self.version_name} automatically after "
@@ -236,7 +244,7 @@ class ModelStopped(VersionNotice):
             )
         if self.reason == SCHEDULE_STOPPED:
             return f"Stopped {self.version_name}: its scheduled running window is over"
-        return f"Stopped {self.version_name} at the request of {who(self.by)}"
+        return f"Stopped {self.version_name} at the request of {named(self.by, who)}"
 
     def savings(self) -> str:
         text = f"This saves {usd(self.hourly)} for every hour it would have stayed up"
@@ -252,13 +260,13 @@ class ModelStopped(VersionNotice):
     def restart_hint(self) -> str:
         return f"Start it again with `/cxr start {self.version_name}` (ready in a few minutes)."
 
-    def plain(self) -> str:
+    def plain(self, who: Who = as_is) -> str:
         spent = (
             f"It ran {duration(self.run_seconds)} on {plural(self.units, 'unit')} "
             f"({usd(self.run_cost)}), "
             f"{duration(self.idle_seconds)} of it idle ({usd(self.idle_cost)})."
         )
-        return f"{self.headline()}. {spent} {self.savings()}. {self.restart_hint()}"
+        return f"{self.headline(who)}. {spent} {self.savings()}. {self.restart_hint()}"
 
 
 @dataclass
@@ -270,7 +278,7 @@ class StopFailed(Worded):
     error: str = ""
     hourly: float = 0.0
 
-    def plain(self) -> str:
+    def plain(self, who: Who = as_is) -> str:
         return (
             f"I couldn't stop {self.version_name} ({self.error or 'unknown error'}); it still "
             f"costs {usd(self.hourly)}/h. I'll keep trying; an admin may need to stop it in the "
@@ -288,7 +296,7 @@ class ScheduleNotice(VersionNotice):
     ok: bool = True
     error: str = ""
 
-    def plain(self) -> str:
+    def plain(self, who: Who = as_is) -> str:
         span = (
             f"{local_time(self.window_start, self.zone)}–{local_time(self.window_end, self.zone)}"
         )
@@ -364,7 +372,7 @@ class SpendSummary(Worded):
             line += f"; {usd(row.idle_cost)} of it in idle alerts"
         return line
 
-    def plain(self) -> str:
+    def plain(self, who: Who = as_is) -> str:
         head = f"Rekognition spend for {self.day_label()} ({self.zone}): {usd(self.total)}."
         if not self.rows:
             return head + " No model ran."
