@@ -66,3 +66,69 @@ async def test_two_instances_on_one_database_alert_and_stop_once(
         for bot in bots:
             await bot.stop()
         await first.stop()  # idempotent
+
+
+def gone_pid() -> int:
+    """The pid of a process that has ended (a leader killed with kill -9, say)."""
+    import subprocess
+    import sys
+
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(child.stdout)
+
+
+def leader_lease(path, owner: str, hours: float = 1) -> None:
+    """A leader lease another process left in the database, running for `hours` more."""
+    import sqlite3
+    import time
+
+    from bot.state.db import Database
+
+    Database(path).close()  # the schema
+    conn = sqlite3.connect(path)
+    now = time.time()
+    conn.execute(
+        "INSERT INTO leases (key, owner, expires_at, acquired_at, renewed_at)"
+        " VALUES ('leader:fleet', ?, ?, ?, ?)",
+        (owner, now + hours * 3600 + 10 * 86400, now, now),
+    )
+    conn.commit()
+    conn.close()
+
+
+async def test_a_killed_leader_on_this_host_is_taken_over_at_once(
+    slack, tmp_path, console, clock, cloudwatch
+):
+    import socket
+
+    leader_lease(tmp_path / "cxr.db", f"{socket.gethostname()}:{gone_pid()}:killed")
+    console.status = "RUNNING"
+    bot = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **bot_settings()
+    ).start()
+    try:
+        await polled([bot], [1])
+        await run_for([bot], clock, 30)
+        assert bot.services.lifecycle.poller.led > 0
+        assert len(alerts(slack)) == 1
+    finally:
+        await bot.stop()
+
+
+async def test_a_leader_on_another_host_is_waited_for(slack, tmp_path, console, clock, cloudwatch):
+    leader_lease(tmp_path / "cxr.db", "another-host:4242:alive")
+    console.status = "RUNNING"
+    bot = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **bot_settings()
+    ).start()
+    try:
+        await polled([bot], [1])
+        await run_for([bot], clock, 30)
+        assert bot.services.lifecycle.poller.led == 0 and alerts(slack) == []
+    finally:
+        await bot.stop()

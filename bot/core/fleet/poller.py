@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Iterable
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -53,6 +54,34 @@ class Leases(Protocol):
         self, key: str, owner: str, now: datetime, ttl: timedelta
     ) -> Lease | None: ...
     async def release(self, keys: Iterable[str], owner: str) -> None: ...
+    async def holder(self, key: str) -> Lease | None: ...
+
+
+_LEADERS_HERE: set[str] = set()  # owners of the leaders alive in this process
+
+
+def died_here(holder: str, me: str) -> bool:
+    """Whether `holder` (an owner from `new_owner`: host:pid:token) was a process on this
+    host that is gone: its pid no longer runs, or it is our own pid but not a leader of this
+    process (a restarted container, whose pid is the same again)."""
+    if holder in _LEADERS_HERE:
+        return False
+    try:
+        host, pid, _ = holder.rsplit(":", 2)
+        my_host, my_pid, _ = me.rsplit(":", 2)
+    except ValueError:
+        return False
+    if host != my_host or holder == me:
+        return False
+    if pid == my_pid:
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OSError):
+        return False
+    return False
 
 
 class Leader:
@@ -65,11 +94,22 @@ class Leader:
         self.owner = owner
         self.ttl = ttl
         self.key = key
+        _LEADERS_HERE.add(owner)
 
     async def hold(self, now: datetime) -> bool:
+        if await self.leases.acquire(self.key, self.owner, now, self.ttl) is not None:
+            return True
+        holder = await self.leases.holder(self.key)
+        if holder is None or not died_here(holder.owner, self.owner):
+            return False
+        # A process on this host that no longer runs (killed, then restarted as this one):
+        # no need to wait for its lease to lapse. The release only frees the dead owner's.
+        log.warning("fleet.leader_taken_over", extra={"from": holder.owner})
+        await self.leases.release([self.key], holder.owner)
         return await self.leases.acquire(self.key, self.owner, now, self.ttl) is not None
 
     async def release(self) -> None:
+        _LEADERS_HERE.discard(self.owner)
         await self.leases.release([self.key], self.owner)
 
 
