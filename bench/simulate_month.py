@@ -48,12 +48,12 @@ from bot.core.fleet.context import LifecycleConfig
 from bot.core.fleet.guard import CostGuard
 from bot.core.fleet.guard_context import GuardConfig
 from bot.core.fleet.lifecycle import Lifecycle
-from bot.core.fleet.poller import Poller
 from bot.core.model_versions import RUNNING, STARTING, STOPPED, STOPPING, ModelVersion
 from bot.core.ports import PostedMessage
 from bot.core.pricing import Prices, usd
 from bot.core.usage import NoUsage, Usage
 from bot.state.db import Database
+from bot.state.leases import LeaseStore
 from bot.state.store import SqliteStore
 
 ZONE = ZoneInfo("Europe/Berlin")
@@ -285,14 +285,12 @@ async def simulate(
             ),
             stops=lifecycle.start_stop,
         )
-        lifecycle.context.guard_stops = guard.stopper
-        poller = lifecycle.poller = Poller(
-            clock=clock,
-            catalog=catalog,
-            operations=lifecycle.in_flight,
-            busy_seconds=POLL.total_seconds(),
-            guard=guard,
+        poller = lifecycle.join_guard(
+            guard,
+            leases=LeaseStore(db),
+            owner="simulation",
             idle_seconds=POLL.total_seconds(),
+            zone=ZONE.key,
         )
     admin = random.Random(seed + 1)
     presses: list[tuple[datetime, int]] = []  # (when, episode id)

@@ -302,31 +302,14 @@ def _attach_cost_guard(services: Services) -> None:
         stops=services.lifecycle.start_stop if services.lifecycle is not None else None,
     )
     services.cost_guard = guard
-    if services.lifecycle is not None:  # one poller for operations in flight and the guard
-        from bot.core.fleet.poller import Poller
-
-        lifecycle = services.lifecycle
-        lifecycle.context.guard_stops = guard.stopper
-        lifecycle.context.leases = LeaseStore(services.db)
-        lifecycle.context.owner = services.intake.owner
-        from bot.core.fleet.poller import Leader
-
-        idle = guard.config.interval.total_seconds()
-        lifecycle.poller = Poller(
-            clock=services.clock,
-            catalog=services.models,
-            operations=lifecycle.in_flight,
-            busy_seconds=settings.cxr_lifecycle_poll_seconds,
-            guard=guard,
-            idle_seconds=idle,
-            # One poller at a time on this database; a dead leader's lease lapses after three
-            # of its polls and another instance takes over.
-            leader=Leader(
-                LeaseStore(services.db), services.intake.owner, timedelta(seconds=3 * idle)
-            ),
+    lifecycle = services.lifecycle
+    if lifecycle is not None:  # one poller for operations in flight and the guard
+        poller = lifecycle.join_guard(
+            guard,
+            leases=LeaseStore(services.db),
+            owner=services.intake.owner,
+            idle_seconds=guard.config.interval.total_seconds(),
+            zone=settings.cxr_timezone,
         )
         services.background.remove(lifecycle.resume)
-        services.background.append(lifecycle.poller.run)
-    if services.lifecycle is not None:  # /cxr status shows the guard's running meter
-        zone = settings.cxr_timezone
-        services.lifecycle.context.meter = lambda: [line.describe(zone) for line in guard.meter()]
+        services.background.append(poller.run)

@@ -20,7 +20,6 @@ from bot.core.fleet.context import LifecycleConfig
 from bot.core.fleet.guard import CostGuard
 from bot.core.fleet.guard_context import GuardConfig
 from bot.core.fleet.lifecycle import Lifecycle
-from bot.core.fleet.poller import Poller
 from bot.core.model_versions import (
     RUNNING,
     STARTING,
@@ -36,6 +35,7 @@ from bot.core.usage import OwnTraffic, Usage
 from bot.state.audit import AuditLog
 from bot.state.cost_guard import CostGuardStore
 from bot.state.db import Database
+from bot.state.leases import LeaseStore
 from bot.state.operations import OperationStore
 from bot.state.runs import RunStore
 
@@ -260,16 +260,13 @@ class World:
             serving_version=lambda: self.serving,
             stops=self.lifecycle.start_stop,
         )
-        self.lifecycle.context.guard_stops = guard.stopper
-        self.poller = Poller(
-            clock=self.clock,
-            catalog=self.catalog,
-            operations=self.lifecycle.in_flight,
-            busy_seconds=30,
-            guard=guard,
+        self.poller = self.lifecycle.join_guard(
+            guard,
+            leases=LeaseStore(self.db),
+            owner="test-instance",
             idle_seconds=guard.config.interval.total_seconds(),
+            zone="UTC",
         )
-        self.lifecycle.poller = self.poller  # the tests tick it, one poll per interval
         return guard
 
     async def tick(self) -> None:

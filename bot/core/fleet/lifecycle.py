@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from bot.core.clock import Clock
 from bot.core.fleet.context import (
     LifecycleConfig,
     LifecycleContext,
+    OperationLeases,
     Serving,
     TrainingBackend,
     VersionSnapshot,
     aws_error,
 )
-from bot.core.fleet.poller import Poller
+from bot.core.fleet.poller import Leader, Poller
 from bot.core.fleet.start_stop import StartStopCommands, StartStopOutcomes
 from bot.core.fleet.state import TRAIN, Audit, Operations, Runs
 from bot.core.fleet.status import StatusReport, StatusReporter
@@ -223,6 +225,36 @@ class Lifecycle:
     async def close(self) -> None:
         """Stop watching; open operations resume on the next start."""
         await self.poller.close()
+
+    def join_guard(
+        self,
+        guard: Any,
+        *,
+        leases: OperationLeases,
+        owner: str,
+        idle_seconds: float,
+        zone: str,
+    ) -> Poller:
+        """One fleet: the guard's stops are reported by it when confirmed, its meter shows in
+        `/cxr status`, operations are leased to the instance whose command runs them, and
+        one poller (with a leader lease: one per database) serves operations and guard.
+        Returns that poller, the bot's background job."""
+        ctx = self.context
+        ctx.guard_stops = guard.stopper
+        ctx.meter = lambda: [line.describe(zone) for line in guard.meter()]
+        ctx.leases, ctx.owner = leases, owner
+        # A dead leader's lease lapses after three of its idle polls (sooner on this host).
+        leader = Leader(leases, owner, timedelta(seconds=3 * idle_seconds))
+        self.poller = Poller(
+            clock=ctx.clock,
+            catalog=ctx.catalog,
+            operations=self.in_flight,
+            busy_seconds=ctx.config.poll_seconds,
+            guard=guard,
+            idle_seconds=idle_seconds,
+            leader=leader,
+        )
+        return self.poller
 
     def _follow(self) -> None:
         """What a command calls once it has opened an operation."""
