@@ -132,3 +132,45 @@ async def test_a_leader_on_another_host_is_waited_for(slack, tmp_path, console, 
         assert bot.services.lifecycle.poller.led == 0 and alerts(slack) == []
     finally:
         await bot.stop()
+
+
+async def test_an_operation_another_instance_is_commanding_is_left_alone(
+    slack, tmp_path, console, clock, cloudwatch
+):
+    """Instance B claimed a stop and is still calling AWS (it holds the operation's lease):
+    the leader's poller doesn't judge it until B is done (or B's lease lapses)."""
+    import sqlite3
+
+    console.status = "RUNNING"
+    bot = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **bot_settings()
+    ).start()
+    try:
+        await polled([bot], [1])
+        conn = sqlite3.connect(tmp_path / "cxr.db")
+        op_id = conn.execute(
+            "INSERT INTO lifecycle_operations (kind, version_name, version_arn, channel, user,"
+            " started_at, status, phase, data) VALUES ('stop', 'cxr.2026-01-01', ?, ?,"
+            " 'U0ADMIN01', ?, 'RUNNING', 'requested', '{}')",
+            (wire.VERSION_ARN, OPS, clock.now().isoformat()),
+        ).lastrowid
+        far = clock.now().timestamp() + 3600
+        conn.execute(
+            "INSERT INTO leases (key, owner, expires_at, acquired_at, renewed_at)"
+            " VALUES (?, 'instance-b:7:x', ?, ?, ?)",
+            (f"operation:{op_id}", far, far, far),
+        )
+        conn.commit()
+        bot.services.lifecycle.poller.follow()
+        await run_for([bot], clock, 10)
+        [op] = bot.services.store.operations.open()
+        assert op.id == op_id and op.data.get("unexpected") is None  # not judged
+        conn.execute("DELETE FROM leases WHERE key = ?", (f"operation:{op_id}",))  # B is gone
+        conn.commit()
+        conn.close()
+        await run_for([bot], clock, 15)
+        assert bot.services.store.operations.open() == []
+        [failed] = [m["text"] for m in slack.bot_messages(OPS) if "did not stop" in m["text"]]
+        assert "never reached Rekognition" in failed
+    finally:
+        await bot.stop()
