@@ -165,12 +165,6 @@ class CostGuardStore:
             (now.isoformat(), next_alert_at.isoformat(), gap_minutes, episode_id),
         )
 
-    def set_next_alert(self, episode_id: int, next_alert_at: datetime, gap_minutes: float) -> None:
-        self._db.execute(
-            "UPDATE cost_episodes SET next_alert_at = ?, gap_minutes = ? WHERE id = ?",
-            (next_alert_at.isoformat(), gap_minutes, episode_id),
-        )
-
     def set_message(self, episode_id: int, channel: str, ts: str) -> None:
         self._db.execute(
             "UPDATE cost_episodes SET channel = ?, ts = ? WHERE id = ?", (channel, ts, episode_id)

@@ -401,16 +401,6 @@ class CostGuard:
         self.context.clock = clock
 
     # --- the poll ------------------------------------------------------------------------
-    async def tick(self) -> None:
-        """One poll on its own (the fleet poller calls `review` with the versions it read)."""
-        async with self.lock:
-            try:
-                versions = await self.context.catalog.versions()
-            except Exception as exc:
-                log.warning("cost_guard.describe_failed", extra={"error": describe_error(exc)})
-                versions = None
-            await self.review(versions, self.context.now())
-
     async def review(self, versions: list[ModelVersion] | None, now: datetime) -> None:
         """Observe every version, apply the schedule, judge idleness, summarise (the caller
         holds `lock`)."""

@@ -331,10 +331,6 @@ class SpendRow:
     def cost_per_image(self) -> float | None:
         return self.cost / self.images if self.images else None
 
-    @property
-    def cost_per_request(self) -> float | None:
-        return self.cost / self.requests if self.requests else None
-
     def running_phrase(self) -> str:
         """ "3.1 h on 1 unit": how long and on how many units the version ran."""
         return f"{self.hours:.1f} h on {plural(self.units, 'unit')}"

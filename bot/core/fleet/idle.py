@@ -47,12 +47,6 @@ class Observer:
     def __init__(self, context: GuardContext, alerts: EpisodeAlerts) -> None:
         self.context = context
         self.alerts = alerts
-        self._usage_readable: dict[str, bool] = {}  # was CloudWatch read for a version this tick
-
-    def usage_readable(self, arn: str) -> bool:
-        """Whether CloudWatch answered for the version at the last sighting (if not, other
-        clients' traffic is invisible)."""
-        return bool(self._usage_readable.get(arn))
 
     async def observe(self, versions: list[ModelVersion], now: datetime) -> None:
         """Open and close runs as versions are seen running or stopped."""
@@ -90,7 +84,6 @@ class Observer:
         project = project_name(version.arn)
         own = await context.own.usage(project, version.name, now - METRICS_LOOKBACK, now)
         if not fresh:
-            self._usage_readable[version.arn] = usage.ok
             if usage.ok:
                 context.usage_errors.pop(version.arn, None)
             else:

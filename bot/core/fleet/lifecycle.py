@@ -206,10 +206,6 @@ class Lifecycle:
         if self.context.ops.open():
             self.poller.follow(immediately=True)
 
-    async def tick(self) -> None:
-        """One poll of every open operation (and, with the fleet poller, the cost guard)."""
-        await self.poller.tick()
-
     @property
     def watching(self) -> bool:
         return self.poller.running
