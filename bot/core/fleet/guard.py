@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from bot.core.fleet.arns import project_name
+from bot.core.fleet.context import aws_error
 from bot.core.fleet.decisions import summary_day
 from bot.core.fleet.guard_context import (
     EpisodeAlerts,
     FleetActions,
     GuardConfig,
     GuardContext,
-    describe_error,
     log,
 )
 from bot.core.fleet.guard_notices import (
@@ -307,7 +307,7 @@ class ButtonPresses:
             versions = await self.context.catalog.versions()
         except Exception as exc:
             return PressResult(
-                False, f"I couldn't reach Rekognition ({describe_error(exc)}); try again."
+                False, f"I couldn't reach Rekognition ({aws_error(exc)}); try again."
             )
         version = next((v for v in versions if v.arn == episode.version_arn), None)
         if version is not None and version.status == STOPPING:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core.fleet.arns import version_name
+from bot.core.fleet.context import aws_error
 from bot.core.fleet.decisions import AutoStop, auto_stop_case, next_reminder_gap
 from bot.core.fleet.guard_notices import OPEN, SNOOZED, STOP_FAILED, IdleAlert, IdleFollowUp, Sight
 from bot.core.fleet.state import Audit, Episode, GuardMemory, Runs, Watch
@@ -159,7 +160,7 @@ class GuardContext:
         try:
             return await self.outbox.post(self.config.channel, notice, thread_ts=thread_ts)
         except Exception as exc:
-            log.warning("cost_guard.post_failed", extra={"error": describe_error(exc)})
+            log.warning("cost_guard.post_failed", extra={"error": aws_error(exc)})
             return None
 
     async def update(self, episode: Episode, notice: Notice) -> None:
@@ -169,18 +170,7 @@ class GuardContext:
         try:
             await self.outbox.update(PostedMessage(episode.channel, episode.ts), notice)
         except Exception as exc:
-            log.warning("cost_guard.update_failed", extra={"error": describe_error(exc)})
-
-
-def describe_error(exc: Exception) -> str:
-    """A short, loggable description (botocore's ClientError carries the AWS error code)."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            message = response.get("Error", {}).get("Message", "")
-            return f"{code}: {message}" if message else code
-    return f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("cost_guard.update_failed", extra={"error": aws_error(exc)})
 
 
 class EpisodeAlerts:

@@ -29,8 +29,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.core.fleet.arns import project_name
+from bot.core.fleet.context import aws_error
 from bot.core.fleet.decisions import AUTO_STOP_ALLOWED, Idle, IdleFacts, IdleSettings, idle_actions
-from bot.core.fleet.guard_context import ACTOR, EpisodeAlerts, GuardContext, describe_error, log
+from bot.core.fleet.guard_context import ACTOR, EpisodeAlerts, GuardContext, log
 from bot.core.fleet.guard_notices import AUTO_STOPPED, RESUMED, STOPPED_ELSEWHERE
 from bot.core.fleet.state import Run, Watch
 from bot.core.fleet.stops import ScheduledActions, StopOrder, Stopper
@@ -138,7 +139,7 @@ class Observer:
                 project_name(version.arn), version.name, start, now
             )
         except Exception as exc:  # a source must not stop the guard
-            error = describe_error(exc)
+            error = aws_error(exc)
             log.warning("cost_guard.usage_failed", extra={"error": error})
             self.context.usage_errors[version.arn] = error
             return Usage.unknown()
