@@ -30,12 +30,19 @@ from datetime import datetime, timedelta
 
 from bot.core.fleet.arns import project_name
 from bot.core.fleet.context import aws_error
-from bot.core.fleet.decisions import AUTO_STOP_ALLOWED, Idle, IdleFacts, IdleSettings, idle_actions
+from bot.core.fleet.decisions import (
+    AUTO_STOP_ALLOWED,
+    Idle,
+    IdleFacts,
+    IdleSettings,
+    billed,
+    idle_actions,
+)
 from bot.core.fleet.guard_context import ACTOR, EpisodeAlerts, GuardContext, log
 from bot.core.fleet.guard_notices import AUTO_STOPPED, RESUMED, STOPPED_ELSEWHERE
 from bot.core.fleet.state import Run, Watch
 from bot.core.fleet.stops import ScheduledActions, StopOrder, Stopper
-from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelVersion
+from bot.core.model_versions import RUNNING, STARTING, ModelVersion
 from bot.core.usage import Usage, latest
 
 STOP_GRACE = timedelta(minutes=30)  # a requested stop may take this long to be visible
@@ -56,7 +63,7 @@ class Observer:
             try:
                 if version.status == RUNNING:
                     await self._running(version, now)
-                elif version.status != STOPPING:  # stopping is still billed: the run goes on
+                elif not billed(version.status):  # STOPPING is billed: the run goes on
                     await self.stopped(version, now)
             except Exception:
                 log.exception("cost_guard.observe_failed", extra={"version": version.name})
