@@ -1,17 +1,7 @@
-"""What the lifecycle needs from outside the core, and how it is configured.
-
-Rekognition's datasets and training sit behind `TrainingBackend` (the adapter:
-`bot.adapters.rekognition_training`), the model the bot answers with behind `Serving`. Both are
-Protocols so the core imports neither boto3 nor the router's classifiers; `RouterServing` is the
-one `Serving` the bot uses, kept here because it only pokes the `ModelRouter` it is given.
-
-What every part of the lifecycle shares: its dependencies, and the few moves they all make.
-
-The status report, start/stop, training and the operations in flight are separate collaborators built on one
-`LifecycleContext` (composition, not inheritance), so each module reads as its one job while the
-moves they have in common live here once: read the project's versions, mark an operation whose
-command is still talking to AWS, close an operation and post its outcome, keep the serving
-version in line with Rekognition, and tolerate a reading that lags a request.
+"""What the lifecycle's parts share: its ports (`TrainingBackend`, `Serving`; `RouterServing`
+is the bot's one `Serving`), its config, and `LifecycleContext`: reading the versions, leasing
+an operation while its command talks to AWS, closing an operation and posting its outcome,
+keeping the serving version in line with Rekognition.
 """
 
 from __future__ import annotations

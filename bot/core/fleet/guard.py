@@ -1,27 +1,13 @@
-"""The meter `/cxr status` shows: every version the guard sees running, what it has cost so
-far, how long it has been idle, and what the guard will do about it next.
+"""The cost guard's facade and its reports: `CostGuard` (what the poller and the buttons call),
+the `/cxr status` meter, the daily spend summary and the idle alert's buttons.
 
-Read from SQLite only (the runs and the guard's memory), never from AWS, so a status command
-answers at once and shows the same figures the alerts do.
-
-The daily spend summary: at `summary_time` (local), what each version cost the previous
-local day: running hours, requests served, cost, cost per classified image, and how much of it
-went on idle episodes. A day on which no model ran gets no message, and neither does a day
-before the bot first watched the fleet (it would not know what ran).
-
-Costs come from the runs (the same meter `/cxr status` shows), requests from CloudWatch, and
-images from the bot's own classification log; a summary is recorded as sent only once it is
-posted, so a Slack outage delays it and a restart does not repeat it.
-
-The buttons on an idle alert: Stop now, Keep running 1 h, Keep running 4 h.
-
-A press is checked against the episode as it is now (a second press, or a model the console
-already stopped, changes nothing and says why), acted on, audited, and shown on the alert.
-Who may press is the Slack listener's business; a refused press is only audited here.
-
-`CostGuard`, the one object the rest of the bot knows: it builds the collaborators around
-one shared context, reviews each poll's versions, and serializes polls and button presses with a lock so that a
-press never acts on a half-judged tick.
+The guard reviews each poll's versions under one lock, so a button press never acts on a
+half-judged poll. The meter and the summary read SQLite only (the runs and the guard's
+memory), so they show the same figures the alerts do; runs end at STOPPED
+(`decisions.billed`). A summary is recorded only once posted (a Slack outage delays it, a
+restart does not repeat it), and none is written for a day before the bot first watched the
+fleet. A press is checked against the episode as it is now; who may press is
+`commands.admin`'s business.
 """
 
 from __future__ import annotations

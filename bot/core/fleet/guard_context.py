@@ -1,21 +1,6 @@
-"""How the cost guard is tuned: poll interval, alert and auto-stop thresholds, the schedule,
-the summary time. Kept apart from the guard so that settings, tests and the month simulation
-build the same frozen value, and every rule reads its thresholds from one place.
-
-What the parts of the cost guard share: its dependencies, the time, the ops channel and the
-router.
-
-The guard is a handful of collaborators, each applying one rule (observe, alert, stop, follow
-the schedule, take button presses, summarise, meter). They hold this one context instead of
-copies of the dependencies, so a dependency changed on the facade (a test swaps the clock)
-reaches all of them at once, and posting, naming a version and telling the router are
-written once.
-
-An idle episode's messages: the alert (the thread root), its reminders, and the alert
-rewritten in place whenever the episode's state changes.
-
-Deciding *when* to alert or remind is `idle.py`'s job; this module only words and posts, so
-the idle rules, the stopper and the buttons all show an episode the same way.
+"""What the cost guard's parts share: `GuardConfig` (thresholds, schedule, summary time),
+`GuardContext` (dependencies, posting to the ops channel, telling the router) and
+`EpisodeAlerts` (an episode's alert, its reminders, the alert rewritten in place).
 """
 
 from __future__ import annotations

@@ -1,27 +1,16 @@
-"""What is running, since when, on how many units, and when it last served a request.
+"""What runs since when, and the idle rules (`decisions.idle_actions` decides, this acts).
 
-Every poll the observer looks at every version of the project, including versions started
-outside the bot. A run (the meter in `bot.state.runs`) opens when a version is first seen
-RUNNING (back-dated to when CloudWatch says its units came into service) and closes when it
-is seen stopped or gone. The latest request from either source (CloudWatch, which sees every
-client, and the bot's own classifications) sets where the version's idle time starts, and it
-is kept in the watch so that a restart reads it back.
+`Observer`: every poll, every version of the project, including ones started outside the bot.
+A run opens when a version is first seen RUNNING (back-dated to when CloudWatch says its units
+came into service) and closes when it is seen neither RUNNING nor STOPPING. The latest request
+the bot can see (its own classifications, and any CloudWatch reports) sets where idle time
+starts, kept in the watch so a restart reads it back.
 
-The idle rules (decided by `bot.core.fleet.decisions.idle_actions`, done here): when a running version gets an alert, a reminder, or is stopped.
-
-- **Idle** = no request from anyone since max(last request, run start).
-- **Episode**: one idle stretch of one version. After `alert_after` idle the guard posts an
-  alert (the episode's thread root). Reminders go in that thread, backed off: at 2N, 4N, 8N…
-  idle, never more than `max_gap` apart. A request ends the episode (the alert says so); the
-  next idle stretch is a new episode and a new thread. A restart reads the episode back and
-  does not re-alert.
-- **Snooze** (Keep 1 h / 4 h): no reminders and no auto-stop until it expires. If the same
-  episode is still idle then, a reminder goes into the same thread and the back-off starts
-  again from N.
-- **Auto-stop** (off unless `auto_stop_after` is set): after that much idle, stop the version,
-  but only one whose whole traffic the bot sees (`CXR_SOLE_CLIENT`, `CXR_OWNED_VERSIONS`):
-  AWS documents no per-version request metric, so CloudWatch's silence proves nothing.
-- Inside a scheduled window the serving version is meant to run: no alert, no auto-stop.
+`IdleRules`: an idle stretch is an episode with one alert thread; reminders back off (2N, 4N…
+up to `max_gap`); a snooze holds reminders and auto-stop; auto-stop acts only on versions
+whose whole traffic the bot sees (`CXR_SOLE_CLIENT`, `CXR_OWNED_VERSIONS`), since AWS
+documents no per-version request metric; inside a scheduled window the serving version is
+left alone.
 """
 
 from __future__ import annotations

@@ -1,17 +1,7 @@
-"""The operations in flight, as the fleet poller moves them along.
-
-Commands claim an operation and call `follow`; each tick of the fleet poller
-(`bot.core.fleet.poller`) hands `advance` the versions it read once, and each open operation
-takes its step (start and stop: `StartStopOutcomes.step`, training: `TrainingPhases.step`).
-An operation whose command is still talking to AWS is skipped until the command is done.
-`prepare` picks up what a previous run left open.
-
-`Lifecycle`: the one object commands, button listeners and the composition root talk to.
-
-It builds the collaborators on one shared `LifecycleContext` and hands each call to the one
-whose job it is; it holds no logic of its own, so its methods are the lifecycle's public API
-(`bot.services._attach_lifecycle` builds it; `commands/` and
-`commands.buttons` call it).
+"""`Lifecycle`, the API `commands/` and the composition root call (status, start, stop,
+train), and `InFlight`, the operations the fleet poller moves along on each poll's versions
+(an operation still commanded here or by another instance is left alone).
+`Lifecycle.join_guard` makes the lifecycle and the cost guard one fleet with one poller.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ class Poller:
         self.idle_seconds = idle_seconds
         self.leader = leader
         self.lock = guard.lock if guard is not None else asyncio.Lock()
-        self.ticks = 0  # completed polls, led or not (tests and /healthz watch it move)
+        self.ticks = 0  # completed polls, led or not (tests watch it move)
         self.led = 0  # polls this instance acted on (it held the leader lease)
         self.last_tick_at: datetime | None = None
         self._task: asyncio.Task[None] | None = None

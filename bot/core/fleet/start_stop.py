@@ -1,20 +1,12 @@
-"""`/cxr start` and `/cxr stop`, up to Rekognition accepting the request (what follows it is
-`StartStopOutcomes`, below).
+"""`/cxr start` and `/cxr stop`, and what follows them: the fleet's one start path and one
+stop path.
 
-A start is two steps because a running version bills by the hour, used or not: `propose_start`
-shows the cost and the Start / Cancel buttons, `confirm_start` asks Rekognition. Both refuse
-early (too many units, a version that can't start, one already busy) without an AWS call that
-changes anything. A change started elsewhere (the console, before a restart) is adopted: the
-bot follows it and posts its outcome where it was asked about.
-
-A start or a stop after the request: the poller's steps that follow it to its outcome.
-
-Rekognition answers a start or a stop with STARTING or STOPPING; each poll reads the version's
-status, `bot.core.fleet.decisions.operation_step` decides, and this module acts: running (the
-bot now serves it, and a run is opened for the cost figures), stopped (confirmed at STOPPED:
-the run closes there, billing's one rule), or failed with Rekognition's reason. A status that
-is neither the expected one nor an end state is tolerated for a few polls: DescribeProjectVersions
-can lag. A stop the cost guard asked for is reported by the guard, in its alert's thread.
+A start is two steps because a running version bills by the hour: `propose_start` shows the
+cost and the Start / Cancel buttons, `confirm_start` asks Rekognition; both refuse early
+without an AWS call that changes anything. Every start and stop (commands, buttons, the
+schedule, auto-stop) claims an operation, then asks Rekognition; `StartStopOutcomes` follows
+it on each poll (`decisions.operation_step`): running, stopped (confirmed at STOPPED, where the
+run ends), or failed with the reason. A change started elsewhere is adopted and followed.
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""What `/cxr status` says: the serving model, the project's versions, what is in progress, the
-recent actions and, without Rekognition, the local model's card.
-
-Kept apart from the operation notices because it is a report, not a message about one
-operation: rows and lines the Block Kit renderer lays out its own way, and `describe` joins
-into plain text. Built by `StatusReporter`, below.
-
-`/cxr status`: what the bot serves, the project's versions with their metrics and costs, the
-operations in flight and the recent actions.
-
-Read-only apart from two things a status is a good moment for: it brings the serving version in
-line with Rekognition (`LifecycleContext.sync`), and it caches the per-label metrics it reads
-from the training summary files, which never change once written.
+"""`/cxr status`: what the bot serves, the project's versions with their metrics and costs,
+the running meter, the operations in flight and the recent actions (`StatusReporter`), as a
+`StatusReport` the Slack module lays out. Read-only, apart from keeping the serving version in
+line with Rekognition and caching the per-label metrics read from training summaries.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
-"""Stopping a version for the guard: auto-stop, an admin's Stop button, or the schedule.
+"""The guard's stops (auto-stop, Stop now, the schedule) and the weekday schedule's starts.
 
-All three go through the fleet's one stop path (the lifecycle's stop operation): the request
-is claimed as an operation (so `/cxr status` shows it and a second request finds it), the
-router is told at once (the local model answers if fallback is on), and the poller confirms
-the stop at STOPPED. Only then is the run closed (a STOPPING model is still billed,
-`bot.core.fleet.billing`), the stop reported with what it cost and saves, and the episode
-closed. A refused stop is noted on the alert; a stop that doesn't take effect is reported;
-the guard's own failures are reported once.
-
-The weekday schedule: start the serving version `start_lead` before each window, stop what
-ran in the window when it ends (unless an admin kept it running), announce both.
-
-Each action is claimed in SQLite under a key naming its window (`start@…`, `stop@…`) before it
-is done, so a restart or a second poll never repeats it; a stop the bot was down for too long
-to do on time is recorded as missed and left to the idle alerts. Inside a window the serving
-version is meant to run, so the idle rules ask `planned` and leave it alone.
+Both go through the fleet's one start and one stop path (the lifecycle's operations): claimed,
+shown by `/cxr status`, followed by the poller. A stop is confirmed at STOPPED; only then is
+it reported with what it cost and saves, and the episode closed; a refused stop is noted on
+the alert, one that doesn't take effect (or is slow) is reported. Schedule actions are claimed
+under a key naming their window (`start@…`, `stop@…`), so a restart or a second poll never
+repeats one; a stop the bot was down too long to do is recorded as missed.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
-"""A training after its launch, phase by phase, as the poller moves it along.
+"""`/cxr train s3://bucket/prefix [name]`: the checks and the launch (`TrainingLauncher`), then
+the phases the poller walks through (`TrainingPhases`).
 
-DATASETS: delete the project's old datasets, create TRAIN from the manifest and an empty TEST.
-CREATING: wait for both imports, then split 20% of the images into TEST.
-SPLITTING: wait for the split, then CreateProjectVersion.
-TRAINING: follow the version until it has trained, then post its metrics and cost.
-Each step looks at AWS, makes the next request and stores the phase and what it created in the
-operation's data, so a restart between steps loses nothing. Only the TRAINING phase reads the
-project's versions (the snapshot the poller passes in); the others read the datasets. The
-message the launch posted is updated in place as the phases go by.
-
-`/cxr train s3://bucket/prefix [name]`: check the folder tree, write the manifest, launch.
-
-Nothing reaches Rekognition until the images pass every check (`bot.core.training_data`): the
-buckets' region, the folder layout, every image's header. A refusal names each problem, so the
-folder can be fixed in one go. Once the manifest is written the operation is in the DATASETS
-phase and the poller takes it on (`TrainingPhases`, above).
+Nothing reaches Rekognition until the images pass every check (`bot.core.training_data`);
+a refusal names each problem. Then: DATASETS (replace the project's datasets), CREATING (wait
+for the imports, split 20% into TEST), SPLITTING (wait, then CreateProjectVersion), TRAINING
+(follow the version, post its metrics and cost). Each step stores what it created in the
+operation, so a restart between steps loses nothing; the progress message is updated in place.
 """
 
 from __future__ import annotations
