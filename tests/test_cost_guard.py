@@ -32,12 +32,9 @@ from bot.core.ports import PostedMessage
 from bot.core.pricing import Prices
 from bot.core.schedule import Schedule
 from bot.core.usage import OwnTraffic, Usage
-from bot.state.audit import AuditLog
-from bot.state.cost_guard import CostGuardStore
 from bot.state.db import Database
 from bot.state.leases import LeaseStore
-from bot.state.operations import OperationStore
-from bot.state.runs import RunStore
+from bot.state.store import SqliteStore
 
 PROJECT = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/1700000000000"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
@@ -229,17 +226,14 @@ class World:
 
     def _build(self) -> CostGuard:
         self.db = Database(self.path)
-        self.runs = RunStore(self.db)
-        self.audit = AuditLog(self.db)
-        self.store = CostGuardStore(self.db)
+        state = SqliteStore(self.db)
+        self.runs, self.audit, self.store = state.runs, state.audit, state.guard
         self.lifecycle = Lifecycle(
             config=LifecycleConfig(project_arn=PROJECT, region="us-east-1", ops_channel=OPS),
             catalog=self.catalog,
             training=None,
             images=None,
-            operations=OperationStore(self.db),
-            runs=self.runs,
-            audit=self.audit,
+            store=state,
             prices=Prices(4.0),
             outbox=self.outbox,
             clock=self.clock,
@@ -249,9 +243,7 @@ class World:
             catalog=self.catalog,
             usage=self.metrics,
             own=OwnTraffic(self.classifications),
-            store=self.store,
-            runs=self.runs,
-            audit=self.audit,
+            store=state,
             prices=Prices(4.0),
             outbox=self.outbox,
             clock=self.clock,

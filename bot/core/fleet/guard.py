@@ -42,7 +42,7 @@ from bot.core.fleet.guard_notices import (
     plural,
 )
 from bot.core.fleet.idle import IdleRules, Observer
-from bot.core.fleet.state import Audit, Episode, GuardMemory, Runs
+from bot.core.fleet.state import Episode, GuardMemory, Store
 from bot.core.fleet.stops import ScheduledActions, StopOrder, Stopper
 from bot.core.model_versions import RUNNING, STOPPING, ModelCatalog, ModelVersion
 from bot.core.ports import Outbox
@@ -328,9 +328,7 @@ class CostGuard:
         catalog: ModelCatalog,
         usage: UsageSource,
         own: UsageSource,
-        store: GuardMemory,
-        runs: Runs,
-        audit: Audit,
+        store: Store,
         prices: Prices,
         outbox: Outbox,
         clock: Clock,
@@ -344,9 +342,9 @@ class CostGuard:
             catalog=catalog,
             usage=usage,
             own=own,
-            store=store,
-            runs=runs,
-            audit=audit,
+            store=store.guard,
+            runs=store.runs,
+            audit=store.audit,
             prices=prices,
             outbox=outbox,
             clock=clock,

@@ -23,7 +23,7 @@ from bot.core.fleet.context import (
 )
 from bot.core.fleet.poller import Leader, Poller
 from bot.core.fleet.start_stop import StartStopCommands, StartStopOutcomes
-from bot.core.fleet.state import TRAIN, Audit, Operations, Runs
+from bot.core.fleet.state import TRAIN, Store
 from bot.core.fleet.status import StatusReport, StatusReporter
 from bot.core.fleet.training import TRAINING, VALIDATING, TrainingLauncher, TrainingPhases
 from bot.core.model_versions import ModelCatalog, ModelVersion
@@ -95,9 +95,7 @@ class Lifecycle:
         catalog: ModelCatalog | None,
         training: TrainingBackend | None,
         images: ImageStore | None,
-        operations: Operations,
-        runs: Runs,
-        audit: Audit,
+        store: Store,
         prices: Prices,
         outbox: Outbox,
         clock: Clock,
@@ -109,9 +107,9 @@ class Lifecycle:
             catalog=catalog,
             training=training,
             images=images,
-            ops=operations,
-            runs=runs,
-            audit=audit,
+            ops=store.operations,
+            runs=store.runs,
+            audit=store.audit,
             prices=prices,
             outbox=outbox,
             clock=clock,
