@@ -36,12 +36,11 @@ from bot.core.fleet.guard_notices import (
     STOPPED_ELSEWHERE,
     SpendRow,
     SpendSummary,
-    Who,
-    as_is,
     local_time,
     plural,
 )
 from bot.core.fleet.idle import IdleRules, Observer
+from bot.core.fleet.notices import Who, plain
 from bot.core.fleet.state import Episode, GuardMemory, Store
 from bot.core.fleet.stops import ScheduledActions, StopOrder, Stopper
 from bot.core.model_versions import RUNNING, STOPPING, ModelCatalog, ModelVersion
@@ -246,7 +245,7 @@ class PressResult:
     message: str = ""  # for the presser only (ephemeral); empty when the alert says it all
     by: str | None = None  # who handled the alert already, for "{by}" in the message
 
-    def describe(self, who: Who = as_is) -> str:
+    def describe(self, who: Who = plain) -> str:
         return self.message.replace("{by}", f" by {who(self.by)}" if self.by else "")
 
 

@@ -5,12 +5,11 @@ the facts (`bot.slack.fleet`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from bot.core.ports import Notice
+from bot.core.fleet.notices import Described, Who, plain
 from bot.core.pricing import duration, usd
 
 # Actions on an idle alert (Slack action_ids use these names).
@@ -46,13 +45,6 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
-Who = Callable[[str], str]  # a person's ID as the reader sees it (the Slack module: a mention)
-
-
-def as_is(actor: str) -> str:
-    return actor
-
-
 def named(actor: str | None, who: Who) -> str:
     """Who acted, as `who` words an ID ("someone" when nobody is known)."""
     return who(actor) if actor else "someone"
@@ -63,22 +55,8 @@ def sentence(phrase: str) -> str:
     return phrase[:1].upper() + phrase[1:]
 
 
-class Worded(Notice):
-    """A notice whose plain text, unless one is given, is its own wording of its facts."""
-
-    def plain(self, who: Who = as_is) -> str:  # pragma: no cover - every subclass overrides
-        return self.text
-
-    def describe(self, who: Who = as_is) -> str:
-        """The notice in one paragraph; `who` words the IDs in it (mentions, in Slack)."""
-        return self.plain(who)
-
-    def __post_init__(self) -> None:
-        self.text = self.text or self.plain()
-
-
 @dataclass
-class VersionNotice(Worded):
+class VersionNotice(Described):
     """The facts every notice about one model version carries."""
 
     version_name: str = ""
@@ -145,7 +123,7 @@ class IdleAlert(VersionNotice):
             return (STOP,)
         return ()
 
-    def headline(self, who: Who = as_is) -> str:
+    def headline(self, who: Who = plain) -> str:
         if self.state in (OPEN, SNOOZED, STOP_FAILED):
             return (
                 f"Idle model: {self.version_name} has served no request for "
@@ -160,7 +138,7 @@ class IdleAlert(VersionNotice):
             f"{usd(self.idle_cost)} spent idle so far"
         )
 
-    def outcome_line(self, who: Who = as_is) -> str:
+    def outcome_line(self, who: Who = plain) -> str:
         at = local_time(self.acted_at, self.zone)
         if self.state == SNOOZED:
             return (
@@ -182,7 +160,7 @@ class IdleAlert(VersionNotice):
             return f"stop{who_tried} failed at {at}: {self.detail or 'see the logs'}"
         return ""
 
-    def plain(self, who: Who = as_is) -> str:
+    def describe(self, who: Who = plain) -> str:
         lines = [self.headline(who) + ".", self.facts() + "."]
         if self.state in (SNOOZED, STOP_FAILED):
             lines.append(sentence(self.outcome_line(who)) + ".")
@@ -205,7 +183,7 @@ class IdleFollowUp(VersionNotice):
     auto_stop_at: datetime | None = None
     sight: Sight = field(default_factory=Sight)
 
-    def plain(self, who: Who = as_is) -> str:
+    def describe(self, who: Who = plain) -> str:
         head = (
             f"The snooze by {named(self.snooze_ended_by, who)} is over and {self.version_name} is "
             if self.snooze_ended_by
@@ -236,7 +214,7 @@ class ModelStopped(VersionNotice):
     next_window: datetime | None = None  # the schedule's next start, when there is one
     saved_until_next_window: float | None = None
 
-    def headline(self, who: Who = as_is) -> str:
+    def headline(self, who: Who = plain) -> str:
         if self.reason == AUTO_STOPPED:
             return (
                 f"Stopped {self.version_name} automatically after "
@@ -260,7 +238,7 @@ class ModelStopped(VersionNotice):
     def restart_hint(self) -> str:
         return f"Start it again with `/cxr start {self.version_name}` (ready in a few minutes)."
 
-    def plain(self, who: Who = as_is) -> str:
+    def describe(self, who: Who = plain) -> str:
         spent = (
             f"It ran {duration(self.run_seconds)} on {plural(self.units, 'unit')} "
             f"({usd(self.run_cost)}), "
@@ -270,7 +248,7 @@ class ModelStopped(VersionNotice):
 
 
 @dataclass
-class StopFailed(Worded):
+class StopFailed(Described):
     """The guard tried to stop a model and AWS said no (reported once per episode)."""
 
     version_name: str = ""
@@ -278,7 +256,7 @@ class StopFailed(Worded):
     error: str = ""
     hourly: float = 0.0
 
-    def plain(self, who: Who = as_is) -> str:
+    def describe(self, who: Who = plain) -> str:
         return (
             f"I couldn't stop {self.version_name} ({self.error or 'unknown error'}); it still "
             f"costs {usd(self.hourly)}/h. I'll keep trying; an admin may need to stop it in the "
@@ -296,7 +274,7 @@ class ScheduleNotice(VersionNotice):
     ok: bool = True
     error: str = ""
 
-    def plain(self, who: Who = as_is) -> str:
+    def describe(self, who: Who = plain) -> str:
         span = (
             f"{local_time(self.window_start, self.zone)}–{local_time(self.window_end, self.zone)}"
         )
@@ -337,7 +315,7 @@ class SpendRow:
 
 
 @dataclass
-class SpendSummary(Worded):
+class SpendSummary(Described):
     """The daily message: what each model cost on one (local) day."""
 
     day: date | None = None
@@ -368,7 +346,7 @@ class SpendSummary(Worded):
             line += f"; {usd(row.idle_cost)} of it in idle alerts"
         return line
 
-    def plain(self, who: Who = as_is) -> str:
+    def describe(self, who: Who = plain) -> str:
         head = f"Rekognition spend for {self.day_label()} ({self.zone}): {usd(self.total)}."
         if not self.rows:
             return head + " No model ran."
