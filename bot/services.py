@@ -298,6 +298,13 @@ def _attach_cost_guard(services: Services) -> None:
         stops=services.lifecycle.start_stop if services.lifecycle is not None else None,
     )
     services.cost_guard = guard
+    if settings.cxr_auto_stop_minutes and not (
+        settings.cxr_sole_client or settings.cxr_owned_versions
+    ):
+        log.warning(  # the alerts say so too, per version
+            "cost_guard.auto_stop_blind",
+            extra={"hint": "set CXR_SOLE_CLIENT or CXR_OWNED_VERSIONS for auto-stop to act"},
+        )
     lifecycle = services.lifecycle
     if lifecycle is not None:  # one poller for operations in flight and the guard
         poller = lifecycle.join_guard(
