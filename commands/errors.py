@@ -2,7 +2,7 @@
 never the payload) and the asker gets one short apology, never a trace.
 
 `apologise` is the app's `@app.error` handler. Our own listeners also wear `@answered`, which
-hands their failures to the same function: slack_bolt (async runner, ack before work; seen on 1.2x) overwrites an
+hands their failures to the same function: slack_bolt 1.30 (async runner, ack before work) overwrites an
 acknowledgement with "no ack" when a listener fails within its 10 ms ack poll, so Slack would
 get a 404 for a fast failure; catching it in the listener keeps the 200 already sent.
 """
