@@ -2,9 +2,9 @@
 never the payload) and the asker gets one short apology, never a trace.
 
 `apologise` is the app's `@app.error` handler. Our own listeners also wear `@answered`, which
-hands their failures to the same function: slack_bolt 1.30 (async runner, ack before work) overwrites an
-acknowledgement with "no ack" when a listener fails within its 10 ms ack poll, so Slack would
-get a 404 for a fast failure; catching it in the listener keeps the 200 already sent.
+hands their failures to the same function: slack_bolt 1.30's async runner (ack before work)
+overwrites an acknowledgement with "no ack" when a listener fails within its 10 ms ack poll,
+so Slack would get a 404 for a fast failure; catching it in the listener keeps the 200.
 """
 
 from __future__ import annotations
