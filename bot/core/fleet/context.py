@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,9 +19,8 @@ from bot.core.errors import UserFacingError
 from bot.core.fleet.arns import project_name
 from bot.core.fleet.decisions import UNEXPECTED_READINGS
 from bot.core.fleet.notices import Busy, LifecycleReply
-from bot.core.fleet.state import Audit, Operation, Operations, Run, Runs
+from bot.core.fleet.state import Audit, Leases, Operation, Operations, Run, Runs
 from bot.core.labels import ModelInfo
-from bot.core.leases import Lease
 from bot.core.model_versions import LabelMetrics, ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
 from bot.core.pricing import Prices
@@ -140,16 +139,6 @@ class LifecycleConfig:
 OPERATION_LEASE = timedelta(minutes=2)  # renewed every 40 s while its command runs
 
 
-class OperationLeases(Protocol):
-    """Lease storage (`bot.state.leases.LeaseStore`)."""
-
-    async def acquire(
-        self, key: str, owner: str, now: datetime, ttl: timedelta
-    ) -> Lease | None: ...
-    async def release(self, keys: Iterable[str], owner: str) -> None: ...
-    async def holder(self, key: str) -> Lease | None: ...
-
-
 class GuardStops(Protocol):
     """Where a stop the cost guard asked for is reported (in its alert's thread)."""
 
@@ -228,7 +217,7 @@ class LifecycleContext:
     in_command: set[int] = field(default_factory=set)  # ops whose command is still running here
     # Operation leases: while a command (on any instance) talks to AWS, its operation is
     # leased to that instance and the poller leaves it alone; None: one instance only.
-    leases: OperationLeases | None = None
+    leases: Leases | None = None
     owner: str = "this-instance"
 
     # --- reading Rekognition --------------------------------------------------------------

@@ -15,7 +15,6 @@ from bot.core.clock import Clock
 from bot.core.fleet.context import (
     LifecycleConfig,
     LifecycleContext,
-    OperationLeases,
     Serving,
     TrainingBackend,
     VersionSnapshot,
@@ -23,7 +22,7 @@ from bot.core.fleet.context import (
 )
 from bot.core.fleet.poller import Leader, Poller
 from bot.core.fleet.start_stop import StartStopCommands, StartStopOutcomes
-from bot.core.fleet.state import TRAIN, Store
+from bot.core.fleet.state import TRAIN, Leases, Store
 from bot.core.fleet.status import StatusReport, StatusReporter
 from bot.core.fleet.training import TRAINING, VALIDATING, TrainingLauncher, TrainingPhases
 from bot.core.model_versions import ModelCatalog, ModelVersion
@@ -214,7 +213,7 @@ class Lifecycle:
         self,
         guard: Any,
         *,
-        leases: OperationLeases,
+        leases: Leases,
         owner: str,
         idle_seconds: float,
         zone: str,

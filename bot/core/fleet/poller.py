@@ -19,12 +19,12 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.core.clock import Clock
-from bot.core.leases import Lease
+from bot.core.fleet.state import Leases
 from bot.core.model_versions import ModelCatalog, ModelVersion
 
 log = logging.getLogger(__package__)
@@ -45,16 +45,6 @@ class Guard(Protocol):
     lock: asyncio.Lock
 
     async def review(self, versions: list[ModelVersion] | None, now: datetime) -> None: ...
-
-
-class Leases(Protocol):
-    """Lease storage (`bot.state.leases.LeaseStore`): one owner per key until it expires."""
-
-    async def acquire(
-        self, key: str, owner: str, now: datetime, ttl: timedelta
-    ) -> Lease | None: ...
-    async def release(self, keys: Iterable[str], owner: str) -> None: ...
-    async def holder(self, key: str) -> Lease | None: ...
 
 
 _LEADERS_HERE: set[str] = set()  # owners of the leaders alive in this process

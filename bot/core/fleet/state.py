@@ -10,9 +10,12 @@ the bundle as `uploads`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
+
+from bot.core.leases import Lease
 
 TRAIN = "train"
 START = "start"
@@ -227,6 +230,17 @@ class GuardMemory(Protocol):
     def record_summary(
         self, day: date, at: datetime, channel: str | None = None, ts: str | None = None
     ) -> bool: ...
+
+
+class Leases(Protocol):
+    """Leases (`bot.core.leases`; SQLite: `bot.state.leases.LeaseStore`): the leader's, and
+    an operation's while its command talks to AWS."""
+
+    async def acquire(
+        self, key: str, owner: str, now: datetime, ttl: timedelta
+    ) -> Lease | None: ...
+    async def release(self, keys: Iterable[str], owner: str) -> None: ...
+    async def holder(self, key: str) -> Lease | None: ...
 
 
 class Store(Protocol):
