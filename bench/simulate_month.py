@@ -53,7 +53,6 @@ from bot.core.ports import PostedMessage
 from bot.core.pricing import Prices, usd
 from bot.core.usage import NoUsage, Usage
 from bot.state.db import Database
-from bot.state.leases import LeaseStore
 from bot.state.store import SqliteStore
 
 ZONE = ZoneInfo("Europe/Berlin")
@@ -283,7 +282,7 @@ async def simulate(
         )
         poller = lifecycle.join_guard(
             guard,
-            leases=LeaseStore(db),
+            leases=store.leases,
             owner="simulation",
             idle_seconds=POLL.total_seconds(),
             zone=ZONE.key,

@@ -25,7 +25,6 @@ from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
 from bot.state.db import Database
-from bot.state.leases import LeaseStore
 from bot.state.store import SqliteStore
 from bot.state.uploads import UploadStore
 
@@ -169,7 +168,7 @@ def build_services(
 
     intake = Intake(
         store=uploads,
-        leases=LeaseStore(db),
+        leases=store.leases,
         fetcher=fetcher,
         describer=describer,
         lease=LeaseTerms(timedelta(seconds=settings.cxr_upload_lease_seconds)),
@@ -309,7 +308,7 @@ def _attach_cost_guard(services: Services) -> None:
     if lifecycle is not None:  # one poller for operations in flight and the guard
         poller = lifecycle.join_guard(
             guard,
-            leases=LeaseStore(services.db),
+            leases=services.store.leases,
             owner=services.intake.owner,
             idle_seconds=guard.config.interval.total_seconds(),
             zone=settings.cxr_timezone,

@@ -33,7 +33,6 @@ from bot.core.pricing import Prices
 from bot.core.schedule import Schedule
 from bot.core.usage import OwnTraffic, Usage
 from bot.state.db import Database
-from bot.state.leases import LeaseStore
 from bot.state.store import SqliteStore
 
 PROJECT = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/1700000000000"
@@ -254,7 +253,7 @@ class World:
         )
         self.poller = self.lifecycle.join_guard(
             guard,
-            leases=LeaseStore(self.db),
+            leases=state.leases,
             owner="test-instance",
             idle_seconds=guard.config.interval.total_seconds(),
             zone="UTC",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bot.state.audit import AuditLog
 from bot.state.cost_guard import CostGuardStore
 from bot.state.db import Database
+from bot.state.leases import LeaseStore
 from bot.state.operations import OperationStore
 from bot.state.runs import RunStore
 from bot.state.uploads import UploadStore
@@ -19,3 +20,4 @@ class SqliteStore:
         self.guard = CostGuardStore(db)
         self.audit = AuditLog(db)
         self.uploads = UploadStore(db)
+        self.leases = LeaseStore(db)

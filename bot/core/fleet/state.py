@@ -250,3 +250,4 @@ class Store(Protocol):
     runs: Runs
     guard: GuardMemory
     audit: Audit
+    leases: Leases
