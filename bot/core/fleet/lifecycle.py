@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.core.clock import Clock
 from bot.core.fleet.context import (
@@ -29,6 +29,9 @@ from bot.core.model_versions import ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox
 from bot.core.pricing import Prices
 from bot.core.training_data import ImageStore
+
+if TYPE_CHECKING:
+    from bot.core.fleet.guard import CostGuard
 
 log = logging.getLogger(__package__)
 
@@ -211,7 +214,7 @@ class Lifecycle:
 
     def join_guard(
         self,
-        guard: Any,
+        guard: CostGuard,
         *,
         leases: Leases,
         owner: str,
