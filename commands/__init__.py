@@ -20,7 +20,8 @@ from slack_bolt.async_app import AsyncApp
 from bot.core.fleet.lifecycle import Lifecycle
 from bot.core.ports import Notice
 from bot.services import Services
-from bot.slack.blocks import escape, render
+from bot.slack.blocks import render
+from bot.slack.escaping import user_text
 from bot.slack.permissions import Admins
 from commands import admin, buttons
 from commands.errors import answered, apologise
@@ -43,9 +44,8 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
             await ack(text=usage(parsed))
             return
         if isinstance(parsed, Train):
-            await ack(
-                text=f"Checking `{escape(parsed.source)}`… (a minute or so for thousands of images)"
-            )
+            source = user_text(parsed.source)
+            await ack(text=f"Checking `{source}`… (a minute or so for thousands of images)")
         else:
             await ack()
         lifecycle = services.lifecycle

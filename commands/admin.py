@@ -79,22 +79,24 @@ def admin_only(services: Services, admins: Admins) -> Callable[..., Awaitable[An
         if request is None or await admins.allows(user):
             await next()
             return None
-        _audit_refusal(services, request, user)
+        _audit_refusal(services, request, user, admins.refusal_reason(user))
         log.info("admin.refused", extra={"action": request.action, "user": user})
         if request.button:
-            await respond(text=admins.refusal(), response_type="ephemeral", replace_original=False)
+            await respond(
+                text=admins.refusal(user), response_type="ephemeral", replace_original=False
+            )
         else:
-            await respond(text=admins.refusal(), response_type="ephemeral")
+            await respond(text=admins.refusal(user), response_type="ephemeral")
         return BoltResponse(status=200, body="")
 
     return middleware
 
 
-def _audit_refusal(services: Services, request: Guarded, user: str) -> None:
+def _audit_refusal(services: Services, request: Guarded, user: str, reason: str) -> None:
     if request.episode_id is not None and services.cost_guard is not None:
-        services.cost_guard.record_refusal(request.episode_id, request.action, user)
+        services.cost_guard.record_refusal(request.episode_id, request.action, user, reason)
     elif services.lifecycle is not None:
-        services.lifecycle.refused(user, request.action, request.target, "not an admin")
+        services.lifecycle.refused(user, request.action, request.target, reason)
 
 
 def register(app: AsyncApp, services: Services, admins: Admins) -> None:

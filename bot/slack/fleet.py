@@ -61,7 +61,8 @@ from bot.core.fleet.notices import (
 )
 from bot.core.fleet.status import StatusReport, VersionRow, audit_line, card_lines, version_line
 from bot.core.pricing import duration, usd
-from bot.slack.blocks import Rendered, escape, render
+from bot.slack.blocks import Rendered, render
+from bot.slack.escaping import escape, user_text
 
 # Buttons. A start proposal's value carries the version and units (JSON); an idle alert's
 # action_ids are "cost_guard:<action>" and the value is the episode id.
@@ -176,7 +177,7 @@ def _(notice: TrainingProgress) -> Rendered:
 
 @render.register
 def _(notice: TrainingRefused) -> Rendered:
-    blocks = [section(f":x: *I can't train from {escape(notice.source)}:*")]
+    blocks = [section(f":x: *I can't train from {user_text(notice.source)}:*")]
     for problem in notice.problems[: MAX_BLOCKS - 2]:
         items = "\n".join(f"• `{escape(item)}`" for item in problem.lines())
         blocks.append(section(escape(problem.title) + (f"\n{items}" if items else "")))

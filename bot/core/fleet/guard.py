@@ -281,11 +281,13 @@ class ButtonPresses:
             return PressResult(True)
         return PressResult(False, f"Unknown action {action!r}.")
 
-    def record_refusal(self, episode_id: int, action: str, user: str, now: datetime) -> None:
+    def record_refusal(
+        self, episode_id: int, action: str, user: str, now: datetime, reason: str
+    ) -> None:
         """Someone who may not press pressed: audited, nothing else changes."""
         episode = self.context.store.episode(episode_id)
         target = episode.version_name if episode else f"episode {episode_id}"
-        self.context.audit.record(now, user, f"refused:{action}", target, "refused: not an admin")
+        self.context.audit.record(now, user, f"refused:{action}", target, f"refused: {reason}")
 
     async def _stop(self, episode: Episode, user: str, now: datetime) -> PressResult:
         try:
@@ -409,9 +411,11 @@ class CostGuard:
         async with self.lock:
             return await self.presses.press(episode_id, action, user, self.context.now())
 
-    def record_refusal(self, episode_id: int, action: str, user: str) -> None:
+    def record_refusal(
+        self, episode_id: int, action: str, user: str, reason: str = "not an admin"
+    ) -> None:
         """A non-admin pressed a button: audited, nothing else changes."""
-        self.presses.record_refusal(episode_id, action, user, self.context.now())
+        self.presses.record_refusal(episode_id, action, user, self.context.now(), reason)
 
     # --- reports -----------------------------------------------------------------------------
     async def spend_summary(self, day: date, now: datetime | None = None) -> SpendSummary:
