@@ -153,6 +153,21 @@ CREATE INDEX leases_expiry ON leases(expires_at);
 ALTER TABLE uploads ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
 """
 
+FLEET_FACTS = """
+CREATE TABLE fleet_facts (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO fleet_facts (key, value)
+SELECT 'first_started', MIN(at) FROM (
+    SELECT MIN(at) AS at FROM audit_log
+    UNION ALL SELECT MIN(started_at) FROM model_runs
+    UNION ALL SELECT MIN(started_at) FROM lifecycle_operations
+    UNION ALL SELECT MIN(seen_at) FROM cost_watch
+    UNION ALL SELECT MIN(received_at) FROM uploads
+) AS earliest WHERE at IS NOT NULL HAVING MIN(at) IS NOT NULL;
+"""
+
 LEADER_TERMS = """
 CREATE TABLE leader_terms (
     name        TEXT PRIMARY KEY,
@@ -173,7 +188,8 @@ CREATE TABLE leader_actions (
 MIGRATIONS: list[PgMigration] = [
     PgMigration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
     PgMigration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
-    PgMigration(3, "leader terms and the actions leaders took", LEADER_TERMS),
+    PgMigration(3, "fleet facts: when the bot first watched the fleet", FLEET_FACTS),
+    PgMigration(4, "leader terms and the actions leaders took", LEADER_TERMS),
 ]
 
 
