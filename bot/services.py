@@ -23,7 +23,9 @@ from bot.core.routing import ModelRouter
 from bot.settings import Settings
 from bot.state.audit import AuditLog
 from bot.state.db import Database
+from bot.state.reviews import ReviewStore
 from bot.state.runs import RunStore
+from bot.state.serving import ServingStore
 from bot.state.uploads import UploadStore
 
 if TYPE_CHECKING:  # for annotations only; built (and imported) by the _attach_ functions
@@ -77,6 +79,8 @@ class Services:
     runs: RunStore
     audit: AuditLog
     models: ModelCatalog | None  # the Rekognition project's versions; None without a project
+    reviews: ReviewStore
+    serving: ServingStore  # which version serves (a promotion wins over the setting)
     lifecycle: Lifecycle | None = None  # /cxr status|start|stop|train: _attach_lifecycle
     cost_guard: CostGuard | None = None  # idle alerts, auto-stop…: _attach_cost_guard
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -132,6 +136,18 @@ def build_local_classifier(settings: Settings) -> Classifier:
     return OnnxClassifier(settings.cxr_local_model_path, heatmaps=settings.cxr_heatmaps)
 
 
+def initial_served_version(settings: Settings, serving: ServingStore) -> str | None:
+    """The version to serve at start: the stored one (a promotion, or what last served), else
+    `CXR_PROJECT_VERSION_ARN`, which is only the initial value."""
+    if not settings.cxr_project_arn:
+        return None
+    stored = serving.served()
+    project = settings.cxr_project_arn.rsplit("/", 1)[0]
+    if stored is not None and stored.version_arn.startswith(project):
+        return stored.version_arn
+    return settings.cxr_project_version_arn
+
+
 def build_services(
     settings: Settings,
     *,
@@ -148,11 +164,14 @@ def build_services(
     clients = AwsClients(settings, dict(aws or {}))
     uploads = UploadStore(db)
 
+    reviews = ReviewStore(db)
+    serving = ServingStore(db)
     primary: Classifier | None = None
-    if settings.cxr_project_arn and settings.cxr_project_version_arn:
+    served = initial_served_version(settings, serving)
+    if served:
         from bot.adapters.rekognition import RekognitionClassifier
 
-        primary = RekognitionClassifier(clients.rekognition, settings.cxr_project_version_arn)
+        primary = RekognitionClassifier(clients.rekognition, served)
     if local is None and (primary is None or settings.cxr_local_fallback):
         local = build_local_classifier(settings)
     router = ModelRouter(primary, local, fallback=settings.cxr_local_fallback, clock=clock)
@@ -173,6 +192,7 @@ def build_services(
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.cxr_max_pixels,
         concurrency=settings.cxr_concurrency,
+        answers=reviews,
     )
     services = Services(
         settings=settings,
@@ -187,6 +207,8 @@ def build_services(
         runs=RunStore(db),
         audit=AuditLog(db),
         models=models,
+        reviews=reviews,
+        serving=serving,
     )
     close = getattr(fetcher, "close", None)  # the Slack fetcher holds an HTTP session
     if close is not None:
@@ -198,7 +220,8 @@ def build_services(
 
 def _attach_lifecycle(services: Services) -> None:
     """Model lifecycle (train, start, stop, operations in flight): issue 4."""
-    from bot.core.lifecycle import Lifecycle, LifecycleConfig, RouterServing
+    from bot.core.learning.serving import StoredServing
+    from bot.core.lifecycle import Lifecycle, LifecycleConfig
     from bot.core.training_data import S3Uri
     from bot.state.operations import OperationStore
 
@@ -238,7 +261,7 @@ def _attach_lifecycle(services: Services) -> None:
             ops_channel=settings.cxr_ops_channel,
             min_images_per_label=settings.cxr_train_min_images_per_label,
             serve_running_on_start=bool(
-                settings.cxr_project_arn and not settings.cxr_project_version_arn
+                settings.cxr_project_arn and services.router.primary is None
             ),
         ),
         catalog=services.models,
@@ -250,7 +273,7 @@ def _attach_lifecycle(services: Services) -> None:
         prices=services.prices,
         outbox=services.outbox,
         clock=services.clock,
-        serving=RouterServing(services.router, make_primary),
+        serving=StoredServing(services.router, make_primary, services.serving, services.clock),
         model_card=model_card,
     )
     services.lifecycle = lifecycle

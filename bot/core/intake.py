@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
 
 from PIL import Image
 
@@ -19,6 +21,8 @@ from bot.core.errors import Undeliverable, UnsupportedFile, UserFacingError
 from bot.core.imaging import decode
 from bot.core.labels import Label, Verdict, decide
 from bot.core.ports import Classifier, FileFetcher, ImageRef, Notice, Outbox, Upload
+from bot.core.review.figures import Answer, ModelKey
+from bot.core.review.records import CaseKey
 from bot.state.uploads import UploadStore
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,20 @@ def outcome_reaction(outcomes: list[FileOutcome]) -> str:
     return REACTION_NORMAL
 
 
+class AnswerLog(Protocol):
+    """Where each model's own answer is kept, for the figures reviews are scored against."""
+
+    def record_answers(self, case: CaseKey, answers: Iterable[Answer], at: datetime) -> None: ...
+
+
+def model_answers(case: CaseKey, verdict: Verdict) -> list[Answer]:
+    """One answer per model that classified the image (two when both models did)."""
+    return [
+        Answer(case, ModelKey(v.model.kind, v.model.version), v.top, verdict.uncertain)
+        for v in verdict.answers()
+    ]
+
+
 class Intake:
     def __init__(
         self,
@@ -94,8 +112,10 @@ class Intake:
         max_bytes: int,
         max_pixels: int,
         concurrency: int,
+        answers: AnswerLog | None = None,
     ) -> None:
         self.store = store
+        self.answers = answers
         self.fetcher = fetcher
         self.classifier = classifier
         self.outbox = outbox
@@ -166,6 +186,9 @@ class Intake:
                     verdict.model.kind if verdict else None,
                     verdict.model.version if verdict else None,
                 )
+                if verdict is not None and self.answers is not None:
+                    case = CaseKey(upload.channel, upload.ts, outcome.ref.file_id)
+                    self.answers.record_answers(case, model_answers(case, verdict), now)
             if not await self._deliver(upload, UploadReply(outcomes=outcomes)):
                 return
             self.store.mark_answered(upload, self.clock.now())

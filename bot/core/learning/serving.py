@@ -1,0 +1,28 @@
+"""Serving that remembers: whichever version the router switches to is stored, so it is still
+the one served after a restart (and wins over `CXR_PROJECT_VERSION_ARN`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bot.core.clock import Clock
+from bot.core.lifecycle import RouterServing
+from bot.state.serving import ServingStore
+
+
+class StoredServing(RouterServing):
+    def __init__(
+        self,
+        router: Any,
+        make_primary: Callable[[str], Any],
+        store: ServingStore,
+        clock: Clock,
+    ) -> None:
+        super().__init__(router, make_primary)
+        self.store = store
+        self.clock = clock
+
+    def serve(self, version_arn: str, by: str = "lifecycle") -> None:
+        super().serve(version_arn)
+        self.store.serve(version_arn, by, self.clock.now())
