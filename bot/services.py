@@ -16,6 +16,7 @@ from PIL import Image
 
 from bot.core.clock import Clock, SystemClock
 from bot.core.intake import Intake
+from bot.core.learning.reviewing import Reviewing
 from bot.core.model_versions import ModelCatalog
 from bot.core.ports import Classifier, FileFetcher, Outbox
 from bot.core.pricing import Prices
@@ -81,6 +82,7 @@ class Services:
     models: ModelCatalog | None  # the Rekognition project's versions; None without a project
     reviews: ReviewStore
     serving: ServingStore  # which version serves (a promotion wins over the setting)
+    reviewing: Reviewing  # reviews of verdicts and the figures they make
     lifecycle: Lifecycle | None = None  # /cxr status|start|stop|train: _attach_lifecycle
     cost_guard: CostGuard | None = None  # idle alerts, auto-stop…: _attach_cost_guard
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -166,15 +168,23 @@ def build_services(
 
     reviews = ReviewStore(db)
     serving = ServingStore(db)
+    audit = AuditLog(db)
     primary: Classifier | None = None
     served = initial_served_version(settings, serving)
     if served:
         from bot.adapters.rekognition import RekognitionClassifier
 
         primary = RekognitionClassifier(clients.rekognition, served)
-    if local is None and (primary is None or settings.cxr_local_fallback):
+    if local is None and (
+        primary is None or settings.cxr_local_fallback or settings.cxr_both_models
+    ):
         local = build_local_classifier(settings)
     router = ModelRouter(primary, local, fallback=settings.cxr_local_fallback, clock=clock)
+    classifier: Classifier = router
+    if settings.cxr_both_models and settings.cxr_project_arn:
+        from bot.core.learning.both_models import BothModels
+
+        classifier = BothModels(router)
     models: ModelCatalog | None = None
     if settings.cxr_project_arn:
         from bot.adapters.rekognition_models import RekognitionModels
@@ -184,7 +194,7 @@ def build_services(
     intake = Intake(
         store=uploads,
         fetcher=fetcher,
-        classifier=router,
+        classifier=classifier,
         outbox=outbox,
         clock=clock,
         guard=guard or default_guard(),
@@ -193,6 +203,7 @@ def build_services(
         max_pixels=settings.cxr_max_pixels,
         concurrency=settings.cxr_concurrency,
         answers=reviews,
+        reviewable=bool(settings.cxr_reviewers),
     )
     services = Services(
         settings=settings,
@@ -205,10 +216,11 @@ def build_services(
         intake=intake,
         prices=Prices(settings.cxr_price_inference_hour, settings.cxr_price_training_hour),
         runs=RunStore(db),
-        audit=AuditLog(db),
+        audit=audit,
         models=models,
         reviews=reviews,
         serving=serving,
+        reviewing=Reviewing(reviews, audit, clock),
     )
     close = getattr(fetcher, "close", None)  # the Slack fetcher holds an HTTP session
     if close is not None:

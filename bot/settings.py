@@ -73,6 +73,16 @@ class Settings(BaseSettings):
         default_factory=list, description="Slack user IDs (U…) or user group IDs (S…)"
     )
     cxr_ops_channel: str | None = None
+    # --- The learning loop: reviews, promotion, two models ----------------------------------
+    cxr_reviewers: CommaList = Field(
+        default_factory=list, description="Slack user IDs (U…) or user group IDs (S…)"
+    )
+    cxr_promote_min_reviewed: int = Field(
+        30, ge=1, description="Reviewed cases needed to compare versions on them, not on F1"
+    )
+    cxr_both_models: bool = Field(
+        False, description="Rekognition and the local model both classify; disagreement shown"
+    )
     cxr_db_path: Path = Path("cxr.db")
     cxr_log_format: Literal["json", "text"] = "json"
     cxr_log_level: str = "INFO"
@@ -131,7 +141,7 @@ class Settings(BaseSettings):
             return value.strip()
         return None
 
-    @field_validator("cxr_allowed_channels", "cxr_admins", mode="before")
+    @field_validator("cxr_allowed_channels", "cxr_admins", "cxr_reviewers", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

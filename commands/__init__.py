@@ -17,10 +17,10 @@ from slack_bolt.async_app import AsyncApp
 from bot.services import Services
 from bot.slack.blocks import UNEXPECTED_FAILURE, escape
 from bot.slack.permissions import Admins
-from commands import start, status, stop, train
+from commands import review, start, status, stop, train
 from commands.context import CommandContext
 from commands.help import usage
-from commands.parser import Command, Help, Start, Status, Stop, Train, parse
+from commands.parser import Command, Help, Review, Start, Status, Stop, Train, parse
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ HANDLERS: dict[type, Handler] = {
     Start: start.handle,
     Stop: stop.handle,
     Train: train.handle,
+    Review: review.handle,
 }
 
 

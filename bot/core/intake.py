@@ -70,6 +70,8 @@ class UploadReply(Notice):
     """The answer to one message: an outcome per file, in the order they were posted."""
 
     outcomes: list[FileOutcome] = field(default_factory=list)
+    message_ts: str = ""  # the posted message the verdicts answer (a review names it)
+    reviewable: bool = False  # show review buttons under each verdict
 
 
 def outcome_reaction(outcomes: list[FileOutcome]) -> str:
@@ -113,9 +115,11 @@ class Intake:
         max_pixels: int,
         concurrency: int,
         answers: AnswerLog | None = None,
+        reviewable: bool = False,
     ) -> None:
         self.store = store
         self.answers = answers
+        self.reviewable = reviewable
         self.fetcher = fetcher
         self.classifier = classifier
         self.outbox = outbox
@@ -189,7 +193,8 @@ class Intake:
                 if verdict is not None and self.answers is not None:
                     case = CaseKey(upload.channel, upload.ts, outcome.ref.file_id)
                     self.answers.record_answers(case, model_answers(case, verdict), now)
-            if not await self._deliver(upload, UploadReply(outcomes=outcomes)):
+            reply = UploadReply(outcomes=outcomes, message_ts=upload.ts, reviewable=self.reviewable)
+            if not await self._deliver(upload, reply):
                 return
             self.store.mark_answered(upload, self.clock.now())
             log.info(

@@ -51,16 +51,23 @@ class ReviewStore:
 
     def answers(self, since: datetime | None = None) -> list[Answer]:
         """Every model answer (given at or after `since`, if set)."""
+        return [answer for answer, _ in self.answers_at(since)]
+
+    def answers_at(self, since: datetime | None = None) -> list[tuple[Answer, datetime]]:
+        """Every model answer with when it was given (at or after `since`, if set)."""
         sql = "SELECT * FROM model_answers"
         params: tuple = ()
         if since is not None:
             sql, params = sql + " WHERE at >= ?", (since.isoformat(),)
         return [
-            Answer(
-                CaseKey(r["channel"], r["ts"], r["file_id"]),
-                ModelKey(r["model_kind"], r["model_version"]),
-                Label(r["label"]),
-                bool(r["uncertain"]),
+            (
+                Answer(
+                    CaseKey(r["channel"], r["ts"], r["file_id"]),
+                    ModelKey(r["model_kind"], r["model_version"]),
+                    Label(r["label"]),
+                    bool(r["uncertain"]),
+                ),
+                datetime.fromisoformat(r["at"]),
             )
             for r in self._db.query(sql, params)
         ]
@@ -128,8 +135,18 @@ class ReviewStore:
                 )
 
     def exported(self) -> frozenset[CaseKey]:
-        rows = self._db.query("SELECT DISTINCT channel, ts, file_id FROM training_exports")
-        return frozenset(CaseKey(r["channel"], r["ts"], r["file_id"]) for r in rows)
+        return frozenset(self.exported_at())
+
+    def exported_at(self) -> dict[CaseKey, datetime]:
+        """When each exported case was first exported for training."""
+        rows = self._db.query(
+            "SELECT channel, ts, file_id, MIN(at) AS at FROM training_exports"
+            " GROUP BY channel, ts, file_id"
+        )
+        return {
+            CaseKey(r["channel"], r["ts"], r["file_id"]): datetime.fromisoformat(r["at"])
+            for r in rows
+        }
 
 
 def _review(row) -> Review:

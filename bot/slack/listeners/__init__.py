@@ -8,7 +8,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from bot.slack.listeners import cost_actions, lifecycle_actions, messages
+from bot.slack.listeners import cost_actions, lifecycle_actions, messages, review_actions
 from bot.slack.permissions import Admins
 
 
@@ -16,3 +16,4 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
     messages.register(app, services)
     cost_actions.register(app, services, admins)
     lifecycle_actions.register(app, services, admins)
+    review_actions.register(app, services)

@@ -1,0 +1,121 @@
+"""Block Kit for the learning loop: review buttons under a verdict, the "Reviewed by" line that
+replaces them in place, and the `/cxr review` figures with their "Post chart" button."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from bot.core.learning.reviewing import Reviewed, ReviewReport
+from bot.core.review.figures import VersionFigures
+from bot.core.review.records import CaseKey, ReviewLabel
+from bot.slack.blocks import Rendered, actions, button, context, render, section
+
+REVIEW_PREFIX = "review_"
+REVIEW_ACTION = re.compile("^" + REVIEW_PREFIX + "(normal|pneumonia|not_assessable)$")
+POST_CHART = "review_post_chart"
+BLOCK_PREFIX = "review:"
+REVIEWED_PREFIX = "reviewed:"
+
+
+def action_id(label: ReviewLabel) -> str:
+    return REVIEW_PREFIX + label.name.lower()
+
+
+def label_of(action: str) -> ReviewLabel | None:
+    match = REVIEW_ACTION.match(action)
+    return ReviewLabel[match.group(1).upper()] if match else None
+
+
+def review_buttons(message_ts: str, file_id: str) -> dict[str, Any]:
+    """Normal / Pneumonia / Not assessable under one image's verdict."""
+    value = json.dumps({"ts": message_ts, "f": file_id})
+    return actions(
+        BLOCK_PREFIX + file_id,
+        *(button(label.value, action_id(label), value) for label in ReviewLabel),
+    )
+
+
+def case_of(channel: str, value: str) -> CaseKey | None:
+    try:
+        data = json.loads(value)
+        return CaseKey(channel, str(data["ts"]), str(data["f"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def reviewed_line(reviewed: Reviewed) -> str:
+    review = reviewed.review
+    line = f":memo: Reviewed by <@{review.reviewer}>: *{review.label.value}*"
+    if reviewed.corrected and reviewed.previous is not None:
+        line += f" (corrects {reviewed.previous.label.value} by <@{reviewed.previous.reviewer}>)"
+    return line
+
+
+def with_review(blocks: list[dict[str, Any]], file_id: str, reviewed: Reviewed) -> list[dict]:
+    """The message's blocks with the review line for `file_id` set (added, or replaced), just
+    under that image's buttons, which stay so a later correction is one press away."""
+    line = context(reviewed_line(reviewed))
+    line["block_id"] = REVIEWED_PREFIX + file_id
+    kept = [b for b in blocks if b.get("block_id") != REVIEWED_PREFIX + file_id]
+    for i, block in enumerate(kept):
+        if block.get("block_id") == BLOCK_PREFIX + file_id:
+            return [*kept[: i + 1], line, *kept[i + 1 :]]
+    return [*kept, line]
+
+
+# --- /cxr review ---------------------------------------------------------------------------
+def figure_lines(figures: VersionFigures) -> list[str]:
+    f = figures
+    lines = [
+        f"*{f.model.describe()}*: {f.reviewed} reviewed"
+        + (f", {f.not_assessable} not assessable (left out)" if f.not_assessable else "")
+        + (f", {f.uncertain} shown as Uncertain" if f.uncertain else ""),
+        f"Agreement: {f.agreement.describe()}",
+        f"Sensitivity (Pneumonia): {f.sensitivity.describe()}",
+        f"Specificity (Normal): {f.specificity.describe()}",
+    ]
+    c = f.confusion
+    lines.append(f"TP {c.tp} · FN {c.fn} · FP {c.fp} · TN {c.tn}")
+    return lines
+
+
+def report_text(report: ReviewReport) -> str:
+    window = f"the last {report.days} days" if report.days else "all time"
+    head = f"Reviewed verdicts, {window} (95% Wilson intervals; reviewers' labels as truth)"
+    if not report.figures:
+        return f"{head}\nNo reviewed verdicts yet."
+    body = "\n\n".join("\n".join(figure_lines(f)) for f in report.figures)
+    note = (
+        f"\n{report.left_out} answers on images later exported for training are left out."
+        if report.left_out
+        else ""
+    )
+    return f"{head}\n\n{body}{note}"
+
+
+@render.register
+def _(report: ReviewReport) -> Rendered:
+    window = f"the last {report.days} days" if report.days else "all time"
+    blocks: list[dict[str, Any]] = [
+        section(f":bar_chart: *Reviewed verdicts, {window}*"),
+    ]
+    if not report.figures:
+        blocks.append(section("No reviewed verdicts yet."))
+    for figures in report.figures:
+        blocks.append(section("\n".join(figure_lines(figures))))
+    notes = ["95% Wilson intervals; the reviewers' labels are the truth; Pneumonia is positive."]
+    if report.left_out:
+        notes.append(
+            f"{report.left_out} answers on images later exported for training are left out."
+        )
+    blocks.append(context(*notes))
+    if report.figures:
+        blocks.append(
+            actions(
+                "review_chart",
+                button("Post chart", POST_CHART, json.dumps({"days": report.days})),
+            )
+        )
+    return Rendered(text=report_text(report), blocks=blocks)

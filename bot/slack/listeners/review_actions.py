@@ -1,0 +1,124 @@
+"""Review buttons under each verdict, and the "Post chart" button under `/cxr review`.
+
+A reviewer's press is recorded (and audited) first; then the verdict message is updated in
+place with who reviewed it and the label, keeping the message's metadata (passed back
+explicitly, whatever chat.update does without it). Anyone else is thanked and told who can.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.ml.review_chart import confusion_png
+from bot.services import Services
+from bot.slack.blocks import UNEXPECTED_FAILURE
+from bot.slack.blocks.review import (
+    POST_CHART,
+    REVIEW_ACTION,
+    case_of,
+    label_of,
+    report_text,
+    with_review,
+)
+from bot.slack.permissions import Admins
+
+log = logging.getLogger(__name__)
+
+STALE = "I have no verdict on record for this image any more, so it can't be reviewed."
+
+
+class Reviewers(Admins):
+    """`CXR_REVIEWERS`: user IDs and user groups, looked up like the admins."""
+
+    def refusal(self) -> str:
+        if not self.configured:
+            return "Reviews are off here: no reviewers are configured (`CXR_REVIEWERS`)."
+        return (
+            "Thanks for looking! Only the configured reviewers can confirm or correct verdicts. "
+            "Ask one of them, or an admin to add you."
+        )
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    reviewers = Reviewers(services.settings.cxr_reviewers, app.client)
+
+    @app.action(REVIEW_ACTION)
+    async def on_review(
+        ack, body: dict[str, Any], action: dict[str, Any], respond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        user = (body.get("user") or {}).get("id", "")
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
+        label = label_of(action.get("action_id", ""))
+        case = case_of(channel, action.get("value", ""))
+        reviewing = services.reviewing
+        if label is None or case is None or not reviewing.known(case):
+            await _ephemeral(respond, STALE)
+            return
+        if not await reviewers.allows(user):
+            reviewing.refused(case, user)
+            await _ephemeral(respond, reviewers.refusal())
+            return
+        reviewed = reviewing.review(case, user, label)
+        log.info("review.recorded", extra={"file_id": case.file_id, "label": label.value})
+        message = body.get("message") or {}
+        update: dict[str, Any] = {
+            "channel": channel,
+            "ts": message.get("ts") or container.get("message_ts", ""),
+            "text": message.get("text") or "Verdict",
+            "blocks": with_review(message.get("blocks") or [], case.file_id, reviewed),
+        }
+        if message.get("metadata"):
+            update["metadata"] = message["metadata"]
+        try:
+            await client.chat_update(**update)
+        except SlackApiError as exc:
+            log.warning("review.update_failed", extra={"error": exc.response.get("error")})
+            await _ephemeral(
+                respond,
+                f"Your review ({label.value}) is recorded, but I couldn't update the message.",
+            )
+
+    @app.action(POST_CHART)
+    async def on_post_chart(
+        ack, body: dict[str, Any], action: dict[str, Any], respond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        user = (body.get("user") or {}).get("id", "")
+        try:
+            days = json.loads(action.get("value") or "{}").get("days")
+            report = services.reviewing.report(int(days) if days else None)
+            window = f"last {report.days} days" if report.days else "all time"
+            png = confusion_png(report.figures, f"Reviewed verdicts, {window}")
+            channel = services.settings.cxr_ops_channel
+            if not channel:
+                opened = await client.conversations_open(users=user)
+                channel = opened["channel"]["id"]
+            await client.files_upload_v2(
+                channel=channel,
+                initial_comment=report_text(report),
+                file_uploads=[
+                    {
+                        "filename": "reviewed-verdicts.png",
+                        "content": png,
+                        "title": f"Reviewed verdicts, {window}",
+                        "alt_txt": "Confusion matrices of the reviewed verdicts per model version",
+                    }
+                ],
+            )
+        except Exception:
+            log.exception("review.chart_failed")
+            await _ephemeral(respond, UNEXPECTED_FAILURE)
+            return
+        await _ephemeral(respond, f"Posted the chart in <#{channel}>.")
+
+
+async def _ephemeral(respond, text: str) -> None:
+    await respond(text=text, response_type="ephemeral", replace_original=False)
