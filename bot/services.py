@@ -31,6 +31,7 @@ from bot.state.uploads import UploadStore
 
 if TYPE_CHECKING:  # for annotations only; built (and imported) by the _attach_ functions
     from bot.core.cost_guard import CostGuard
+    from bot.core.learning.promote import Promoter
     from bot.core.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Services:
     reviewing: Reviewing  # reviews of verdicts and the figures they make
     lifecycle: Lifecycle | None = None  # /cxr status|start|stop|train: _attach_lifecycle
     cost_guard: CostGuard | None = None  # idle alerts, auto-stop…: _attach_cost_guard
+    promoter: Promoter | None = None  # /cxr promote: _attach_promoter
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[BackgroundJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -227,6 +229,7 @@ def build_services(
         services.closers.append(close)
     _attach_lifecycle(services)
     _attach_cost_guard(services)
+    _attach_promoter(services, fetcher, local)
     return services
 
 
@@ -331,3 +334,47 @@ def _attach_cost_guard(services: Services) -> None:
     if services.lifecycle is not None:  # /cxr status shows the guard's running meter
         zone = settings.cxr_timezone
         services.lifecycle.context.meter = lambda: [line.describe(zone) for line in guard.meter()]
+
+
+def _attach_promoter(services: Services, fetcher: FileFetcher, local: Classifier | None) -> None:
+    """Blue/green promotion of a Rekognition version (`/cxr promote`)."""
+    if services.models is None or services.lifecycle is None:
+        return
+    from bot.core.learning.promote import Promoter
+
+    settings = services.settings
+    aws = services.aws
+    context = services.lifecycle.context
+    training = context.training
+
+    def make_classifier(version_arn: str) -> Classifier:
+        from bot.adapters.rekognition import RekognitionClassifier
+
+        return RekognitionClassifier(aws.rekognition, version_arn)
+
+    async def evaluation(version: Any) -> Any:
+        if training is None or version.evaluation_summary_s3 is None:
+            return None
+        return await training.evaluation(version.evaluation_summary_s3)
+
+    promoter = Promoter(
+        catalog=services.models,
+        serving=context.serving,
+        store=services.serving,
+        reviews=services.reviews,
+        runs=services.runs,
+        audit=services.audit,
+        outbox=services.outbox,
+        clock=services.clock,
+        fetcher=fetcher,
+        served_classifier=services.router,
+        make_classifier=make_classifier,
+        evaluation=evaluation,
+        min_reviewed=settings.cxr_promote_min_reviewed,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.cxr_max_pixels,
+        poll_seconds=settings.cxr_lifecycle_poll_seconds,
+    )
+    services.promoter = promoter
+    services.background.append(promoter.resume)
+    services.closers.append(promoter.close)

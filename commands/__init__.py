@@ -17,10 +17,20 @@ from slack_bolt.async_app import AsyncApp
 from bot.services import Services
 from bot.slack.blocks import UNEXPECTED_FAILURE, escape
 from bot.slack.permissions import Admins
-from commands import review, start, status, stop, train
+from commands import promote, review, start, status, stop, train
 from commands.context import CommandContext
 from commands.help import usage
-from commands.parser import Command, Help, Review, Start, Status, Stop, Train, parse
+from commands.parser import (
+    Command,
+    Help,
+    Promote,
+    Review,
+    Start,
+    Status,
+    Stop,
+    Train,
+    parse,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +42,7 @@ HANDLERS: dict[type, Handler] = {
     Stop: stop.handle,
     Train: train.handle,
     Review: review.handle,
+    Promote: promote.handle,
 }
 
 
@@ -42,7 +53,9 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
         if isinstance(parsed, Help):
             await ack(text=usage(parsed))
             return
-        if isinstance(parsed, Train):
+        if isinstance(parsed, Promote):
+            await ack(text=f"Comparing `{escape(parsed.version)}` with the served version…")
+        elif isinstance(parsed, Train):
             source = escape(parsed.source)
             await ack(text=f"Checking `{source}`… (a minute or so for thousands of images)")
         else:

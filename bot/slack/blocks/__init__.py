@@ -61,4 +61,4 @@ def actions(block_id: str, *elements: dict[str, Any]) -> dict[str, Any]:
 
 
 # Renderers register themselves on import.
-from bot.slack.blocks import cost, lifecycle, review, verdicts  # noqa: E402, F401
+from bot.slack.blocks import cost, lifecycle, promote, review, verdicts  # noqa: E402, F401

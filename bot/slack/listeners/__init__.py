@@ -8,7 +8,13 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from bot.slack.listeners import cost_actions, lifecycle_actions, messages, review_actions
+from bot.slack.listeners import (
+    cost_actions,
+    lifecycle_actions,
+    messages,
+    promote_actions,
+    review_actions,
+)
 from bot.slack.permissions import Admins
 
 
@@ -17,3 +23,4 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
     cost_actions.register(app, services, admins)
     lifecycle_actions.register(app, services, admins)
     review_actions.register(app, services)
+    promote_actions.register(app, services, admins)
