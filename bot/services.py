@@ -16,6 +16,7 @@ from PIL import Image
 
 from bot.core.clock import Clock, SystemClock
 from bot.core.intake import Intake
+from bot.core.learning.export import Exporter
 from bot.core.learning.reviewing import Reviewing
 from bot.core.model_versions import ModelCatalog
 from bot.core.ports import Classifier, FileFetcher, Outbox
@@ -84,6 +85,7 @@ class Services:
     reviews: ReviewStore
     serving: ServingStore  # which version serves (a promotion wins over the setting)
     reviewing: Reviewing  # reviews of verdicts and the figures they make
+    exporter: Exporter  # reviewed images out for retraining (`cxr export`)
     lifecycle: Lifecycle | None = None  # /cxr status|start|stop|train: _attach_lifecycle
     cost_guard: CostGuard | None = None  # idle alerts, auto-stop…: _attach_cost_guard
     promoter: Promoter | None = None  # /cxr promote: _attach_promoter
@@ -223,6 +225,13 @@ def build_services(
         reviews=reviews,
         serving=serving,
         reviewing=Reviewing(reviews, audit, clock),
+        exporter=Exporter(
+            reviews,
+            fetcher,
+            clock,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.cxr_max_pixels,
+        ),
     )
     close = getattr(fetcher, "close", None)  # the Slack fetcher holds an HTTP session
     if close is not None:

@@ -17,11 +17,12 @@ from slack_bolt.async_app import AsyncApp
 from bot.services import Services
 from bot.slack.blocks import UNEXPECTED_FAILURE, escape
 from bot.slack.permissions import Admins
-from commands import promote, review, start, status, stop, train
+from commands import export, promote, review, start, status, stop, train
 from commands.context import CommandContext
 from commands.help import usage
 from commands.parser import (
     Command,
+    Export,
     Help,
     Promote,
     Review,
@@ -43,6 +44,7 @@ HANDLERS: dict[type, Handler] = {
     Train: train.handle,
     Review: review.handle,
     Promote: promote.handle,
+    Export: export.handle,
 }
 
 
@@ -53,7 +55,9 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
         if isinstance(parsed, Help):
             await ack(text=usage(parsed))
             return
-        if isinstance(parsed, Promote):
+        if isinstance(parsed, Export):
+            await ack(text=f"Fetching the reviewed images for `{escape(parsed.destination)}`…")
+        elif isinstance(parsed, Promote):
             await ack(text=f"Comparing `{escape(parsed.version)}` with the served version…")
         elif isinstance(parsed, Train):
             source = escape(parsed.source)
