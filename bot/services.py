@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -18,13 +19,15 @@ from bot.core.clock import Clock, SystemClock
 from bot.core.intake import Intake
 from bot.core.learning.export import Exporter
 from bot.core.learning.reviewing import Reviewing
+from bot.core.leases import LeaseTerms
 from bot.core.model_versions import ModelCatalog
-from bot.core.ports import Classifier, FileFetcher, Outbox
+from bot.core.ports import Classifier, FileDescriber, FileFetcher, Outbox
 from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
 from bot.state.audit import AuditLog
 from bot.state.db import Database
+from bot.state.leases import LeaseStore
 from bot.state.reviews import ReviewStore
 from bot.state.runs import RunStore
 from bot.state.serving import ServingStore
@@ -95,10 +98,10 @@ class Services:
 
     async def start(self) -> None:
         """Resume unanswered uploads and start the background watchers."""
-        resumed = self.intake.resume()
+        resumed = await self.intake.resume()
         if resumed:
             log.info("intake.resumed", extra={"uploads": resumed})
-        for job in self.background:
+        for job in [self.intake.keep_leases, *self.background]:
             self._tasks.append(
                 asyncio.create_task(_forever(job), name=getattr(job, "__name__", "job"))
             )
@@ -108,10 +111,7 @@ class Services:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            await asyncio.wait_for(self.intake.drain(), drain_seconds)
-        except TimeoutError:
-            log.warning("intake.drain_timeout", extra={"in_flight": self.intake.in_flight})
+        await self.intake.stop(drain_seconds)
         for close in self.closers:
             await close()
         self.db.close()
@@ -159,6 +159,7 @@ def build_services(
     *,
     outbox: Outbox,
     fetcher: FileFetcher,
+    describer: FileDescriber | None = None,
     clock: Clock | None = None,
     aws: dict[str, Any] | None = None,
     local: Classifier | None = None,
@@ -166,7 +167,9 @@ def build_services(
 ) -> Services:
     """Wire the domain. `local` and `aws` let tests and benchmarks swap adapters."""
     clock = clock or SystemClock()
-    db = Database(settings.cxr_db_path)
+    # A claim gives up after about 2 s (then Slack retries); waiting longer on a lock only
+    # holds up the statements queued behind it.
+    db = Database(settings.cxr_db_path, busy_timeout_s=2.0)
     clients = AwsClients(settings, dict(aws or {}))
     uploads = UploadStore(db)
 
@@ -197,7 +200,10 @@ def build_services(
 
     intake = Intake(
         store=uploads,
+        leases=LeaseStore(db),
         fetcher=fetcher,
+        describer=describer,
+        lease=LeaseTerms(timedelta(seconds=settings.cxr_upload_lease_seconds)),
         classifier=classifier,
         outbox=outbox,
         clock=clock,

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     cxr_max_pixels: int = Field(60_000_000, ge=1_000_000, description="Decompression-bomb cap")
     cxr_concurrency: int = Field(4, ge=1, le=64, description="Images processed at once")
     cxr_allowed_channels: CommaList = Field(default_factory=list)
+    cxr_upload_lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        description="An upload left by a stopped or crashed instance is resumed after this",
+    )
 
     # --- People and places ------------------------------------------------------------------
     cxr_admins: CommaList = Field(

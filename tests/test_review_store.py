@@ -32,11 +32,11 @@ def test_every_review_is_kept_and_the_latest_counts(tmp_path):
     assert store.current(CaseKey("C1", "1", "F9")) is None
 
 
-def test_answers_by_time_and_exports(tmp_path):
+async def test_answers_by_time_and_exports(tmp_path):
     store = ReviewStore(Database(tmp_path / "cxr.db"))
-    store.record_answers(CASE, [Answer(CASE, REK, Label.PNEUMONIA, True)], T0)
+    await store.record_answers([Answer(CASE, REK, Label.PNEUMONIA, True)], T0)
     other = CaseKey("C1", "1760000009.000001", "F002")
-    store.record_answers(other, [Answer(other, REK, Label.NORMAL)], T0 + timedelta(days=5))
+    await store.record_answers([Answer(other, REK, Label.NORMAL)], T0 + timedelta(days=5))
     assert store.answers() == [
         Answer(CASE, REK, Label.PNEUMONIA, True),
         Answer(other, REK, Label.NORMAL, False),

@@ -140,6 +140,20 @@ CREATE TABLE IF NOT EXISTS cost_summaries (
 );
 """
 
+LEASES_AND_DIRECT_UPLOADS = """
+-- leases: which instance may work on something until when (uploads, operations, a leader)
+CREATE TABLE leases (
+    key         TEXT PRIMARY KEY,     -- upload:<channel>:<ts>, leader:<job>, …
+    owner       TEXT NOT NULL,        -- the instance holding it
+    expires_at  REAL NOT NULL,        -- Unix seconds
+    acquired_at REAL NOT NULL,
+    renewed_at  REAL NOT NULL
+);
+CREATE INDEX leases_expiry ON leases(expires_at);
+-- a DM is answered for every file; a channel only for images (decided after files.info)
+ALTER TABLE uploads ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
+"""
+
 LEARNING_LOOP = """
 -- every review ever given (the audit trail); the latest per image is the one that counts
 CREATE TABLE reviews (
@@ -204,7 +218,8 @@ CREATE UNIQUE INDEX promotions_open ON promotions(state) WHERE state = 'starting
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
-    Migration(2, "reviews, model answers, the served version, exports, promotions", LEARNING_LOOP),
+    Migration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
+    Migration(3, "reviews, model answers, the served version, exports, promotions", LEARNING_LOOP),
 ]
 
 

@@ -31,23 +31,30 @@ class ReviewStore:
         self._db = db
 
     # --- model answers (written by intake) ---------------------------------------------------
-    def record_answers(self, case: CaseKey, answers: Iterable[Answer], at: datetime) -> None:
-        with self._db.transaction() as conn:
-            for answer in answers:
-                conn.execute(
-                    "INSERT OR REPLACE INTO model_answers (channel, ts, file_id, model_kind,"
-                    " model_version, label, uncertain, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        case.channel,
-                        case.ts,
-                        case.file_id,
-                        answer.model.kind,
-                        answer.model.version,
-                        answer.label.value,
-                        int(answer.uncertain),
-                        at.isoformat(),
-                    ),
-                )
+    async def record_answers(self, answers: Iterable[Answer], at: datetime) -> None:
+        """Each model's answer per image, on the database's own thread."""
+        rows = [
+            (
+                a.case.channel,
+                a.case.ts,
+                a.case.file_id,
+                a.model.kind,
+                a.model.version,
+                a.label.value,
+                int(a.uncertain),
+                at.isoformat(),
+            )
+            for a in answers
+        ]
+
+        def write(conn) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO model_answers (channel, ts, file_id, model_kind,"
+                " model_version, label, uncertain, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self._db.run(write)
 
     def answers(self, since: datetime | None = None) -> list[Answer]:
         """Every model answer (given at or after `since`, if set)."""

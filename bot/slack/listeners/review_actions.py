@@ -1,8 +1,11 @@
 """Review buttons under each verdict, and the "Post chart" button under `/cxr review`.
 
 A reviewer's press is recorded (and audited) first; then the verdict message is updated in
-place with who reviewed it and the label, keeping the message's metadata (passed back
-explicitly, whatever chat.update does without it). Anyone else is thanked and told who can.
+place with who reviewed it and the label. The update passes the message's metadata (the reply's
+upload key and part number) back explicitly: Slack's reference doesn't say that chat.update
+keeps it when left out, and the interaction payload need not carry it, so it is read back from
+the thread (conversations.replies with include_all_metadata). Anyone else is thanked and told
+who can review.
 """
 
 from __future__ import annotations
@@ -75,8 +78,11 @@ def register(app: AsyncApp, services: Services) -> None:
             "text": message.get("text") or "Verdict",
             "blocks": with_review(message.get("blocks") or [], case.file_id, reviewed),
         }
-        if message.get("metadata"):
-            update["metadata"] = message["metadata"]
+        metadata = message.get("metadata") or await _metadata_of(
+            client, channel, message.get("thread_ts") or update["ts"], update["ts"]
+        )
+        if metadata:
+            update["metadata"] = metadata
         try:
             await client.chat_update(**update)
         except SlackApiError as exc:
@@ -118,6 +124,28 @@ def register(app: AsyncApp, services: Services) -> None:
             await _ephemeral(respond, UNEXPECTED_FAILURE)
             return
         await _ephemeral(respond, f"Posted the chart in <#{channel}>.")
+
+
+async def _metadata_of(
+    client: AsyncWebClient, channel: str, thread_ts: str, ts: str
+) -> dict[str, Any] | None:
+    """The message's metadata, read back from its thread: interaction payloads need not carry
+    it, and the update passes it explicitly so the reply keeps its upload key and part."""
+    try:
+        cursor = None
+        while True:
+            response = await client.conversations_replies(
+                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor
+            )
+            for found in response.get("messages") or []:
+                if found.get("ts") == ts:
+                    return found.get("metadata") or None
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not response.get("has_more") or not cursor:
+                return None
+    except SlackApiError as exc:
+        log.warning("review.metadata_unread", extra={"error": exc.response.get("error")})
+        return None
 
 
 async def _ephemeral(respond, text: str) -> None:
