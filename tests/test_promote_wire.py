@@ -164,7 +164,10 @@ async def test_a_better_candidate_starts_switches_when_running_and_offers_the_ol
         assert bot.services.serving.served().version_arn == arn("cxr.v3")
         assert bot.services.serving.served().by == ADMIN
         # both bill while they overlap: the candidate's run is open beside the old one's
-        assert arn("cxr.v3") in {r.version_arn for r in bot.services.runs.open_runs()}
+        assert {r.version_arn for r in bot.services.runs.open_runs()} == {
+            arn(SERVING),
+            arn("cxr.v3"),
+        }
 
         [switched] = [m for m in slack.bot_messages(LAB) if "now serves" in m["text"]]
         assert "*cxr.2026-01-01* is still running and billing" in switched["text"]

@@ -194,3 +194,14 @@ def test_review_labels_parse_from_button_values():
     assert ReviewLabel.parse("Pneumonia") is P
     assert ReviewLabel.parse("maybe") is None
     assert X.label is None and P.label is Label.PNEUMONIA
+
+
+def test_answers_given_after_an_export_are_not_held_out():
+    from bot.core.learning.reviewing import held_out
+
+    before = (Answer(case(1), REK, Label.NORMAL), T0)
+    after = (Answer(case(1), LOCAL, Label.NORMAL), T0 + timedelta(days=2))
+    other = (Answer(case(2), LOCAL, Label.NORMAL), T0 + timedelta(days=2))
+    kept, dropped = held_out([before, after, other], {case(1): T0 + timedelta(days=1)})
+    # a model answering after the image was exported may have been trained on it
+    assert kept == [before[0], other[0]] and dropped == [after[0]]
