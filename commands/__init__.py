@@ -57,7 +57,7 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
             return
         if isinstance(parsed, Export):
             await ack(text=f"Fetching the reviewed images for `{escape(parsed.destination)}`…")
-        elif isinstance(parsed, Promote):
+        elif isinstance(parsed, Promote) and services.promoter is not None:
             await ack(text=f"Comparing `{escape(parsed.version)}` with the served version…")
         elif isinstance(parsed, Train):
             source = escape(parsed.source)

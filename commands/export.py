@@ -4,6 +4,7 @@ de-identified, under `prefix/Normal/` and `prefix/Pneumonia/` with a manifest, r
 
 from __future__ import annotations
 
+from bot.core.learning.errors import aws_error
 from bot.core.learning.export import ExportResult
 from bot.core.training_data import S3Uri
 from commands.context import CommandContext
@@ -21,8 +22,20 @@ async def handle(ctx: CommandContext, command: Export) -> None:
     from bot.adapters.export_sinks import S3Sink
 
     services = ctx.services
-    sink = S3Sink(services.aws.s3, target.bucket, target.prefix)
-    result = await services.exporter.export(sink, str(target))
+    if not services.exporter.exportable():
+        await ctx.reply(
+            ExportResult(
+                text="There are no reviewed images to export yet: reviewers label verdicts "
+                "with the buttons under them (`CXR_REVIEWERS`)."
+            )
+        )
+        return
+    try:
+        sink = S3Sink(services.aws.s3, target.bucket, target.prefix)
+        result = await services.exporter.export(sink, str(target))
+    except Exception as exc:  # credentials, permissions, a missing bucket
+        await ctx.reply(ExportResult(text=f"I couldn't write to {target}: {aws_error(exc)}"))
+        return
     services.audit.record(
         services.clock.now(),
         ctx.user,

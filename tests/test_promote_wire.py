@@ -7,6 +7,7 @@ every answer validated against the service model, whoever polls), S3 is moto, ti
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
 from typing import Any
@@ -288,3 +289,38 @@ def test_the_proposal_value_carries_no_patient_data():
     )
     [buttons] = [b for b in render(proposal).blocks if b["type"] == "actions"]
     assert set(json.loads(buttons["elements"][0]["value"])) == {"arn", "name", "step", "units"}
+
+
+async def test_a_promotion_recorded_but_never_sent_is_started_after_the_restart(
+    slack, tmp_path, world
+):
+    """The bot went down between recording the promotion and asking Rekognition to start."""
+    from bot.state.db import Database
+    from bot.state.serving import ServingStore
+
+    world.add(completed("cxr.v3", f1=0.95))
+    db = Database(tmp_path / "cxr.db")
+    ServingStore(db).open_promotion(arn("cxr.v3"), arn(SERVING), LAB, ADMIN, 2, FakeClock().now())
+    db.close()
+
+    clock = FakeClock()
+    bot = await harness(slack, tmp_path, world, clock).start()
+    try:
+        for _ in range(200):  # the world doesn't wake LocalSlack's waiters: look every 50 ms
+            if world.called("StartProjectVersion"):
+                break
+            await asyncio.sleep(0.05)
+        assert world.called("StartProjectVersion") == [
+            {"ProjectVersionArn": arn("cxr.v3"), "MinInferenceUnits": 2}
+        ]
+        assert serving_arn(bot) == arn(SERVING)
+        world.set("cxr.v3", "RUNNING", MinInferenceUnits=2)
+        await clock.advance(POLL)
+        await slack.wait_for(
+            lambda: any("now serves" in m["text"] for m in slack.bot_messages(LAB)),
+            what="the switch",
+        )
+        assert serving_arn(bot) == arn("cxr.v3")
+        assert len(world.called("StartProjectVersion")) == 1  # asked once, not on every poll
+    finally:
+        await bot.stop()

@@ -74,6 +74,9 @@ class ServingStore:
         row = self._db.one("SELECT * FROM promotions WHERE state = 'starting'")
         return _promotion(row) if row else None
 
+    def note(self, promotion_id: int, note: str) -> None:
+        self._db.execute("UPDATE promotions SET note = ? WHERE id = ?", (note, promotion_id))
+
     def finish(self, promotion_id: int, state: str, at: datetime, note: str = "") -> None:
         self._db.execute(
             "UPDATE promotions SET state = ?, finished_at = ?, note = ? WHERE id = ?",

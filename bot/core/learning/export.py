@@ -81,6 +81,10 @@ class Exporter:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
+    def exportable(self) -> int:
+        """Reviewed cases with a Normal or Pneumonia label (what an export would write)."""
+        return sum(1 for i in self.reviews.reviewed_images() if i.review.label.label is not None)
+
     async def export(self, sink: ExportSink, destination: str) -> ExportResult:
         result = ExportResult(destination=destination)
         entries, done = [], []

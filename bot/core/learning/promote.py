@@ -15,11 +15,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from bot.core.clock import Clock
 from bot.core.imaging import decode
 from bot.core.labels import Label
+from bot.core.learning.errors import aws_error
 from bot.core.model_versions import (
     FAILED,
     RUNNING,
@@ -44,6 +46,8 @@ from bot.state.serving import Promotion, ServingStore
 log = logging.getLogger(__name__)
 
 MAX_CASES = 200  # most recent reviewed cases re-classified for a comparison
+START_PATIENCE = timedelta(minutes=45)  # AWS: starting "might take a few minutes"; waiter: 20
+START_REQUESTED = "start requested"
 
 
 # --- what the promotion says --------------------------------------------------------------
@@ -262,10 +266,9 @@ class Promoter:
         )  # fmt: skip
         if candidate.status != RUNNING:
             try:
-                if candidate.status != STARTING:
-                    await self.catalog.start(candidate.arn, units, None)
+                await self._start(promotion, candidate)
             except Exception as exc:
-                reason = _aws_error(exc)
+                reason = aws_error(exc)
                 self.store.finish(promotion.id, "failed", self.clock.now(), reason)
                 self.audit.record(
                     self.clock.now(), actor, "promote", candidate.name, f"failed: {reason}"
@@ -305,19 +308,37 @@ class Promoter:
             try:
                 await self.tick()
             except Exception as exc:
-                log.warning("promote.poll_failed", extra={"error": _aws_error(exc)})
+                log.warning("promote.poll_failed", extra={"error": aws_error(exc)})
             if self.store.in_flight() is None:
                 return
             await self.clock.sleep(self.poll_seconds)
+
+    async def _start(self, promotion: Promotion, candidate: ModelVersion) -> None:
+        """Ask for the candidate to run, and remember that it was asked (a restart between the
+        two asks again; one after it waits for the start it asked for)."""
+        if candidate.status != STARTING:
+            await self.catalog.start(candidate.arn, promotion.units, None)
+        self.store.note(promotion.id, START_REQUESTED)
 
     async def tick(self) -> None:
         promotion = self.store.in_flight()
         if promotion is None:
             return
         candidate = _find(await self.catalog.versions(), promotion.candidate_arn)
-        if candidate is None or candidate.status in (FAILED, "STOPPED", "DEPRECATED", "EXPIRED"):
+        asked = promotion.note == START_REQUESTED
+        if candidate is not None and not asked and candidate.status not in (RUNNING, FAILED):
+            await self._start(promotion, candidate)  # the bot went down before asking
+            return
+        overdue = self.clock.now() - promotion.started_at > START_PATIENCE
+        if (
+            candidate is None
+            or candidate.status in (FAILED, "STOPPED", "DEPRECATED", "EXPIRED")
+            or (overdue and candidate.status != RUNNING)
+        ):
             status = candidate.status if candidate else "gone"
             reason = (candidate.status_message if candidate else "") or f"it is {status}"
+            if overdue and candidate is not None and candidate.status not in (FAILED, "STOPPED"):
+                reason = f"it was still {status} after {START_PATIENCE.seconds // 60} minutes"
             self.store.finish(promotion.id, "failed", self.clock.now(), reason)
             self.audit.record(
                 self.clock.now(),
@@ -388,9 +409,3 @@ def _name(arn: str) -> str:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def _aws_error(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    error = response.get("Error") or {}
-    return error.get("Message") or error.get("Code") or type(exc).__name__
