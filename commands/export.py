@@ -22,7 +22,7 @@ async def handle(ctx: CommandContext, command: Export) -> None:
     from bot.adapters.export_sinks import S3Sink
 
     services = ctx.services
-    if not services.exporter.exportable():
+    if not await services.exporter.exportable():
         await ctx.reply(
             ExportResult(
                 text="There are no reviewed images to export yet: reviewers label verdicts "

@@ -8,4 +8,4 @@ from commands.parser import Review
 
 
 async def handle(ctx: CommandContext, command: Review) -> None:
-    await ctx.reply(ctx.services.reviewing.report(command.days))
+    await ctx.reply(await ctx.services.reviewing.report(command.days))

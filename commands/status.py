@@ -12,7 +12,7 @@ STATUS_REVIEW_DAYS = 30
 
 async def handle(ctx: CommandContext, command: Status) -> None:
     status = render(await ctx.lifecycle.status())
-    figures = render(ctx.services.reviewing.report(STATUS_REVIEW_DAYS))
+    figures = render(await ctx.services.reviewing.report(STATUS_REVIEW_DAYS))
     blocks = [*status.blocks]
     texts = [status.text]
     served = served_line(ctx)

@@ -62,7 +62,7 @@ async def test_two_models_disagree_and_the_review_counts_for_both(
 
         truth = "Pneumonia" if opposite > 0.5 else "Normal"  # the reviewer sides with Rekognition
         await press(bot, disagreed, truth, REVIEWER)
-        report = bot.services.reviewing.report()
+        report = await bot.services.reviewing.report()
         by_kind = {f.model.kind: f for f in report.figures}
         assert (by_kind["rekognition"].agreement.k, by_kind["rekognition"].agreement.n) == (1, 1)
         assert (by_kind["local"].agreement.k, by_kind["local"].agreement.n) == (0, 1)

@@ -7,15 +7,18 @@ Every review is a row of its own (the audit trail); the latest per case is the o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from bot.core.labels import Label
 from bot.core.ports import ImageRef
 from bot.core.review.figures import Answer, ModelKey
 from bot.core.review.records import CaseKey, Review, ReviewLabel, current_reviews
 from bot.state.db import Database
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,11 @@ class ReviewedImage:
 class ReviewStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one of the synchronous methods (or several, in `fn`) on the database's thread,
+        so the event loop never waits on SQLite."""
+        return await self._db.run(lambda _conn: fn(*args))
 
     # --- model answers (written by intake) ---------------------------------------------------
     async def record_answers(self, answers: Iterable[Answer], at: datetime) -> None:

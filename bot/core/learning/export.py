@@ -81,14 +81,15 @@ class Exporter:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
-    def exportable(self) -> int:
+    async def exportable(self) -> int:
         """Reviewed cases with a Normal or Pneumonia label (what an export would write)."""
-        return sum(1 for i in self.reviews.reviewed_images() if i.review.label.label is not None)
+        images = await self.reviews.off_loop(self.reviews.reviewed_images)
+        return sum(1 for i in images if i.review.label.label is not None)
 
     async def export(self, sink: ExportSink, destination: str) -> ExportResult:
         result = ExportResult(destination=destination)
         entries, done = [], []
-        for image in self.reviews.reviewed_images():
+        for image in await self.reviews.off_loop(self.reviews.reviewed_images):
             review = image.review
             label = review.label.label
             if label is None:
@@ -126,7 +127,7 @@ class Exporter:
             "Text burned into the pixels is not removed.",
         }
         await sink.write(MANIFEST, json.dumps(manifest, indent=2).encode(), "application/json")
-        self.reviews.mark_exported(done, destination, now)
+        await self.reviews.off_loop(self.reviews.mark_exported, done, destination, now)
         result.text = export_summary(result)
         return result
 

@@ -154,7 +154,7 @@ class Promoter:
 
     async def compare(self, candidate: ModelVersion, served: ModelVersion | None) -> Comparison:
         served_name = served.name if served else self.serving.current().describe()
-        cases = self._reviewed_cases()
+        cases = await self._reviewed_cases()
         measure = choose_measure(
             candidate_running=candidate.status == RUNNING,
             reviewed_cases=len(cases),
@@ -184,11 +184,12 @@ class Promoter:
             why_fallback=why,
         )
 
-    def _reviewed_cases(self) -> list[tuple[Any, Label]]:
-        exported = self.reviews.exported()
+    async def _reviewed_cases(self) -> list[tuple[Any, Label]]:
+        exported = await self.reviews.off_loop(self.reviews.exported)
+        images = await self.reviews.off_loop(self.reviews.reviewed_images)
         cases = [
             (image.ref, image.review.label.label)
-            for image in self.reviews.reviewed_images()
+            for image in images
             if image.ref is not None
             and image.review.label.label is not None
             and image.review.case not in exported

@@ -41,11 +41,21 @@ class Reviewing:
         self.audit = audit
         self.clock = clock
 
-    def known(self, case: CaseKey) -> bool:
+    async def known(self, case: CaseKey) -> bool:
         """Whether the bot has a verdict on record for this image (a stale button has none)."""
-        return self.store.answered(case)
+        return await self.store.off_loop(self.store.answered, case)
 
-    def review(self, case: CaseKey, reviewer: str, label: ReviewLabel) -> Reviewed:
+    async def review(self, case: CaseKey, reviewer: str, label: ReviewLabel) -> Reviewed:
+        """Record the review (the audit trail too), off the event loop."""
+        return await self.store.off_loop(self._review, case, reviewer, label)
+
+    async def refused(self, case: CaseKey, user: str) -> None:
+        await self.store.off_loop(self._refused, case, user)
+
+    async def report(self, days: int | None = None) -> ReviewReport:
+        return await self.store.off_loop(self._report, days)
+
+    def _review(self, case: CaseKey, reviewer: str, label: ReviewLabel) -> Reviewed:
         previous = self.store.current(case)
         review = Review(case, reviewer, label, self.clock.now())
         self.store.record(review)
@@ -55,12 +65,12 @@ class Reviewing:
         self.audit.record(review.at, reviewer, "review", _target(case), result)
         return Reviewed(review, previous)
 
-    def refused(self, case: CaseKey, user: str) -> None:
+    def _refused(self, case: CaseKey, user: str) -> None:
         self.audit.record(
             self.clock.now(), user, "refused:review", _target(case), "refused: not a reviewer"
         )
 
-    def report(self, days: int | None = None) -> ReviewReport:
+    def _report(self, days: int | None = None) -> ReviewReport:
         since = self.clock.now() - timedelta(days=days) if days else None
         answers, left_out = held_out(self.store.answers_at(since), self.store.exported_at())
         reviews = self.store.current_all()

@@ -62,14 +62,14 @@ def register(app: AsyncApp, services: Services) -> None:
         label = label_of(action.get("action_id", ""))
         case = case_of(channel, action.get("value", ""))
         reviewing = services.reviewing
-        if label is None or case is None or not reviewing.known(case):
+        if label is None or case is None or not await reviewing.known(case):
             await _ephemeral(respond, STALE)
             return
         if not await reviewers.allows(user):
-            reviewing.refused(case, user)
+            await reviewing.refused(case, user)
             await _ephemeral(respond, reviewers.refusal())
             return
-        reviewed = reviewing.review(case, user, label)
+        reviewed = await reviewing.review(case, user, label)
         log.info("review.recorded", extra={"file_id": case.file_id, "label": label.value})
         message = body.get("message") or {}
         update: dict[str, Any] = {
@@ -100,7 +100,7 @@ def register(app: AsyncApp, services: Services) -> None:
         user = (body.get("user") or {}).get("id", "")
         try:
             days = json.loads(action.get("value") or "{}").get("days")
-            report = services.reviewing.report(int(days) if days else None)
+            report = await services.reviewing.report(int(days) if days else None)
             window = f"last {report.days} days" if report.days else "all time"
             png = confusion_png(report.figures, f"Reviewed verdicts, {window}")
             channel = services.settings.cxr_ops_channel
