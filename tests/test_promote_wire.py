@@ -195,6 +195,10 @@ async def test_a_worse_candidate_is_refused_unless_confirmed_twice(slack, tmp_pa
         assert "0 reviewed cases, fewer than 30" in proposal["text"]
         second = await press(bot, proposal, "Promote anyway")
         assert "is worse than *cxr.2026-01-01*" in second["text"]
+        assert (
+            "in-distribution: its own test split): cxr.v3 0.800 vs cxr.2026-01-01 0.900"
+            in (second["text"])
+        )
         assert serving_arn(bot) == arn(SERVING)  # one press changed nothing
         assert bot.services.serving.served() is None
 
@@ -276,7 +280,7 @@ async def test_on_enough_reviewed_cases_both_versions_answer_the_same_images(
 
 
 def test_the_proposal_value_carries_no_patient_data():
-    from bot.core.learning.promote import PromoteProposal
+    from bot.core.learning.promote import PromoteProposal, one_line
     from bot.core.review.figures import Proportion
     from bot.core.review.promotion import on_reviews
     from bot.slack.blocks import render
@@ -285,10 +289,13 @@ def test_the_proposal_value_carries_no_patient_data():
         candidate="v3",
         candidate_arn=arn("v3"),
         served="v2",
-        comparison=on_reviews("v3", "v2", Proportion(3, 4), Proportion(2, 4)),
+        comparison=(comparison := on_reviews("v3", "v2", Proportion(3, 4), Proportion(2, 4))),
+        summary=one_line(comparison),
     )
     [buttons] = [b for b in render(proposal).blocks if b["type"] == "actions"]
-    assert set(json.loads(buttons["elements"][0]["value"])) == {"arn", "name", "step", "units"}
+    value = json.loads(buttons["elements"][0]["value"])
+    assert set(value) == {"arn", "name", "served", "step", "units", "worse", "why"}
+    assert value["why"].endswith("v3 0.750 vs v2 0.500")
 
 
 async def test_a_promotion_recorded_but_never_sent_is_started_after_the_restart(

@@ -62,6 +62,8 @@ class PromoteProposal(Notice):
     step: int = 1  # the confirmation this proposal asks for (1, or 2 for a worse candidate)
     running: bool = False
     units: int = 1
+    worse: bool = False
+    summary: str = ""  # the comparison in one line (carried to the second confirmation)
 
 
 @dataclass
@@ -150,6 +152,8 @@ class Promoter:
             comparison=comparison,
             running=candidate.status == RUNNING,
             units=candidate.min_units or 1,
+            worse=comparison.worse,
+            summary=one_line(comparison),
         )
 
     async def compare(self, candidate: ModelVersion, served: ModelVersion | None) -> Comparison:
@@ -232,30 +236,36 @@ class Promoter:
 
     # --- the buttons -------------------------------------------------------------------------
     async def confirm(
-        self, actor: str, channel: str, candidate_arn: str, step: int, units: int
+        self,
+        actor: str,
+        channel: str,
+        candidate_arn: str,
+        step: int,
+        units: int,
+        *,
+        worse: bool = False,
+        served_name: str = "",
+        summary: str = "",
     ) -> Notice:
-        """A press of Promote (step 1) or of the second confirmation (step 2)."""
+        """A press of Promote (step 1) or of the second confirmation (step 2). The comparison
+        travels in the button (Slack signs it), so a press re-fetches no images."""
         versions = await self.catalog.versions()
         candidate = _find(versions, candidate_arn)
         if candidate is None:
             return PromoteReply(text="That version no longer exists.", kind="error")
         served_arn = self.serving.version_arn()
-        if step < 2:
-            served = _find(versions, served_arn) if served_arn else None
-            comparison = await self.compare(candidate, served)
-            if comparison.worse:
-                self.audit.record(
-                    self.clock.now(), actor, "promote", candidate.name, "confirm 1 of 2"
-                )
-                return PromoteProposal(
-                    candidate=candidate.name,
-                    candidate_arn=candidate.arn,
-                    served=comparison.served.name,
-                    comparison=comparison,
-                    step=2,
-                    running=candidate.status == RUNNING,
-                    units=units,
-                )
+        if step < 2 and worse:
+            self.audit.record(self.clock.now(), actor, "promote", candidate.name, "confirm 1 of 2")
+            return PromoteProposal(
+                candidate=candidate.name,
+                candidate_arn=candidate.arn,
+                served=served_name,
+                step=2,
+                running=candidate.status == RUNNING,
+                units=units,
+                worse=True,
+                summary=summary,
+            )
         promotion = self.store.open_promotion(
             candidate.arn, served_arn, channel, actor, units, self.clock.now()
         )
@@ -391,6 +401,14 @@ class Promoter:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+def one_line(c: Comparison) -> str:
+    """ "F1 …: cxr.v3 0.800 vs cxr.v2 0.900" (what the second confirmation repeats)."""
+    return (
+        f"{c.basis}: {c.candidate.name} {_fmt(c.candidate.value)} vs "
+        f"{c.served.name} {_fmt(c.served.value)}"
+    )
 
 
 def _find(versions: list[ModelVersion], wanted: str | None) -> ModelVersion | None:

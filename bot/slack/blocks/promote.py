@@ -45,10 +45,17 @@ def comparison_lines(c: Comparison) -> list[str]:
 @render.register
 def _(p: PromoteProposal) -> Rendered:
     c = p.comparison
-    assert c is not None
-    lines = comparison_lines(c)
+    lines = comparison_lines(c) if c is not None else [p.summary]
     value = json.dumps(
-        {"arn": p.candidate_arn, "name": p.candidate, "step": p.step, "units": p.units}
+        {
+            "arn": p.candidate_arn,
+            "name": p.candidate,
+            "served": p.served[:80],
+            "step": p.step,
+            "units": p.units,
+            "worse": p.worse,
+            "why": p.summary[:400],
+        }
     )
     head = f":arrows_counterclockwise: *Promote {p.candidate}* in place of *{p.served}*?"
     if p.step >= 2:
@@ -57,7 +64,7 @@ def _(p: PromoteProposal) -> Rendered:
             "Press once more to promote it anyway."
         )
         label = f"Yes, promote the worse {p.candidate}"
-    elif c.worse:
+    elif p.worse:
         label = "Promote anyway…"
     else:
         label = f"Promote {p.candidate}"
@@ -74,7 +81,7 @@ def _(p: PromoteProposal) -> Rendered:
         context(how),
         actions(
             "promote",
-            button(label, CONFIRM, value, style="danger" if c.worse else "primary"),
+            button(label, CONFIRM, value, style="danger" if p.worse else "primary"),
             button("Cancel", CANCEL, cancel),
         ),
     ]

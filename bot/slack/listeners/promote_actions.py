@@ -66,6 +66,9 @@ async def _press(
                 str(value["arn"]),
                 int(value.get("step", 1)),
                 int(value.get("units", 1)),
+                worse=bool(value.get("worse")),
+                served_name=str(value.get("served") or ""),
+                summary=str(value.get("why") or ""),
             )
         elif which == CANCEL:
             notice = promoter.cancel(user, name)
