@@ -227,3 +227,32 @@ async def test_no_reviewers_configured_means_no_buttons(slack, rekognition, tmp_
         assert not [b for b in reply["blocks"] if b["type"] == "actions"]
     finally:
         await harness.stop()
+
+
+async def test_without_an_ops_channel_the_chart_goes_to_the_askers_dm(slack, rekognition, tmp_path):
+    harness = BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=rekognition, cxr_reviewers=[REVIEWER]
+    )
+    await harness.start()
+    try:
+        _, reply = await verdict(harness, rekognition, 0.9)
+        await press(harness, reply, "Pneumonia", REVIEWER)
+        await harness.post_command(slack.slash_command("review", user=OUTSIDER))
+        await harness.drain()
+        answer = slack.responses[-1]
+        [block] = [b for b in answer["blocks"] if b["type"] == "actions"]
+        payload = slack.block_action(
+            {**block["elements"][0], "block_id": block["block_id"]},
+            message={"ts": "1.0", "text": "", "blocks": answer["blocks"]},
+            channel=CHANNEL,
+            user=OUTSIDER,
+        )
+        await harness.post_action(payload)
+        await harness.drain()
+        [opened] = slack.calls_to("conversations.open")
+        assert opened.params["users"] == OUTSIDER
+        [upload] = [f for f in slack.files.values() if f.name == "reviewed-verdicts.png"]
+        assert upload.channel == "D0VISITOR"
+        assert upload.data.startswith(b"\x89PNG")
+    finally:
+        await harness.stop()
