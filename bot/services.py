@@ -389,7 +389,9 @@ def _attach_promoter(services: Services, fetcher: FileFetcher, local: Classifier
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.cxr_max_pixels,
         poll_seconds=settings.cxr_lifecycle_poll_seconds,
+        leases=LeaseStore(services.db),
+        owner=services.intake.owner,
     )
     services.promoter = promoter
-    services.background.append(promoter.resume)
+    services.background.append(promoter.run)
     services.closers.append(promoter.close)

@@ -77,7 +77,17 @@ class Rig:
             poll_seconds=POLL,
         )
 
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> Rig:
+        """The promoter's background job, as the bot runs it."""
+        self.task = asyncio.create_task(self.promoter.run())
+        return self
+
     async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
         await self.promoter.close()
         self.db.close()
 
@@ -113,7 +123,7 @@ async def until(condition, what: str) -> None:
 
 async def test_better_candidate_is_started_and_served_only_once_running(rekognition, tmp_path):
     client, stubber = rekognition
-    rig = Rig(tmp_path / "cxr.db", client, FakeClock())
+    rig = Rig(tmp_path / "cxr.db", client, FakeClock()).start()
     try:
         expect_versions(stubber, served(), candidate("TRAINING_COMPLETED", 0.95))
         proposal = await rig.promoter.propose(ADMIN, CANDIDATE)
@@ -174,7 +184,7 @@ async def test_worse_running_candidate_needs_two_confirmations_and_no_start(reko
 
 async def test_a_restart_while_the_candidate_starts(rekognition, tmp_path):
     client, stubber = rekognition
-    first = Rig(tmp_path / "cxr.db", client, FakeClock())
+    first = Rig(tmp_path / "cxr.db", client, FakeClock()).start()
     expect_versions(stubber, served(), candidate("STOPPED", 0.95))
     stubber.add_response(
         "start_project_version",
@@ -190,7 +200,7 @@ async def test_a_restart_while_the_candidate_starts(rekognition, tmp_path):
     try:
         assert second.router.primary.version_arn == arn(SERVED)
         expect_versions(stubber, served(), candidate("RUNNING", 0.95))
-        await second.promoter.resume()
+        second.start()  # picks up the promotion left open
         await until(lambda: second.outbox.posts, "the switch after the restart")
         assert second.router.primary.version_arn == arn(CANDIDATE)
         stubber.assert_no_pending_responses()  # started once, before the restart

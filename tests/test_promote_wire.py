@@ -331,3 +331,29 @@ async def test_a_promotion_recorded_but_never_sent_is_started_after_the_restart(
         assert len(world.called("StartProjectVersion")) == 1  # asked once, not on every poll
     finally:
         await bot.stop()
+
+
+async def test_two_instances_on_one_database_switch_together_and_say_it_once(
+    slack, tmp_path, world
+):
+    world.add(completed("cxr.v3", f1=0.95))
+    clocks = FakeClock(), FakeClock()
+    first = await harness(slack, tmp_path, world, clocks[0]).start()
+    second = await harness(slack, tmp_path, world, clocks[1]).start()
+    try:
+        proposal = await command(first, "promote cxr.v3")
+        await press(first, proposal, "Promote cxr.v3")
+        world.set("cxr.v3", "RUNNING", MinInferenceUnits=1)
+        for _ in range(3):
+            for clock in clocks:
+                await clock.advance(POLL)
+        await slack.wait_for(
+            lambda: serving_arn(first) == serving_arn(second) == arn("cxr.v3"),
+            what="both instances serving the candidate",
+        )
+        said = [m for m in slack.bot_messages(LAB) if "now serves" in m["text"]]
+        assert len(said) == 1
+        assert len(world.called("StartProjectVersion")) == 1
+    finally:
+        await second.stop()
+        await first.stop()

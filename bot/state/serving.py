@@ -74,6 +74,25 @@ class ServingStore:
         row = self._db.one("SELECT * FROM promotions WHERE state = 'starting'")
         return _promotion(row) if row else None
 
+    def complete(self, promotion_id: int, version_arn: str, by: str, at: datetime) -> bool:
+        """The promotion ends with its candidate served, in one transaction; False when it had
+        already ended (another instance completed it)."""
+        with self._db.transaction() as conn:
+            done = conn.execute(
+                "UPDATE promotions SET state = 'serving', finished_at = ? WHERE id = ?"
+                " AND state = 'starting'",
+                (at.isoformat(), promotion_id),
+            )
+            if done.rowcount != 1:
+                return False
+            conn.execute(
+                "INSERT INTO serving (id, version_arn, since, by) VALUES (1, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET version_arn = excluded.version_arn,"
+                " since = excluded.since, by = excluded.by",
+                (version_arn, at.isoformat(), by),
+            )
+        return True
+
     def note(self, promotion_id: int, note: str) -> None:
         self._db.execute("UPDATE promotions SET note = ? WHERE id = ?", (note, promotion_id))
 

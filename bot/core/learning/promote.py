@@ -22,6 +22,7 @@ from bot.core.clock import Clock
 from bot.core.imaging import decode
 from bot.core.labels import Label
 from bot.core.learning.errors import aws_error
+from bot.core.leases import new_owner
 from bot.core.model_versions import (
     FAILED,
     RUNNING,
@@ -39,6 +40,7 @@ from bot.core.review.promotion import (
     on_reviews,
 )
 from bot.state.audit import AuditLog
+from bot.state.leases import LeaseStore
 from bot.state.reviews import ReviewStore
 from bot.state.runs import RunStore
 from bot.state.serving import Promotion, ServingStore
@@ -97,6 +99,8 @@ class Promoter:
         max_bytes: int,
         max_pixels: int,
         poll_seconds: float,
+        leases: LeaseStore | None = None,
+        owner: str | None = None,
     ) -> None:
         self.catalog = catalog
         self.serving = serving
@@ -114,7 +118,10 @@ class Promoter:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.poll_seconds = poll_seconds
-        self._task: asyncio.Task[None] | None = None
+        self.leases = leases
+        self.owner = owner or new_owner()
+        self._wake = asyncio.Event()
+        self._held: str | None = None  # the promotion lease this instance holds
 
     # --- /cxr promote ------------------------------------------------------------------------
     async def propose(self, actor: str, wanted: str) -> Notice:
@@ -303,26 +310,52 @@ class Promoter:
         self.audit.record(self.clock.now(), actor, "promote", candidate, "cancelled")
         return PromoteReply(text=f"Promotion of *{candidate}* cancelled; nothing changed.")
 
-    # --- following a start -------------------------------------------------------------------
-    async def resume(self) -> None:
-        """At start-up: a promotion a previous run left open is followed to its end."""
-        if self.store.in_flight() is not None:
-            log.info("promote.resumed")
-            self.follow()
-
-    def follow(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._watch(), name="promotion watcher")
-
-    async def _watch(self) -> None:
-        while self.store.in_flight() is not None:
+    # --- following a start; every instance serving what is stored ---------------------------
+    async def run(self) -> None:
+        """A background job on every instance: serve the stored version (another instance may
+        have promoted one), and move a promotion in flight along. One instance at a time does
+        the latter (a lease on the promotion), so Rekognition is asked and the channel told
+        once; a promotion a stopped or dead instance left open is picked up here."""
+        while True:
             try:
-                await self.tick()
+                self.sync()
+                flight = self.store.in_flight()
+                if flight is not None and await self._lease(flight):
+                    await self.tick()
+                    self.sync()
             except Exception as exc:
                 log.warning("promote.poll_failed", extra={"error": aws_error(exc)})
-            if self.store.in_flight() is None:
-                return
-            await self.clock.sleep(self.poll_seconds)
+            await self._pause()
+
+    def follow(self) -> None:
+        """Poll now rather than at the next round (a promotion has just begun)."""
+        self._wake.set()
+
+    def sync(self) -> None:
+        """Switch this instance's router to the stored served version, if it differs."""
+        stored = self.store.served()
+        if stored is not None and stored.version_arn != self.serving.version_arn():
+            self.serving.switch(stored.version_arn)
+            log.info("promote.synced", extra={"version": _name(stored.version_arn)})
+
+    async def _lease(self, flight: Promotion) -> bool:
+        if self.leases is None:
+            return True
+        ttl = timedelta(seconds=3 * self.poll_seconds)
+        key = f"promotion:{flight.id}"
+        held = await self.leases.acquire(key, self.owner, self.clock.now(), ttl) is not None
+        self._held = key if held else None
+        return held
+
+    async def _pause(self) -> None:
+        sleep = asyncio.ensure_future(self.clock.sleep(self.poll_seconds))
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (sleep, woken):
+                waiter.cancel()
+            self._wake.clear()
 
     async def _start(self, promotion: Promotion, candidate: ModelVersion) -> None:
         """Ask for the candidate to run, and remember that it was asked (a restart between the
@@ -370,13 +403,17 @@ class Promoter:
             )
             return
         if candidate.status == RUNNING:
-            await self._post(promotion, await self._switch(promotion, candidate))
+            notice = await self._switch(promotion, candidate)
+            if isinstance(notice, PromoteReply) and notice.kind == "switched":
+                await self._post(promotion, notice)
 
     async def _switch(self, promotion: Promotion, candidate: ModelVersion) -> Notice:
         now = self.clock.now()
+        if not self.store.complete(promotion.id, candidate.arn, promotion.user, now):
+            self.sync()  # another instance switched first: follow it, say nothing
+            return PromoteReply(text=f"*{candidate.name}* already serves.")
         self.runs.open_run(candidate.arn, now, candidate.min_units or promotion.units, "bot")
-        self.serving.serve(candidate.arn, by=promotion.user)
-        self.store.finish(promotion.id, "serving", now)
+        self.serving.switch(candidate.arn)
         self.audit.record(now, promotion.user, "promote", candidate.name, "ok: serving")
         log.info("promote.switched", extra={"version": candidate.name})
         previous = promotion.previous_arn or ""
@@ -398,9 +435,14 @@ class Promoter:
             log.warning("promote.post_failed", extra={"error": type(exc).__name__})
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """An open promotion stays in SQLite; its lease is let go, so the next instance (or
+        this one restarted) follows it at once rather than after the lease runs out."""
+        if self.leases is not None and self._held is not None:
+            try:
+                await self.leases.release([self._held], self.owner)
+            except Exception as exc:
+                log.warning("promote.release_failed", extra={"error": type(exc).__name__})
+            self._held = None
 
 
 def one_line(c: Comparison) -> str:

@@ -24,5 +24,10 @@ class StoredServing(RouterServing):
         self.clock = clock
 
     def serve(self, version_arn: str, by: str = "lifecycle") -> None:
+        """Switch, and store it: what serves now still serves after a restart."""
         super().serve(version_arn)
         self.store.serve(version_arn, by, self.clock.now())
+
+    def switch(self, version_arn: str) -> None:
+        """Switch this instance's router only (the version is stored already)."""
+        super().serve(version_arn)
