@@ -211,3 +211,32 @@ async def test_a_restart_while_the_candidate_starts(rekognition, tmp_path):
         assert third.router.primary.version_arn == arn(CANDIDATE)  # the promotion outlives it
     finally:
         await third.close()
+
+
+async def test_cases_exported_for_training_never_enter_the_comparison(rekognition, tmp_path):
+    import json
+    from datetime import timedelta
+
+    from bot.core.review.records import CaseKey, Review, ReviewLabel
+
+    client, _ = rekognition
+    rig = Rig(tmp_path / "cxr.db", client, FakeClock())
+    try:
+        now = rig.clock.now()
+        reviews = ReviewStore(rig.db)
+        for i, label in enumerate([ReviewLabel.NORMAL, ReviewLabel.PNEUMONIA, ReviewLabel.NORMAL]):
+            ts = f"1760000000.00000{i}"
+            ref = {"file_id": f"F{i}", "name": "x.png", "mimetype": "image/png", "size": 1}
+            rig.db.execute(
+                "INSERT INTO uploads (channel, ts, thread_ts, user, files, received_at)"
+                " VALUES ('C1', ?, ?, 'U1', ?, ?)",
+                (ts, ts, json.dumps([{**ref, "url": "u"}]), now.isoformat()),
+            )
+            reviews.record(Review(CaseKey("C1", ts, f"F{i}"), "U9", label, now))
+        reviews.mark_exported(
+            [CaseKey("C1", "1760000000.000001", "F1")], "s3://b/p/", now + timedelta(hours=1)
+        )
+        cases = await rig.promoter._reviewed_cases()
+        assert sorted(ref.file_id for ref, _ in cases) == ["F0", "F2"]
+    finally:
+        await rig.close()
