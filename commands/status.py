@@ -26,7 +26,20 @@ async def handle(ctx: CommandContext, command: Status) -> None:
 
 
 def served_line(ctx: CommandContext) -> str:
-    """Both versions when the stored served version and `CXR_PROJECT_VERSION_ARN` differ."""
+    """Both versions when the stored served version and `CXR_PROJECT_VERSION_ARN` differ, and a
+    promotion in flight."""
+    flight = ctx.services.serving.in_flight()
+    line = _served(ctx)
+    if flight is not None:
+        line += (
+            f"{' ' if line else ''}:hourglass_flowing_sand: Promoting *{_name(flight.candidate_arn)}*"
+            f" (asked by <@{flight.user}> at {flight.started_at:%Y-%m-%d %H:%M} UTC): it serves"
+            " once it is RUNNING."
+        )
+    return line
+
+
+def _served(ctx: CommandContext) -> str:
     served = ctx.services.serving.served()
     configured = ctx.services.settings.cxr_project_version_arn
     if served is None or served.version_arn == configured:

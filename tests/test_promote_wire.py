@@ -155,6 +155,8 @@ async def test_a_better_candidate_starts_switches_when_running_and_offers_the_ol
         ]
         await poll(bot, clock)  # STARTING: the served version still serves
         assert serving_arn(bot) == arn(SERVING)
+        status = await command(bot, "status", user=MEMBER)
+        assert f"Promoting *cxr.v3* (asked by <@{ADMIN}>" in status["text"]
 
         world.set("cxr.v3", "RUNNING", MinInferenceUnits=1)
         await poll(bot, clock)
