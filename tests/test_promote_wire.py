@@ -275,6 +275,10 @@ async def test_on_enough_reviewed_cases_both_versions_answer_the_same_images(
         assert "Candidate *cxr.v3*: agreement 100.0% (95% CI 51.0–100.0%, 4/4)" in text
         assert "Served *cxr.2026-01-01*: agreement 50.0% (95% CI 15.0–85.0%, 2/4)" in text
         assert "at least as good" in text
+        assert (
+            "only the candidate right on 2, only the served version right on 0 "
+            "(exact McNemar p = 0.50)"
+        ) in text  # a better point estimate, yet too few discordant cases to tell
         assert len(slack.downloads) == downloads + 4  # fetched again from Slack, not stored
         assert not world.scores["cxr.v3"] and not world.scores[SERVING]
     finally:

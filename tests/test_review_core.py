@@ -205,3 +205,29 @@ def test_answers_given_after_an_export_are_not_held_out():
     kept, dropped = held_out([before, after, other], {case(1): T0 + timedelta(days=1)})
     # a model answering after the image was exported may have been trained on it
     assert kept == [before[0], other[0]] and dropped == [after[0]]
+
+
+# Exact McNemar by hand: n = b + c discordant cases, p = 2 · Σ_{k ≤ min(b, c)} C(n, k) / 2^n.
+@pytest.mark.parametrize(
+    ("b", "c", "p"),
+    [
+        (5, 1, 2 * (1 + 6) / 64),  # 0.21875
+        (1, 5, 2 * (1 + 6) / 64),
+        (10, 0, 2 / 1024),
+        (3, 3, 1.0),  # capped at 1
+        (0, 0, 1.0),
+    ],
+)
+def test_exact_mcnemar_by_hand(b, c, p):
+    from bot.core.review.promotion import Paired
+
+    assert Paired(b, c).p_value == pytest.approx(p)
+
+
+def test_discordant_counts_must_match_the_agreements():
+    from bot.core.review.promotion import Paired
+
+    ok = on_reviews("v3", "v2", Proportion(28, 30), Proportion(24, 30), Paired(5, 1))
+    assert ok.paired.p_value == pytest.approx(0.21875) and not ok.worse
+    with pytest.raises(ValueError):
+        on_reviews("v3", "v2", Proportion(28, 30), Proportion(24, 30), Paired(1, 1))

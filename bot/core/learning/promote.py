@@ -35,6 +35,7 @@ from bot.core.review.figures import Proportion
 from bot.core.review.promotion import (
     Comparison,
     Measure,
+    Paired,
     choose_measure,
     on_evaluation,
     on_reviews,
@@ -179,7 +180,7 @@ class Promoter:
         if measure is Measure.AGREEMENT:
             got = await self._agreement(candidate, cases)
             if got is not None and got[0].n >= self.min_reviewed:
-                return on_reviews(candidate.name, served_name, got[0], got[1])
+                return on_reviews(candidate.name, served_name, *got)
             why = "too few reviewed images could be fetched again from Slack"
         cand_eval = await self._evaluation(candidate)
         served_eval = await self._evaluation(served) if served else None
@@ -209,9 +210,9 @@ class Promoter:
 
     async def _agreement(
         self, candidate: ModelVersion, cases: list[tuple[Any, Label]]
-    ) -> tuple[Proportion, Proportion] | None:
+    ) -> tuple[Proportion, Proportion, Paired] | None:
         candidate_model = self.make_classifier(candidate.arn)
-        agree_c = agree_s = n = 0
+        agree_c = agree_s = n = only_c = only_s = 0
         for ref, truth in cases:
             try:
                 data = await self.fetcher.fetch(ref, self.max_bytes)
@@ -228,9 +229,12 @@ class Promoter:
                 )
                 continue
             n += 1
-            agree_c += said_c is truth
-            agree_s += said_s is truth
-        return Proportion(agree_c, n), Proportion(agree_s, n)
+            right_c, right_s = said_c is truth, said_s is truth
+            agree_c += right_c
+            agree_s += right_s
+            only_c += right_c and not right_s
+            only_s += right_s and not right_c
+        return Proportion(agree_c, n), Proportion(agree_s, n), Paired(only_c, only_s)
 
     async def _evaluation(self, version: ModelVersion) -> Any:
         if self.evaluation is None or version.evaluation_summary_s3 is None:

@@ -10,6 +10,7 @@ A candidate worse by the measure used is refused unless an admin confirms twice.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -41,11 +42,31 @@ class Evaluated:
 
 
 @dataclass(frozen=True)
+class Paired:
+    """Where two versions answering the same cases differ: only the candidate right (`b`), only
+    the served version right (`c`). The exact McNemar test asks whether that split is more
+    lopsided than chance; with few discordant cases no difference is distinguishable."""
+
+    b: int  # the candidate agreed with the reviewer, the served version didn't
+    c: int  # the served version agreed, the candidate didn't
+
+    @property
+    def p_value(self) -> float:
+        """Exact two-sided McNemar p (a binomial test of b against b + c at one half)."""
+        n = self.b + self.c
+        if n == 0:
+            return 1.0
+        tail = sum(math.comb(n, k) for k in range(min(self.b, self.c) + 1)) / 2**n
+        return min(1.0, 2 * tail)
+
+
+@dataclass(frozen=True)
 class Comparison:
     measure: Measure
     candidate: Evaluated
     served: Evaluated
     cases: int = 0  # reviewed cases both versions answered (agreement only)
+    paired: Paired | None = None  # where they differ (agreement only)
     why_fallback: str = ""  # why reviewed cases weren't used, when they weren't
 
     @property
@@ -69,15 +90,22 @@ class Comparison:
 
 
 def on_reviews(
-    candidate: str, served: str, candidate_agreement: Proportion, served_agreement: Proportion
+    candidate: str,
+    served: str,
+    candidate_agreement: Proportion,
+    served_agreement: Proportion,
+    paired: Paired | None = None,
 ) -> Comparison:
     if candidate_agreement.n != served_agreement.n:
         raise ValueError("both versions must answer the same reviewed cases")
+    if paired is not None and paired.b - paired.c != candidate_agreement.k - served_agreement.k:
+        raise ValueError("the discordant cases don't match the two agreements")
     return Comparison(
         Measure.AGREEMENT,
         Evaluated(candidate, candidate_agreement.value, candidate_agreement),
         Evaluated(served, served_agreement.value, served_agreement),
         cases=candidate_agreement.n,
+        paired=paired,
     )
 
 

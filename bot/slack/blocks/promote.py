@@ -33,6 +33,11 @@ def comparison_lines(c: Comparison) -> list[str]:
         "Candidate " + _figure(c.candidate, c.measure),
         "Served " + _figure(c.served, c.measure),
     ]
+    if c.paired is not None:
+        lines.append(
+            f"Where they differ: only the candidate right on {c.paired.b}, only the served "
+            f"version right on {c.paired.c} (exact McNemar p = {c.paired.p_value:.2f})."
+        )
     if not c.comparable:
         lines.append("The two can't be compared on this measure.")
     elif c.worse:
