@@ -89,7 +89,7 @@ def test_figures_match_the_hand_counted_table():
     answers.append(Answer(case(99), REK, Label.NORMAL))  # never reviewed: not counted
     [fig] = figures_by_model(answers, reviews)
 
-    assert (fig.reviewed, fig.not_assessable, fig.assessable) == (14, 2, 12)
+    assert (fig.answered, fig.reviewed, fig.not_assessable, fig.assessable) == (15, 14, 2, 12)
     c = fig.confusion
     assert (c.tp, c.fn, c.fp, c.tn) == (5, 1, 2, 4)
     assert (fig.sensitivity.k, fig.sensitivity.n) == (5, 6)

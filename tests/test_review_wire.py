@@ -186,7 +186,10 @@ async def test_cxr_review_figures_match_the_hand_computed_table(bot, slack, reko
     assert answer["response_type"] == "ephemeral"
     text = answer["text"]
     assert "Reviewed verdicts, the last 7 days" in text
-    assert "*Rekognition cxr.2026-01-01*: 7 reviewed, 1 not assessable (left out)" in text
+    assert (
+        "*Rekognition cxr.2026-01-01*: 7 of 8 verdicts reviewed, 1 not assessable (left out)"
+        in text
+    )
     assert "Agreement: 66.7% (95% CI 30.0–90.3%, 4/6)" in text
     assert "Sensitivity (Pneumonia): 66.7% (95% CI 20.8–93.9%, 2/3)" in text
     assert "Specificity (Normal): 66.7% (95% CI 20.8–93.9%, 2/3)" in text

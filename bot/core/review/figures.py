@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot.core.labels import Label
-from bot.core.review.records import CaseKey, Review, ReviewLabel
+from bot.core.review.records import CaseKey, Review
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
 
@@ -103,6 +103,7 @@ class Confusion:
 class VersionFigures:
     model: ModelKey
     reviewed: int = 0  # every reviewed verdict of this model, "Not assessable" included
+    answered: int = 0  # every verdict of this model in the window, reviewed or not
     not_assessable: int = 0
     uncertain: int = 0  # assessable cases whose verdict was shown as "Uncertain"
     confusion: Confusion = field(default_factory=Confusion)
@@ -130,30 +131,32 @@ def figures_by_model(
     *,
     exclude: frozenset[CaseKey] = frozenset(),
 ) -> list[VersionFigures]:
-    """Figures per model version, from every answer whose case has a (current) review.
+    """Figures per model version, from every answer whose case has a (current) review; every
+    answer counts in `answered`, so the share reviewed is said (reviewers who review some
+    verdicts more than others, say the positives, bias what these figures can show).
 
     `exclude` drops cases that must not count (those exported for training, when the figure is
     to be read as held out). Sorted by the number of reviewed verdicts, most first.
     """
     acc: dict[ModelKey, VersionFigures] = {}
     for answer in answers:
-        review = reviews.get(answer.case)
-        if review is None or answer.case in exclude:
+        if answer.case in exclude:
             continue
         held = acc.get(answer.model) or VersionFigures(answer.model)
-        truth = review.label.label
-        if review.label is ReviewLabel.NOT_ASSESSABLE or truth is None:
-            held = VersionFigures(
-                held.model, held.reviewed + 1, held.not_assessable + 1, held.uncertain,
-                held.confusion,
-            )  # fmt: skip
-        else:
-            held = VersionFigures(
-                held.model,
-                held.reviewed + 1,
-                held.not_assessable,
-                held.uncertain + answer.uncertain,
-                held.confusion.add(answer.label, truth),
-            )
+        held = replace(held, answered=held.answered + 1)
+        review = reviews.get(answer.case)
+        if review is not None:
+            held = replace(held, reviewed=held.reviewed + 1)
+            truth = review.label.label
+            if truth is None:  # "Not assessable": counted, outside every proportion
+                held = replace(held, not_assessable=held.not_assessable + 1)
+            else:
+                held = replace(
+                    held,
+                    uncertain=held.uncertain + answer.uncertain,
+                    confusion=held.confusion.add(answer.label, truth),
+                )
         acc[answer.model] = held
-    return sorted(acc.values(), key=lambda f: (-f.reviewed, f.model.kind, f.model.version))
+    return sorted(
+        acc.values(), key=lambda f: (-f.reviewed, -f.answered, f.model.kind, f.model.version)
+    )

@@ -69,7 +69,7 @@ def with_review(blocks: list[dict[str, Any]], file_id: str, reviewed: Reviewed) 
 def figure_lines(figures: VersionFigures) -> list[str]:
     f = figures
     lines = [
-        f"*{f.model.describe()}*: {f.reviewed} reviewed"
+        f"*{f.model.describe()}*: {f.reviewed} of {f.answered} verdicts reviewed"
         + (f", {f.not_assessable} not assessable (left out)" if f.not_assessable else "")
         + (f", {f.uncertain} shown as Uncertain" if f.uncertain else ""),
         f"Agreement: {f.agreement.describe()}",
@@ -105,13 +105,17 @@ def _(report: ReviewReport) -> Rendered:
         blocks.append(section("No reviewed verdicts yet."))
     for figures in report.figures:
         blocks.append(section("\n".join(figure_lines(figures))))
-    notes = ["95% Wilson intervals; the reviewers' labels are the truth; Pneumonia is positive."]
+    notes = [
+        "95% Wilson intervals; the reviewers' labels are the truth; Pneumonia is positive. "
+        "Only reviewed verdicts count: if some kinds get reviewed more (say the positives), "
+        "these figures lean that way."
+    ]
     if report.left_out:
         notes.append(
             f"{report.left_out} answers on images later exported for training are left out."
         )
     blocks.append(context(*notes))
-    if report.figures:
+    if any(f.reviewed for f in report.figures):
         blocks.append(
             actions(
                 "review_chart",

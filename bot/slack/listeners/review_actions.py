@@ -102,7 +102,9 @@ def register(app: AsyncApp, services: Services) -> None:
             days = json.loads(action.get("value") or "{}").get("days")
             report = await services.reviewing.report(int(days) if days else None)
             window = f"last {report.days} days" if report.days else "all time"
-            png = confusion_png(report.figures, f"Reviewed verdicts, {window}")
+            png = confusion_png(
+                [f for f in report.figures if f.reviewed], f"Reviewed verdicts, {window}"
+            )
             channel = services.settings.cxr_ops_channel
             if not channel:
                 opened = await client.conversations_open(users=user)
