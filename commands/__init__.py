@@ -17,7 +17,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.services import Services
 from bot.slack.blocks import UNEXPECTED_FAILURE, escape
 from bot.slack.permissions import Admins
-from commands import export, promote, review, start, status, stop, train
+from commands import learning, start, status, stop, train
 from commands.context import CommandContext
 from commands.help import usage
 from commands.parser import (
@@ -42,10 +42,22 @@ HANDLERS: dict[type, Handler] = {
     Start: start.handle,
     Stop: stop.handle,
     Train: train.handle,
-    Review: review.handle,
-    Promote: promote.handle,
-    Export: export.handle,
+    Review: lambda ctx, command: _learning(ctx, command),
+    Promote: lambda ctx, command: _learning(ctx, command),
+    Export: lambda ctx, command: _learning(ctx, command),
 }
+
+
+async def _learning(ctx: CommandContext, command: Review | Promote | Export) -> None:
+    """`/cxr review|promote|export` (`commands.learning`): promote and export for admins."""
+    if isinstance(command, Promote) and ctx.services.promoter is None:
+        await ctx.reply(ctx.lifecycle.rekognition_only("promote"))
+        return
+    if isinstance(command, Promote | Export):
+        target = command.version if isinstance(command, Promote) else command.destination
+        if not await ctx.allowed(type(command).__name__.lower(), target):
+            return
+    await ctx.reply(await learning.answer(ctx.services, command, ctx.user))
 
 
 def register(app: AsyncApp, services: Services, admins: Admins) -> None:

@@ -12,6 +12,7 @@ from bot.core.review.figures import Answer, VersionFigures, figures_by_model
 from bot.core.review.records import CaseKey, Review, ReviewLabel
 from bot.state.audit import AuditLog
 from bot.state.reviews import ReviewStore
+from bot.state.serving import Promotion, ServedVersion
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,17 @@ class ReviewReport(Notice):
     days: int | None = None  # None: all time
     figures: list[VersionFigures] = field(default_factory=list)
     left_out: int = 0  # reviewed answers given after the case was exported for training
+
+
+@dataclass
+class StatusWithFigures(Notice):
+    """`/cxr status`: the lifecycle's report, then the served version and the figures."""
+
+    status: Notice = field(default_factory=Notice)
+    report: ReviewReport = field(default_factory=ReviewReport)
+    served: ServedVersion | None = None
+    configured_arn: str | None = None  # CXR_PROJECT_VERSION_ARN, the initial value
+    promotion: Promotion | None = None  # one under way
 
 
 class Reviewing:

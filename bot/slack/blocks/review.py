@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from bot.core.learning.reviewing import Reviewed, ReviewReport
+from bot.core.learning.reviewing import Reviewed, ReviewReport, StatusWithFigures
 from bot.core.review.figures import VersionFigures
 from bot.core.review.records import CaseKey, ReviewLabel
 from bot.slack.blocks import Rendered, actions, button, context, render, section
@@ -123,3 +123,57 @@ def _(report: ReviewReport) -> Rendered:
             )
         )
     return Rendered(text=report_text(report), blocks=blocks)
+
+
+# --- /cxr status ---------------------------------------------------------------------------
+def served_line(status: StatusWithFigures) -> str:
+    """Both versions when the stored served one and `CXR_PROJECT_VERSION_ARN` differ, and a
+    promotion under way."""
+    parts = []
+    served, configured = status.served, status.configured_arn
+    if served is not None and served.version_arn != configured:
+        by = (
+            f"promoted by <@{served.by}>"
+            if served.by.startswith(("U", "W"))
+            else f"set by {served.by}"
+        )
+        line = (
+            f":arrows_counterclockwise: Serving *{version_name(served.version_arn)}* (since "
+            f"{served.since:%Y-%m-%d %H:%M} UTC, {by})"
+        )
+        if configured:
+            line += (
+                f"; `CXR_PROJECT_VERSION_ARN` names *{version_name(configured)}*, which was only "
+                "the initial value"
+            )
+        parts.append(line + ".")
+    flight = status.promotion
+    if flight is not None:
+        parts.append(
+            f":hourglass_flowing_sand: Promoting *{version_name(flight.candidate_arn)}* (asked by "
+            f"<@{flight.user}> at {flight.started_at:%Y-%m-%d %H:%M} UTC): it serves once it "
+            "is RUNNING."
+        )
+    return " ".join(parts)
+
+
+def version_name(arn: str) -> str:
+    """…/version/<name>/<timestamp> → <name>."""
+    parts = arn.split("/")
+    return parts[-2] if "/version/" in arn and len(parts) >= 2 else arn
+
+
+@render.register
+def _(status: StatusWithFigures) -> Rendered:
+    first = render(status.status)
+    figures = render(status.report)
+    blocks = [*first.blocks]
+    texts = [first.text]
+    served = served_line(status)
+    if served:
+        blocks.append(section(served))
+        texts.append(served)
+    blocks += [{"type": "divider"}, *[b for b in figures.blocks if b.get("type") != "actions"]]
+    texts.append(figures.text)
+    blocks.append(context("`/cxr review [days]` for another window and a chart."))
+    return Rendered(text="\n\n".join(texts), blocks=blocks[:50])
