@@ -50,7 +50,7 @@ class Shell:
 
     # --- set-up -----------------------------------------------------------------------------
     async def run(self) -> int:
-        from bot.slack.app import build_app, slack_services
+        from bot.slack.app import build_app, slack_services, warm_up
 
         await self.slack.start()
         self.slack.listeners.append(self._show)
@@ -58,6 +58,7 @@ class Shell:
             self.settings, self.slack.bot_token, self.slack.api_url
         )
         self.app = build_app(self.services, client)
+        await warm_up(self.app, retry=False)
         await self._forget_last_session()
         await self.services.start()
         if self.interactive:
@@ -150,7 +151,14 @@ class Shell:
             return
         files = [self.slack.add_file(p.name, p.read_bytes(), user=USER) for p in paths]
         envelope = self.slack.file_share_envelope(CHANNEL, files, user=USER, channel_type="im")
-        await self._dispatch(envelope)
+        response = await self._dispatch(envelope)
+        if response is not None and response.status == 503:  # Slack would deliver it again
+            self.say(
+                f"I couldn't record {', '.join(p.name for p in paths)} in "
+                f"{self.settings.cxr_db_path} (locked by another program, or the disk is "
+                "full). Nothing was screened; post it again in a moment.",
+                "cxr-bot> ",
+            )
 
     async def _command(self, line: str) -> None:
         command, _, text = line.partition(" ")
