@@ -64,6 +64,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 
 def _classify(args: argparse.Namespace) -> int:
     from bot.core.labels import decide
+    from bot.core.model_answer import read_answer
     from bot.core.xray_guard import check_chest_xray
 
     classifier = _load_classifier(args, heatmaps=args.heatmap is not None)
@@ -76,7 +77,7 @@ def _classify(args: argparse.Namespace) -> int:
         try:
             image = _read_image(path, classifier.max_side)
             check_chest_xray(image)
-            prediction = classifier.predict(image)
+            prediction = read_answer(classifier.predict(image))  # the bot's answer contract
         except UserFacingError as exc:
             failed += 1
             results.append({"file": str(path), "error": exc.reply, "code": exc.code})

@@ -186,7 +186,13 @@ def build_services(
         primary is None or settings.cxr_local_fallback or settings.cxr_both_models
     ):
         local = build_local_classifier(settings)
-    router = ModelRouter(primary, local, fallback=settings.cxr_local_fallback, clock=clock)
+    router = ModelRouter(
+        primary,
+        local,
+        fallback=settings.cxr_local_fallback,
+        clock=clock,
+        tolerance=settings.cxr_score_sum_tolerance,
+    )
     classifier: Classifier = router
     if settings.cxr_both_models and settings.cxr_project_arn:
         from bot.core.learning.both_models import BothModels
@@ -391,6 +397,7 @@ def _attach_promoter(services: Services, fetcher: FileFetcher, local: Classifier
         poll_seconds=settings.cxr_lifecycle_poll_seconds,
         leases=LeaseStore(services.db),
         owner=services.intake.owner,
+        tolerance=settings.cxr_score_sum_tolerance,
     )
     services.promoter = promoter
     services.background.append(promoter.run)

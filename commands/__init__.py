@@ -15,7 +15,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from bot.slack.blocks import UNEXPECTED_FAILURE, escape
+from bot.slack.blocks import UNEXPECTED_FAILURE
+from bot.slack.escaping import user_text
 from bot.slack.permissions import Admins
 from commands import learning, start, status, stop, train
 from commands.context import CommandContext
@@ -68,11 +69,11 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
             await ack(text=usage(parsed))
             return
         if isinstance(parsed, Export):
-            await ack(text=f"Fetching the reviewed images for `{escape(parsed.destination)}`…")
+            await ack(text=f"Fetching the reviewed images for `{user_text(parsed.destination)}`…")
         elif isinstance(parsed, Promote) and services.promoter is not None:
-            await ack(text=f"Comparing `{escape(parsed.version)}` with the served version…")
+            await ack(text=f"Comparing `{user_text(parsed.version)}` with the served version…")
         elif isinstance(parsed, Train):
-            source = escape(parsed.source)
+            source = user_text(parsed.source)
             await ack(text=f"Checking `{source}`… (a minute or so for thousands of images)")
         else:
             await ack()

@@ -45,9 +45,10 @@ async def test_two_models_disagree_and_the_review_counts_for_both(
         cxr_reviewers=[REVIEWER],
     ).start()
     try:
-        expect_detect(rekognition, opposite)
-        expect_detect(rekognition, agreeing)
+        expect_detect(rekognition, opposite)  # one image at a time: the stub answers in order
         first = await bot.share(CHANNEL, [("first.jpeg", data)])
+        await bot.drain()
+        expect_detect(rekognition, agreeing)
         second = await bot.share(CHANNEL, [("second.jpeg", data)])
         await bot.drain()
         [disagreed] = replies_in_thread(slack, CHANNEL, first["event"]["ts"])

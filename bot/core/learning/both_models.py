@@ -9,6 +9,7 @@ from dataclasses import replace
 from PIL import Image
 
 from bot.core.labels import ModelInfo, Prediction
+from bot.core.model_answer import read_answer
 from bot.core.routing import ModelRouter
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,8 @@ log = logging.getLogger(__name__)
 class BothModels:
     """A `Classifier`. When Rekognition answered, the local model answers too (as `second`);
     when the local model already answered alone (Rekognition not running), one answer it is.
-    A failing local model never costs the image its Rekognition verdict."""
+    The local answer passes the same answer contract as the router's (`read_answer`); a
+    failing local model never costs the image its Rekognition verdict."""
 
     def __init__(self, router: ModelRouter) -> None:
         self.router = router
@@ -37,7 +39,7 @@ class BothModels:
         if local is None or first.model.kind == local.model.kind:
             return first
         try:
-            second = await local.classify(image)
+            second = read_answer(await local.classify(image), self.router.tolerance)
         except Exception as exc:
             log.warning("both_models.local_failed", extra={"error": type(exc).__name__})
             return first

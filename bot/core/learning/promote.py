@@ -23,6 +23,7 @@ from bot.core.imaging import decode
 from bot.core.labels import Label
 from bot.core.learning.errors import aws_error
 from bot.core.leases import new_owner
+from bot.core.model_answer import DEFAULT_TOLERANCE, read_answer
 from bot.core.model_versions import (
     FAILED,
     RUNNING,
@@ -102,6 +103,7 @@ class Promoter:
         poll_seconds: float,
         leases: LeaseStore | None = None,
         owner: str | None = None,
+        tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:
         self.catalog = catalog
         self.serving = serving
@@ -120,6 +122,7 @@ class Promoter:
         self.max_pixels = max_pixels
         self.poll_seconds = poll_seconds
         self.leases = leases
+        self.tolerance = tolerance  # the answer contract, as the router applies it
         self.owner = owner or new_owner()
         self._wake = asyncio.Event()
         self._held: str | None = None  # the promotion lease this instance holds
@@ -220,7 +223,7 @@ class Promoter:
                 image = await asyncio.to_thread(
                     decode, data, max_side=side, max_pixels=self.max_pixels
                 )
-                said_c = _top(await candidate_model.classify(image))
+                said_c = _top(read_answer(await candidate_model.classify(image), self.tolerance))
                 said_s = _top(await self.served_classifier.classify(image))
             except Exception as exc:  # deleted file, model hiccup: this case drops out
                 log.info(

@@ -28,13 +28,9 @@ def label_of(action: str) -> ReviewLabel | None:
     return ReviewLabel[match.group(1).upper()] if match else None
 
 
-def review_buttons(message_ts: str, file_id: str) -> dict[str, Any]:
-    """Normal / Pneumonia / Not assessable under one image's verdict."""
-    value = json.dumps({"ts": message_ts, "f": file_id})
-    return actions(
-        BLOCK_PREFIX + file_id,
-        *(button(label.value, action_id(label), value) for label in ReviewLabel),
-    )
+def button_value(message_ts: str, file_id: str) -> str:
+    """What a review button carries: the posted message and the file (Slack IDs only)."""
+    return json.dumps({"ts": message_ts, "f": file_id})
 
 
 def case_of(channel: str, value: str) -> CaseKey | None:
