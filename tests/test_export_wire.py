@@ -118,6 +118,13 @@ async def test_export_to_s3_writes_the_layout_without_metadata(bot, slack, rekog
     assert len(manifest["not_fetched"]) == 1 and manifest["not_assessable_skipped"] == 1
     assert "Jane" not in json.dumps(manifest) and CHANNEL not in json.dumps(manifest)
 
+    # a prefix is the user's text: quoted back escaped, never a mention
+    await bot.post_command(slack.slash_command(f"export s3://{BUCKET}/a<!channel>b", user=ADMIN))
+    await bot.drain()
+    quoted = slack.responses[-1]
+    assert "<!channel>" not in quoted["text"] and "&lt;!channel&gt;" in quoted["text"]
+    assert "<!channel>" not in str(quoted["blocks"])
+
     # the two exported cases are recorded: no held-out comparison counts them any more
     assert len(bot.services.reviews.exported()) == 2
     assert bot.services.audit.recent(1)[0].action == "export"

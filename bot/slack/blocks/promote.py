@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.core.learning.promote import PromoteProposal, PromoteReply
 from bot.core.review.promotion import Comparison, Evaluated, Measure
-from bot.slack.blocks import Rendered, actions, button, context, render, section
+from bot.slack.blocks import Rendered, actions, button, context, escape, render, section
 
 CONFIRM = "promote_confirm"
 CANCEL = "promote_cancel"
@@ -95,11 +95,13 @@ def _(p: PromoteProposal) -> Rendered:
 
 @render.register
 def _(r: PromoteReply) -> Rendered:
-    blocks: list[dict[str, Any]] = [section(r.text)]
+    """The text may quote AWS's own error message: escaped, so it can't mention or link."""
+    text = escape(r.text)
+    blocks: list[dict[str, Any]] = [section(text)]
     if r.kind == "switched" and r.previous_arn:
         value = json.dumps({"arn": r.previous_arn, "name": r.previous})
         blocks.append(actions("promote_after", button(f"Stop {r.previous}", STOP_OLD, value)))
-    return Rendered(text=r.text, blocks=blocks)
+    return Rendered(text=text, blocks=blocks)
 
 
 def _pct(value: float | None) -> str:

@@ -7,10 +7,11 @@ import json
 import re
 from typing import Any
 
+from bot.core.learning.export import ExportResult
 from bot.core.learning.reviewing import Reviewed, ReviewReport, StatusWithFigures
 from bot.core.review.figures import VersionFigures
 from bot.core.review.records import CaseKey, ReviewLabel
-from bot.slack.blocks import Rendered, actions, button, context, render, section
+from bot.slack.blocks import Rendered, actions, button, context, escape, render, section
 
 REVIEW_PREFIX = "review_"
 REVIEW_ACTION = re.compile("^" + REVIEW_PREFIX + "(normal|pneumonia|not_assessable)$")
@@ -173,3 +174,11 @@ def _(status: StatusWithFigures) -> Rendered:
     texts.append(figures.text)
     blocks.append(context("`/cxr review [days]` for another window and a chart."))
     return Rendered(text="\n\n".join(texts), blocks=blocks[:50])
+
+
+@render.register
+def _(result: ExportResult) -> Rendered:
+    """`/cxr export`: the S3 prefix and AWS's error text are the user's and AWS's words, escaped
+    so that neither can mention, link or format."""
+    text = escape(result.text)
+    return Rendered(text=text, blocks=[section(f":package: {text}")])
