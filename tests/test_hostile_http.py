@@ -269,3 +269,13 @@ async def test_signed_events_of_odd_shapes_are_acknowledged_without_a_crash(
         await bot.drain()
     assert status == 200
     assert not any(r.exc_info for r in caplog.records)
+
+
+async def test_a_flood_of_junk_is_not_a_flood_of_log_lines(bot, caplog):
+    with caplog.at_level(logging.INFO, logger="bot.slack.transports"):
+        async with aiohttp.ClientSession() as session:
+            for _ in range(50):
+                async with session.post(f"{bot.url}/slack/events", data=b"{}") as response:
+                    assert response.status == 401
+    lines = [r for r in caplog.records if r.getMessage() == "http.rejected"]
+    assert 1 <= len(lines) <= 10
