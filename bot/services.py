@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from bot.core.clock import Clock, SystemClock
+from bot.core.fleet.state import Audit, Runs
 from bot.core.intake import Intake
 from bot.core.learning.export import Exporter
 from bot.core.learning.reviewing import Reviewing
@@ -25,18 +26,17 @@ from bot.core.ports import Classifier, FileDescriber, FileFetcher, Outbox
 from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
-from bot.state.audit import AuditLog
 from bot.state.db import Database
 from bot.state.leases import LeaseStore
 from bot.state.reviews import ReviewStore
-from bot.state.runs import RunStore
 from bot.state.serving import ServingStore
+from bot.state.store import SqliteStore
 from bot.state.uploads import UploadStore
 
 if TYPE_CHECKING:  # for annotations only; built (and imported) by the _attach_ functions
-    from bot.core.cost_guard import CostGuard
+    from bot.core.fleet.guard import CostGuard
+    from bot.core.fleet.lifecycle import Lifecycle
     from bot.core.learning.promote import Promoter
-    from bot.core.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,9 @@ class Services:
     router: ModelRouter
     intake: Intake
     prices: Prices
-    runs: RunStore
-    audit: AuditLog
+    store: SqliteStore  # all of the fleet's state (`bot.core.fleet.state.Store`)
+    runs: Runs
+    audit: Audit
     models: ModelCatalog | None  # the Rekognition project's versions; None without a project
     reviews: ReviewStore
     serving: ServingStore  # which version serves (a promotion wins over the setting)
@@ -183,11 +184,12 @@ def build_services(
     # holds up the statements queued behind it.
     db = Database(settings.cxr_db_path, busy_timeout_s=2.0)
     clients = AwsClients(settings, dict(aws or {}))
-    uploads = UploadStore(db)
+    store = SqliteStore(db)
+    uploads = store.uploads
 
     reviews = ReviewStore(db)
     serving = ServingStore(db)
-    audit = AuditLog(db)
+    audit = store.audit
     primary: Classifier | None = None
     served = initial_served_version(settings, serving)
     if served:
@@ -218,7 +220,7 @@ def build_services(
 
     intake = Intake(
         store=uploads,
-        leases=LeaseStore(db),
+        leases=store.leases,
         fetcher=fetcher,
         describer=describer,
         lease=LeaseTerms(timedelta(seconds=settings.cxr_upload_lease_seconds)),
@@ -243,8 +245,9 @@ def build_services(
         router=router,
         intake=intake,
         prices=Prices(settings.cxr_price_inference_hour, settings.cxr_price_training_hour),
-        runs=RunStore(db),
-        audit=audit,
+        store=store,
+        runs=store.runs,
+        audit=store.audit,
         models=models,
         reviews=reviews,
         serving=serving,
@@ -268,10 +271,10 @@ def build_services(
 
 def _attach_lifecycle(services: Services) -> None:
     """Model lifecycle (train, start, stop, operations in flight): issue 4."""
+    from bot.core.fleet.context import LifecycleConfig
+    from bot.core.fleet.lifecycle import Lifecycle
     from bot.core.learning.serving import StoredServing
-    from bot.core.lifecycle import Lifecycle, LifecycleConfig
     from bot.core.training_data import S3Uri
-    from bot.state.operations import OperationStore
 
     settings = services.settings
     aws = services.aws
@@ -315,9 +318,7 @@ def _attach_lifecycle(services: Services) -> None:
         catalog=services.models,
         training=training,
         images=images,
-        operations=OperationStore(services.db),
-        runs=services.runs,
-        audit=services.audit,
+        store=services.store,
         prices=services.prices,
         outbox=services.outbox,
         clock=services.clock,
@@ -334,9 +335,9 @@ def _attach_cost_guard(services: Services) -> None:
     if services.models is None:
         return  # no Rekognition project: nothing bills by the hour
     from bot.adapters.cloudwatch_usage import CloudWatchUsage
-    from bot.core.cost_guard import CostGuard, GuardConfig
+    from bot.core.fleet.guard import CostGuard
+    from bot.core.fleet.guard_context import GuardConfig
     from bot.core.usage import NoUsage, OwnTraffic
-    from bot.state.cost_guard import CostGuardStore
 
     settings = services.settings
     aws = services.aws
@@ -351,9 +352,7 @@ def _attach_cost_guard(services: Services) -> None:
         if settings.cxr_cloudwatch_usage
         else NoUsage(),
         own=OwnTraffic(services.uploads),
-        store=CostGuardStore(services.db),
-        runs=services.runs,
-        audit=services.audit,
+        store=services.store,
         prices=services.prices,
         outbox=services.outbox,
         clock=services.clock,
@@ -361,12 +360,27 @@ def _attach_cost_guard(services: Services) -> None:
         router=router,
         serving_version=serving_version,
         classifications=services.uploads,
+        stops=services.lifecycle.start_stop if services.lifecycle is not None else None,
     )
     services.cost_guard = guard
-    services.background.append(guard.run)
-    if services.lifecycle is not None:  # /cxr status shows the guard's running meter
-        zone = settings.cxr_timezone
-        services.lifecycle.context.meter = lambda: [line.describe(zone) for line in guard.meter()]
+    if settings.cxr_auto_stop_minutes and not (
+        settings.cxr_sole_client or settings.cxr_owned_versions
+    ):
+        log.warning(  # the alerts say so too, per version
+            "cost_guard.auto_stop_blind",
+            extra={"hint": "set CXR_SOLE_CLIENT or CXR_OWNED_VERSIONS for auto-stop to act"},
+        )
+    lifecycle = services.lifecycle
+    if lifecycle is not None:  # one poller for operations in flight and the guard
+        poller = lifecycle.join_guard(
+            guard,
+            leases=services.store.leases,
+            owner=services.intake.owner,
+            idle_seconds=guard.config.interval.total_seconds(),
+            zone=settings.cxr_timezone,
+        )
+        services.background.remove(lifecycle.resume)
+        services.background.append(poller.run)
 
 
 def _attach_promoter(services: Services, fetcher: FileFetcher, local: Classifier | None) -> None:

@@ -154,6 +154,24 @@ CREATE INDEX leases_expiry ON leases(expires_at);
 ALTER TABLE uploads ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
 """
 
+FLEET_FACTS = """
+-- Facts about the fleet's own history; 'first_started': when the bot first watched the fleet
+-- (a database from before this migration: its earliest record), so that no daily summary is
+-- written for a day the bot did not see.
+CREATE TABLE fleet_facts (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO fleet_facts (key, value)
+SELECT 'first_started', MIN(at) FROM (
+    SELECT MIN(at) AS at FROM audit_log
+    UNION ALL SELECT MIN(started_at) FROM model_runs
+    UNION ALL SELECT MIN(started_at) FROM lifecycle_operations
+    UNION ALL SELECT MIN(seen_at) FROM cost_watch
+    UNION ALL SELECT MIN(received_at) FROM uploads
+) WHERE at IS NOT NULL HAVING MIN(at) IS NOT NULL;
+"""
+
 LEARNING_LOOP = """
 -- every review ever given (the audit trail); the latest per image is the one that counts
 CREATE TABLE reviews (
@@ -219,7 +237,8 @@ CREATE UNIQUE INDEX promotions_open ON promotions(state) WHERE state = 'starting
 MIGRATIONS: list[Migration] = [
     Migration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
     Migration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
-    Migration(3, "reviews, model answers, the served version, exports, promotions", LEARNING_LOOP),
+    Migration(3, "fleet facts: when the bot first watched the fleet", FLEET_FACTS),
+    Migration(4, "reviews, model answers, the served version, exports, promotions", LEARNING_LOOP),
 ]
 
 

@@ -65,4 +65,9 @@ def actions(block_id: str, *elements: dict[str, Any]) -> dict[str, Any]:
 
 
 # Renderers register themselves on import.
-from bot.slack.blocks import cost, lifecycle, promote, review, verdicts  # noqa: E402, F401
+from bot.slack import fleet  # noqa: E402, F401
+from bot.slack.blocks import (  # noqa: E402, F401
+    promote,
+    review,
+    verdicts,
+)

@@ -1,5 +1,6 @@
-"""The buttons of `/cxr promote`: Promote (once, or twice for a worse candidate), Cancel, and
-"Stop <old version>" once the candidate serves. Admins only, checked again on every press."""
+""" ""The buttons of `/cxr promote`: Promote (once, or twice for a worse candidate), Cancel, and
+"Stop <old version>" once the candidate serves. Admins only: `commands.admin` checks every
+press before these listeners run."""
 
 from __future__ import annotations
 
@@ -13,33 +14,32 @@ from bot.core.ports import Notice
 from bot.services import Services
 from bot.slack.blocks import UNEXPECTED_FAILURE, render
 from bot.slack.blocks.promote import CANCEL, CONFIRM, STOP_OLD
-from bot.slack.permissions import Admins
 
 log = logging.getLogger(__name__)
 
 EXPIRED = "This button no longer works. Run `/cxr promote VERSION` again."
 
 
-def register(app: AsyncApp, services: Services, admins: Admins) -> None:
+def register(app: AsyncApp, services: Services) -> None:
+    """Admins only: `commands.admin` refuses anyone else before these run."""
+
     @app.action(CONFIRM)
     async def on_confirm(ack, body: dict[str, Any], respond) -> None:
         await ack()
-        await _press(services, admins, body, respond, CONFIRM)
+        await _press(services, body, respond, CONFIRM)
 
     @app.action(CANCEL)
     async def on_cancel(ack, body: dict[str, Any], respond) -> None:
         await ack()
-        await _press(services, admins, body, respond, CANCEL)
+        await _press(services, body, respond, CANCEL)
 
     @app.action(STOP_OLD)
     async def on_stop_old(ack, body: dict[str, Any], respond) -> None:
         await ack()
-        await _press(services, admins, body, respond, STOP_OLD)
+        await _press(services, body, respond, STOP_OLD)
 
 
-async def _press(
-    services: Services, admins: Admins, body: dict[str, Any], respond: Any, which: str
-) -> None:
+async def _press(services: Services, body: dict[str, Any], respond: Any, which: str) -> None:
     user = (body.get("user") or {}).get("id", "")
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id", ""
@@ -53,10 +53,6 @@ async def _press(
     promoter, lifecycle = services.promoter, services.lifecycle
     if promoter is None or lifecycle is None:
         await respond(text=EXPIRED, response_type="ephemeral", replace_original=False)
-        return
-    if not await admins.allows(user):
-        lifecycle.refused(user, "promote", name or "-", "not an admin")
-        await respond(text=admins.refusal(), response_type="ephemeral", replace_original=False)
         return
     try:
         if which == CONFIRM:
