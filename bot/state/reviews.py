@@ -8,25 +8,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from bot.core.labels import Label
+from bot.core.learning.ports import ReviewedImage
 from bot.core.ports import ImageRef
 from bot.core.review.figures import Answer, ModelKey
 from bot.core.review.records import CaseKey, Review, ReviewLabel, current_reviews
 from bot.state.db import Database
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ReviewedImage:
-    """A reviewed case with what is needed to fetch its image again."""
-
-    review: Review
-    ref: ImageRef | None  # None when the upload record no longer lists the file
 
 
 class ReviewStore:

@@ -6,30 +6,10 @@ only the value used until a first promotion is recorded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from bot.core.learning.ports import Promotion, ServedVersion
 from bot.state.db import Database
-
-
-@dataclass(frozen=True)
-class ServedVersion:
-    version_arn: str
-    since: datetime
-    by: str
-
-
-@dataclass(frozen=True)
-class Promotion:
-    id: int
-    candidate_arn: str
-    previous_arn: str | None
-    channel: str
-    user: str
-    units: int
-    state: str  # starting | serving | failed
-    started_at: datetime
-    note: str | None = None
 
 
 class ServingStore:

@@ -24,8 +24,8 @@ from PIL import Image
 from bot.core.clock import Clock
 from bot.core.errors import UserFacingError
 from bot.core.imaging import decode
+from bot.core.learning.ports import ReviewLog
 from bot.core.ports import FileFetcher, Notice
-from bot.state.reviews import ReviewStore
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def deidentified_png(data: bytes, max_pixels: int) -> bytes:
 class Exporter:
     def __init__(
         self,
-        reviews: ReviewStore,
+        reviews: ReviewLog,
         fetcher: FileFetcher,
         clock: Clock,
         *,

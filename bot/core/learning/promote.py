@@ -19,9 +19,11 @@ from datetime import timedelta
 from typing import Any
 
 from bot.core.clock import Clock
+from bot.core.fleet.state import Audit, Runs
 from bot.core.imaging import decode
 from bot.core.labels import Label
 from bot.core.learning.errors import aws_error
+from bot.core.learning.ports import Leases, Promotion, ReviewLog, ServedVersions
 from bot.core.leases import new_owner
 from bot.core.model_answer import DEFAULT_TOLERANCE, read_answer
 from bot.core.model_versions import (
@@ -41,11 +43,6 @@ from bot.core.review.promotion import (
     on_evaluation,
     on_reviews,
 )
-from bot.state.audit import AuditLog
-from bot.state.leases import LeaseStore
-from bot.state.reviews import ReviewStore
-from bot.state.runs import RunStore
-from bot.state.serving import Promotion, ServingStore
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +84,10 @@ class Promoter:
         *,
         catalog: ModelCatalog,
         serving: Any,  # `StoredServing`: serve(arn, by), version_arn(), current()
-        store: ServingStore,
-        reviews: ReviewStore,
-        runs: RunStore,
-        audit: AuditLog,
+        store: ServedVersions,
+        reviews: ReviewLog,
+        runs: Runs,
+        audit: Audit,
         outbox: Outbox,
         clock: Clock,
         fetcher: FileFetcher,
@@ -101,7 +98,7 @@ class Promoter:
         max_bytes: int,
         max_pixels: int,
         poll_seconds: float,
-        leases: LeaseStore | None = None,
+        leases: Leases | None = None,
         owner: str | None = None,
         tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:

@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.core.clock import Clock
+from bot.core.fleet.state import Audit
+from bot.core.learning.ports import Promotion, ReviewLog, ServedVersion
 from bot.core.ports import Notice
 from bot.core.review.figures import Answer, VersionFigures, figures_by_model
 from bot.core.review.records import CaseKey, Review, ReviewLabel
-from bot.state.audit import AuditLog
-from bot.state.reviews import ReviewStore
-from bot.state.serving import Promotion, ServedVersion
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class StatusWithFigures(Notice):
 
 
 class Reviewing:
-    def __init__(self, store: ReviewStore, audit: AuditLog, clock: Clock) -> None:
+    def __init__(self, store: ReviewLog, audit: Audit, clock: Clock) -> None:
         self.store = store
         self.audit = audit
         self.clock = clock

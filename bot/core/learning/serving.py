@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.core.clock import Clock
 from bot.core.fleet.context import RouterServing
-from bot.state.serving import ServingStore
+from bot.core.learning.ports import ServedVersions
 
 
 class StoredServing(RouterServing):
@@ -16,7 +16,7 @@ class StoredServing(RouterServing):
         self,
         router: Any,
         make_primary: Callable[[str], Any],
-        store: ServingStore,
+        store: ServedVersions,
         clock: Clock,
     ) -> None:
         super().__init__(router, make_primary)
