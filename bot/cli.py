@@ -3,6 +3,7 @@
     cxr classify FILE... [--json] [--heatmap DIR]   label X-rays as the bot would
     cxr evaluate DIR [--out DIR]                     metrics on a NORMAL/ + PNEUMONIA/ folder
     cxr train [DATA] [--out DIR]                     train the local model (needs torch)
+    cxr export DIR                                   reviewed images from Slack, de-identified
 
 `classify` and `evaluate` go through exactly the bot's steps: `bot.core.imaging.decode` at the
 classifier's `max_side`, the not-an-X-ray guard, then the local ONNX classifier.
@@ -303,12 +304,63 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write the reviewed images (fetched again from Slack, de-identified) to a folder",
+        description="Reviewed verdicts' images under DIR/Normal/ and DIR/Pneumonia/, named "
+        "slack-<message>-<file>.png (the message is the grouping key for a patient-level "
+        "split), with DIR/manifest.json. Reads CXR_DB_PATH and needs SLACK_BOT_TOKEN.",
+    )
+    p.add_argument("folder", type=Path, metavar="DIR")
+
+
+def _export(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bot.settings import load_settings
+
+    settings = load_settings()
+    if settings.slack_bot_token is None:
+        print("cxr export: SLACK_BOT_TOKEN is needed to fetch the images again", file=sys.stderr)
+        return 2
+    return asyncio.run(export_to_folder(settings, args.folder.resolve()))
+
+
+async def export_to_folder(settings: Settings, folder: Path) -> int:
+    from bot.adapters.export_sinks import FolderSink
+    from bot.adapters.slack_files import SlackFileFetcher
+    from bot.core.clock import SystemClock
+    from bot.core.learning.export import Exporter
+    from bot.state.db import Database
+    from bot.state.reviews import ReviewStore
+
+    assert settings.slack_bot_token is not None
+    fetcher = SlackFileFetcher(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    db = Database(settings.cxr_db_path)
+    try:
+        exporter = Exporter(
+            ReviewStore(db),
+            fetcher,
+            SystemClock(),
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.cxr_max_pixels,
+        )
+        result = await exporter.export(FolderSink(folder), str(folder))
+    finally:
+        await fetcher.close()
+        db.close()
+    print(result.text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_classify(sub)
     _add_evaluate(sub)
     _add_train(sub)
+    _add_export(sub)
     return parser
 
 
@@ -321,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as exc:  # the model file or its card
             print(f"cxr {args.command}: {exc}", file=sys.stderr)
             return 2
+    if args.command == "export":
+        return _export(args)
     if args.command == "train":
         try:
             return _train(args, argv)

@@ -19,6 +19,8 @@ from bot.core.clock import Clock, SystemClock
 from bot.core.fleet.state import Audit, Runs
 from bot.core.intake import Intake
 from bot.core.leadership import LeaderStore
+from bot.core.learning.export import Exporter
+from bot.core.learning.reviewing import Reviewing
 from bot.core.leases import LeaseTerms
 from bot.core.model_versions import ModelCatalog
 from bot.core.ports import Classifier, FileDescriber, FileFetcher, Outbox
@@ -26,6 +28,9 @@ from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
 from bot.state.db import Database
+from bot.state.leases import LeaseStore
+from bot.state.reviews import ReviewStore
+from bot.state.serving import ServingStore
 from bot.state.store import SqliteStore
 from bot.state.stores import coordination_stores
 from bot.state.uploads import UploadStore
@@ -33,6 +38,7 @@ from bot.state.uploads import UploadStore
 if TYPE_CHECKING:  # for annotations only; built (and imported) by the _attach_ functions
     from bot.core.fleet.guard import CostGuard
     from bot.core.fleet.lifecycle import Lifecycle
+    from bot.core.learning.promote import Promoter
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +88,14 @@ class Services:
     runs: Runs
     audit: Audit
     models: ModelCatalog | None  # the Rekognition project's versions; None without a project
+    reviews: ReviewStore
+    serving: ServingStore  # which version serves (a promotion wins over the setting)
+    reviewing: Reviewing  # reviews of verdicts and the figures they make
+    exporter: Exporter  # reviewed images out for retraining (`cxr export`)
     lifecycle: Lifecycle | None = None  # /cxr status|start|stop|train: _attach_lifecycle
     cost_guard: CostGuard | None = None  # idle alerts, auto-stop…: _attach_cost_guard
     leader_store: LeaderStore | None = None  # who leads the replicas (see bot.core.leadership)
+    promoter: Promoter | None = None  # /cxr promote: _attach_promoter
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[BackgroundJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -159,6 +170,18 @@ def build_local_classifier(settings: Settings) -> Classifier:
     )
 
 
+def initial_served_version(settings: Settings, serving: ServingStore) -> str | None:
+    """The version to serve at start: the stored one (a promotion, or what last served), else
+    `CXR_PROJECT_VERSION_ARN`, which is only the initial value."""
+    if not settings.cxr_project_arn:
+        return None
+    stored = serving.served()
+    project = settings.cxr_project_arn.rsplit("/", 1)[0]
+    if stored is not None and stored.version_arn.startswith(project):
+        return stored.version_arn
+    return settings.cxr_project_version_arn
+
+
 def build_services(
     settings: Settings,
     *,
@@ -179,12 +202,18 @@ def build_services(
     store.uploads, store.leases = shared.uploads, shared.leases
     uploads = store.uploads
 
+    reviews = ReviewStore(db)
+    serving = ServingStore(db)
+    audit = store.audit
     primary: Classifier | None = None
-    if settings.cxr_project_arn and settings.cxr_project_version_arn:
+    served = initial_served_version(settings, serving)
+    if served:
         from bot.adapters.rekognition import RekognitionClassifier
 
-        primary = RekognitionClassifier(clients.rekognition, settings.cxr_project_version_arn)
-    if local is None and (primary is None or settings.cxr_local_fallback):
+        primary = RekognitionClassifier(clients.rekognition, served)
+    if local is None and (
+        primary is None or settings.cxr_local_fallback or settings.cxr_both_models
+    ):
         local = build_local_classifier(settings)
     router = ModelRouter(
         primary,
@@ -193,6 +222,11 @@ def build_services(
         clock=clock,
         tolerance=settings.cxr_score_sum_tolerance,
     )
+    classifier: Classifier = router
+    if settings.cxr_both_models and settings.cxr_project_arn:
+        from bot.core.learning.both_models import BothModels
+
+        classifier = BothModels(router)
     models: ModelCatalog | None = None
     if settings.cxr_project_arn:
         from bot.adapters.rekognition_models import RekognitionModels
@@ -205,7 +239,7 @@ def build_services(
         fetcher=fetcher,
         describer=describer,
         lease=LeaseTerms(timedelta(seconds=settings.cxr_upload_lease_seconds)),
-        classifier=router,
+        classifier=classifier,
         outbox=outbox,
         clock=clock,
         guard=guard or default_guard(settings),
@@ -213,6 +247,8 @@ def build_services(
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.cxr_max_pixels,
         concurrency=settings.cxr_concurrency,
+        answers=reviews,
+        reviewable=bool(settings.cxr_reviewers),
     )
     services = Services(
         settings=settings,
@@ -228,6 +264,16 @@ def build_services(
         runs=store.runs,
         audit=store.audit,
         models=models,
+        reviews=reviews,
+        serving=serving,
+        reviewing=Reviewing(reviews, audit, clock),
+        exporter=Exporter(
+            reviews,
+            fetcher,
+            clock,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.cxr_max_pixels,
+        ),
     )
     services.leader_store = shared.leader
     if shared.close is not None:
@@ -237,13 +283,15 @@ def build_services(
         services.closers.append(close)
     _attach_lifecycle(services)
     _attach_cost_guard(services)
+    _attach_promoter(services, fetcher, local)
     return services
 
 
 def _attach_lifecycle(services: Services) -> None:
     """Model lifecycle (train, start, stop, operations in flight): issue 4."""
-    from bot.core.fleet.context import LifecycleConfig, RouterServing
+    from bot.core.fleet.context import LifecycleConfig
     from bot.core.fleet.lifecycle import Lifecycle
+    from bot.core.learning.serving import StoredServing
     from bot.core.training_data import S3Uri
 
     settings = services.settings
@@ -282,7 +330,7 @@ def _attach_lifecycle(services: Services) -> None:
             ops_channel=settings.cxr_ops_channel,
             min_images_per_label=settings.cxr_train_min_images_per_label,
             serve_running_on_start=bool(
-                settings.cxr_project_arn and not settings.cxr_project_version_arn
+                settings.cxr_project_arn and services.router.primary is None
             ),
         ),
         catalog=services.models,
@@ -292,7 +340,7 @@ def _attach_lifecycle(services: Services) -> None:
         prices=services.prices,
         outbox=services.outbox,
         clock=services.clock,
-        serving=RouterServing(services.router, make_primary),
+        serving=StoredServing(services.router, make_primary, services.serving, services.clock),
         model_card=model_card,
     )
     services.lifecycle = lifecycle
@@ -351,3 +399,50 @@ def _attach_cost_guard(services: Services) -> None:
         )
         services.background.remove(lifecycle.resume)
         services.background.append(poller.run)
+
+
+def _attach_promoter(services: Services, fetcher: FileFetcher, local: Classifier | None) -> None:
+    """Blue/green promotion of a Rekognition version (`/cxr promote`)."""
+    if services.models is None or services.lifecycle is None:
+        return
+    from bot.core.learning.promote import Promoter
+
+    settings = services.settings
+    aws = services.aws
+    context = services.lifecycle.context
+    training = context.training
+
+    def make_classifier(version_arn: str) -> Classifier:
+        from bot.adapters.rekognition import RekognitionClassifier
+
+        return RekognitionClassifier(aws.rekognition, version_arn)
+
+    async def evaluation(version: Any) -> Any:
+        if training is None or version.evaluation_summary_s3 is None:
+            return None
+        return await training.evaluation(version.evaluation_summary_s3)
+
+    promoter = Promoter(
+        catalog=services.models,
+        serving=context.serving,
+        store=services.serving,
+        reviews=services.reviews,
+        runs=services.runs,
+        audit=services.audit,
+        outbox=services.outbox,
+        clock=services.clock,
+        fetcher=fetcher,
+        served_classifier=services.router,
+        make_classifier=make_classifier,
+        evaluation=evaluation,
+        min_reviewed=settings.cxr_promote_min_reviewed,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.cxr_max_pixels,
+        poll_seconds=settings.cxr_lifecycle_poll_seconds,
+        leases=LeaseStore(services.db),
+        owner=services.intake.owner,
+        tolerance=settings.cxr_score_sum_tolerance,
+    )
+    services.promoter = promoter
+    services.background.append(promoter.run)
+    services.closers.append(promoter.close)

@@ -103,6 +103,16 @@ class Settings(BaseSettings):
         default_factory=list, description="Slack user IDs (U…) or user group IDs (S…)"
     )
     cxr_ops_channel: str | None = None
+    # --- The learning loop: reviews, promotion, two models ----------------------------------
+    cxr_reviewers: CommaList = Field(
+        default_factory=list, description="Slack user IDs (U…) or user group IDs (S…)"
+    )
+    cxr_promote_min_reviewed: int = Field(
+        30, ge=1, description="Reviewed cases needed to compare versions on them, not on F1"
+    )
+    cxr_both_models: bool = Field(
+        False, description="Rekognition and the local model both classify; disagreement shown"
+    )
     cxr_db_path: Path = Path("cxr.db")
     cxr_database_url: SecretStr | None = Field(
         None,
@@ -190,6 +200,7 @@ class Settings(BaseSettings):
     @field_validator(
         "cxr_allowed_channels",
         "cxr_admins",
+        "cxr_reviewers",
         "cxr_owned_versions",
         "slack_file_hosts",
         mode="before",

@@ -23,9 +23,20 @@ from bot.services import Services
 from bot.slack.blocks import render
 from bot.slack.escaping import user_text
 from bot.slack.permissions import Admins
-from commands import admin, buttons
+from commands import admin, buttons, learning
 from commands.errors import answered, apologise
-from commands.parser import Help, Start, Status, Stop, Train, parse, usage
+from commands.parser import (
+    Export,
+    Help,
+    Promote,
+    Review,
+    Start,
+    Status,
+    Stop,
+    Train,
+    parse,
+    usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +54,11 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
         if isinstance(parsed, Help):
             await ack(text=usage(parsed))
             return
-        if isinstance(parsed, Train):
+        if isinstance(parsed, Export):
+            await ack(text=f"Fetching the reviewed images for `{user_text(parsed.destination)}`…")
+        elif isinstance(parsed, Promote) and services.promoter is not None:
+            await ack(text=f"Comparing `{user_text(parsed.version)}` with the served version…")
+        elif isinstance(parsed, Train):
             source = user_text(parsed.source)
             await ack(text=f"Checking `{source}`… (a minute or so for thousands of images)")
         else:
@@ -51,13 +66,25 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
         lifecycle = services.lifecycle
         assert lifecycle is not None  # always attached (local-only too)
         user, channel = command.get("user_id", ""), command.get("channel_id", "")
+        if isinstance(parsed, Review | Export) or (
+            isinstance(parsed, Promote) and services.promoter is not None
+        ):
+            await _reply(respond, await learning.answer(services, parsed, user))
+            return
+        if isinstance(parsed, Promote):
+            await _reply(respond, lifecycle.rekognition_only("promote"))
+            return
+        if isinstance(parsed, Status):
+            await _reply(respond, await learning.status(services, await lifecycle.status()))
+            return
         await _reply(respond, await answer(lifecycle, parsed, user, channel))
 
 
 async def answer(
     lifecycle: Lifecycle, command: Status | Start | Stop | Train, user: str, channel: str
 ) -> Notice:
-    """What `/cxr <command>` answers (admins only for start, stop and train: `commands.admin`)."""
+    """What `/cxr <command>` answers (admins only for start, stop, train, promote and export:
+    `commands.admin`; review, promote and export are `commands.learning`'s)."""
     if isinstance(command, Status):
         return await lifecycle.status()
     if not lifecycle.rekognition:

@@ -21,13 +21,17 @@ from slack_bolt.response import BoltResponse
 
 from bot.core.fleet.guard_notices import KEEP_HOURS, STOP
 from bot.services import Services
+from bot.slack.blocks.promote import CANCEL as PROMOTE_CANCEL
+from bot.slack.blocks.promote import CONFIRM as PROMOTE_CONFIRM
+from bot.slack.blocks.promote import STOP_OLD as PROMOTE_STOP_OLD
 from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START
 from bot.slack.permissions import Admins
-from commands.parser import Start, Stop, Train, parse
+from commands.parser import Export, Promote, Start, Stop, Train, parse
 
 log = logging.getLogger(__name__)
 
 COST_ACTIONS = {ACTION_PREFIX + name for name in (STOP, *KEEP_HOURS)}
+PROMOTE_ACTIONS = {PROMOTE_CONFIRM, PROMOTE_CANCEL, PROMOTE_STOP_OLD}
 
 
 @dataclass(frozen=True)
@@ -43,14 +47,18 @@ class Guarded:
 def guarded(body: dict[str, Any], services: Services) -> Guarded | None:
     """The admin-only request in `body`, or None for one anybody may make."""
     if body.get("command") == "/cxr":
+        command = parse(body.get("text", ""))
+        if isinstance(command, Export):  # reviewed images leave Slack: admins, always
+            return Guarded("export", command.destination, False)
         lifecycle = services.lifecycle
         if lifecycle is None or not lifecycle.rekognition:
             return None  # the listener says only the local model runs
-        command = parse(body.get("text", ""))
         if isinstance(command, Start | Stop):
             return Guarded(type(command).__name__.lower(), command.version or "-", False)
         if isinstance(command, Train):
             return Guarded("train", command.version_name or command.source, False)
+        if isinstance(command, Promote):
+            return Guarded("promote", command.version, False)
         return None
     if body.get("type") != "block_actions":
         return None
@@ -63,6 +71,12 @@ def guarded(body: dict[str, Any], services: Services) -> Guarded | None:
         except (TypeError, ValueError, AttributeError):
             name = "-"
         return Guarded("start", name, True)
+    if action_id in PROMOTE_ACTIONS:
+        try:
+            name = str(json.loads(action.get("value") or "{}").get("name") or "-")
+        except (TypeError, ValueError, AttributeError):
+            name = "-"
+        return Guarded("promote", name, True)
     if action_id in COST_ACTIONS:
         value = str(action.get("value", ""))
         episode = int(value) if value.isdigit() else None

@@ -5,6 +5,9 @@
 /cxr start [version] [min-units] [max-units]
 /cxr stop [version]
 /cxr train s3://bucket/prefix [version-name]
+/cxr review [days]
+/cxr promote VERSION
+/cxr export s3://bucket/prefix
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ USAGE = """*`/cxr` manages the chest X-ray screening model.*
 `/cxr stop [version]`: stop a running version and report what it cost (admins)
 `/cxr train s3://bucket/prefix [version-name]`: train a new version from the images in \
 `prefix/Normal/` and `prefix/Pneumonia/` (admins)
+`/cxr review [days]`: per model version, reviewed verdicts, agreement, sensitivity and \
+specificity with 95% intervals (anyone; default: all time)
+`/cxr promote VERSION`: compare a version with the served one, then switch to it blue/green \
+(admins)
+`/cxr export s3://bucket/prefix`: write the reviewed images, de-identified, under \
+`prefix/Normal/` and `prefix/Pneumonia/` for `/cxr train` (admins)
 `/cxr help`: this message
 To screen an X-ray, just post the image in a channel I'm in, or in a DM."""
 
@@ -56,7 +65,22 @@ class Train:
     version_name: str | None = None
 
 
-Command = Help | Status | Start | Stop | Train
+@dataclass(frozen=True)
+class Review:
+    days: int | None = None
+
+
+@dataclass(frozen=True)
+class Promote:
+    version: str
+
+
+@dataclass(frozen=True)
+class Export:
+    destination: str
+
+
+Command = Help | Status | Start | Stop | Train | Review | Promote | Export
 
 
 def parse(text: str) -> Command:
@@ -89,6 +113,20 @@ def parse(text: str) -> Command:
                 "underscores."
             )
         return Train(args[0], args[1] if len(args) == 2 else None)
+    if verb == "review":
+        if not args:
+            return Review()
+        if len(args) == 1 and args[0].isdigit() and 1 <= int(args[0]) <= 3650:
+            return Review(int(args[0]))
+        return Help("`/cxr review` takes at most one number: the days to look back (1 to 3650).")
+    if verb == "promote":
+        if len(args) != 1 or not _is_version(args[0]):
+            return Help("`/cxr promote` needs one version name (see `/cxr status`).")
+        return Promote(args[0])
+    if verb == "export":
+        if len(args) != 1 or not args[0].lower().startswith("s3://"):
+            return Help("`/cxr export` needs an S3 location: `/cxr export s3://bucket/prefix`.")
+        return Export(args[0])
     return Help(f"I don't know `{_shown(words[0])}`.")
 
 

@@ -171,6 +171,7 @@ def test_manifest_has_what_the_bot_uses(manifest):
         "mpim:history",
         "commands",
         "usergroups:read",
+        "im:write",
     } <= scopes
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {
         "message.channels",

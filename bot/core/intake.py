@@ -32,6 +32,8 @@ from bot.core.ports import (
     Outbox,
     Upload,
 )
+from bot.core.review.figures import Answer, ModelKey
+from bot.core.review.records import CaseKey
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ class UploadReply(Notice):
     """The answer to one message: an outcome per file, in the order they were posted."""
 
     outcomes: list[FileOutcome] = field(default_factory=list)
+    message_ts: str = ""  # the posted message the verdicts answer (a review names it)
+    reviewable: bool = False  # show review buttons under each verdict
 
 
 def outcome_reaction(outcomes: list[FileOutcome]) -> str:
@@ -128,6 +132,20 @@ class LeaseKeeper(Protocol):
     async def release(self, keys: Iterable[str], owner: str) -> None: ...
 
 
+class AnswerLog(Protocol):
+    """Where each model's own answer is kept, for the figures reviews are scored against."""
+
+    async def record_answers(self, answers: Iterable[Answer], at: datetime) -> None: ...
+
+
+def model_answers(case: CaseKey, verdict: Verdict) -> list[Answer]:
+    """One answer per model that classified the image (two when both models did)."""
+    return [
+        Answer(case, ModelKey(v.model.kind, v.model.version), v.top, verdict.uncertain)
+        for v in verdict.answers()
+    ]
+
+
 class ClaimFailed(Exception):
     """The upload could not be recorded, so Slack must not be told it arrived (it retries)."""
 
@@ -154,8 +172,12 @@ class Intake:
         owner: str | None = None,
         lease: LeaseTerms = UPLOAD_LEASE,
         claim_timeout_s: float = CLAIM_TIMEOUT_S,
+        answers: AnswerLog | None = None,
+        reviewable: bool = False,
     ) -> None:
         self.store = store
+        self.answers = answers
+        self.reviewable = reviewable
         self.leases = leases
         self.fetcher = fetcher
         self.describer = describer
@@ -313,7 +335,8 @@ class Intake:
                 return
             outcomes = list(await asyncio.gather(*(self._screen(ref) for ref in refs)))
             await self._record(upload, outcomes)
-            posted = await self._deliver(upload, UploadReply(outcomes=outcomes), resumed)
+            reply = UploadReply(outcomes=outcomes, message_ts=upload.ts, reviewable=self.reviewable)
+            posted = await self._deliver(upload, reply, resumed)
             if posted is None:
                 return
             await self._mark_answered(upload)
@@ -367,8 +390,19 @@ class Intake:
             )
             for o in outcomes
         ]
+        now = self.clock.now()
         try:
-            await self.store.record(upload, rows, self.clock.now())
+            await self.store.record(upload, rows, now)
+            if self.answers is not None:
+                answers = [
+                    answer
+                    for o in outcomes
+                    if o.verdict is not None
+                    for answer in model_answers(
+                        CaseKey(upload.channel, upload.ts, o.ref.file_id), o.verdict
+                    )
+                ]
+                await self.answers.record_answers(answers, now)
         except Exception as exc:
             log.warning(
                 "upload.record_failed", extra={"ts": upload.ts, "error": type(exc).__name__}

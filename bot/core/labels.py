@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -46,6 +46,7 @@ class Prediction:
     heatmap_png: bytes | None = None  # class activation map overlay, when the model makes one
     note: str | None = None  # e.g. why a fallback model answered
     answer: tuple[tuple[str, float], ...] = ()
+    second: Prediction | None = None  # the other model's answer, when both models classify
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,39 @@ class Verdict:
     model: ModelInfo
     heatmap_png: bytes | None = None
     note: str | None = None
+    second: Verdict | None = None  # the other model's own verdict, when both classified
+    disagree: bool = False  # the two models' top labels differ: shown as "Uncertain"
 
     @property
     def uncertain(self) -> bool:
         return self.label is None
 
+    @property
+    def top(self) -> Label:
+        """The model's top label, whatever the threshold: what a review is scored against."""
+        return max(Label, key=lambda label: self.scores.get(label, 0.0))
+
+    def answers(self) -> list[Verdict]:
+        """Every model's own verdict: this one, and the second model's if there was one."""
+        return [self] if self.second is None else [self, self.second]
+
+
+DISAGREE = "Uncertain: the two models disagree"
+
 
 def decide(prediction: Prediction, threshold: float) -> Verdict:
-    """Take the top label, unless its probability is under the threshold: then "Uncertain"."""
+    """Take the top label, unless its probability is under the threshold: then "Uncertain".
+
+    With a second model's answer, two models whose top labels differ make the verdict
+    "Uncertain" whatever their confidence; when they agree, the first model's verdict stands
+    (its own threshold still applies), carrying the second as a record.
+    """
+    if prediction.second is not None:
+        first = decide(replace(prediction, second=None), threshold)
+        second = decide(prediction.second, threshold)
+        if first.top is second.top:
+            return replace(first, second=second)
+        return replace(first, label=None, second=second, disagree=True)
     scores = {label: float(prediction.scores.get(label, 0.0)) for label in Label}
     top = max(scores, key=lambda label: scores[label])
     confidence = scores[top]

@@ -702,7 +702,16 @@ class LocalSlack:
         message["text"] = params.get("text", message["text"])
         if "blocks" in params:
             message["blocks"] = _json_field(params["blocks"]) or []
+        if "metadata" in params:  # as for blocks: left out, the message keeps what it had
+            message["metadata"] = _json_field(params["metadata"]) or None
+        message["edited"] = {"user": self.bot_user_id, "ts": self.next_ts()}
         return {"ok": True, "channel": channel, "ts": ts, "text": message["text"]}
+
+    def _m_conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        users = str(params.get("users", ""))
+        if not users:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        return {"ok": True, "channel": {"id": "D" + users.split(",")[0].lstrip("UW")}}
 
     def _m_reactions_add(self, params: dict[str, Any]) -> dict[str, Any]:
         key = (params.get("channel", ""), params.get("timestamp", ""))

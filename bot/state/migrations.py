@@ -191,11 +191,74 @@ CREATE TABLE leader_actions (
 );
 """
 
+LEARNING_LOOP = """
+-- every review ever given (the audit trail); the latest per image is the one that counts
+CREATE TABLE reviews (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel  TEXT NOT NULL,
+    ts       TEXT NOT NULL,             -- the posted message
+    file_id  TEXT NOT NULL,             -- the Slack file: enough to fetch the image again
+    reviewer TEXT NOT NULL,             -- Slack user ID
+    label    TEXT NOT NULL,             -- Normal | Pneumonia | Not assessable
+    at       TEXT NOT NULL
+);
+CREATE INDEX reviews_case ON reviews(channel, ts, file_id, at);
+-- each model's own answer per image (two rows when both models classified it)
+CREATE TABLE model_answers (
+    channel       TEXT NOT NULL,
+    ts            TEXT NOT NULL,
+    file_id       TEXT NOT NULL,
+    model_kind    TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    label         TEXT NOT NULL,        -- the model's top label
+    uncertain     INTEGER NOT NULL DEFAULT 0,   -- the verdict shown read "Uncertain"
+    at            TEXT NOT NULL,
+    PRIMARY KEY (channel, ts, file_id, model_kind, model_version)
+);
+CREATE INDEX model_answers_at ON model_answers(at);
+INSERT OR IGNORE INTO model_answers
+    SELECT channel, ts, file_id, model_kind, model_version, outcome, 0, at
+    FROM classifications
+    WHERE outcome IN ('Normal', 'Pneumonia') AND model_kind IS NOT NULL
+      AND model_version IS NOT NULL;
+-- which Rekognition version serves: set by /cxr promote, wins over CXR_PROJECT_VERSION_ARN
+CREATE TABLE serving (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    version_arn TEXT NOT NULL,
+    since       TEXT NOT NULL,
+    by          TEXT NOT NULL
+);
+-- images exported for training: never counted in a figure read as held out
+CREATE TABLE training_exports (
+    channel     TEXT NOT NULL,
+    ts          TEXT NOT NULL,
+    file_id     TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    PRIMARY KEY (channel, ts, file_id, destination)
+);
+-- blue/green promotions: open until the candidate serves (or the promotion fails)
+CREATE TABLE promotions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    candidate_arn TEXT NOT NULL,
+    previous_arn  TEXT,
+    channel       TEXT NOT NULL,
+    user          TEXT NOT NULL,
+    units         INTEGER NOT NULL DEFAULT 1,
+    state         TEXT NOT NULL,        -- starting | serving | failed
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    note          TEXT
+);
+CREATE UNIQUE INDEX promotions_open ON promotions(state) WHERE state = 'starting';
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
     Migration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
     Migration(3, "fleet facts: when the bot first watched the fleet", FLEET_FACTS),
     Migration(4, "leader terms and the actions leaders took", LEADER_TERMS),
+    Migration(5, "reviews, model answers, the served version, exports, promotions", LEARNING_LOOP),
 ]
 
 

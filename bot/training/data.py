@@ -3,7 +3,8 @@
 The folder is laid out like the Rekognition S3 dataset: one subfolder per class, `NORMAL/` and
 `PNEUMONIA/` in any case. File names carry the patient (see ../shared/data/README.md):
 `person1234_bacteria_567.jpeg` -> `person1234`, `IM-0123-0001.jpeg` -> `IM-0123`,
-`NORMAL2-IM-0456-0001.jpeg` -> `NORMAL2-IM-0456`. All images of one child go to the same side
+`NORMAL2-IM-0456-0001.jpeg` -> `NORMAL2-IM-0456`; images exported from Slack reviews
+(`cxr export`) are named `slack-<message>-<file>.png` -> `slack-<message>`. All images of one child go to the same side
 of the split, so validation never sees a child the model trained on.
 """
 
@@ -17,7 +18,9 @@ from pathlib import Path
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
-_PATIENT = re.compile(r"^(person\d+)_|^((?:normal\d*-)?im-\d+)(?:-|$)", re.IGNORECASE)
+_PATIENT = re.compile(
+    r"^(person\d+)_|^((?:normal\d*-)?im-\d+)(?:-|$)|^(slack-[0-9a-f]{16})-", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ def patient_id(file_name: str) -> str:
     match = _PATIENT.match(stem)
     if not match:
         return stem.casefold()
-    return (match.group(1) or match.group(2)).casefold()
+    return next(group for group in match.groups() if group).casefold()
 
 
 def class_folders(root: Path) -> dict[int, Path]:

@@ -66,4 +66,8 @@ def actions(block_id: str, *elements: dict[str, Any]) -> dict[str, Any]:
 
 # Renderers register themselves on import.
 from bot.slack import fleet  # noqa: E402, F401
-from bot.slack.blocks import verdicts  # noqa: E402, F401
+from bot.slack.blocks import (  # noqa: E402, F401
+    promote,
+    review,
+    verdicts,
+)

@@ -13,11 +13,20 @@ import logging
 from collections.abc import Sequence
 
 from slack_sdk.errors import SlackObjectFormationError
-from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
 
 from bot.core.intake import FileOutcome, UploadReply
-from bot.core.labels import Label, Verdict
+from bot.core.labels import DISAGREE, Label, Verdict
+from bot.core.review.records import ReviewLabel
 from bot.slack.blocks import Rendered, render, render_parts
+from bot.slack.blocks.review import BLOCK_PREFIX, action_id, button_value
 from bot.slack.escaping import user_text
 
 log = logging.getLogger(__name__)
@@ -35,8 +44,17 @@ def percent(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
+def both_answers(verdict: Verdict) -> str:
+    """ "Rekognition cxr v2: Pneumonia 95.0%; local cxr-cnn v1: Normal 90.0%"."""
+    return "; ".join(
+        f"{v.model.describe()}: {v.top.value} {percent(v.scores[v.top])}" for v in verdict.answers()
+    )
+
+
 def verdict_phrase(verdict: Verdict) -> str:
     """ "Pneumonia, 97.1%" or "Uncertain (Normal 55.0%, Pneumonia 45.0%)"."""
+    if verdict.disagree:
+        return f"{DISAGREE} ({both_answers(verdict)})"
     if verdict.label is None:
         both = ", ".join(f"{label.value} {percent(verdict.scores[label])}" for label in Label)
         return f"Uncertain ({both})"
@@ -53,16 +71,22 @@ def outcome_line(outcome: FileOutcome) -> str:
     return f"{name}: {reply}"
 
 
-def outcome_blocks(outcome: FileOutcome) -> list[Block]:
+def outcome_blocks(outcome: FileOutcome, review_ts: str | None = None) -> list[Block]:
+    """One file's blocks; with `review_ts` (the posted message's ts) a verdict gets the review
+    buttons under it."""
     name = f"*{user_text(outcome.ref.name)}*"
     verdict = outcome.verdict
     if verdict is None:
         reply = outcome.error.reply if outcome.error else FALLBACK_FAILURE
         return [_section(f":warning: {name}\n{reply}")]
-    if verdict.label is None:
+    if verdict.disagree:
+        blocks: list[Block] = [
+            _section(f":grey_question: {name}: *{DISAGREE}*\n{both_answers(verdict)}")
+        ]
+    elif verdict.label is None:
         head = f":grey_question: {name}: *Uncertain*"
         body = "  ".join(f"{label.value} {percent(verdict.scores[label])}" for label in Label)
-        blocks: list[Block] = [_section(f"{head}\n{body}")]
+        blocks = [_section(f"{head}\n{body}")]
     else:
         emoji = LABEL_EMOJI[verdict.label]
         blocks = [
@@ -72,10 +96,24 @@ def outcome_blocks(outcome: FileOutcome) -> list[Block]:
     if verdict.note:
         facts.append(verdict.note)
     blocks.append(_context(*facts))
+    if review_ts is not None:
+        blocks.append(_review_buttons(review_ts, outcome.ref.file_id))
     return blocks
 
 
-def reply_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
+def _review_buttons(message_ts: str, file_id: str) -> ActionsBlock:
+    """Normal / Pneumonia / Not assessable (`bot.slack.listeners.review_actions`)."""
+    value = button_value(message_ts, file_id)
+    return ActionsBlock(
+        block_id=BLOCK_PREFIX + file_id,
+        elements=[
+            ButtonElement(text=label.value, action_id=action_id(label), value=value)
+            for label in ReviewLabel
+        ],
+    )
+
+
+def reply_parts(outcomes: Sequence[FileOutcome], review_ts: str | None = None) -> list[Rendered]:
     """The reply to one message as few messages as Block Kit allows, every file in order.
 
     Each part is a whole message: its files' blocks and lines, then the disclaimer (when the
@@ -84,7 +122,7 @@ def reply_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
     out, as text, and the log says so.
     """
     try:
-        return _block_parts(outcomes)
+        return _block_parts(outcomes, review_ts)
     except (SlackObjectFormationError, ValueError) as exc:
         log.error("reply.blocks_invalid", extra={"error": type(exc).__name__})
         return _text_parts(outcomes)
@@ -106,11 +144,13 @@ def _text_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
     return parts
 
 
-def _block_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
+def _block_parts(outcomes: Sequence[FileOutcome], review_ts: str | None) -> list[Rendered]:
     groups: list[list[FileOutcome]] = [[]]
     blocks = text = 0
     for outcome in outcomes:
-        size = len(outcome_blocks(outcome))
+        size = len(outcome_blocks(outcome, review_ts))
+        if review_ts is not None and outcome.verdict is not None:
+            size += 1  # room for the "Reviewed by" line a review adds in place
         length = len(outcome_line(outcome)) + 1
         if groups[-1] and (blocks + size > MAX_BLOCKS - 1 or text + length > MAX_TEXT - 200):
             groups.append([])
@@ -120,12 +160,19 @@ def _block_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
         text += length
     with_disclaimer = any(o.verdict is not None for o in outcomes)
     return [
-        _part(group, i, len(groups), with_disclaimer) for i, group in enumerate(groups, start=1)
+        _part(group, i, len(groups), with_disclaimer, review_ts)
+        for i, group in enumerate(groups, start=1)
     ]
 
 
-def _part(group: list[FileOutcome], number: int, total: int, disclaimer: bool) -> Rendered:
-    blocks = [block for outcome in group for block in outcome_blocks(outcome)]
+def _part(
+    group: list[FileOutcome],
+    number: int,
+    total: int,
+    disclaimer: bool,
+    review_ts: str | None = None,
+) -> Rendered:
+    blocks = [block for outcome in group for block in outcome_blocks(outcome, review_ts)]
     lines = [outcome_line(outcome) for outcome in group]
     notes = [DISCLAIMER] if disclaimer else []
     if total > 1:
@@ -147,12 +194,16 @@ def _context(*texts: str) -> ContextBlock:
     return ContextBlock(elements=[MarkdownTextObject(text=text) for text in texts])
 
 
+def _review_ts(reply: UploadReply) -> str | None:
+    return reply.message_ts if reply.reviewable and reply.message_ts else None
+
+
 @render_parts.register
 def _(reply: UploadReply) -> list[Rendered]:
-    return reply_parts(reply.outcomes)
+    return reply_parts(reply.outcomes, _review_ts(reply))
 
 
 @render.register
 def _(reply: UploadReply) -> Rendered:
     """The first part: for callers that post one message (the whole reply is `render_parts`)."""
-    return reply_parts(reply.outcomes)[0]
+    return reply_parts(reply.outcomes, _review_ts(reply))[0]
