@@ -248,7 +248,9 @@ MIGRATIONS: list[PgMigration] = [
     PgMigration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
     PgMigration(3, "fleet facts: when the bot first watched the fleet", FLEET_FACTS),
     PgMigration(4, "leader terms and the actions leaders took", LEADER_TERMS),
-    PgMigration(5, "reviews, model answers, the served version, exports, promotions", LEARNING_LOOP),
+    PgMigration(
+        5, "reviews, model answers, the served version, exports, promotions", LEARNING_LOOP
+    ),
 ]
 
 
