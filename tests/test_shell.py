@@ -157,7 +157,8 @@ def test_buttons_are_numbered_and_can_be_pressed(tmp_path):
 
 
 def test_interactive_prompt_on_a_terminal(tmp_path, images):
-    pexpect = pytest.importorskip("pexpect")
+    import pexpect
+
     child = pexpect.spawn(
         sys.executable,
         ["-m", "bot"],
