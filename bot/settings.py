@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     cxr_max_pixels: int = Field(60_000_000, ge=1_000_000, description="Decompression-bomb cap")
     cxr_concurrency: int = Field(4, ge=1, le=64, description="Images processed at once")
     cxr_allowed_channels: CommaList = Field(default_factory=list)
+    cxr_shell_batch: int = Field(
+        10, ge=1, le=100, description="Local shell: images sent per message when a line names more"
+    )
 
     # --- People and places ------------------------------------------------------------------
     cxr_admins: CommaList = Field(
@@ -222,6 +225,8 @@ def load_settings(**overrides: object) -> Settings:
     stand_ins = {
         name: fields[name].get_default(call_default_factory=True) for name in bad if name in fields
     }
+    if not stand_ins:  # only cross-field problems: the first pass found them all
+        raise SettingsError(format_errors(errors))
     try:
         Settings(**{**overrides, **stand_ins})  # type: ignore[arg-type]
     except ValidationError as again:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-USAGE = """*`/cxr` manages the chest X-ray screening model.*
+# The one Slack-specific line of the usage; the local shell says its own instead.
+HOW_TO_SCREEN = "To screen an X-ray, just post the image in a channel I'm in, or in a DM."
+
+USAGE = f"""*`/cxr` manages the chest X-ray screening model.*
 `/cxr status`: the model versions, what runs and what it costs, recent actions (anyone)
 `/cxr start [version] [min-units] [max-units]`: start a version, after showing its hourly cost \
 (admins; default: 1 unit, the serving or newest version)
@@ -20,7 +23,7 @@ USAGE = """*`/cxr` manages the chest X-ray screening model.*
 `/cxr train s3://bucket/prefix [version-name]`: train a new version from the images in \
 `prefix/Normal/` and `prefix/Pneumonia/` (admins)
 `/cxr help`: this message
-To screen an X-ray, just post the image in a channel I'm in, or in a DM."""
+{HOW_TO_SCREEN}"""
 
 _NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
 _ARN = re.compile(r"^arn:aws[a-z\-]*:rekognition:[^\s]+/version/[^\s]+$")

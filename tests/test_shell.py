@@ -197,3 +197,43 @@ def test_shell_flag_opens_the_shell_even_with_slack_tokens(tmp_path, images):
     )
     assert flagged.returncode == 0, flagged.stderr
     assert "lungs_a.jpeg: " in flagged.stdout
+
+
+def test_help_speaks_of_the_terminal_and_prints_no_slack_markup(tmp_path):
+    result = run_shell(tmp_path, "/cxr help\n/cxr\tstatus\n")
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "type its path" in out and "in a DM" not in out
+    assert "`" not in out and ":arrow_forward:" not in out
+    assert "Serving: local cxr-cnn v1" in out  # "/cxr<TAB>status" is /cxr status
+    assert "Unhandled request" not in result.stderr
+    assert "will be unused" not in result.stderr
+
+
+def test_output_cut_short_by_head_ends_quietly(tmp_path, images):
+    script = "\n".join(["/cxr help"] * 20 + [str(images / "lungs_a.jpeg")])
+    result = subprocess.run(
+        f"{sys.executable} -m bot | head -n 2",
+        shell=True,
+        input=script,
+        cwd=tmp_path,
+        env=shell_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(result.stdout.splitlines()) == 2
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
+
+
+def test_a_missing_setting_is_named_once(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=shell_env(tmp_path, SLACK_APP_TOKEN="xapp-1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("SLACK_BOT_TOKEN: missing") == 1

@@ -16,6 +16,7 @@ from PIL import Image
 
 from bot.core.clock import Clock
 from bot.core.errors import Undeliverable, UnsupportedFile, UserFacingError
+from bot.core.heatmaps import heatmap_name
 from bot.core.imaging import decode
 from bot.core.labels import Label, Verdict, decide
 from bot.core.ports import Classifier, FileFetcher, ImageRef, Notice, Outbox, Upload
@@ -177,11 +178,11 @@ class Intake:
                     "outcomes": [o.code for o in outcomes],
                 },
             )
-            heatmaps = [
-                (_heatmap_name(o.ref.name), o.verdict.heatmap_png)
-                for o in outcomes
-                if o.verdict is not None and o.verdict.heatmap_png
-            ]
+            heatmaps: list[tuple[str, bytes]] = []
+            for o in outcomes:
+                if o.verdict is not None and o.verdict.heatmap_png:
+                    name = heatmap_name(o.ref.name, {n for n, _ in heatmaps})
+                    heatmaps.append((name, o.verdict.heatmap_png))
             if heatmaps:
                 await self._quietly(
                     self.outbox.attach_images(upload.channel, upload.thread_ts, heatmaps)
@@ -259,8 +260,3 @@ class Intake:
             await action
         except Exception as exc:
             log.warning("chat.cosmetic_failed", extra={"error": type(exc).__name__})
-
-
-def _heatmap_name(name: str) -> str:
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    return f"{stem}-heatmap.png"
