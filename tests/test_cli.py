@@ -275,3 +275,16 @@ def test_help_keeps_the_commands_on_their_own_lines():
     lines = result.stdout.splitlines()
     for command in ("cxr classify", "cxr evaluate", "cxr train"):
         assert sum(line.strip().startswith(command) for line in lines) == 1
+
+
+def test_output_cut_short_by_head_ends_quietly(files):
+    paths = " ".join(str(files[n]) for n in ("xray.jpg", "xray16.png", "rotated.jpg") * 30)
+    result = subprocess.run(
+        f"{sys.executable} -m bot.cli classify {paths} | true",  # a reader that never reads
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stderr == ""
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

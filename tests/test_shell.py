@@ -237,3 +237,27 @@ def test_a_missing_setting_is_named_once(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.count("SLACK_BOT_TOKEN: missing") == 1
+
+
+def test_a_message_posted_while_at_the_prompt_redraws_it_with_what_was_typed(tmp_path):
+    import io
+
+    from bot.settings import Settings
+    from bot.shell.session import PROMPT, Shell
+
+    class Typed:
+        @staticmethod
+        def get_line_buffer() -> str:
+            return "~/xrays/ch"
+
+    out = io.StringIO()
+    shell = Shell(Settings(cxr_db_path=tmp_path / "cxr.db"), io.StringIO(), out)
+    shell._at_prompt, shell._readline = True, Typed()
+    background = threading.Thread(target=shell.say, args=("Model started.", "cxr-bot> "))
+    background.start()
+    background.join()
+    shell.say("typed by the main thread")  # not at the prompt's line: no redraw
+    shell.loop.close()
+    assert out.getvalue() == (
+        f"\r\x1b[Kcxr-bot> Model started.\n{PROMPT}~/xrays/ch" + "typed by the main thread\n"
+    )
