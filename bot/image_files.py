@@ -13,9 +13,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.core.dicom import MAGIC_OFFSET, is_dicom
+
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom"}
 )
+DICOM_HEAD = MAGIC_OFFSET + 4
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,5}$")
 
 
@@ -38,7 +41,17 @@ def looks_like_path(word: str) -> bool:
 
 
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    """An image by its extension, or a DICOM file by its content (PACS exports such as
+    `IM000001` have no extension)."""
+    if not path.is_file():
+        return False
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as file:
+            return is_dicom(file.read(DICOM_HEAD))
+    except OSError:
+        return False
 
 
 def find_images(words: list[str]) -> Found:

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot import log
+from bot.core.dicom import is_dicom
 from bot.core.heatmaps import distinct_name
 from bot.image_files import Found, find_images, looks_like_path
 from bot.localslack import ApiCall, LocalSlack
@@ -241,13 +242,17 @@ class Shell:
                 "cxr-bot> ",
             )
         for start in range(0, len(paths), batch):
-            files = [
-                self.slack.add_file(p.name, p.read_bytes(), user=USER)
-                for p in paths[start : start + batch]
-            ]
+            files = [self._upload(path) for path in paths[start : start + batch]]
             envelope = self.slack.file_share_envelope(CHANNEL, files, user=USER, channel_type="im")
             await self._dispatch(envelope)
             await self._settle()
+
+    def _upload(self, path: Path) -> dict[str, Any]:
+        """The file as Slack would hold it: DICOM typed by its content, as Slack's own type
+        for a file named `IM000001` would not be."""
+        data = path.read_bytes()
+        mimetype = "application/dicom" if is_dicom(data) else None
+        return self.slack.add_file(path.name, data, mimetype=mimetype, user=USER)
 
     def _report(self, found: Found) -> None:
         """What was found, in one reply: never a line per word of a sentence."""
