@@ -137,7 +137,7 @@ def _image_fields(data: bytes) -> list[str]:
     for key, value in (getattr(image, "text", None) or {}).items():
         if key.lower() in ("xml:com.adobe.xmp",):
             continue
-        if looks_identifying(f"{key} {_as_text(value)}"):
+        if looks_identifying(_as_text(value)) or _IDENTIFIER.search(key):
             kinds.append(f"{image.format} text ({key[:40]})")
     xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
     if xmp and looks_identifying(_xmp_text(_as_text(xmp))):

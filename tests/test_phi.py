@@ -1,0 +1,107 @@
+"""Patient identifiers in posted files: kinds of field found, never their values; and a full
+run with a DICOM full of them leaves none in logs, the database or any Slack or AWS request."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from PIL import Image, PngImagePlugin
+
+from bot import log
+from bot.core.phi import find_phi
+from tests.harness import BotHarness, labels_response, replies_in_thread
+from tests.synthetic import chest_xray, jpeg_bytes, png_bytes
+from tests.synthetic_dicom import PLANTED, dicom_bytes, xray_values
+
+CHANNEL = "C0XRAYS01"
+
+
+def test_dicom_patient_fields_are_named_by_kind():
+    kinds = find_phi(dicom_bytes())
+    assert {"patient name", "patient ID", "birth date", "accession number", "institution"} <= set(
+        kinds
+    )
+    assert not any(value in " ".join(kinds) for value in PLANTED)
+
+
+def test_a_dicom_without_patient_fields_has_none():
+    assert find_phi(dicom_bytes(patient=False)) == []
+
+
+def test_the_burned_in_flag_is_a_finding_even_without_patient_fields():
+    assert find_phi(dicom_bytes(patient=False, BurnedInAnnotation="YES")) == [
+        "burned-in annotation"
+    ]
+    assert find_phi(dicom_bytes(patient=False, BurnedInAnnotation="NO")) == []
+
+
+def test_exif_text_that_looks_like_an_identifier_is_named():
+    exif = Image.Exif()
+    exif[0x010E] = "Jane Doe DOB 03/02/1971 MRN 4815162342"  # ImageDescription
+    exif[0x0131] = "Viewer 2.1"  # Software: not free text about a person
+    buffer = io.BytesIO()
+    chest_xray(size=(300, 300)).save(buffer, format="JPEG", exif=exif)
+    assert find_phi(buffer.getvalue()) == ["EXIF text (ImageDescription)"]
+
+
+def test_png_text_and_xmp_that_look_like_identifiers_are_named():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "patient Jane Doe")
+    info.add_text("Software", "Pillow")
+    buffer = io.BytesIO()
+    chest_xray(size=(300, 300)).save(buffer, format="PNG", pnginfo=info)
+    assert find_phi(buffer.getvalue()) == ["PNG text (Comment)"]
+
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        b'22-rdf-syntax-ns#"><rdf:Description dc:creator="Jane Doe" xmlns:dc="http://purl.org/'
+        b'dc/elements/1.1/"/></rdf:RDF></x:xmpmeta>'
+    )
+    buffer = io.BytesIO()
+    chest_xray(size=(300, 300)).save(buffer, format="JPEG", xmp=xmp)
+    assert find_phi(buffer.getvalue()) == ["XMP text"]
+
+
+def test_plain_images_and_unreadable_bytes_have_none():
+    assert find_phi(jpeg_bytes(chest_xray())) == []
+    assert find_phi(png_bytes(chest_xray())) == []
+    assert find_phi(b"not an image at all") == []
+
+
+async def test_a_full_run_leaves_no_planted_value_in_logs_database_or_requests(
+    slack, rekognition, tmp_path
+):
+    sent_to_aws: list[bytes] = []
+    rekognition.meta.events.register(
+        "before-parameter-build.rekognition.DetectCustomLabels",
+        lambda params, **_: sent_to_aws.append(params["Image"]["Bytes"]),
+    )
+    rekognition.stubber.add_response("detect_custom_labels", labels_response(0.9))
+    data = dicom_bytes(xray_values(bits=12), WindowCenter=2000, WindowWidth=3000)
+    assert all(value.encode() in data for value in ("DOE^JANE", "4815162342"))  # planted
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    stream = io.StringIO()
+    log.configure("DEBUG", "json", stream=stream)
+    db = tmp_path / "cxr.db"
+    harness = await BotHarness(slack, db, rekognition=rekognition).start()
+    try:
+        envelope = await harness.share(CHANNEL, [("IM000001.dcm", data)])
+        await harness.drain()
+    finally:
+        await harness.stop()
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+
+    [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
+    assert "Pneumonia" in reply["text"]  # the DICOM was read and classified
+    assert len(sent_to_aws) == 1 and sent_to_aws[0][:2] == b"\xff\xd8"  # a JPEG, not DICOM
+    requests = [repr(call.params) for call in slack.calls]
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("cxr.db*"))
+    for value in PLANTED:
+        assert value not in stream.getvalue(), f"{value} in the log"
+        assert value.encode() not in sent_to_aws[0], f"{value} sent to Rekognition"
+        assert not any(value in request for request in requests), f"{value} sent to Slack"
+        assert value.encode() not in stored, f"{value} in the database"
