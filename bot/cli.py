@@ -3,6 +3,7 @@
     cxr classify FILE|DIR... [--json] [--heatmap DIR]  label X-rays as the bot would
     cxr evaluate DIR [--out DIR]    metrics on a folder holding NORMAL/ and PNEUMONIA/
     cxr train [DATA] [--out DIR]    train the local model (needs the train extra: torch)
+    cxr deidentify FILE... --out DIR    copies without patient identifiers, to post
 
 `classify` and `evaluate` go through exactly the bot's steps: `bot.core.imaging.decode` at the
 classifier's `max_side`, the not-an-X-ray guard, then the local ONNX classifier.
@@ -441,6 +442,44 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _add_deidentify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deidentify",
+        help="copies of DICOM files and images without patient identifiers",
+        description="DICOM: names, IDs, UIDs (consistently across the files given), dates, "
+        "addresses and institutions replaced, private tags, overlays and free text removed, "
+        "pixels unchanged; files flagged with burned-in text are refused. Images: metadata "
+        "(EXIF, XMP, text) removed. Copies are named 0001.dcm, 0002.jpg… in the order given. "
+        "Pixels are not checked for burned-in text: look before you post.",
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where copies go")
+
+
+def _deidentify(args: argparse.Namespace) -> int:
+    from bot.deidentify import Deidentifier, Refused
+
+    if not _writable_folder(args.out, "deidentify", "--out"):
+        return 2
+    run = Deidentifier()
+    failed = 0
+    for number, path in enumerate(args.files, start=1):
+        try:
+            copy = run.copy(path.read_bytes())
+        except OSError as exc:
+            failed += 1
+            print(f"{path}: can't read it ({exc.strerror or exc})", file=sys.stderr)
+            continue
+        except Refused as exc:
+            failed += 1
+            print(f"{path}: not copied: {exc}", file=sys.stderr)
+            continue
+        target = args.out / f"{number:04d}{copy.extension}"
+        target.write_bytes(copy.data)
+        print(f"{path}\t{target}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -449,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_classify(sub)
     _add_evaluate(sub)
     _add_train(sub)
+    _add_deidentify(sub)
     return parser
 
 
@@ -470,6 +510,8 @@ def _main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as exc:  # the model file or its card
             print(f"cxr {args.command}: {exc}", file=sys.stderr)
             return 2
+    if args.command == "deidentify":
+        return _deidentify(args)
     if args.command == "train":
         try:
             return _train(args, argv)

@@ -109,7 +109,15 @@ def _dicom_fields(data: bytes) -> list[str]:
     from bot.core.dicom import read_dataset
 
     ds = read_dataset(data, pixels=False)
-    kinds = [kind for keyword, kind in DICOM_FIELDS.items() if _filled(ds.get(keyword))]
+    replaced = (  # the file says it was de-identified: its names and IDs are stand-ins
+        str(ds.get("PatientIdentityRemoved", "")).strip().upper() == "YES"
+        or bool(ds.get("DeidentificationMethod"))
+    )
+    kinds = [
+        kind
+        for keyword, kind in DICOM_FIELDS.items()
+        if not replaced and _filled(ds.get(keyword))  # de-identified: stand-in values
+    ]
     if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
         kinds.append(BURNED_IN)
     if any(element.tag.is_private for element in ds):
