@@ -288,3 +288,31 @@ def test_output_cut_short_by_head_ends_quietly(files):
     )
     assert result.stderr == ""
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_classify_and_evaluate_read_dicom_even_without_an_extension(tmp_path, capsys):
+    from tests.synthetic_dicom import dicom_bytes, xray_values
+
+    data = tmp_path / "set"
+    for folder, pneumonia in (("NORMAL", False), ("PNEUMONIA", True)):
+        (data / folder).mkdir(parents=True)
+        for seed in range(2):
+            image = synthetic.chest_xray(seed, size=(256, 256), pneumonia=pneumonia)
+            (data / folder / f"{seed}.jpeg").write_bytes(synthetic.jpeg_bytes(image))
+        (data / folder / "IM000001.dcm").write_bytes(
+            dicom_bytes(xray_values(7, bits=12), WindowCenter=2000, WindowWidth=3000)
+        )
+    pacs = tmp_path / "IM000002"  # as PACS exports name them
+    pacs.write_bytes(
+        dicom_bytes(xray_values(8, bits=16), bits_stored=16, photometric="MONOCHROME1")
+    )
+    assert main(["classify", str(pacs), str(data / "NORMAL" / "IM000001.dcm")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [
+        str(pacs),
+        str(data / "NORMAL" / "IM000001.dcm"),
+    ]
+    assert main(["evaluate", str(data), "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "evaluation.json").read_text())
+    assert report["n"] == 6 and not report["unreadable"]
+    assert sum(row["file"].endswith(".dcm") for row in report["predictions"]) == 2

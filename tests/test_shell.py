@@ -261,3 +261,20 @@ def test_a_message_posted_while_at_the_prompt_redraws_it_with_what_was_typed(tmp
     assert out.getvalue() == (
         f"\r\x1b[Kcxr-bot> Model started.\n{PROMPT}~/xrays/ch" + "typed by the main thread\n"
     )
+
+
+def test_dicom_paths_are_screened_with_or_without_an_extension(tmp_path):
+    from tests.synthetic_dicom import dicom_bytes, xray_values
+
+    folder = tmp_path / "pacs"
+    folder.mkdir()
+    (folder / "IM000001").write_bytes(
+        dicom_bytes(xray_values(1), WindowCenter=2000, WindowWidth=3000)
+    )
+    (folder / "chest.dcm").write_bytes(dicom_bytes(xray_values(2), photometric="MONOCHROME1"))
+    (folder / "notes.txt").write_text("not an image")
+    result = run_shell(tmp_path, f"{folder}\n")
+    assert result.returncode == 0, result.stderr
+    assert "IM000001: " in result.stdout and "chest.dcm: " in result.stdout
+    assert result.stdout.count("Model: local cxr-cnn v1") == 2
+    assert "notes.txt" not in result.stdout  # a folder gives its images only
