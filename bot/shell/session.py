@@ -185,6 +185,9 @@ class Shell:
                     return 130
                 self._write("\n")
                 self.say("Stopped. Images already sent still get their answers.", "cxr-bot> ")
+            except Exception:  # a bug of ours: say so briefly, keep the session
+                logging.getLogger(__name__).exception("shell.line_failed")
+                self.say("Something went wrong on my side with that line.", "cxr-bot> ")
         return 1 if self.closed else 0
 
     def _read_line(self) -> str | None:
