@@ -105,3 +105,13 @@ async def test_a_full_run_leaves_no_planted_value_in_logs_database_or_requests(
         assert value.encode() not in sent_to_aws[0], f"{value} sent to Rekognition"
         assert not any(value in request for request in requests), f"{value} sent to Slack"
         assert value.encode() not in stored, f"{value} in the database"
+
+
+def test_the_notice_names_kinds_and_what_to_do_never_values():
+    from bot.core.phi import phi_notice
+
+    notice = phi_notice(find_phi(dicom_bytes(BurnedInAnnotation="YES")))
+    assert "patient name" in notice and "burned-in annotation" in notice
+    assert "delete it from Slack" in notice and "cxr deidentify" in notice
+    assert not any(value in notice for value in PLANTED)
+    assert "\n" not in notice

@@ -91,6 +91,15 @@ def find_phi(data: bytes) -> list[str]:
     return sorted(set(kinds))
 
 
+def phi_notice(kinds: list[str]) -> str:
+    """One line for the verdict's thread: the kinds of field found (never their values) and
+    what to do about the file."""
+    return (
+        f"This file carries patient identifiers ({', '.join(kinds)}). Please delete it from "
+        "Slack, and post a de-identified copy instead (`cxr deidentify FILE --out DIR` makes one)."
+    )
+
+
 def looks_identifying(text: str) -> bool:
     return bool(_IDENTIFIER.search(text) or _NAME.search(text))
 
