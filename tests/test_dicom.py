@@ -178,3 +178,49 @@ def test_rekognition_gets_a_jpeg_without_tags_or_metadata():
     assert b"DICM" not in sent and b"Exif" not in sent
     for value in PLANTED:
         assert value.encode() not in sent
+
+
+class Recorder:
+    """A local classifier that keeps the images the bot hands it."""
+
+    max_side = 384
+
+    def __init__(self) -> None:
+        from bot.core.labels import ModelInfo
+
+        self.images: list[np.ndarray] = []
+        self.model = ModelInfo("local", "recorder", "v0")
+
+    async def classify(self, image):
+        from bot.core.labels import Label, Prediction
+
+        self.images.append(np.asarray(image).copy())
+        return Prediction({Label.NORMAL: 0.9, Label.PNEUMONIA: 0.1}, self.model)
+
+
+async def test_the_classifier_port_sees_the_same_pixels_for_dicom_and_its_png(slack, tmp_path):
+    from tests.harness import BotHarness
+
+    values = xray_values(bits=12, size=(400, 480))
+    data = dicom_bytes(
+        values,
+        photometric="MONOCHROME1",
+        RescaleSlope=2,
+        RescaleIntercept=-500,
+        WindowCenter=3000,
+        WindowWidth=7000,
+    )
+    grey = 255 - linear_window(values * 2.0 - 500, 3000, 7000)
+    recorder = Recorder()
+    harness = await BotHarness(slack, tmp_path / "cxr.db", local=recorder).start()
+    try:
+        await harness.share(
+            "C0XRAYS01",
+            [("chest.dcm", data), ("chest.png", png_bytes(Image.fromarray(grey, mode="L")))],
+        )
+        await harness.drain()
+    finally:
+        await harness.stop()
+    dicom_seen, png_seen = recorder.images
+    assert dicom_seen.shape == (384, 320)  # at the classifier's max_side
+    assert np.array_equal(dicom_seen, png_seen)
