@@ -18,6 +18,8 @@ from bot.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger("bot")
 
+STOP_DRAIN_S = 4.0  # with the transport's own close (at most 3 s): stopped within 10 s
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cxr-bot", description=__doc__)
@@ -34,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_shell(settings)
     log.configure(settings.cxr_log_level, settings.cxr_log_format)
+    # Past a file-size limit (ulimit -f), a write should fail with EFBIG, which SQLite reports
+    # and the bot survives (the claim is refused, Slack retries), not kill the process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_slack(settings))
     return 0
@@ -55,10 +60,8 @@ async def run_slack(settings: Settings) -> None:
     if settings.transport == "socket":
         assert settings.slack_app_token is not None
         app = build_app(services, client)
-        handler, runner = await serve_socket_mode(
-            app, services, settings.slack_app_token.get_secret_value()
-        )
-        closers = [handler.close_async, runner.cleanup]
+        server = await serve_socket_mode(app, services, settings.slack_app_token.get_secret_value())
+        closers = [server.close]
     else:
         assert settings.slack_signing_secret is not None
         app = build_app(
@@ -73,6 +76,8 @@ async def run_slack(settings: Settings) -> None:
     )
     await stop.wait()
     logger.info("bot.stopping")
+    # Stop within STOP_WITHIN_S even while Slack is unreachable: uploads still in work are
+    # handed back (their leases released) and answered by the next instance or start.
     for close in closers:
         await close()
-    await services.stop()
+    await services.stop(drain_seconds=STOP_DRAIN_S)

@@ -10,19 +10,22 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from bot.core.clock import Clock, SystemClock
 from bot.core.intake import Intake
+from bot.core.leases import LeaseTerms
 from bot.core.model_versions import ModelCatalog
-from bot.core.ports import Classifier, FileFetcher, Outbox
+from bot.core.ports import Classifier, FileDescriber, FileFetcher, Outbox
 from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
 from bot.state.audit import AuditLog
 from bot.state.db import Database
+from bot.state.leases import LeaseStore
 from bot.state.runs import RunStore
 from bot.state.uploads import UploadStore
 
@@ -85,10 +88,10 @@ class Services:
 
     async def start(self) -> None:
         """Resume unanswered uploads and start the background watchers."""
-        resumed = self.intake.resume()
+        resumed = await self.intake.resume()
         if resumed:
             log.info("intake.resumed", extra={"uploads": resumed})
-        for job in self.background:
+        for job in [self.intake.keep_leases, *self.background]:
             self._tasks.append(
                 asyncio.create_task(_forever(job), name=getattr(job, "__name__", "job"))
             )
@@ -98,10 +101,7 @@ class Services:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            await asyncio.wait_for(self.intake.drain(), drain_seconds)
-        except TimeoutError:
-            log.warning("intake.drain_timeout", extra={"in_flight": self.intake.in_flight})
+        await self.intake.stop(drain_seconds)
         for close in self.closers:
             await close()
         self.db.close()
@@ -137,6 +137,7 @@ def build_services(
     *,
     outbox: Outbox,
     fetcher: FileFetcher,
+    describer: FileDescriber | None = None,
     clock: Clock | None = None,
     aws: dict[str, Any] | None = None,
     local: Classifier | None = None,
@@ -144,7 +145,9 @@ def build_services(
 ) -> Services:
     """Wire the domain. `local` and `aws` let tests and benchmarks swap adapters."""
     clock = clock or SystemClock()
-    db = Database(settings.cxr_db_path)
+    # A claim gives up after about 2 s (then Slack retries); waiting longer on a lock only
+    # holds up the statements queued behind it.
+    db = Database(settings.cxr_db_path, busy_timeout_s=2.0)
     clients = AwsClients(settings, dict(aws or {}))
     uploads = UploadStore(db)
 
@@ -164,7 +167,10 @@ def build_services(
 
     intake = Intake(
         store=uploads,
+        leases=LeaseStore(db),
         fetcher=fetcher,
+        describer=describer,
+        lease=LeaseTerms(timedelta(seconds=settings.cxr_upload_lease_seconds)),
         classifier=router,
         outbox=outbox,
         clock=clock,

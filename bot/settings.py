@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     cxr_shell_batch: int = Field(
         10, ge=1, le=100, description="Local shell: images sent per message when a line names more"
     )
+    cxr_upload_lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        description="An upload left by a stopped or crashed instance is resumed after this",
+    )
 
     # --- People and places ------------------------------------------------------------------
     cxr_admins: CommaList = Field(

@@ -119,6 +119,10 @@ class BotHarness:
             await self.services.stop()
             self.services = None
 
+    async def drain_listeners(self) -> None:
+        """Wait for Bolt's listeners only (they run after the ack)."""
+        await listeners_settled()
+
     async def drain(self) -> None:
         """Wait for Bolt's listeners (they run after the ack) and then for every upload."""
         assert self.services is not None

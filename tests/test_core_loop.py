@@ -115,11 +115,12 @@ async def test_restart_between_two_deliveries_does_not_answer_twice(slack, rekog
 async def test_upload_claimed_before_a_crash_is_answered_after_restart(
     slack, rekognition, tmp_path
 ):
-    """The first run takes the upload but dies before answering; the next run answers it."""
+    """The first run takes the upload but dies before answering; once its lease lapses the
+    next run answers it (and not before: a live instance keeps what it leased)."""
     db = tmp_path / "cxr.db"
     gate = asyncio.Event()
 
-    first = await BotHarness(slack, db, rekognition=rekognition).start()
+    first = await BotHarness(slack, db, rekognition=rekognition, cxr_upload_lease_seconds=1).start()
     original_fetch = first.services.intake.fetcher.fetch
 
     async def hang(ref, max_bytes):
@@ -128,17 +129,26 @@ async def test_upload_claimed_before_a_crash_is_answered_after_restart(
 
     first.services.intake.fetcher.fetch = hang  # the process "dies" mid-download
     envelope = await first.share(CHANNEL, [("a.jpeg", xray_jpeg())])
+    await first.drain_listeners()
     await first._runner.cleanup()
     first._runner = None
-    for task in list(first.services.intake._tasks):
+    doomed = [*first.services._tasks, *first.services.intake._working.values()]
+    for task in doomed:  # no renewals, no answer, no lease released: as after kill -9
         task.cancel()
-    await asyncio.sleep(0)
+    await asyncio.gather(*doomed, return_exceptions=True)
     first.services.db.close()
     assert not replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
 
     expect_detect(rekognition, pneumonia=0.95)
-    second = await BotHarness(slack, db, rekognition=rekognition).start()
+    second = await BotHarness(
+        slack, db, rekognition=rekognition, cxr_upload_lease_seconds=1
+    ).start()
     try:
+        assert second.services.intake.in_flight == 0  # the lease is still running
+        await slack.wait_for(
+            lambda: bool(replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])),
+            what="the resumed upload's reply",
+        )
         await second.drain()
     finally:
         await second.stop()

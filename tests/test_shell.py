@@ -278,3 +278,27 @@ def test_dicom_paths_are_screened_with_or_without_an_extension(tmp_path):
     assert "IM000001: " in result.stdout and "chest.dcm: " in result.stdout
     assert result.stdout.count("Model: local cxr-cnn v1") == 2
     assert "notes.txt" not in result.stdout  # a folder gives its images only
+
+
+def test_a_second_session_in_the_same_folder_answers_every_xray_again(tmp_path, images):
+    """Message timestamps never repeat across runs, so a new session's X-rays never collide
+    with those recorded by the last one; and X-rays a stopped session left unanswered are
+    reported once, not retried against a stand-in that is gone."""
+    first = run_shell(tmp_path, str(images / "lungs_a.jpeg"))
+    assert first.returncode == 0 and "lungs_a.jpeg: " in first.stdout
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "cxr.db")
+    conn.execute(  # what a shell killed mid-folder leaves behind
+        "INSERT INTO uploads (channel, ts, thread_ts, user, files, received_at)"
+        " VALUES ('D0SHELL01', '1.000001', '1.000001', 'U0SHELLME', ?, '2026-01-01T00:00:00')",
+        (json.dumps([{"file_id": "F1", "name": "lost.png", "url": "http://127.0.0.1:1/x"}]),),
+    )
+    conn.commit()
+    conn.close()
+    second = run_shell(tmp_path, f"{images / 'lungs_a.jpeg'}\n{images / 'lungs_b.png'}")
+    out = second.stdout
+    assert second.returncode == 0, second.stderr
+    assert "lungs_a.jpeg: " in out and "lungs_b.png: " in out
+    assert out.count("from the last session were never answered") == 1 and "lost.png" in out
+    assert "only download files hosted by Slack" not in out

@@ -32,12 +32,11 @@ async def socket_bot(slack, rekognition, tmp_path, unused_tcp_port):
         settings, slack.bot_token, slack.api_url, aws={"rekognition": rekognition}
     )
     app = build_app(services, client)
-    handler, runner = await serve_socket_mode(app, services, slack.app_token)
+    server = await serve_socket_mode(app, services, slack.app_token)
     await services.start()
     await slack.wait_for(lambda: bool(slack.sockets), what="the socket to connect")
-    yield services, f"http://127.0.0.1:{unused_tcp_port}", handler
-    await handler.close_async()
-    await runner.cleanup()
+    yield services, f"http://127.0.0.1:{unused_tcp_port}", server.handler
+    await server.close()
     await services.stop()
 
 

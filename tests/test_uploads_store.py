@@ -12,18 +12,17 @@ from bot.state.uploads import UploadStore
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
-def record(store: UploadStore, n: int, at: datetime, kind: str, version: str | None) -> None:
+async def record(store: UploadStore, n: int, at: datetime, kind: str, version: str | None) -> None:
     upload = Upload("C0CLINIC1", f"{at.timestamp():.6f}", "", "U0CLINIC1", (ImageRef("F0", "x"),))
-    for i in range(n):
-        store.record(upload, f"F{i}", "Normal", at, model_kind=kind, model_version=version)
+    await store.record(upload, [(f"F{i}", "Normal", kind, version) for i in range(n)], at)
 
 
-def test_classified_count_per_kind_and_per_version(tmp_path):
+async def test_classified_count_per_kind_and_per_version(tmp_path):
     store = UploadStore(Database(tmp_path / "cxr.db"))
-    record(store, 3, T0, "rekognition", "cxr.v1")
-    record(store, 2, T0 + timedelta(minutes=1), "rekognition", "cxr.v2")
-    record(store, 4, T0 + timedelta(minutes=2), "local", "model.onnx")
-    record(store, 1, T0 + timedelta(hours=1), "rekognition", "cxr.v1")  # at `until`: left out
+    await record(store, 3, T0, "rekognition", "cxr.v1")
+    await record(store, 2, T0 + timedelta(minutes=1), "rekognition", "cxr.v2")
+    await record(store, 4, T0 + timedelta(minutes=2), "local", "model.onnx")
+    await record(store, 1, T0 + timedelta(hours=1), "rekognition", "cxr.v1")  # at `until`: left out
     until = T0 + timedelta(hours=1)
 
     assert store.classified_count("rekognition", T0, until) == 5  # every version

@@ -8,10 +8,12 @@ cross-origin redirect, leaving us with a login page instead of an error).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from bot.core.clock import Clock, SystemClock
 from bot.core.errors import DownloadFailed, FileTooLarge, SlackScopeMissing
 from bot.core.ports import ImageRef
 
@@ -34,10 +36,37 @@ def is_trusted_host(url: str, api_url: str) -> bool:
     return (parts.scheme, host, parts.port) == (api.scheme, (api.hostname or "").lower(), api.port)
 
 
+class _Transient(Exception):
+    """A failure worth another try: no connection, a 5xx, a 429 (with its Retry-After)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+# Downloads ride out a Slack outage of a few minutes, as replies do (about 3.5 min in all).
+DOWNLOAD_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0, 30.0, 60.0)
+OUTAGE_REPLY = (
+    "I couldn't download the file from Slack: Slack kept failing for several minutes. "
+    "Please post it again once Slack is back."
+)
+
+
 class SlackFileFetcher:
-    def __init__(self, token: str, api_url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        token: str,
+        api_url: str,
+        *,
+        timeout_s: float = 30.0,
+        clock: Clock | None = None,
+        retry_delays: tuple[float, ...] = DOWNLOAD_RETRY_DELAYS,
+    ) -> None:
         self._token = token
         self._api_url = api_url
+        self._clock = clock or SystemClock()
+        self._retry_delays = retry_delays
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
 
@@ -52,8 +81,24 @@ class SlackFileFetcher:
         return self._session
 
     async def fetch(self, ref: ImageRef, max_bytes: int) -> bytes:
+        """Retries connection errors, 5xx and 429 with backoff (429: after Retry-After) for a
+        few minutes, then gives one clear reply."""
         if ref.size and ref.size > max_bytes:
             raise _too_large(ref.size, max_bytes)
+        for delay in (*self._retry_delays, None):
+            try:
+                return await self._fetch_once(ref, max_bytes)
+            except _Transient as exc:
+                log.warning(
+                    "download.retrying" if delay is not None else "download.gave_up",
+                    extra={"file_id": ref.file_id, "reason": exc.reason},
+                )
+                if delay is None:
+                    raise DownloadFailed(OUTAGE_REPLY) from None
+                await self._clock.sleep(max(delay, exc.retry_after or 0.0))
+        raise DownloadFailed(OUTAGE_REPLY)
+
+    async def _fetch_once(self, ref: ImageRef, max_bytes: int) -> bytes:
         url = ref.url
         for _ in range(MAX_REDIRECTS + 1):
             if not url or not is_trusted_host(url, self._api_url):
@@ -70,6 +115,8 @@ class SlackFileFetcher:
                     if response.status in (301, 302, 303, 307, 308):
                         url = urljoin(url, response.headers.get("Location", ""))
                         continue
+                    if response.status == 429 or response.status >= 500:
+                        raise _Transient(f"HTTP {response.status}", _retry_after(response.headers))
                     if response.status != 200:
                         log.warning(
                             "download.http_error",
@@ -91,13 +138,15 @@ class SlackFileFetcher:
                         raise _too_large(declared, max_bytes)
                     return await _read_capped(response, max_bytes)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning(
-                    "download.failed", extra={"file_id": ref.file_id, "error": type(exc).__name__}
-                )
-                raise DownloadFailed(
-                    "I couldn't download the file from Slack. Please try posting it again."
-                ) from None
+                raise _Transient(type(exc).__name__) from None
         raise DownloadFailed("Slack redirected the download too many times.")
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    try:
+        return min(float(headers.get("Retry-After", "")), 120.0)
+    except ValueError:
+        return None
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:

@@ -1,8 +1,10 @@
 """Intake: from a chat message with images to one reply in its thread, exactly once.
 
-The chat adapter hands over an `Upload`; intake claims it in the store (duplicates and retries
-stop here), then downloads, decodes, screens and classifies each image a few at a time, and
-answers with one `UploadReply` in the message's thread.
+The chat adapter hands over an `Upload` before acknowledging it; intake claims it in the store
+(duplicates and retries stop here) under a lease, then downloads, decodes, screens and
+classifies each image a few at a time, and answers with one `UploadReply` (one or more message
+parts) in the message's thread. After a crash, the upload is resumed once its lease lapses, and
+only the reply parts missing from the thread are posted.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from PIL import Image
 
@@ -19,8 +22,18 @@ from bot.core.errors import Undeliverable, UnsupportedFile, UserFacingError
 from bot.core.heatmaps import heatmap_name
 from bot.core.imaging import decode
 from bot.core.labels import Label, Verdict, decide
-from bot.core.ports import Classifier, FileFetcher, ImageRef, Notice, Outbox, Upload
-from bot.state.uploads import UploadStore
+from bot.core.leases import LeaseTerms, new_owner
+from bot.core.ports import (
+    Classifier,
+    FileDescriber,
+    FileFetcher,
+    ImageRef,
+    Notice,
+    Outbox,
+    Upload,
+)
+from bot.state.leases import LeaseStore
+from bot.state.uploads import LEASE_PREFIX, UploadStore, lease_key
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +44,11 @@ REACTION_UNSURE = "grey_question"
 REACTION_FAILED = "warning"
 
 DELIVERY_RETRY_DELAYS = (5.0, 30.0, 120.0)
+STORE_RETRY_DELAYS = (1.0, 2.0, 4.0)
+# Slack waits 3 s for an acknowledgement; a claim that takes longer is refused (Slack retries).
+CLAIM_TIMEOUT_S = 2.0
+# How long an upload stays with an instance that stopped renewing (crashed, hung, cut off).
+UPLOAD_LEASE = LeaseTerms(timedelta(seconds=30))
 
 IMAGE_EXTENSIONS = frozenset(
     {"jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "gif", "heic", "heif", "dcm", "dicom"}
@@ -81,11 +99,19 @@ def outcome_reaction(outcomes: list[FileOutcome]) -> str:
     return REACTION_NORMAL
 
 
+class ClaimFailed(Exception):
+    """The upload could not be recorded, so Slack must not be told it arrived (it retries)."""
+
+
 class Intake:
+    """Claims uploads before they are acknowledged, answers each once, and resumes the ones
+    an instance that stopped or died left unanswered (once their lease has expired)."""
+
     def __init__(
         self,
         *,
         store: UploadStore,
+        leases: LeaseStore,
         fetcher: FileFetcher,
         classifier: Classifier,
         outbox: Outbox,
@@ -95,9 +121,15 @@ class Intake:
         max_bytes: int,
         max_pixels: int,
         concurrency: int,
+        describer: FileDescriber | None = None,
+        owner: str | None = None,
+        lease: LeaseTerms = UPLOAD_LEASE,
+        claim_timeout_s: float = CLAIM_TIMEOUT_S,
     ) -> None:
         self.store = store
+        self.leases = leases
         self.fetcher = fetcher
+        self.describer = describer
         self.classifier = classifier
         self.outbox = outbox
         self.clock = clock
@@ -105,71 +137,145 @@ class Intake:
         self.threshold = threshold
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        self.owner = owner or new_owner()
+        self.lease = lease
+        self.claim_timeout_s = claim_timeout_s
         self._slots = asyncio.Semaphore(concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._working: dict[str, asyncio.Task[None]] = {}
 
     # --- entry points -----------------------------------------------------------------------
-    def submit(self, upload: Upload) -> bool:
-        """Claim the upload and start answering it in the background.
+    async def accept(self, upload: Upload) -> bool:
+        """Record the upload before Slack hears that it arrived (the caller then acks).
 
-        Returns False (and does nothing) for an upload already claimed: a Slack retry, a
-        duplicate delivery, or a message answered before a restart.
+        True when this instance should answer it now (call `start`); False for an upload
+        already answered or being answered: a Slack retry, a duplicate delivery, a message
+        answered before a restart. Raises `ClaimFailed` when the claim cannot be written in
+        time (a lock held elsewhere, a full disk, an I/O error): the caller must not ack.
         """
         if not upload.files:
             return False
-        if not self.store.claim(upload, self.clock.now()):
+        try:
+            fresh = await asyncio.wait_for(
+                self.store.claim(upload, self.clock.now(), self.owner, self.lease.ttl),
+                self.claim_timeout_s,
+            )
+        except Exception as exc:
+            log.error(
+                "upload.claim_failed: NOT acknowledged, Slack will deliver it again (about at"
+                " once, after 1 min, after 5 min); Slack disables event delivery for an app"
+                " whose deliveries keep failing, so fix the database or disk now",
+                extra={
+                    "channel": upload.channel,
+                    "ts": upload.ts,
+                    "error": f"{type(exc).__name__}: {exc}"[:200],
+                },
+            )
+            raise ClaimFailed(type(exc).__name__) from exc
+        if not fresh or upload.key in self._working:
             log.info("upload.duplicate", extra={"channel": upload.channel, "ts": upload.ts})
             return False
         log.info(
             "upload.accepted",
             extra={"channel": upload.channel, "ts": upload.ts, "files": len(upload.files)},
         )
-        self._spawn(upload)
         return True
 
-    def resume(self) -> int:
-        """Restart the uploads a previous run claimed but did not answer."""
-        pending = self.store.pending()
-        for upload in pending:
-            log.info("upload.resumed", extra={"channel": upload.channel, "ts": upload.ts})
-            self._spawn(upload)
-        return len(pending)
+    def start(self, upload: Upload, *, resumed: bool = False) -> None:
+        """Answer an accepted upload in the background."""
+        if upload.key in self._working:
+            return
+        task = asyncio.create_task(
+            self._answer(upload, resumed), name=f"upload {upload.channel}/{upload.ts}"
+        )
+        self._working[upload.key] = task
+        task.add_done_callback(lambda _: self._working.pop(upload.key, None))
+
+    async def submit(self, upload: Upload) -> bool:
+        """Accept and start in one go (when no acknowledgement sits between the two)."""
+        if not await self.accept(upload):
+            return False
+        self.start(upload)
+        return True
+
+    async def resume(self) -> int:
+        """Take over pending uploads nobody holds a lease on: left by a run that stopped or
+        died, or by an answer that could not be delivered yet. Each is answered at most once
+        in its thread (the reply parts already there are not posted again)."""
+        now = self.clock.now()
+        taken = 0
+        for upload in await self.store.resumable(now):
+            if upload.key in self._working:
+                continue
+            if await self.store.take(upload, now, self.owner, self.lease.ttl):
+                log.info("upload.resumed", extra={"channel": upload.channel, "ts": upload.ts})
+                self.start(upload, resumed=True)
+                taken += 1
+        return taken
+
+    async def keep_leases(self) -> None:
+        """Renew the leases on the uploads in work; resume those whose owner went away."""
+        interval = self.lease.renew_every.total_seconds()
+        while True:
+            await self.clock.sleep(interval)
+            try:
+                await self._renew()
+                await self.resume()
+            except Exception as exc:  # a locked or full disk: try again next round
+                log.warning("upload.lease_round_failed", extra={"error": type(exc).__name__})
+
+    async def _renew(self) -> None:
+        if not self._working:
+            return
+        lost = await self.leases.renew(
+            [lease_key(k) for k in self._working], self.owner, self.clock.now(), self.lease.ttl
+        )
+        for key in lost:  # another instance took it over: it answers; we stop
+            upload_key = key.removeprefix(LEASE_PREFIX)
+            log.warning("upload.lease_lost", extra={"upload": upload_key})
+            task = self._working.get(upload_key)
+            if task is not None:
+                task.cancel()
 
     async def drain(self) -> None:
         """Wait until every upload in flight is answered (tests, benchmarks, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._working:
+            await asyncio.gather(*list(self._working.values()), return_exceptions=True)
+
+    async def stop(self, drain_seconds: float) -> None:
+        """Give uploads in flight a moment, then hand the rest back: their leases are
+        released so another instance (or the next start) resumes them at once."""
+        try:
+            await asyncio.wait_for(self.drain(), drain_seconds)
+        except TimeoutError:
+            log.warning("intake.drain_timeout", extra={"in_flight": self.in_flight})
+        unfinished = list(self._working)
+        for task in list(self._working.values()):
+            task.cancel()
+        await asyncio.gather(*list(self._working.values()), return_exceptions=True)
+        if unfinished:
+            try:
+                await self.leases.release([lease_key(k) for k in unfinished], self.owner)
+            except Exception as exc:
+                log.warning("intake.release_failed", extra={"error": type(exc).__name__})
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        return len(self._working)
 
     # --- the work ---------------------------------------------------------------------------
-    def _spawn(self, upload: Upload) -> None:
-        task = asyncio.create_task(
-            self._answer(upload), name=f"upload {upload.channel}/{upload.ts}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, upload: Upload) -> None:
+    async def _answer(self, upload: Upload, resumed: bool) -> None:
         try:
             await self._quietly(self.outbox.react(upload.channel, upload.ts, REACTION_WORKING))
-            outcomes = list(await asyncio.gather(*(self._screen(ref) for ref in upload.files)))
-            now = self.clock.now()
-            for outcome in outcomes:
-                verdict = outcome.verdict
-                self.store.record(
-                    upload,
-                    outcome.ref.file_id,
-                    outcome.code,
-                    now,
-                    verdict.model.kind if verdict else None,
-                    verdict.model.version if verdict else None,
-                )
-            if not await self._deliver(upload, UploadReply(outcomes=outcomes)):
+            refs = await self._described(upload)
+            if not refs:  # a Slack Connect file that turned out not to be an image
+                await self._mark_answered(upload)
                 return
-            self.store.mark_answered(upload, self.clock.now())
+            outcomes = list(await asyncio.gather(*(self._screen(ref) for ref in refs)))
+            await self._record(upload, outcomes)
+            posted = await self._deliver(upload, UploadReply(outcomes=outcomes), resumed)
+            if posted is None:
+                return
+            await self._mark_answered(upload)
             log.info(
                 "upload.answered",
                 extra={
@@ -183,7 +289,7 @@ class Intake:
                 if o.verdict is not None and o.verdict.heatmap_png:
                     name = heatmap_name(o.ref.name, {n for n, _ in heatmaps})
                     heatmaps.append((name, o.verdict.heatmap_png))
-            if heatmaps:
+            if heatmaps and posted:  # nothing posted: a crash came after the reply, not before
                 await self._quietly(
                     self.outbox.attach_images(upload.channel, upload.thread_ts, heatmaps)
                 )
@@ -192,31 +298,90 @@ class Intake:
                     upload.channel, upload.ts, outcome_reaction(outcomes), remove=REACTION_WORKING
                 )
             )
+        except asyncio.CancelledError:
+            raise
         except Exception:
             log.exception("upload.crashed", extra={"channel": upload.channel, "ts": upload.ts})
 
-    async def _deliver(self, upload: Upload, reply: UploadReply) -> bool:
-        """Post the reply, retrying through longer outages than the Slack client's own retries."""
+    async def _described(self, upload: Upload) -> list[ImageRef]:
+        """The upload's files, with the details of those the event only named (looked up
+        after the claim, so the acknowledgement never waits for Slack)."""
+        refs = []
+        for ref in upload.files:
+            if not ref.url and self.describer is not None:
+                ref = await self.describer.describe(ref) or ref
+                if not upload.direct and ref.url and not is_image_like(ref):
+                    continue  # in a channel, only images are the bot's business
+            refs.append(ref)
+        return refs
+
+    async def _record(self, upload: Upload, outcomes: list[FileOutcome]) -> None:
+        """The classification log (cost per image, idle signals): never worth a lost reply."""
+        rows = [
+            (
+                o.ref.file_id,
+                o.code,
+                o.verdict.model.kind if o.verdict else None,
+                o.verdict.model.version if o.verdict else None,
+            )
+            for o in outcomes
+        ]
+        try:
+            await self.store.record(upload, rows, self.clock.now())
+        except Exception as exc:
+            log.warning(
+                "upload.record_failed", extra={"ts": upload.ts, "error": type(exc).__name__}
+            )
+
+    async def _mark_answered(self, upload: Upload) -> None:
+        """Retried through a short lock; if the database stays unwritable the lease lapses
+        and the resumed upload finds its reply already in the thread."""
+        for delay in (*STORE_RETRY_DELAYS, None):
+            try:
+                await self.store.mark_answered(upload, self.clock.now(), self.owner)
+                return
+            except Exception as exc:
+                log.warning(
+                    "upload.mark_answered_failed",
+                    extra={"ts": upload.ts, "error": type(exc).__name__},
+                )
+                if delay is None:
+                    return
+                await self.clock.sleep(delay)
+
+    async def _deliver(self, upload: Upload, reply: UploadReply, resumed: bool) -> int | None:
+        """Post the reply, retrying through longer outages than the Slack client's own retries.
+
+        Returns how many parts were posted, or None when the upload must not go on (the reply
+        can never be delivered, or not yet: then it stays pending and is resumed later).
+        """
+        check_thread = resumed
         for delay in (*DELIVERY_RETRY_DELAYS, None):
             try:
-                await self.outbox.post(upload.channel, reply, thread_ts=upload.thread_ts)
-                return True
+                return await self.outbox.post_reply(
+                    upload.channel,
+                    upload.thread_ts,
+                    reply,
+                    key=upload.key,
+                    check_thread=check_thread,
+                )
             except Undeliverable as exc:
                 log.warning(
                     "upload.undeliverable",
                     extra={"channel": upload.channel, "ts": upload.ts, "error": str(exc)},
                 )
-                self.store.mark_answered(upload, self.clock.now())  # nobody can read it
-                return False
+                await self._mark_answered(upload)  # nobody can read it
+                return None
             except Exception as exc:
                 log.warning(
                     "upload.reply_failed",
                     extra={"channel": upload.channel, "ts": upload.ts, "error": type(exc).__name__},
                 )
+                check_thread = True  # a part may have landed although the call failed
                 if delay is None:
-                    return False  # stays pending: answered on the next start
+                    return None  # stays pending: resumed once its lease lapses
                 await self.clock.sleep(delay)
-        return False
+        return None
 
     async def _screen(self, ref: ImageRef) -> FileOutcome:
         async with self._slots:

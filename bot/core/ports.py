@@ -31,11 +31,23 @@ class Upload:
     thread_ts: str  # where replies go: the message's thread, or the message itself
     user: str
     files: tuple[ImageRef, ...]
+    direct: bool = False  # posted to the bot in a DM: every file gets an answer, not just images
+
+    @property
+    def key(self) -> str:
+        """The upload's name in leases and reply metadata: no patient data, just Slack IDs."""
+        return f"{self.channel}:{self.ts}"
 
 
 class FileFetcher(Protocol):
     async def fetch(self, ref: ImageRef, max_bytes: int) -> bytes:
         """The file's bytes, or a `UserFacingError` (too large, scope missing, download failed)."""
+        ...
+
+
+class FileDescriber(Protocol):
+    async def describe(self, ref: ImageRef) -> ImageRef | None:
+        """Name, type, size and URL of a file the event only named (Slack Connect), or None."""
         ...
 
 
@@ -79,6 +91,16 @@ class Outbox(Protocol):
     async def post(
         self, channel: str, notice: Notice, *, thread_ts: str | None = None
     ) -> PostedMessage: ...
+
+    async def post_reply(
+        self, channel: str, thread_ts: str, notice: Notice, *, key: str, check_thread: bool
+    ) -> int:
+        """Post the notice's parts into a thread, each tagged with `key` and its part number.
+
+        With `check_thread`, read the thread first and post only the parts not already there
+        (a reply interrupted by a crash or a failed call). Returns how many parts it posted.
+        """
+        ...
 
     async def update(self, message: PostedMessage, notice: Notice) -> None: ...
 

@@ -2,7 +2,13 @@
 
 Requests arrive exactly as slack_sdk sends them (JSON bodies, form fields or query strings) and
 get the JSON shapes Slack documents. Failures can be injected per method (`fail`) and for file
-downloads (`files_answer_html`), so the bot's handling is tested over the wire.
+downloads (`files_answer_html`, `fail_downloads`), so the bot's handling is tested over the wire.
+
+Events reach the app as Slack sends them (`deliver`): over Socket Mode, each envelope to one
+connection, or as signed HTTP requests to the app's Request URL. An envelope that is not
+acknowledged in time (or an HTTP delivery answered with a non-2xx, or not at all) is delivered
+again on Slack's schedule, with Slack's retry fields and headers (`Redelivery`, compressed in
+tests). Messages keep their `metadata`, and `conversations.replies` returns it on request.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import aiohttp
 from aiohttp import web
 
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
@@ -45,6 +52,47 @@ class StoredFile:
     thread_ts: str | None = None
 
 
+@dataclass(frozen=True)
+class Redelivery:
+    """Slack's retry schedule for events: a delivery is given `ack_timeout_s` to be
+    acknowledged; then up to three retries follow, about at once, after 1 min, after 5 min."""
+
+    ack_timeout_s: float = 3.0
+    delays: tuple[float, ...] = (0.0, 60.0, 300.0)
+
+    @classmethod
+    def compressed(cls, factor: float) -> Redelivery:
+        """The same schedule `factor` times faster (tests, benchmarks)."""
+        base = cls()
+        return cls(base.ack_timeout_s / factor, tuple(d / factor for d in base.delays))
+
+
+@dataclass
+class Attempt:
+    """One delivery attempt of an event: when it went out, and what came back."""
+
+    number: int  # 0 for the first delivery, then 1-3 (X-Slack-Retry-Num / retry_attempt)
+    sent_at: float
+    answered_at: float | None = None
+    status: int | None = None  # HTTP status, or 200 for a Socket Mode ack; None: no answer
+    reason: str = ""  # why the next attempt was needed (Slack's retry reason)
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.answered_at is None else self.answered_at - self.sent_at
+
+
+@dataclass
+class Delivery:
+    """An event on its way to the app, with every attempt Slack made."""
+
+    event_id: str
+    body: dict[str, Any]
+    attempts: list[Attempt] = field(default_factory=list)
+    acked: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 @dataclass
 class _Fault:
     status: int
@@ -68,11 +116,22 @@ class LocalSlack:
         bot_user_id: str = "U0CXRBOT1",
         bot_id: str = "B0CXRBOT1",
         usergroups: dict[str, list[str]] | None = None,
+        redelivery: Redelivery | None = Redelivery(),
+        events_url: str | None = None,
+        signing_secret: str | None = None,
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
         self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections
         self.socket_acks: list[dict[str, Any]] = []  # what the app sent back over them
+        self.redelivery = redelivery  # None: deliver once, never again
+        self.events_url = events_url  # set: events go over HTTP to this Request URL
+        self.signing_secret = signing_secret
+        self.deliveries: list[Delivery] = []
+        self._awaiting_ack: dict[str, tuple[Delivery, Attempt, asyncio.Future[None]]] = {}
+        self._next_socket = 0
+        self._background: set[asyncio.Task[Any]] = set()
+        self._download_faults: list[_Fault] = []
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -91,7 +150,7 @@ class LocalSlack:
         self.listeners: list[Listener] = []
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
         self._ids = itertools.count(1)
-        self._clock = itertools.count(1)
+        self._last_ts_us = 0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -116,6 +175,9 @@ class LocalSlack:
         return self
 
     async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         for socket in list(self.sockets):
             await socket.close()
         if self._runner:
@@ -185,8 +247,17 @@ class LocalSlack:
             "permalink": f"{self.url}/archives/files/{file_id}",
         }
 
+    def fail_downloads(self, *, status: int = 503, times: int = 1, retry_after: int | None = None):
+        """Answer the next `times` file downloads with `status` (a Slack outage)."""
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        self._download_faults.append(_Fault(status, "", headers, times))
+
     def next_ts(self) -> str:
-        return f"{1_760_000_000 + next(self._clock)}.{next(self._clock):06d}"
+        """Message timestamps as Slack makes them: from the clock, to the microsecond, and
+        unique (never repeated, not even by a later run)."""
+        now_us = int(time.time() * 1_000_000)
+        self._last_ts_us = max(self._last_ts_us + 1, now_us)
+        return f"{self._last_ts_us // 1_000_000}.{self._last_ts_us % 1_000_000:06d}"
 
     def file_share_envelope(
         self,
@@ -353,6 +424,12 @@ class LocalSlack:
             return web.Response(body=LOGIN_PAGE, content_type="text/html", status=200)
         if stored is None:
             return web.Response(status=404, text="file_not_found")
+        if self._download_faults:
+            fault = self._download_faults[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                self._download_faults.pop(0)
+            return web.Response(status=fault.status, text="unavailable", headers=fault.headers)
         self.downloads.append(stored.id)
         if self.download_gate is not None:
             self.downloads_in_flight += 1
@@ -403,7 +480,14 @@ class LocalSlack:
         try:
             async for message in socket:
                 if message.type == web.WSMsgType.TEXT:
-                    self.socket_acks.append(json.loads(message.data))
+                    ack = json.loads(message.data)
+                    self.socket_acks.append(ack)
+                    waiting = self._awaiting_ack.pop(ack.get("envelope_id", ""), None)
+                    if waiting is not None:
+                        _, attempt, future = waiting
+                        attempt.answered_at, attempt.status = time.monotonic(), 200
+                        if not future.done():
+                            future.set_result(None)
                     async with self._changed:
                         self._changed.notify_all()
         finally:
@@ -423,9 +507,115 @@ class LocalSlack:
             "retry_attempt": retry_attempt,
             "retry_reason": retry_reason,
         }
-        for socket in self.sockets:
-            await socket.send_json(envelope)
+        socket = self._pick_socket()
+        if socket is None:
+            raise ConnectionError("no Socket Mode connection")
+        await socket.send_json(envelope)
         return envelope_id
+
+    def _pick_socket(self) -> web.WebSocketResponse | None:
+        """Slack sends each envelope to one of the app's connections, not to all of them."""
+        open_sockets = [s for s in self.sockets if not s.closed]
+        if not open_sockets:
+            return None
+        self._next_socket = (self._next_socket + 1) % len(open_sockets)
+        return open_sockets[self._next_socket]
+
+    # --- event delivery, as Slack does it ----------------------------------------------------
+    def deliver(self, body: dict[str, Any]) -> Delivery:
+        """Deliver an Events API body to the app (HTTP if `events_url`, else Socket Mode), and
+        again on Slack's schedule until it is acknowledged. Returns at once; the `Delivery`
+        records every attempt and sets `finished` when acknowledged or given up."""
+        delivery = Delivery(event_id=body.get("event_id", ""), body=body)
+        self.deliveries.append(delivery)
+        task = asyncio.create_task(self._deliver(delivery))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return delivery
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        schedule = self.redelivery
+        delays = (None, *(schedule.delays if schedule else ()))
+        reason = ""
+        try:
+            for number, delay in enumerate(delays):
+                if delay:
+                    await asyncio.sleep(delay)
+                attempt = Attempt(number, time.monotonic())
+                delivery.attempts.append(attempt)
+                if self.events_url:
+                    ok, why = await self._attempt_http(delivery, attempt, reason)
+                else:
+                    ok, why = await self._attempt_socket(delivery, attempt, reason)
+                if ok:
+                    delivery.acked = True
+                    return
+                attempt.reason = reason = why
+        finally:
+            delivery.finished.set()
+            async with self._changed:
+                self._changed.notify_all()
+
+    def _ack_timeout(self) -> float:
+        return self.redelivery.ack_timeout_s if self.redelivery else Redelivery().ack_timeout_s
+
+    async def _attempt_socket(
+        self, delivery: Delivery, attempt: Attempt, reason: str
+    ) -> tuple[bool, str]:
+        envelope_id = f"env-{next(self._ids):08d}"
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._awaiting_ack[envelope_id] = (delivery, attempt, future)
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": "events_api",
+            "payload": delivery.body,
+            "accepts_response_payload": False,
+            "retry_attempt": attempt.number,
+            "retry_reason": reason,
+        }
+        socket = self._pick_socket()
+        try:
+            if socket is None:
+                return False, "timeout"
+            await socket.send_json(envelope)
+            await asyncio.wait_for(future, self._ack_timeout())
+            return True, ""
+        except (TimeoutError, ConnectionError, RuntimeError):
+            return False, "timeout"
+        finally:
+            self._awaiting_ack.pop(envelope_id, None)
+
+    async def _attempt_http(
+        self, delivery: Delivery, attempt: Attempt, reason: str
+    ) -> tuple[bool, str]:
+        from slack_sdk.signature import SignatureVerifier
+
+        assert self.events_url and self.signing_secret, "HTTP delivery needs a URL and a secret"
+        raw = json.dumps(delivery.body)
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": SignatureVerifier(self.signing_secret).generate_signature(
+                timestamp=timestamp, body=raw
+            ),
+        }
+        if attempt.number:
+            headers |= {"X-Slack-Retry-Num": str(attempt.number), "X-Slack-Retry-Reason": reason}
+        timeout = aiohttp.ClientTimeout(total=self._ack_timeout())
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(self.events_url, data=raw, headers=headers) as response,
+            ):
+                attempt.answered_at, attempt.status = time.monotonic(), response.status
+                if 200 <= response.status < 300:
+                    return True, ""
+                return False, "http_error"
+        except TimeoutError:
+            return False, "http_timeout"
+        except aiohttp.ClientError:
+            return False, "connection_failed"
 
     # --- Web API methods ---------------------------------------------------------------------
     def _m_apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -462,8 +652,37 @@ class LocalSlack:
         }
         if params.get("thread_ts"):
             message["thread_ts"] = params["thread_ts"]
+        metadata = _json_field(params.get("metadata"))
+        if metadata:
+            message["metadata"] = metadata
         self.messages[channel].append(message)
-        return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+        shown = {k: v for k, v in message.items() if k != "metadata"}
+        return {"ok": True, "channel": channel, "ts": message["ts"], "message": shown}
+
+    def _m_conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its root, then its replies, oldest first; metadata only when asked."""
+        channel, ts = params.get("channel", ""), params.get("ts", "")
+        if not channel or channel not in self.messages:
+            return {"ok": False, "error": "channel_not_found"}
+        thread = [
+            m for m in self.messages[channel] if m.get("ts") == ts or m.get("thread_ts") == ts
+        ]
+        if not thread:
+            return {"ok": False, "error": "thread_not_found"}
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        limit = int(params.get("limit") or 1000)
+        start = int(params.get("cursor") or 0)
+        page = thread[start : start + limit]
+        more = start + limit < len(thread)
+        messages = [
+            m if with_metadata else {k: v for k, v in m.items() if k != "metadata"} for m in page
+        ]
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def _m_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": self.next_ts()}

@@ -129,6 +129,7 @@ class Shell:
             self.settings, self.slack.bot_token, self.slack.api_url
         )
         self.app = build_app(self.services, client)
+        await self._forget_last_session()
         await self.services.start()
         if self.interactive:
             self._setup_readline()
@@ -140,6 +141,19 @@ class Shell:
             await self._settle()
             await services.stop()
         await self.slack.stop()
+
+    async def _forget_last_session(self) -> None:
+        """X-rays a previous shell took but never answered (it was stopped mid-run) were served
+        by that shell's own stand-in, gone now: say so once instead of failing each download."""
+        dropped = await self.services.uploads.abandon(CHANNEL, self.services.clock.now())
+        names = [ref.name for upload in dropped for ref in upload.files]
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            self.say(
+                f"{len(names)} file(s) from the last session were never answered (the shell "
+                f"stopped first): {shown}. Type their paths again to screen them.",
+                "cxr-bot> ",
+            )
 
     def _setup_readline(self) -> None:
         try:

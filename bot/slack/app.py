@@ -25,12 +25,14 @@ def slack_services(
     retries, the outbox on it, and file downloads with the same token. `overrides` go to
     `build_services` (a clock, AWS clients, a classifier)."""
     from bot.adapters.slack_files import SlackFileFetcher
+    from bot.slack.files_info import SlackFileDescriber
 
     client = web_client(token, api_url)
     services = build_services(
         settings,
         outbox=SlackOutbox(client),
-        fetcher=SlackFileFetcher(token, api_url),
+        fetcher=SlackFileFetcher(token, api_url, clock=overrides.get("clock")),
+        describer=SlackFileDescriber(client),
         **overrides,
     )
     return services, client

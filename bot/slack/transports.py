@@ -5,6 +5,7 @@ Both serve `GET /healthz` on `PORT`; in Socket Mode it reports whether the socke
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -57,10 +58,32 @@ async def serve_http(app: AsyncApp, services: Services) -> web.AppRunner:
     return runner
 
 
-async def serve_socket_mode(
-    app: AsyncApp, services: Services, app_token: str
-) -> tuple[AsyncSocketModeHandler, web.AppRunner]:
-    """Connect the Socket Mode WebSocket and serve /healthz beside it."""
+class SocketModeServer:
+    """The Socket Mode WebSocket, connected in the background (slack_sdk keeps retrying while
+    Slack is unreachable), and /healthz beside it. `close` returns within its deadline
+    whatever state the connection is in, so SIGTERM is honoured even during an outage."""
+
+    def __init__(self, handler: AsyncSocketModeHandler, runner: web.AppRunner) -> None:
+        self.handler = handler
+        self.runner = runner
+        self._connecting = asyncio.create_task(self._connect(), name="socket-mode connect")
+
+    async def _connect(self) -> None:
+        await self.handler.connect_async()
+        log.info("socket_mode.connected")
+
+    async def close(self, within_s: float = 3.0) -> None:
+        self._connecting.cancel()
+        await asyncio.gather(self._connecting, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.handler.close_async(), within_s)
+        except (TimeoutError, Exception) as exc:
+            log.warning("socket_mode.close_incomplete", extra={"error": type(exc).__name__})
+        await self.runner.cleanup()
+
+
+async def serve_socket_mode(app: AsyncApp, services: Services, app_token: str) -> SocketModeServer:
+    """Serve /healthz and start connecting the Socket Mode WebSocket (without waiting)."""
     handler = AsyncSocketModeHandler(app, app_token)
 
     async def connected() -> bool:
@@ -69,6 +92,4 @@ async def serve_socket_mode(
     web_app = web.Application()
     web_app.router.add_get("/healthz", health_handler(services, "socket", connected))
     runner = await start_site(web_app, services.settings.host, services.settings.port)
-    await handler.connect_async()
-    log.info("socket_mode.connected")
-    return handler, runner
+    return SocketModeServer(handler, runner)

@@ -7,17 +7,6 @@ from datetime import datetime
 
 from bot.state.db import Database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    at      TEXT NOT NULL,
-    actor   TEXT NOT NULL,     -- a Slack user ID, or "cost-guard", "schedule", "watcher"
-    action  TEXT NOT NULL,     -- start | stop | train | snooze | refused:start | …
-    target  TEXT NOT NULL,     -- usually a model version name
-    result  TEXT NOT NULL      -- requested | ok | failed: … | refused: …
-);
-"""
-
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -31,7 +20,6 @@ class AuditEntry:
 class AuditLog:
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure_schema(SCHEMA)
 
     def record(self, at: datetime, actor: str, action: str, target: str, result: str) -> None:
         self._db.execute(

@@ -12,63 +12,6 @@ from datetime import date, datetime
 
 from bot.state.db import Database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cost_watch (
-    version_arn       TEXT PRIMARY KEY,
-    version_name      TEXT NOT NULL,
-    status            TEXT NOT NULL,
-    units             INTEGER NOT NULL DEFAULT 1,
-    last_request_at   TEXT,            -- latest request seen from any source
-    idle_since        TEXT,            -- max(last request, run start) while RUNNING
-    metrics_until     TEXT,            -- CloudWatch has been read up to here
-    seen_at           TEXT NOT NULL,
-    stop_requested_at TEXT,            -- the guard asked for a stop (until seen stopped)
-    stop_requested_by TEXT,
-    start_requested_at TEXT,           -- the schedule asked for a start (until seen running)
-    stop_failed_at    TEXT             -- last failed auto-stop (reported once per episode)
-);
-CREATE TABLE IF NOT EXISTS cost_episodes (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    version_arn   TEXT NOT NULL,
-    version_name  TEXT NOT NULL,
-    idle_since    TEXT NOT NULL,
-    units         INTEGER NOT NULL,
-    opened_at     TEXT NOT NULL,
-    channel       TEXT,                -- the alert (thread root); NULL when nowhere to post
-    ts            TEXT,
-    alerts        INTEGER NOT NULL DEFAULT 1,
-    last_alert_at TEXT NOT NULL,
-    next_alert_at TEXT NOT NULL,
-    gap_minutes   REAL NOT NULL,
-    state         TEXT NOT NULL DEFAULT 'open',   -- open | closed
-    outcome       TEXT,                -- resumed | stopped | auto-stopped | stopped-elsewhere | gone
-    outcome_by    TEXT,
-    outcome_at    TEXT,                -- when the idle stretch ended
-    note          TEXT                 -- the last button press, shown on the alert
-);
-CREATE UNIQUE INDEX IF NOT EXISTS cost_episodes_open
-    ON cost_episodes(version_arn) WHERE state = 'open';
-CREATE TABLE IF NOT EXISTS cost_snoozes (
-    version_arn TEXT PRIMARY KEY,
-    until       TEXT NOT NULL,
-    by          TEXT NOT NULL,
-    at          TEXT NOT NULL,
-    episode_id  INTEGER,
-    expired     INTEGER NOT NULL DEFAULT 0       -- the expiry has been acted on
-);
-CREATE TABLE IF NOT EXISTS cost_schedule_actions (
-    key     TEXT PRIMARY KEY,     -- e.g. start@2026-01-05T07:45:00+00:00
-    done_at TEXT NOT NULL,
-    result  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cost_summaries (
-    day     TEXT PRIMARY KEY,     -- the local day summarised
-    sent_at TEXT NOT NULL,
-    channel TEXT,
-    ts      TEXT
-);
-"""
-
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
@@ -132,7 +75,6 @@ class Snooze:
 class CostGuardStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure_schema(SCHEMA)
 
     # --- what each version was last seen doing ----------------------------------------------
     def watch(self, version_arn: str) -> Watch | None:

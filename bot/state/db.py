@@ -1,36 +1,51 @@
-"""The SQLite database: opened once, schemas created idempotently by each store at start."""
+"""The SQLite database: one connection in WAL mode, migrated to the current schema on open.
+
+Every statement runs on one dedicated thread, so the event loop never waits on a lock or a slow
+disk: async code awaits `run(fn)`, which hands `fn(connection)` to that thread. The synchronous
+methods remain for worker threads and start-up code; they take the same lock.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+from bot.state.migrations import migrate
+
+T = TypeVar("T")
 
 
 class Database:
-    """A thin wrapper over one `sqlite3` connection in WAL mode.
+    """A thin wrapper over one `sqlite3` connection in WAL mode, with a thread of its own."""
 
-    Statements are tiny (a row or two) and finish in well under a millisecond, so stores call
-    them directly from the event loop; the lock makes the connection safe for the few calls
-    that come from worker threads.
-    """
-
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = 5.0) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxr-db")
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-
-    def ensure_schema(self, ddl: str) -> None:
+        self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         with self._lock:
-            self._conn.executescript(ddl)
+            self.schema_version = migrate(self._conn)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on the database thread; the loop stays free meanwhile."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._locked, fn)
+
+    def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            return fn(self._conn)
 
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -57,5 +72,6 @@ class Database:
             self._conn.execute("COMMIT")
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         with self._lock:
             self._conn.close()

@@ -16,27 +16,6 @@ from typing import Any
 
 from bot.state.db import Database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS lifecycle_operations (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind         TEXT NOT NULL,            -- train | start | stop
-    version_name TEXT NOT NULL,
-    version_arn  TEXT,                     -- unknown until CreateProjectVersion answers
-    channel      TEXT NOT NULL,            -- where the outcome is posted
-    user         TEXT NOT NULL,            -- who asked (Slack user ID, or cost-guard…)
-    started_at   TEXT NOT NULL,
-    status       TEXT NOT NULL,            -- the last status seen (AWS's, or "requested")
-    phase        TEXT NOT NULL,            -- where the bot is in the operation
-    data         TEXT NOT NULL DEFAULT '{}',
-    finished_at  TEXT,
-    result       TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS lifecycle_ops_open_version
-    ON lifecycle_operations(version_name) WHERE finished_at IS NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS lifecycle_ops_open_train
-    ON lifecycle_operations(kind) WHERE finished_at IS NULL AND kind = 'train';
-"""
-
 TRAIN = "train"
 START = "start"
 STOP = "stop"
@@ -61,7 +40,6 @@ class Operation:
 class OperationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure_schema(SCHEMA)
 
     def claim(
         self,

@@ -11,18 +11,6 @@ from datetime import datetime
 
 from bot.state.db import Database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS model_runs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    version_arn TEXT NOT NULL,
-    started_at  TEXT NOT NULL,
-    stopped_at  TEXT,
-    units       INTEGER NOT NULL DEFAULT 1,
-    source      TEXT NOT NULL            -- bot | observed | schedule
-);
-CREATE UNIQUE INDEX IF NOT EXISTS model_runs_open ON model_runs(version_arn) WHERE stopped_at IS NULL;
-"""
-
 
 @dataclass(frozen=True)
 class Run:
@@ -40,7 +28,6 @@ class Run:
 class RunStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure_schema(SCHEMA)
 
     def open_run(self, version_arn: str, started_at: datetime, units: int, source: str) -> Run:
         """Start the meter for a version, unless a run is already open (then return that)."""

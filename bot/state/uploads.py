@@ -1,105 +1,158 @@
 """Which uploads have been taken on and answered: the bot's exactly-once memory.
 
-An upload (one chat message with files) is claimed before any work starts; a claim that
-already exists means a Slack retry, a duplicate delivery or a replay after restart, and is
-dropped. Claimed but unanswered uploads are resumed after a restart, so none is lost.
+An upload (one chat message with files) is claimed before Slack gets its acknowledgement; a
+claim that already exists means a Slack retry, a duplicate delivery or a replay after restart.
+Each claimed upload carries a lease (`bot.state.leases`): the instance working on it renews
+it, and another instance resumes the upload only once that lease has expired. Claimed but
+unanswered uploads are resumed after a restart or a crash, so none is lost.
+
+Everything the event loop calls is async and runs on the database's own thread, one short
+transaction each.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.core.ports import ImageRef, Upload
 from bot.state.db import Database
+from bot.state.leases import acquire_in, in_transaction, release_in
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS uploads (
-    channel     TEXT NOT NULL,
-    ts          TEXT NOT NULL,
-    thread_ts   TEXT NOT NULL,
-    user        TEXT NOT NULL,
-    files       TEXT NOT NULL,          -- JSON list of file refs (ids, names, URLs)
-    state       TEXT NOT NULL DEFAULT 'pending',   -- pending | answered
-    received_at TEXT NOT NULL,
-    answered_at TEXT,
-    PRIMARY KEY (channel, ts)
-);
-CREATE INDEX IF NOT EXISTS uploads_pending ON uploads(state) WHERE state = 'pending';
-CREATE TABLE IF NOT EXISTS classifications (
-    channel       TEXT NOT NULL,
-    ts            TEXT NOT NULL,
-    file_id       TEXT NOT NULL,
-    outcome       TEXT NOT NULL,        -- Normal | Pneumonia | Uncertain | an error code
-    model_kind    TEXT,                 -- rekognition | local, when a model answered
-    model_version TEXT,
-    at            TEXT NOT NULL,
-    PRIMARY KEY (channel, ts, file_id)
-);
-CREATE INDEX IF NOT EXISTS classifications_at ON classifications(model_kind, at);
-"""
+LEASE_PREFIX = "upload:"
+
+
+def lease_key(upload: Upload) -> str:
+    return LEASE_PREFIX + upload.key
 
 
 class UploadStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure_schema(SCHEMA)
 
-    def claim(self, upload: Upload, now: datetime) -> bool:
-        """Record the upload as ours to answer; False if it was already claimed."""
-        files = json.dumps([asdict(ref) for ref in upload.files])
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO uploads (channel, ts, thread_ts, user, files, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (upload.channel, upload.ts, upload.thread_ts, upload.user, files, now.isoformat()),
+    # --- the intake's calls (async, off the event loop) -------------------------------------
+    async def claim(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> bool:
+        """Record the upload and lease it to `owner`, in one transaction.
+
+        True when `owner` should answer it now: it is new, or still pending with a lease that
+        is ours or has expired (a Slack retry after a failed claim, or after a crash). False
+        when it was answered already or another instance is answering it.
+        """
+
+        def work(conn: sqlite3.Connection) -> bool:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO uploads"
+                " (channel, ts, thread_ts, user, files, received_at, direct)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    upload.channel,
+                    upload.ts,
+                    upload.thread_ts,
+                    upload.user,
+                    json.dumps([asdict(ref) for ref in upload.files]),
+                    now.isoformat(),
+                    int(upload.direct),
+                ),
+            ).rowcount
+            if not inserted:
+                row = conn.execute(
+                    "SELECT state FROM uploads WHERE channel = ? AND ts = ?",
+                    (upload.channel, upload.ts),
+                ).fetchone()
+                if row is None or row["state"] != "pending":
+                    return False
+            return acquire_in(conn, lease_key(upload), owner, now, ttl) is not None
+
+        return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
+
+    async def resumable(self, now: datetime, limit: int = 100) -> list[Upload]:
+        """Pending uploads nobody is working on: no lease, or an expired one."""
+        rows = await self._db.run(
+            lambda c: c.execute(
+                "SELECT u.* FROM uploads u LEFT JOIN leases l ON l.key = ? || u.channel || ':' || u.ts"
+                " WHERE u.state = 'pending' AND (l.key IS NULL OR l.expires_at <= ?)"
+                " ORDER BY u.received_at, u.ts LIMIT ?",
+                (LEASE_PREFIX, now.timestamp(), limit),
+            ).fetchall()
         )
-        return cursor.rowcount == 1
+        return [_upload(row) for row in rows]
 
+    async def take(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> bool:
+        """Lease a pending upload to `owner` if it is still pending and nobody else holds it."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT state FROM uploads WHERE channel = ? AND ts = ?",
+                (upload.channel, upload.ts),
+            ).fetchone()
+            if row is None or row["state"] != "pending":
+                return False
+            return acquire_in(conn, lease_key(upload), owner, now, ttl) is not None
+
+        return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
+
+    async def record(
+        self,
+        upload: Upload,
+        outcomes: Sequence[tuple[str, str, str | None, str | None]],
+        now: datetime,
+    ) -> None:
+        """Each file's outcome: (file id, outcome code, model kind, model version)."""
+        rows = [
+            (upload.channel, upload.ts, file_id, code, kind, version, now.isoformat())
+            for file_id, code, kind, version in outcomes
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO classifications"
+                " (channel, ts, file_id, outcome, model_kind, model_version, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
+
+    async def mark_answered(self, upload: Upload, now: datetime, owner: str) -> None:
+        """Answered: never again, by anyone. The lease is no longer needed."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE uploads SET state = 'answered', answered_at = ?"
+                " WHERE channel = ? AND ts = ?",
+                (now.isoformat(), upload.channel, upload.ts),
+            )
+            release_in(conn, lease_key(upload), owner)
+
+        await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
+
+    async def abandon(self, channel: str, now: datetime) -> list[Upload]:
+        """Give up on a channel's pending uploads (the local shell's, whose files are gone)."""
+
+        def work(conn: sqlite3.Connection) -> list[Upload]:
+            rows = conn.execute(
+                "SELECT * FROM uploads WHERE state = 'pending' AND channel = ?"
+                " ORDER BY received_at, ts",
+                (channel,),
+            ).fetchall()
+            conn.execute(
+                "UPDATE uploads SET state = 'abandoned', answered_at = ?"
+                " WHERE state = 'pending' AND channel = ?",
+                (now.isoformat(), channel),
+            )
+            return [_upload(row) for row in rows]
+
+        return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
+
+    # --- reports (synchronous: worker threads, the cost guard) ------------------------------
     def pending(self) -> list[Upload]:
         rows = self._db.query(
             "SELECT * FROM uploads WHERE state = 'pending' ORDER BY received_at, ts"
         )
-        return [
-            Upload(
-                channel=row["channel"],
-                ts=row["ts"],
-                thread_ts=row["thread_ts"],
-                user=row["user"],
-                files=tuple(ImageRef(**ref) for ref in json.loads(row["files"])),
-            )
-            for row in rows
-        ]
-
-    def record(
-        self,
-        upload: Upload,
-        file_id: str,
-        outcome: str,
-        now: datetime,
-        model_kind: str | None = None,
-        model_version: str | None = None,
-    ) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO classifications"
-            " (channel, ts, file_id, outcome, model_kind, model_version, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                upload.channel,
-                upload.ts,
-                file_id,
-                outcome,
-                model_kind,
-                model_version,
-                now.isoformat(),
-            ),
-        )
-
-    def mark_answered(self, upload: Upload, now: datetime) -> None:
-        self._db.execute(
-            "UPDATE uploads SET state = 'answered', answered_at = ? WHERE channel = ? AND ts = ?",
-            (now.isoformat(), upload.channel, upload.ts),
-        )
+        return [_upload(row) for row in rows]
 
     def is_answered(self, channel: str, ts: str) -> bool:
         row = self._db.one("SELECT state FROM uploads WHERE channel = ? AND ts = ?", (channel, ts))
@@ -124,6 +177,17 @@ class UploadStore:
         where, params = _model_filter(model_kind, model_version)
         row = self._db.one(f"SELECT MAX(at) AS at FROM classifications WHERE {where}", params)
         return datetime.fromisoformat(row["at"]) if row and row["at"] else None
+
+
+def _upload(row: sqlite3.Row) -> Upload:
+    return Upload(
+        channel=row["channel"],
+        ts=row["ts"],
+        thread_ts=row["thread_ts"],
+        user=row["user"],
+        files=tuple(ImageRef(**ref) for ref in json.loads(row["files"])),
+        direct=bool(row["direct"]),
+    )
 
 
 def _model_filter(model_kind: str, model_version: str | None) -> tuple[str, tuple[str, ...]]:

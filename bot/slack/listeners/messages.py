@@ -1,55 +1,78 @@
-"""`message` events: files shared in a channel, a private channel or a DM become uploads."""
+"""`message` events: files shared in a channel, a private channel or a DM become uploads.
+
+An upload is recorded before Slack gets its acknowledgement: `record_before_ack` is a global
+middleware, so it runs ahead of Bolt's automatic ack for events, while `/cxr` and button acks
+never wait for it. When the claim cannot be written, the request is answered 503 (HTTP) or
+left unacknowledged (Socket Mode), and Slack delivers it again.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
+from slack_bolt.response import BoltResponse
 
-from bot.core.intake import is_image_like
+from bot.core.intake import ClaimFailed, is_image_like
 from bot.core.ports import ImageRef, Upload
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
 DIRECT = ("im",)
+CLAIMED = "cxr_upload"  # the context key the middleware hands the claimed upload over in
 
 
 def register(app: AsyncApp, services: Services) -> None:
     settings = services.settings
 
+    @app.middleware
+    async def record_before_ack(
+        body: dict[str, Any], context: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        event = body.get("event") or {}
+        if (
+            body.get("type") == "event_callback"
+            and event.get("type") == "message"
+            and event.get("subtype") == "file_share"
+        ):
+            channel = event.get("channel", "")
+            direct = event.get("channel_type") in DIRECT
+            allowed = settings.cxr_allowed_channels
+            if allowed and channel not in allowed and not direct:
+                log.info("upload.channel_not_allowed", extra={"channel": channel})
+            elif (upload := upload_from_event(event, answer_all=direct)) is not None:
+                try:
+                    if await services.intake.accept(upload):
+                        context[CLAIMED] = upload
+                except ClaimFailed:
+                    return BoltResponse(status=503, body="")
+        return await next()
+
     @app.event({"type": "message", "subtype": "file_share"})
-    async def on_file_share(event: dict[str, Any], client: AsyncWebClient) -> None:
-        channel = event.get("channel", "")
-        direct = event.get("channel_type") in DIRECT
-        allowed = settings.cxr_allowed_channels
-        if allowed and channel not in allowed and not direct:
-            log.info("upload.channel_not_allowed", extra={"channel": channel})
-            return
-        upload = await upload_from_event(event, client, answer_all=direct)
+    async def on_file_share(context: dict[str, Any]) -> None:
+        """Runs after the ack: start answering the upload the middleware claimed."""
+        upload = context.get(CLAIMED)
         if upload is not None:
-            services.intake.submit(upload)
+            services.intake.start(upload)
 
     @app.event("message")
     async def on_other_message() -> None:
         """Plain messages, edits and deletions need no answer (acknowledged by Bolt)."""
 
 
-async def upload_from_event(
-    event: dict[str, Any], client: AsyncWebClient, *, answer_all: bool
-) -> Upload | None:
+def upload_from_event(event: dict[str, Any], *, answer_all: bool) -> Upload | None:
     """The `Upload` in a file_share event, or None when it carries nothing for the bot.
 
     In channels only image-like files are answered (a shared spreadsheet is none of the
     bot's business); in a DM every file is, so nothing posted to the bot meets silence.
+    A Slack Connect file arrives as only its ID: it is kept, and looked up with files.info
+    after the claim (intake drops it then if it is not an image in a channel).
     """
     refs = []
     for file in event.get("files", []):
-        if file.get("file_access") == "check_file_info":  # Slack Connect: details on request
-            file = await _file_info(client, file.get("id", "")) or file
         ref = ImageRef(
             file_id=file.get("id", ""),
             name=file.get("name") or file.get("title") or file.get("id", "file"),
@@ -57,7 +80,8 @@ async def upload_from_event(
             size=int(file.get("size") or 0),
             url=file.get("url_private_download") or file.get("url_private") or "",
         )
-        if ref.file_id and (answer_all or is_image_like(ref)):
+        unknown = file.get("file_access") == "check_file_info"
+        if ref.file_id and (answer_all or unknown or is_image_like(ref)):
             refs.append(ref)
     if not refs:
         return None
@@ -67,13 +91,5 @@ async def upload_from_event(
         thread_ts=event.get("thread_ts") or event["ts"],
         user=event.get("user", ""),
         files=tuple(refs),
+        direct=answer_all,
     )
-
-
-async def _file_info(client: AsyncWebClient, file_id: str) -> dict[str, Any] | None:
-    try:
-        response = await client.files_info(file=file_id)
-    except SlackApiError as exc:
-        log.warning("files_info.failed", extra={"error": exc.response.get("error")})
-        return None
-    return response.get("file")

@@ -1,0 +1,71 @@
+"""The schema upgrades in place: a database from before migrations keeps every row."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from bot.state.db import Database
+from bot.state.migrations import ADOPT_FIRST_SCHEMA, MIGRATIONS, Migration, migrate, schema_version
+
+
+def first_release_db(path) -> None:
+    """A cxr.db as the first release left it: tables made by each store, user_version 0."""
+    conn = sqlite3.connect(path)
+    conn.executescript(ADOPT_FIRST_SCHEMA)
+    conn.execute(
+        "INSERT INTO uploads (channel, ts, thread_ts, user, files, received_at)"
+        " VALUES ('C1', '1.000001', '1.000001', 'U1', '[]', '2026-01-01T00:00:00+00:00')"
+    )
+    conn.execute(
+        "INSERT INTO lifecycle_operations (kind, version_name, channel, user, started_at, status,"
+        " phase) VALUES ('start', 'v1', 'C1', 'U1', '2026-01-01T00:00:00+00:00', 'STARTING',"
+        " 'waiting')"
+    )
+    conn.commit()
+    assert schema_version(conn) == 0
+    conn.close()
+
+
+def test_a_first_release_database_upgrades_in_place_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "cxr.db"
+    first_release_db(path)
+    db = Database(path)
+    assert db.schema_version == len(MIGRATIONS)
+    assert db.one("SELECT state FROM uploads WHERE ts = '1.000001'")["state"] == "pending"
+    assert db.one("SELECT phase FROM lifecycle_operations")["phase"] == "waiting"
+    db.close()
+    again = Database(path)  # opening twice applies nothing twice
+    assert again.schema_version == len(MIGRATIONS)
+    assert again.one("SELECT COUNT(*) AS n FROM uploads")["n"] == 1
+    again.close()
+
+
+def test_a_failing_migration_leaves_the_database_at_the_last_good_version(tmp_path):
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    steps = [
+        Migration(1, "table", "CREATE TABLE t (a INTEGER);"),
+        Migration(2, "broken", "ALTER TABLE t ADD COLUMN b INTEGER; ALTER TABLE nope ADD c INT;"),
+    ]
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, steps)
+    assert schema_version(conn) == 1
+    assert [r[1] for r in conn.execute("PRAGMA table_info(t)")] == ["a"]
+
+
+def test_a_database_newer_than_the_code_is_refused(tmp_path):
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(RuntimeError, match="newer than this code"):
+        migrate(conn)
+
+
+async def test_statements_run_off_the_event_loop(tmp_path):
+    import threading
+
+    db = Database(tmp_path / "cxr.db")
+    thread = await db.run(lambda conn: threading.current_thread().name)
+    assert thread.startswith("cxr-db")
+    assert thread != threading.current_thread().name
+    db.close()
