@@ -179,6 +179,7 @@ def build_services(
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.cxr_max_pixels,
         concurrency=settings.cxr_concurrency,
+        refuse_phi=settings.cxr_refuse_phi,
     )
     services = Services(
         settings=settings,

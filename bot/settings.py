@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     cxr_max_pixels: int = Field(60_000_000, ge=1_000_000, description="Decompression-bomb cap")
     cxr_concurrency: int = Field(4, ge=1, le=64, description="Images processed at once")
     cxr_allowed_channels: CommaList = Field(default_factory=list)
+    cxr_refuse_phi: bool = Field(
+        False,
+        description="Refuse files carrying patient identifiers instead of classifying them",
+    )
     cxr_shell_batch: int = Field(
         10, ge=1, le=100, description="Local shell: images sent per message when a line names more"
     )

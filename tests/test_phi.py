@@ -115,3 +115,58 @@ def test_the_notice_names_kinds_and_what_to_do_never_values():
     assert "delete it from Slack" in notice and "cxr deidentify" in notice
     assert not any(value in notice for value in PLANTED)
     assert "\n" not in notice
+
+
+async def test_the_verdict_thread_names_the_kinds_of_identifier_never_values(slack, tmp_path):
+    harness = await BotHarness(slack, tmp_path / "cxr.db").start()
+    try:
+        envelope = await harness.share(
+            CHANNEL,
+            [("IM000001", dicom_bytes(xray_values(3), WindowCenter=2000, WindowWidth=3000))],
+        )
+        await harness.drain()
+    finally:
+        await harness.stop()
+    [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
+    shown = reply["text"] + repr(reply.get("blocks"))
+    assert (
+        "IM000001: Normal" in reply["text"]
+        or "IM000001: Pneumonia" in reply["text"]
+        or ("IM000001: Uncertain" in reply["text"])
+    )  # extensionless, untyped, in a channel: downloaded, found to be DICOM, classified
+    assert "patient identifiers (accession number, birth date" in shown
+    assert "delete it from Slack" in shown and "cxr deidentify" in shown
+    for value in PLANTED:
+        assert value not in shown
+
+
+async def test_with_refuse_phi_such_files_are_not_classified(slack, rekognition, tmp_path):
+    harness = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=rekognition, cxr_refuse_phi=True
+    ).start()
+    clean = dicom_bytes(xray_values(4), patient=False, WindowCenter=2000, WindowWidth=3000)
+    rekognition.stubber.add_response("detect_custom_labels", labels_response(0.9))
+    try:
+        envelope = await harness.share(
+            CHANNEL, [("a.dcm", dicom_bytes(xray_values(3))), ("b.dcm", clean)]
+        )
+        await harness.drain()
+    finally:
+        await harness.stop()
+    rekognition.stubber.assert_no_pending_responses()  # one call: the clean file only
+    [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
+    a_line, b_line = reply["text"].splitlines()[:2]
+    assert a_line.startswith("a.dcm: I don't read files that carry patient identifiers")
+    assert "patient name" in a_line and "DOE" not in a_line
+    assert b_line.startswith("b.dcm: Pneumonia, 90.0%") and "identifiers" not in b_line
+
+
+async def test_an_extensionless_file_that_is_not_dicom_gets_a_kind_reply(slack, tmp_path):
+    harness = await BotHarness(slack, tmp_path / "cxr.db").start()
+    try:
+        envelope = await harness.share(CHANNEL, [("README", b"just some text, no image")])
+        await harness.drain()
+    finally:
+        await harness.stop()
+    [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
+    assert reply["text"].startswith("README: I couldn't read this image")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.core.intake import FileOutcome, UploadReply
 from bot.core.labels import Label, Verdict
+from bot.core.phi import phi_notice
 from bot.slack.blocks import Rendered, context, escape, render, section
 
 DISCLAIMER = "Screening aid only, not a diagnosis."
@@ -28,12 +29,21 @@ def outcome_line(outcome: FileOutcome) -> str:
     name = outcome.ref.name
     if outcome.verdict is not None:
         line = f"{name}: {verdict_phrase(outcome.verdict)} ({outcome.verdict.model.describe()})."
-        return f"{line} {outcome.verdict.note}" if outcome.verdict.note else line
+        line = f"{line} {outcome.verdict.note}" if outcome.verdict.note else line
+        return f"{line} {phi_notice(list(outcome.phi))}" if outcome.phi else line
     reply = outcome.error.reply if outcome.error else "I couldn't process this file."
-    return f"{name}: {reply}"
+    line = f"{name}: {reply}"
+    return f"{line} {phi_notice(list(outcome.phi))}" if outcome.phi else line
 
 
 def _outcome_blocks(outcome: FileOutcome) -> list[dict]:
+    blocks = _verdict_blocks(outcome)
+    if outcome.phi:  # which kinds of field (fixed words, never the file's values)
+        blocks.append(context(f":warning: {escape(phi_notice(list(outcome.phi)))}"))
+    return blocks
+
+
+def _verdict_blocks(outcome: FileOutcome) -> list[dict]:
     name = f"*{escape(outcome.ref.name)}*"
     verdict = outcome.verdict
     if verdict is None:
