@@ -170,3 +170,43 @@ async def test_an_extensionless_file_that_is_not_dicom_gets_a_kind_reply(slack, 
         await harness.stop()
     [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
     assert reply["text"].startswith("README: I couldn't read this image")
+
+
+async def test_the_database_keeps_no_file_names_and_a_resumed_upload_still_names_its_file(
+    slack, tmp_path
+):
+    """File names can carry a patient's name: the store keeps the file's ID, type and size,
+    and a resumed upload gets its name (and URL) back from files.info."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.core.ports import ImageRef, Upload
+    from bot.state.db import Database
+    from bot.state.uploads import UploadStore
+
+    name = "DOE_JANE_19710203.jpeg"
+    file = slack.add_file(name, jpeg_bytes(chest_xray(seed=3, size=(400, 440))))
+    ref = ImageRef(file["id"], name, file["mimetype"], file["size"], file["url_private_download"])
+    ts = slack.file_share_envelope(CHANNEL, [file])["event"]["ts"]  # posted, never delivered
+    upload = Upload(CHANNEL, ts, ts, "U0CLINIC1", (ref,))
+    db_path = tmp_path / "cxr.db"
+    db = Database(db_path)
+    store = UploadStore(db)
+    past = datetime.now(UTC) - timedelta(hours=1)
+    assert await store.claim(upload, past, "a-run-that-died", timedelta(seconds=1))
+    db.close()
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("cxr.db*"))
+    assert b"DOE_JANE" not in stored and b"19710203" not in stored
+    assert file["id"].encode() in stored
+
+    harness = await BotHarness(slack, db_path).start()  # resumes the lapsed upload
+    try:
+        await slack.wait_for(
+            lambda: bool(replies_in_thread(slack, CHANNEL, upload.ts)), what="the resumed reply"
+        )
+        await harness.drain()
+    finally:
+        await harness.stop()
+    [reply] = replies_in_thread(slack, CHANNEL, upload.ts)
+    assert reply["text"].startswith(f"{name}: ")
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("cxr.db*"))
+    assert b"DOE_JANE" not in stored

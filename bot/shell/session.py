@@ -146,12 +146,14 @@ class Shell:
         """X-rays a previous shell took but never answered (it was stopped mid-run) were served
         by that shell's own stand-in, gone now: say so once instead of failing each download."""
         dropped = await self.services.uploads.abandon(CHANNEL, self.services.clock.now())
-        names = [ref.name for upload in dropped for ref in upload.files]
-        if names:
+        files = [ref for upload in dropped for ref in upload.files]
+        names = [ref.name for ref in files if ref.name]  # the database keeps no names now
+        if files:
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             self.say(
-                f"{len(names)} file(s) from the last session were never answered (the shell "
-                f"stopped first): {shown}. Type their paths again to screen them.",
+                f"{len(files)} file(s) from the last session were never answered (the shell "
+                f"stopped first){': ' + shown if shown else ''}. Type their paths again to "
+                "screen them.",
                 "cxr-bot> ",
             )
 
