@@ -224,3 +224,20 @@ async def test_the_classifier_port_sees_the_same_pixels_for_dicom_and_its_png(sl
     dicom_seen, png_seen = recorder.images
     assert dicom_seen.shape == (384, 320)  # at the classifier's max_side
     assert np.array_equal(dicom_seen, png_seen)
+
+
+def test_damaged_files_only_ever_get_kind_replies():
+    """Bytes flipped anywhere in a file (tags, lengths, values, pixels): a reply or a picture,
+    never an exception the user would see as 'something went wrong'."""
+    from bot.core.errors import UserFacingError
+
+    data = bytearray(dicom_bytes(xray_values(size=(96, 96)), WindowCenter=2000, WindowWidth=3000))
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        damaged = bytearray(data)
+        for position in rng.integers(132, 1200, size=3):  # the tags, not just the pixels
+            damaged[position] = int(rng.integers(0, 256))
+        try:
+            decode(bytes(damaged), max_side=224, max_pixels=BIG)
+        except UserFacingError:
+            pass

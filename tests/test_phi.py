@@ -210,3 +210,15 @@ async def test_the_database_keeps_no_file_names_and_a_resumed_upload_still_names
     assert reply["text"].startswith(f"{name}: ")
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("cxr.db*"))
     assert b"DOE_JANE" not in stored
+
+
+def test_malformed_patient_values_are_never_quoted_in_warnings_or_logs(caplog, recwarn):
+    """pydicom quotes a malformed value when it meets one; the bot keeps it quiet."""
+    from bot.core.imaging import decode
+
+    bad = dicom_bytes(PatientBirthDate="1971-02-03 DOE^JANE", PatientAge="DOE^JANE 53Y")
+    caplog.set_level(logging.DEBUG)
+    assert "birth date" in find_phi(bad)
+    decode(bad, max_side=224, max_pixels=60_000_000)
+    said = caplog.text + " ".join(str(w.message) for w in recwarn)
+    assert "DOE^JANE" not in said and "1971-02-03" not in said

@@ -15,13 +15,15 @@ collimator edges) the way an auto-window does. MONOCHROME1 (white is low) is inv
 from __future__ import annotations
 
 import io
+import logging
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
-from bot.core.errors import CorruptImage, ImageOutOfLimits, UnsupportedFile
+from bot.core.errors import CorruptImage, ImageOutOfLimits, UnsupportedFile, UserFacingError
 
 MAGIC_OFFSET = 128
 FALLBACK_PERCENTILES = (0.5, 99.5)
@@ -48,10 +50,26 @@ def is_dicom(data: bytes) -> bool:
     return data[MAGIC_OFFSET : MAGIC_OFFSET + 4] == b"DICM"
 
 
+def quiet_pydicom() -> None:
+    """pydicom reports a malformed value by quoting it, in a warning and in its log: a
+    patient's name or birth date could reach the bot's logs that way. Values are not
+    validated on reading, and what pydicom would say goes nowhere."""
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+    pydicom_log = logging.getLogger("pydicom")
+    pydicom_log.propagate = False
+    pydicom_log.handlers[:] = [logging.NullHandler()]
+    pydicom_log.setLevel(logging.CRITICAL + 1)
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
 def read_dataset(data: bytes, *, pixels: bool = True):
     """The pydicom dataset, or `CorruptImage` for a file that isn't readable DICOM."""
     import pydicom
     from pydicom.errors import InvalidDicomError
+
+    quiet_pydicom()
 
     try:
         return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not pixels)
@@ -67,6 +85,18 @@ def decode_dicom(data: bytes, *, max_pixels: int) -> Image.Image:
 
     Raises `UnsupportedFile`, `CorruptImage` or `ImageOutOfLimits` with a reply for the user.
     """
+    try:
+        return _decode(data, max_pixels)
+    except UserFacingError:
+        raise
+    except Exception as exc:  # a malformed value deep in the file: pydicom raises anything
+        raise CorruptImage(
+            "I couldn't read this DICOM file: some of its values are malformed.",
+            detail=type(exc).__name__,
+        ) from None
+
+
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
     ds = read_dataset(data)
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise UnsupportedFile(
@@ -113,7 +143,7 @@ def to_display(pixels: np.ndarray, ds, photometric: str = "MONOCHROME2") -> np.n
     """Stored values to 8-bit display values: modality LUT, VOI, then MONOCHROME1 inverted."""
     from pydicom.pixels import apply_modality_lut
 
-    values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+    values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)  # exact to 2**24
     grey = _voi(values, ds)
     if photometric == "MONOCHROME1":
         grey = 255 - grey
@@ -127,7 +157,7 @@ def _voi(values: np.ndarray, ds) -> np.ndarray:
     if center is not None and width is not None and width > 0:
         function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
         return window(values, center, width, function)
-    low, high = np.percentile(values, FALLBACK_PERCENTILES)
+    low, high = (float(v) for v in np.percentile(values, FALLBACK_PERCENTILES))
     if high <= low:
         high = low + 1
     return window(values, (low + high) / 2, high - low, "LINEAR_EXACT")
