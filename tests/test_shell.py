@@ -278,6 +278,9 @@ def test_dicom_paths_are_screened_with_or_without_an_extension(tmp_path):
     assert "IM000001: " in result.stdout and "chest.dcm: " in result.stdout
     assert result.stdout.count("Model: local cxr-cnn v1") == 2
     assert "notes.txt" not in result.stdout  # a folder gives its images only
+    assert result.stdout.count("carries patient identifiers (") == 2  # kinds, never values
+    assert "In Slack, post a de-identified copy, not this file" in result.stdout
+    assert "DOE^JANE" not in result.stdout and "4815162342" not in result.stdout
 
 
 def test_a_second_session_in_the_same_folder_answers_every_xray_again(tmp_path, images):

@@ -91,12 +91,15 @@ def find_phi(data: bytes) -> list[str]:
     return sorted(set(kinds))
 
 
+REMOVE_IT = "Please delete it from Slack, and post a de-identified copy instead"
+
+
 def phi_notice(kinds: list[str]) -> str:
     """One line for the verdict's thread: the kinds of field found (never their values) and
     what to do about the file."""
     return (
-        f"This file carries patient identifiers ({', '.join(kinds)}). Please delete it from "
-        "Slack, and post a de-identified copy instead (`cxr deidentify FILE --out DIR` makes one)."
+        f"This file carries patient identifiers ({', '.join(kinds)}). {REMOVE_IT} "
+        "(`cxr deidentify FILE --out DIR` makes one)."
     )
 
 

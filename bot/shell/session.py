@@ -397,9 +397,12 @@ class Shell:
 
 
 def _for_the_shell(line: str) -> str:
+    """Slack's advice, as it applies at a terminal."""
+    from bot.core.phi import REMOVE_IT
     from commands.parser import HOW_TO_SCREEN as IN_SLACK
 
-    return line.replace(IN_SLACK, HOW_TO_SCREEN)
+    line = line.replace(IN_SLACK, HOW_TO_SCREEN)
+    return line.replace(REMOVE_IT, "In Slack, post a de-identified copy, not this file")
 
 
 def _save_history(readline: Any) -> None:
