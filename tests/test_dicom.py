@@ -240,3 +240,17 @@ def test_damaged_files_only_ever_get_kind_replies():
             damaged[position] = int(rng.integers(0, 256))
         with contextlib.suppress(UserFacingError):
             decode(bytes(damaged), max_side=224, max_pixels=BIG)
+
+
+def test_a_jpeg_baseline_dicom_decodes_like_the_jpeg_inside_it():
+    """JPEG baseline (8-bit, lossy), as CR exports often are: pylibjpeg-libjpeg decodes it."""
+    grey = Image.fromarray(xray_values(6, bits=8), mode="L")
+    buffer = io.BytesIO()
+    grey.save(buffer, format="JPEG", quality=90)
+    ds = dicom_dataset(xray_values(6, bits=8), bits_stored=8, WindowCenter=127.5, WindowWidth=256)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].is_undefined_length = True
+    got = pixels_of(to_bytes(ds)).astype(int)
+    expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue()))).astype(int)
+    assert np.abs(got - expected).max() <= 2  # two JPEG decoders: rounding may differ by one
