@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def run_slack(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly (unanswered uploads resume next start)."""
-    from bot.slack.app import build_app, slack_services
+    from bot.slack.app import build_app, slack_services, warm_up
     from bot.slack.transports import serve_http, serve_socket_mode
 
     assert settings.slack_bot_token is not None
@@ -69,6 +69,7 @@ async def run_slack(settings: Settings) -> None:
         )
         runner = await serve_http(app, services)
         closers = [runner.cleanup]
+    warming = asyncio.create_task(warm_up(app))  # never in the way of a stop
     await services.start()
     logger.info(
         "bot.started",
@@ -76,8 +77,9 @@ async def run_slack(settings: Settings) -> None:
     )
     await stop.wait()
     logger.info("bot.stopping")
-    # Stop within STOP_WITHIN_S even while Slack is unreachable: uploads still in work are
-    # handed back (their leases released) and answered by the next instance or start.
+    warming.cancel()
+    # Stop within 10 s even while Slack is unreachable: uploads still in work are handed
+    # back (their leases released) and answered by the next instance or start.
     for close in closers:
         await close()
     await services.stop(drain_seconds=STOP_DRAIN_S)

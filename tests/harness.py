@@ -20,7 +20,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.localslack import LocalSlack
 from bot.services import Services
 from bot.settings import Settings
-from bot.slack.app import build_app, listeners_settled, slack_services
+from bot.slack.app import build_app, listeners_settled, slack_services, warm_up
 from bot.slack.transports import health_handler, start_site
 
 SIGNING_SECRET = "test-signing-secret"
@@ -103,6 +103,7 @@ class BotHarness:
             clock=self._clock,
         )
         app = build_app(self.services, client, signing_secret=SIGNING_SECRET)
+        await warm_up(app, retry=False)
         web_app = app.web_app(path="/slack/events")
         web_app.router.add_get("/healthz", health_handler(self.services, "http"))
         self._runner = await start_site(web_app, "127.0.0.1", 0)
@@ -118,6 +119,21 @@ class BotHarness:
         if self.services:
             await self.services.stop()
             self.services = None
+
+    async def crash(self) -> None:
+        """Die as under kill -9: no drain, no lease released, nothing more written."""
+        import asyncio
+
+        assert self.services is not None
+        if self._runner:
+            await self._runner.cleanup()
+            self._runner = None
+        doomed = [*self.services._tasks, *self.services.intake._working.values()]
+        for task in doomed:
+            task.cancel()
+        await asyncio.gather(*doomed, return_exceptions=True)
+        self.services.db.close()
+        self.services = None
 
     async def drain_listeners(self) -> None:
         """Wait for Bolt's listeners only (they run after the ack)."""

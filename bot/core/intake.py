@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from PIL import Image
 
@@ -22,7 +23,7 @@ from bot.core.errors import PatientDataRefused, Undeliverable, UnsupportedFile, 
 from bot.core.heatmaps import heatmap_name
 from bot.core.imaging import decode
 from bot.core.labels import Label, Verdict, decide
-from bot.core.leases import LeaseTerms, new_owner
+from bot.core.leases import UPLOAD_LEASE_PREFIX, LeaseTerms, new_owner, upload_lease
 from bot.core.phi import find_phi
 from bot.core.ports import (
     Classifier,
@@ -33,8 +34,6 @@ from bot.core.ports import (
     Outbox,
     Upload,
 )
-from bot.state.leases import LeaseStore
-from bot.state.uploads import LEASE_PREFIX, UploadStore, lease_key
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +105,37 @@ def outcome_reaction(outcomes: list[FileOutcome]) -> str:
     return REACTION_NORMAL
 
 
+class UploadLedger(Protocol):
+    """Where uploads are claimed, leased and marked answered (SQLite: `bot.state.uploads`)."""
+
+    async def claim(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> str:
+        """ "new", "taken" (pending, its lease ours or expired) or "" (not ours to answer)."""
+        ...
+
+    async def resumable(self, now: datetime, limit: int = 100) -> list[Upload]: ...
+
+    async def take(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> bool: ...
+
+    async def record(
+        self,
+        upload: Upload,
+        outcomes: Sequence[tuple[str, str, str | None, str | None]],
+        now: datetime,
+    ) -> None: ...
+
+    async def mark_answered(self, upload: Upload, now: datetime, owner: str) -> None: ...
+
+
+class LeaseKeeper(Protocol):
+    """Renewal and hand-back of leases (SQLite: `bot.state.leases.LeaseStore`)."""
+
+    async def renew(
+        self, keys: Iterable[str], owner: str, now: datetime, ttl: timedelta
+    ) -> list[str]: ...
+
+    async def release(self, keys: Iterable[str], owner: str) -> None: ...
+
+
 class ClaimFailed(Exception):
     """The upload could not be recorded, so Slack must not be told it arrived (it retries)."""
 
@@ -117,8 +147,8 @@ class Intake:
     def __init__(
         self,
         *,
-        store: UploadStore,
-        leases: LeaseStore,
+        store: UploadLedger,
+        leases: LeaseKeeper,
         fetcher: FileFetcher,
         classifier: Classifier,
         outbox: Outbox,
@@ -151,6 +181,7 @@ class Intake:
         self.claim_timeout_s = claim_timeout_s
         self._slots = asyncio.Semaphore(concurrency)
         self._working: dict[str, asyncio.Task[None]] = {}
+        self._taken: set[str] = set()  # accepted over an earlier claim: check the thread
 
     # --- entry points -----------------------------------------------------------------------
     async def accept(self, upload: Upload) -> bool:
@@ -164,7 +195,7 @@ class Intake:
         if not upload.files:
             return False
         try:
-            fresh = await asyncio.wait_for(
+            claim = await asyncio.wait_for(
                 self.store.claim(upload, self.clock.now(), self.owner, self.lease.ttl),
                 self.claim_timeout_s,
             )
@@ -176,13 +207,19 @@ class Intake:
                 extra={
                     "channel": upload.channel,
                     "ts": upload.ts,
-                    "error": f"{type(exc).__name__}: {exc}"[:200],
+                    "error": (
+                        f"no answer from the database within {self.claim_timeout_s:g} s"
+                        if isinstance(exc, TimeoutError)
+                        else f"{type(exc).__name__}: {exc}"[:200]
+                    ),
                 },
             )
             raise ClaimFailed(type(exc).__name__) from exc
-        if not fresh or upload.key in self._working:
+        if not claim or upload.key in self._working:
             log.info("upload.duplicate", extra={"channel": upload.channel, "ts": upload.ts})
             return False
+        if claim == "taken":  # part of its reply may be in the thread already
+            self._taken.add(upload.key)
         log.info(
             "upload.accepted",
             extra={"channel": upload.channel, "ts": upload.ts, "files": len(upload.files)},
@@ -193,6 +230,8 @@ class Intake:
         """Answer an accepted upload in the background."""
         if upload.key in self._working:
             return
+        resumed = resumed or upload.key in self._taken
+        self._taken.discard(upload.key)
         task = asyncio.create_task(
             self._answer(upload, resumed), name=f"upload {upload.channel}/{upload.ts}"
         )
@@ -236,10 +275,10 @@ class Intake:
         if not self._working:
             return
         lost = await self.leases.renew(
-            [lease_key(k) for k in self._working], self.owner, self.clock.now(), self.lease.ttl
+            [upload_lease(k) for k in self._working], self.owner, self.clock.now(), self.lease.ttl
         )
         for key in lost:  # another instance took it over: it answers; we stop
-            upload_key = key.removeprefix(LEASE_PREFIX)
+            upload_key = key.removeprefix(UPLOAD_LEASE_PREFIX)
             log.warning("upload.lease_lost", extra={"upload": upload_key})
             task = self._working.get(upload_key)
             if task is not None:
@@ -248,24 +287,27 @@ class Intake:
     async def drain(self) -> None:
         """Wait until every upload in flight is answered (tests, benchmarks, shutdown)."""
         while self._working:
-            await asyncio.gather(*list(self._working.values()), return_exceptions=True)
+            await asyncio.wait(list(self._working.values()))
 
     async def stop(self, drain_seconds: float) -> None:
         """Give uploads in flight a moment, then hand the rest back: their leases are
         released so another instance (or the next start) resumes them at once."""
-        try:
-            await asyncio.wait_for(self.drain(), drain_seconds)
-        except TimeoutError:
-            log.warning("intake.drain_timeout", extra={"in_flight": self.in_flight})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        while self._working and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._working.values()), timeout=left)
         unfinished = list(self._working)
-        for task in list(self._working.values()):
+        if unfinished:
+            log.warning("intake.drain_timeout", extra={"in_flight": len(unfinished)})
+        tasks = list(self._working.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*list(self._working.values()), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if unfinished:
             try:
-                await self.leases.release([lease_key(k) for k in unfinished], self.owner)
+                await self.leases.release([upload_lease(k) for k in unfinished], self.owner)
             except Exception as exc:
-                log.warning("intake.release_failed", extra={"error": type(exc).__name__})
+                log.warning("intake.release_failed", extra={"error": repr(exc)[:200]})
 
     @property
     def in_flight(self) -> int:

@@ -66,6 +66,14 @@ def may_release(current: Lease | None, owner: str) -> bool:
     return current is not None and current.owner == owner
 
 
+UPLOAD_LEASE_PREFIX = "upload:"
+
+
+def upload_lease(upload_key: str) -> str:
+    """The lease key of an upload (`Upload.key`: channel and message ts)."""
+    return UPLOAD_LEASE_PREFIX + upload_key
+
+
 def new_owner() -> str:
     """A name for this process that no other instance, past or present, shares."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"

@@ -132,6 +132,7 @@ class LocalSlack:
         self._next_socket = 0
         self._background: set[asyncio.Task[Any]] = set()
         self._download_faults: list[_Fault] = []
+        self._http: aiohttp.ClientSession | None = None  # for HTTP event deliveries
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -178,6 +179,8 @@ class LocalSlack:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
         for socket in list(self.sockets):
             await socket.close()
         if self._runner:
@@ -543,6 +546,8 @@ class LocalSlack:
                     await asyncio.sleep(delay)
                 attempt = Attempt(number, time.monotonic())
                 delivery.attempts.append(attempt)
+                async with self._changed:
+                    self._changed.notify_all()
                 if self.events_url:
                     ok, why = await self._attempt_http(delivery, attempt, reason)
                 else:
@@ -603,11 +608,13 @@ class LocalSlack:
         if attempt.number:
             headers |= {"X-Slack-Retry-Num": str(attempt.number), "X-Slack-Retry-Reason": reason}
         timeout = aiohttp.ClientTimeout(total=self._ack_timeout())
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+        attempt.sent_at = time.monotonic()
         try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(self.events_url, data=raw, headers=headers) as response,
-            ):
+            async with self._http.post(
+                self.events_url, data=raw, headers=headers, timeout=timeout
+            ) as response:
                 attempt.answered_at, attempt.status = time.monotonic(), response.status
                 if 200 <= response.status < 300:
                     return True, ""

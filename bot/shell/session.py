@@ -121,7 +121,7 @@ class Shell:
                 raise Interrupted from None
 
     async def _start(self) -> None:
-        from bot.slack.app import build_app, slack_services
+        from bot.slack.app import build_app, slack_services, warm_up
 
         await self.slack.start()
         self.slack.listeners.append(self._show)
@@ -129,6 +129,7 @@ class Shell:
             self.settings, self.slack.bot_token, self.slack.api_url
         )
         self.app = build_app(self.services, client)
+        await warm_up(self.app, retry=False)
         await self._forget_last_session()
         await self.services.start()
         if self.interactive:
@@ -263,7 +264,16 @@ class Shell:
         for start in range(0, len(paths), batch):
             files = [self._upload(path) for path in paths[start : start + batch]]
             envelope = self.slack.file_share_envelope(CHANNEL, files, user=USER, channel_type="im")
-            await self._dispatch(envelope)
+            response = await self._dispatch(envelope)
+            if response is not None and response.status == 503:  # Slack would deliver it again
+                names = ", ".join(p.name for p in paths[start : start + batch])
+                self.say(
+                    f"I couldn't record {names} in {self.settings.cxr_db_path} (locked by "
+                    "another program, or the disk is full). Nothing was screened; post it "
+                    "again in a moment.",
+                    "cxr-bot> ",
+                )
+                return
             await self._settle()
 
     def _upload(self, path: Path) -> dict[str, Any]:

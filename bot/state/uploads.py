@@ -17,15 +17,14 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from bot.core.leases import UPLOAD_LEASE_PREFIX, upload_lease
 from bot.core.ports import ImageRef, Upload
 from bot.state.db import Database
 from bot.state.leases import acquire_in, in_transaction, release_in
 
-LEASE_PREFIX = "upload:"
-
 
 def lease_key(upload: Upload) -> str:
-    return LEASE_PREFIX + upload.key
+    return upload_lease(upload.key)
 
 
 class UploadStore:
@@ -33,15 +32,16 @@ class UploadStore:
         self._db = db
 
     # --- the intake's calls (async, off the event loop) -------------------------------------
-    async def claim(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> bool:
+    async def claim(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> str:
         """Record the upload and lease it to `owner`, in one transaction.
 
-        True when `owner` should answer it now: it is new, or still pending with a lease that
-        is ours or has expired (a Slack retry after a failed claim, or after a crash). False
-        when it was answered already or another instance is answering it.
+        "new" when it was not known; "taken" when it was pending with a lease that is ours or
+        has expired (a Slack retry after a failed claim or delivery, or after a crash: some of
+        its reply may be out already); "" when it was answered already or another instance
+        is answering it.
         """
 
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(conn: sqlite3.Connection) -> str:
             inserted = conn.execute(
                 "INSERT OR IGNORE INTO uploads"
                 " (channel, ts, thread_ts, user, files, received_at, direct)"
@@ -62,8 +62,10 @@ class UploadStore:
                     (upload.channel, upload.ts),
                 ).fetchone()
                 if row is None or row["state"] != "pending":
-                    return False
-            return acquire_in(conn, lease_key(upload), owner, now, ttl) is not None
+                    return ""
+            if acquire_in(conn, lease_key(upload), owner, now, ttl) is None:
+                return ""
+            return "new" if inserted else "taken"
 
         return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
 
@@ -74,7 +76,7 @@ class UploadStore:
                 "SELECT u.* FROM uploads u LEFT JOIN leases l ON l.key = ? || u.channel || ':' || u.ts"
                 " WHERE u.state = 'pending' AND (l.key IS NULL OR l.expires_at <= ?)"
                 " ORDER BY u.received_at, u.ts LIMIT ?",
-                (LEASE_PREFIX, now.timestamp(), limit),
+                (UPLOAD_LEASE_PREFIX, now.timestamp(), limit),
             ).fetchall()
         )
         return [_upload(row) for row in rows]

@@ -1,9 +1,10 @@
 """`message` events: files shared in a channel, a private channel or a DM become uploads.
 
 An upload is recorded before Slack gets its acknowledgement: `record_before_ack` is a global
-middleware, so it runs ahead of Bolt's automatic ack for events, while `/cxr` and button acks
-never wait for it. When the claim cannot be written, the request is answered 503 (HTTP) or
-left unacknowledged (Socket Mode), and Slack delivers it again.
+middleware (Bolt's `before_authorize`), so it runs ahead of Bolt's automatic ack for events,
+while `/cxr` and button acks never wait for it (it only looks at file_share events). When the
+claim cannot be written, the request is answered 503 (HTTP) or left unacknowledged (Socket
+Mode), and Slack delivers it again.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ DIRECT = ("im",)
 CLAIMED = "cxr_upload"  # the context key the middleware hands the claimed upload over in
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def record_before_ack(
+    services: Services, is_self: Callable[[dict[str, Any]], bool]
+) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """The claim, as a middleware for `AsyncApp(before_authorize=…)`: after the signature
+    check, before anything that needs Slack (auth.test), so an upload is recorded even while
+    Slack's API is down, and ahead of Bolt's automatic ack."""
     settings = services.settings
 
-    @app.middleware
     async def record_before_ack(
         body: dict[str, Any], context: dict[str, Any], next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
@@ -37,6 +42,7 @@ def register(app: AsyncApp, services: Services) -> None:
             body.get("type") == "event_callback"
             and event.get("type") == "message"
             and event.get("subtype") == "file_share"
+            and not is_self(event)  # the bot's own heatmap uploads
         ):
             channel = event.get("channel", "")
             direct = event.get("channel_type") in DIRECT
@@ -51,6 +57,10 @@ def register(app: AsyncApp, services: Services) -> None:
                     return BoltResponse(status=503, body="")
         return await next()
 
+    return record_before_ack
+
+
+def register(app: AsyncApp, services: Services) -> None:
     @app.event({"type": "message", "subtype": "file_share"})
     async def on_file_share(context: dict[str, Any]) -> None:
         """Runs after the ack: start answering the upload the middleware claimed."""
