@@ -222,3 +222,13 @@ def test_malformed_patient_values_are_never_quoted_in_warnings_or_logs(caplog, r
     decode(bad, max_side=224, max_pixels=60_000_000)
     said = caplog.text + " ".join(str(w.message) for w in recwarn)
     assert "DOE^JANE" not in said and "1971-02-03" not in said
+
+
+def test_file_dates_and_software_names_written_by_tools_are_not_identifiers():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("date:create", "2024-06-11T10:22:31+00:00")  # as ImageMagick writes
+    info.add_text("date:modify", "2024-06-11T10:22:31+00:00")
+    info.add_text("Software", "Adobe ImageReady 2.0")
+    buffer = io.BytesIO()
+    chest_xray(size=(300, 300)).save(buffer, format="PNG", pnginfo=info)
+    assert find_phi(buffer.getvalue()) == []

@@ -78,6 +78,13 @@ _IDENTIFIER = re.compile(
     re.IGNORECASE,
 )
 _NAME = re.compile(r"\b[A-Z][a-z]+[ ,^]+[A-Z][a-z]+\b|\b[A-Z]{2,}\^[A-Z]{2,}\b")
+# Text chunks that tools write about the file, not the person: ImageMagick's date:create and
+# date:modify, Software, a signature. (ImageMagick's hex-encoded "Raw profile type exif" is not
+# decoded here: a known gap.)
+_TECHNICAL_KEY = re.compile(
+    r"^(software|date:\w+|creation time|signature|raw profile type \w+|xml:com\.adobe\.xmp)$",
+    re.IGNORECASE,
+)
 _XMP_VALUE = re.compile(r"""\s([\w:]+)=["']([^"']*)["']""")
 _XMP_TAG = re.compile(r"<[^>]+>")
 
@@ -155,7 +162,7 @@ def _image_fields(data: bytes) -> list[str]:
     if exif.get_ifd(GPS_IFD):
         kinds.append("GPS location")
     for key, value in (getattr(image, "text", None) or {}).items():
-        if key.lower() in ("xml:com.adobe.xmp",):
+        if _TECHNICAL_KEY.match(key):
             continue
         if looks_identifying(_as_text(value)) or _IDENTIFIER.search(key):
             kinds.append(f"{image.format} text ({key[:40]})")
