@@ -135,6 +135,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 def _classify(args: argparse.Namespace) -> int:
     from bot.core.heatmaps import heatmap_name
     from bot.core.labels import decide
+    from bot.core.model_answer import read_answer
     from bot.core.xray_guard import check_chest_xray
     from bot.image_files import find_images
 
@@ -160,7 +161,7 @@ def _classify(args: argparse.Namespace) -> int:
         try:
             image = _read_image(path, classifier.max_side)
             check_chest_xray(image)
-            prediction = classifier.predict(image)
+            prediction = read_answer(classifier.predict(image))  # the bot's answer contract
         except UserFacingError as exc:
             failed += 1
             results.append({"file": str(path), "error": exc.reply, "code": exc.code})

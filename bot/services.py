@@ -158,7 +158,13 @@ def build_services(
         primary = RekognitionClassifier(clients.rekognition, settings.cxr_project_version_arn)
     if local is None and (primary is None or settings.cxr_local_fallback):
         local = build_local_classifier(settings)
-    router = ModelRouter(primary, local, fallback=settings.cxr_local_fallback, clock=clock)
+    router = ModelRouter(
+        primary,
+        local,
+        fallback=settings.cxr_local_fallback,
+        clock=clock,
+        tolerance=settings.cxr_score_sum_tolerance,
+    )
     models: ModelCatalog | None = None
     if settings.cxr_project_arn:
         from bot.adapters.rekognition_models import RekognitionModels

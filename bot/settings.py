@@ -6,6 +6,7 @@ validation failure into one message that names every missing or invalid value.
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -43,8 +44,21 @@ class Settings(BaseSettings):
     )
     slack_signing_secret: SecretStr | None = Field(None, description="Signing secret (HTTP mode)")
     slack_api_url: str = Field(SLACK_API_URL, description="Slack Web API base URL")
+    slack_file_hosts: CommaList = Field(
+        default_factory=lambda: ["files.slack.com"],
+        description="Hosts whose /files-pri/ paths get the bot token for downloads",
+    )
     port: int = Field(3000, ge=1, le=65535, description="HTTP port for /slack/events and /healthz")
     host: str = Field("0.0.0.0", description="Address the HTTP server binds")
+
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's head must arrive within this (HTTP mode)"
+    )
+    http_body_timeout_s: float = Field(10.0, gt=0, description="Its body, within this after")
+    http_max_body_kb: int = Field(512, ge=16, description="Larger request bodies get a 413")
+    http_max_connections: int = Field(
+        1000, ge=16, description="Open connections; past it the oldest idle or slow one is closed"
+    )
 
     # --- AWS (credentials come from boto3's usual chain: env, profile, instance role) --------
     aws_region: str | None = Field(
@@ -61,6 +75,12 @@ class Settings(BaseSettings):
     cxr_local_model_path: Path | None = Field(None, description="ONNX file; default: bundled model")
     cxr_confidence_threshold: float = Field(0.70, ge=0.5, le=1.0)
     cxr_heatmaps: bool = Field(True, description="Post a class activation map (local model)")
+    cxr_score_sum_tolerance: float = Field(
+        0.02,
+        ge=0,
+        le=0.5,
+        description="How far a model's two scores may sum from 100% (0.02 = 2 points)",
+    )
 
     # --- Intake -----------------------------------------------------------------------------
     cxr_max_upload_mb: float = Field(25.0, gt=0, le=1024)
@@ -143,12 +163,21 @@ class Settings(BaseSettings):
             return value.strip()
         return None
 
-    @field_validator("cxr_allowed_channels", "cxr_admins", mode="before")
+    @field_validator("cxr_allowed_channels", "cxr_admins", "slack_file_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("slack_file_hosts")
+    @classmethod
+    def _file_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [host.strip().lower() for host in value if host.strip()]
+        for host in hosts:
+            if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", host):
+                raise ValueError(f"{host!r} is not a host name (no scheme, port or path)")
+        return hosts
 
     @field_validator("slack_api_url")
     @classmethod

@@ -15,7 +15,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from bot.slack.blocks import UNEXPECTED_FAILURE, escape
+from bot.slack.blocks import UNEXPECTED_FAILURE
+from bot.slack.escaping import user_text
 from bot.slack.permissions import Admins
 from commands import start, status, stop, train
 from commands.context import CommandContext
@@ -42,7 +43,7 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
             await ack(text=usage(parsed))
             return
         if isinstance(parsed, Train):
-            source = escape(parsed.source)
+            source = user_text(parsed.source)
             await ack(text=f"Checking `{source}`… (a minute or so for thousands of images)")
         else:
             await ack()

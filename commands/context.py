@@ -40,6 +40,8 @@ class CommandContext:
         """Admins only: others get a polite refusal, and the refusal is audited."""
         if await self.admins.allows(self.user):
             return True
-        self.lifecycle.refused(self.user, action, target or "-", "not an admin")
-        await self.respond(text=self.admins.refusal(), response_type="ephemeral")
+        self.lifecycle.refused(
+            self.user, action, target or "-", self.admins.refusal_reason(self.user)
+        )
+        await self.respond(text=self.admins.refusal(self.user), response_type="ephemeral")
         return False

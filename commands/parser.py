@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.slack.escaping import user_text
+
 # The one Slack-specific line of the usage; the local shell says its own instead.
 HOW_TO_SCREEN = "To screen an X-ray, just post the image in a channel I'm in, or in a DM."
 
@@ -75,20 +77,27 @@ def parse(text: str) -> Command:
         if len(args) > 1:
             return Help("`/cxr stop` takes at most one version.")
         if args and not _is_version(args[0]):
-            return Help(f"`{args[0]}` isn't a version name.")
+            return Help(f"`{_shown(args[0])}` isn't a version name.")
         return Stop(args[0] if args else None)
     if verb == "train":
         if not args or len(args) > 2:
             return Help("`/cxr train` needs an S3 location, and optionally a version name.")
         if not args[0].lower().startswith("s3://"):
-            return Help(f"`{args[0]}` isn't an S3 location; write it as `s3://bucket/prefix`.")
+            return Help(
+                f"`{_shown(args[0])}` isn't an S3 location; write it as `s3://bucket/prefix`."
+            )
         if len(args) == 2 and not _NAME.match(args[1]):
             return Help(
-                f"`{args[1]}` can't be a version name: use letters, digits, dots, dashes and "
+                f"`{_shown(args[1])}` can't be a version name: use letters, digits, dots, dashes and "
                 "underscores."
             )
         return Train(args[0], args[1] if len(args) == 2 else None)
-    return Help(f"I don't know `{words[0]}`.")
+    return Help(f"I don't know `{_shown(words[0])}`.")
+
+
+def _shown(word: str) -> str:
+    """A user's word quoted back: escaped, one line, short (it may be anything at all)."""
+    return user_text(word, 60)
 
 
 def _start(args: list[str]) -> Command:
@@ -100,7 +109,7 @@ def _start(args: list[str]) -> Command:
         elif version is None and not numbers and _is_version(arg):
             version = arg
         else:
-            return Help(f"I can't read `{arg}` in `/cxr start`.")
+            return Help(f"I can't read `{_shown(arg)}` in `/cxr start`.")
     if len(numbers) > 2:
         return Help("`/cxr start` takes at most two numbers: the minimum and maximum units.")
     if any(n < 1 for n in numbers):

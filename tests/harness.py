@@ -21,7 +21,8 @@ from bot.localslack import LocalSlack
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack.app import build_app, listeners_settled, slack_services, warm_up
-from bot.slack.transports import health_handler, start_site
+from bot.slack.http_guard import ConnectionPool
+from bot.slack.transports import start_http
 
 SIGNING_SECRET = "test-signing-secret"
 PROJECT_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/1700000000000"
@@ -89,6 +90,7 @@ class BotHarness:
         self._clock = clock
         self.services: Services | None = None
         self._runner: web.AppRunner | None = None
+        self.pool: ConnectionPool | None = None  # HTTP connections, for the slow-client tests
         self.url = ""
 
     async def start(self) -> BotHarness:
@@ -104,9 +106,9 @@ class BotHarness:
         )
         app = build_app(self.services, client, signing_secret=SIGNING_SECRET)
         await warm_up(app, retry=False)
-        web_app = app.web_app(path="/slack/events")
-        web_app.router.add_get("/healthz", health_handler(self.services, "http"))
-        self._runner = await start_site(web_app, "127.0.0.1", 0)
+        self._runner, self.pool = await start_http(
+            app, self.services, SIGNING_SECRET, "127.0.0.1", 0
+        )
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
         await self.services.start()

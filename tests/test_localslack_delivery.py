@@ -14,7 +14,7 @@ from aiohttp import web
 from bot.core.ports import Notice
 from bot.localslack import LocalSlack
 from bot.localslack.server import Redelivery
-from bot.slack.blocks import Rendered, render
+from bot.slack.blocks import Rendered, render_parts
 from bot.slack.client import web_client
 from bot.slack.outbox import REPLY_EVENT_TYPE, SlackOutbox, reply_metadata
 
@@ -100,7 +100,7 @@ class ThreePartNotice(Notice):
     """A reply long enough to need three messages."""
 
 
-@render.register
+@render_parts.register
 def _three_parts(notice: ThreePartNotice) -> list[Rendered]:
     return [Rendered(text=f"part {n}") for n in (1, 2, 3)]
 

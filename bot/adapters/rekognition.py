@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -16,7 +17,7 @@ from bot.core.errors import (
     ModelNotRunning,
 )
 from bot.core.imaging import encode_for_rekognition
-from bot.core.labels import Label, ModelInfo, Prediction
+from bot.core.labels import ModelInfo, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -72,25 +73,28 @@ class RekognitionClassifier:
             raise ClassifierUnavailable(
                 "I couldn't reach Amazon Rekognition just now. Please try again in a few minutes."
             ) from None
-        return Prediction(scores=self._scores(response), model=self.model)
+        return Prediction(scores={}, model=self.model, answer=self._answer(response))
 
     @staticmethod
-    def _scores(response: dict[str, Any]) -> dict[Label, float]:
-        scores: dict[Label, float] = {}
-        for item in response.get("CustomLabels", []):
-            label = Label.parse(item.get("Name", ""))
-            if label is not None:
-                scores[label] = max(scores.get(label, 0.0), float(item.get("Confidence", 0)) / 100)
-        if not scores:
-            raise ClassifierUnavailable(
-                "The Rekognition model answered with labels I don't know. Its labels must be "
-                "Normal and Pneumonia (any case)."
-            )
-        if len(scores) == 1:  # a classifier's scores sum to one: infer the other class
-            only, value = next(iter(scores.items()))
-            other = Label.NORMAL if only is Label.PNEUMONIA else Label.PNEUMONIA
-            scores[other] = max(0.0, 1.0 - value)
-        return scores
+    def _answer(response: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        """The labels as Rekognition named them, confidences scaled from percent to 0..1.
+
+        Nothing is inferred or dropped here: `bot.core.model_answer` decides whether the
+        answer is one the bot can read (both labels, in range, summing to 100%).
+        """
+        labels = response.get("CustomLabels")
+        if not isinstance(labels, list):
+            return ()
+        answer = []
+        for item in labels:
+            item = item if isinstance(item, dict) else {}
+            confidence = item.get("Confidence")
+            try:
+                value = float(confidence) / 100  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                value = math.nan
+            answer.append((str(item.get("Name", "")), value))
+        return tuple(answer)
 
     def _explain(self, exc: ClientError) -> Exception:
         code = exc.response.get("Error", {}).get("Code", "")
@@ -123,6 +127,12 @@ class RekognitionClassifier:
             return ClassifierUnavailable(
                 "The Rekognition model is busy (throttled) even after retries. Please post the "
                 "image again in a minute; an admin may add inference units."
+            )
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if status >= 500 or code.isdigit() or code in ("InternalServerError", "ServiceUnavailable"):
+            return ClassifierUnavailable(
+                "Amazon Rekognition isn't answering properly just now, even after retries. "
+                "Please try again in a few minutes."
             )
         if code == "ImageTooLargeException":
             return ImageOutOfLimits("This image is too large for Rekognition even after resizing.")

@@ -1,6 +1,7 @@
 """Downloading Slack-hosted files: with the bot token, streamed, capped, and only from Slack.
 
-The bot token is sent only to Slack's file hosts or the configured API host. Redirects are
+The bot token is sent only to Slack's file-download paths (on the file hosts, or on the
+configured API origin for a stand-in Slack), never to a Web API method. Redirects are
 followed by hand so the token is never replayed to another host (aiohttp would strip it on a
 cross-origin redirect, leaving us with a login page instead of an error).
 """
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
+from yarl import URL
 
 from bot.core.clock import Clock, SystemClock
 from bot.core.errors import DownloadFailed, FileTooLarge, SlackScopeMissing
@@ -19,21 +21,41 @@ from bot.core.ports import ImageRef
 
 log = logging.getLogger(__name__)
 
-SLACK_FILE_HOSTS = ("slack.com", "slack-edge.com", "slack-files.com")
+SLACK_FILE_HOSTS = ("files.slack.com",)
+# Where Slack serves a workspace's private files: never a Web API method (/api/…).
+FILE_PATH_PREFIXES = ("/files-pri/", "/files-tmb/")
 CHUNK = 64 * 1024
 MAX_REDIRECTS = 3
 
 
-def is_trusted_host(url: str, api_url: str) -> bool:
-    """Slack's own hosts (any subdomain of slack.com, …) or exactly the configured API origin."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme == "https" and any(
-        host == h or host.endswith("." + h) for h in SLACK_FILE_HOSTS
+def is_file_url(url: str, api_url: str, file_hosts: tuple[str, ...] = SLACK_FILE_HOSTS) -> bool:
+    """May the bot token go to `url`? Only a file-download path on one of Slack's file hosts
+    (https), or on the configured API origin (a stand-in Slack serves files there too).
+
+    Checked on the URL as aiohttp will send it (dot segments resolved), so neither
+    `/files-pri/../api/chat.postMessage` nor an encoded slash reaches a Web API method.
+    """
+    try:
+        target = URL(url)
+    except (ValueError, TypeError):
+        return False
+    raw = target.raw_path.lower()
+    if (
+        not target.is_absolute()
+        or target.user is not None
+        or target.password is not None
+        or ".." in target.path
+        or "%2f" in raw
+        or "%5c" in raw
+        or "\\" in target.path
+        or not target.path.startswith(FILE_PATH_PREFIXES)
     ):
+        return False
+    host = (target.host or "").lower()
+    if target.scheme == "https" and host in {h.lower() for h in file_hosts}:
         return True
-    api = urlsplit(api_url)
-    return (parts.scheme, host, parts.port) == (api.scheme, (api.hostname or "").lower(), api.port)
+    api = URL(api_url)
+    return (target.scheme, host, target.port) == (api.scheme, (api.host or "").lower(), api.port)
 
 
 class _Transient(Exception):
@@ -62,11 +84,13 @@ class SlackFileFetcher:
         timeout_s: float = 30.0,
         clock: Clock | None = None,
         retry_delays: tuple[float, ...] = DOWNLOAD_RETRY_DELAYS,
+        file_hosts: tuple[str, ...] | list[str] = SLACK_FILE_HOSTS,
     ) -> None:
         self._token = token
         self._api_url = api_url
         self._clock = clock or SystemClock()
         self._retry_delays = retry_delays
+        self._file_hosts = tuple(file_hosts)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
 
@@ -85,6 +109,12 @@ class SlackFileFetcher:
         few minutes, then gives one clear reply."""
         if ref.size and ref.size > max_bytes:
             raise _too_large(ref.size, max_bytes)
+        if ref.external:
+            log.info("download.refused_external", extra={"file_id": ref.file_id})
+            raise DownloadFailed(
+                "This file is stored outside Slack (a linked or remote file), so I can't read "
+                "it. Please upload the X-ray itself to Slack as a PNG or JPEG."
+            )
         for delay in (*self._retry_delays, None):
             try:
                 return await self._fetch_once(ref, max_bytes)
@@ -100,8 +130,14 @@ class SlackFileFetcher:
 
     async def _fetch_once(self, ref: ImageRef, max_bytes: int) -> bytes:
         url = ref.url
+        if not url:
+            log.warning("download.no_url", extra={"file_id": ref.file_id})
+            raise DownloadFailed(
+                "Slack didn't tell me where to download this file (its details couldn't be "
+                "looked up just now). Please try posting it again in a minute."
+            )
         for _ in range(MAX_REDIRECTS + 1):
-            if not url or not is_trusted_host(url, self._api_url):
+            if not is_file_url(url, self._api_url, self._file_hosts):
                 log.warning("download.refused_host", extra={"file_id": ref.file_id})
                 raise DownloadFailed(
                     "I can only download files hosted by Slack, and this one isn't."

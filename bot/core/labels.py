@@ -35,12 +35,17 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Prediction:
-    """A classifier's raw answer: a probability (0..1) for each label."""
+    """A classifier's raw answer: a probability (0..1) for each label.
+
+    `answer` keeps the model's own label names and scores (scaled to 0..1) when the adapter
+    can't vouch for them (Rekognition): `bot.core.model_answer` checks them and fills `scores`.
+    """
 
     scores: dict[Label, float]
     model: ModelInfo
     heatmap_png: bytes | None = None  # class activation map overlay, when the model makes one
     note: str | None = None  # e.g. why a fallback model answered
+    answer: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ class ImageRef:
     mimetype: str = ""
     size: int = 0
     url: str = ""  # where to download it (Slack: url_private_download)
+    external: bool = False  # stored outside the chat (a linked Drive file, a remote file)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from PIL import Image
 from bot.core.clock import Clock
 from bot.core.errors import ModelNotRunning
 from bot.core.labels import ModelInfo, Prediction
+from bot.core.model_answer import DEFAULT_TOLERANCE, read_answer
 from bot.core.ports import Classifier
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,9 @@ class ModelRouter:
     When the primary answers "not running" and fallback is on, the local model answers and
     the primary is skipped for a minute (or until the lifecycle watcher says it runs again),
     so a stopped model costs one failed call a minute, not one per image.
+
+    Every answer, from either model, passes `read_answer` here: the one place where a model's
+    output is checked before it can become a verdict.
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class ModelRouter:
         *,
         fallback: bool,
         clock: Clock,
+        tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:
         if primary is None and local is None:
             raise ValueError("at least one classifier is needed")
@@ -41,6 +46,7 @@ class ModelRouter:
         self.fallback = fallback and local is not None
         self._clock = clock
         self._primary_down_at = None
+        self.tolerance = tolerance
 
     @property
     def model(self) -> ModelInfo:
@@ -68,14 +74,14 @@ class ModelRouter:
     async def classify(self, image: Image.Image) -> Prediction:
         if self.primary is not None and not self._primary_skipped():
             try:
-                return await self.primary.classify(image)
+                return read_answer(await self.primary.classify(image), self.tolerance)
             except ModelNotRunning:
                 if not self.fallback:
                     raise
                 log.info("router.primary_not_running", extra={"fallback": "local"})
                 self._primary_down_at = self._clock.now()
         assert self.local is not None
-        prediction = await self.local.classify(image)
+        prediction = read_answer(await self.local.classify(image), self.tolerance)
         if self.primary is not None:
             note = (
                 f"The Rekognition model ({self.primary.model.describe()}) isn't running, "

@@ -33,7 +33,9 @@ def slack_services(
     services = build_services(
         settings,
         outbox=SlackOutbox(client),
-        fetcher=SlackFileFetcher(token, api_url, clock=overrides.get("clock")),
+        fetcher=SlackFileFetcher(
+            token, api_url, clock=overrides.get("clock"), file_hosts=settings.slack_file_hosts
+        ),
         describer=SlackFileDescriber(client),
         **overrides,
     )

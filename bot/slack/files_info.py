@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.ports import ImageRef
+from bot.slack.client import error_code
 
 log = logging.getLogger(__name__)
 
@@ -17,16 +17,34 @@ class SlackFileDescriber:
         self.client = client
 
     async def describe(self, ref: ImageRef) -> ImageRef | None:
+        """The file's details, or None when Slack can't say (any failure, whatever its body)."""
         try:
             response = await self.client.files_info(file=ref.file_id)
-        except SlackApiError as exc:
-            log.warning("files_info.failed", extra={"error": exc.response.get("error")})
+            file = response.get("file")
+        except Exception as exc:
+            log.warning(
+                "files_info.failed", extra={"file_id": ref.file_id, "error": error_code(exc)}
+            )
             return None
-        file = response.get("file") or {}
+        if not isinstance(file, dict):
+            return None
         return ImageRef(
             file_id=ref.file_id,
-            name=file.get("name") or file.get("title") or ref.name,
-            mimetype=file.get("mimetype", ""),
-            size=int(file.get("size") or 0),
-            url=file.get("url_private_download") or file.get("url_private") or "",
+            name=str(file.get("name") or file.get("title") or ref.name),
+            mimetype=str(file.get("mimetype") or ""),
+            size=file_size(file.get("size")),
+            url=str(file.get("url_private_download") or file.get("url_private") or ""),
+            external=is_external(file),
         )
+
+
+def file_size(value: object) -> int:
+    try:
+        return max(0, int(value or 0))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
+
+
+def is_external(file: dict) -> bool:
+    """Stored outside Slack: a linked Drive/Dropbox file or a remote file (files.remote.add)."""
+    return bool(file.get("is_external")) or file.get("mode") == "external"

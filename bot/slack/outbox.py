@@ -21,7 +21,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import Undeliverable
 from bot.core.ports import Notice, PostedMessage
-from bot.slack.blocks import Rendered, render
+from bot.slack.blocks import Rendered, render_parts
+from bot.slack.client import error_code
+from bot.slack.escaping import plain
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,8 @@ REPLY_EVENT_TYPE = "cxr_reply"
 
 
 def reply_parts(notice: Notice) -> list[Rendered]:
-    """A notice's message parts, in posting order (renderers return one part or a list)."""
-    rendered = render(notice)
-    return list(rendered) if isinstance(rendered, list | tuple) else [rendered]
+    """A notice's message parts, in posting order (a verdict reply may need several)."""
+    return render_parts(notice)
 
 
 def reply_metadata(key: str, part: int) -> dict[str, Any]:
@@ -125,7 +126,7 @@ class SlackOutbox:
                 metadata=metadata,
             )
         except SlackApiError as exc:
-            error = exc.response.get("error")
+            error = error_code(exc)  # whatever the body: JSON, a proxy's text, nothing
             if error in PERMANENT_POST_ERRORS:
                 raise Undeliverable(error) from exc
             raise
@@ -147,7 +148,7 @@ class SlackOutbox:
             try:
                 await method(channel=channel, timestamp=ts, name=name)
             except SlackApiError as exc:
-                if exc.response.get("error") not in BENIGN_REACTION_ERRORS:
+                if error_code(exc) not in BENIGN_REACTION_ERRORS:
                     raise
 
     async def attach_images(
@@ -157,7 +158,12 @@ class SlackOutbox:
             channel=channel,
             thread_ts=thread_ts,
             file_uploads=[
-                {"filename": name, "content": data, "title": name, "alt_txt": "Heatmap"}
+                {
+                    "filename": plain(name),
+                    "content": data,
+                    "title": plain(name),
+                    "alt_txt": "Heatmap",
+                }
                 for name, data in images
             ],
         )

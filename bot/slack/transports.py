@@ -1,6 +1,8 @@
 """Serving the Bolt app: HTTP (Events API behind a load balancer) or Socket Mode.
 
-Both serve `GET /healthz` on `PORT`; in Socket Mode it reports whether the socket is up.
+Both serve `GET /healthz` on `PORT`; in Socket Mode it reports whether the socket is up. In HTTP
+mode Slack's requests pass `bot.slack.http_guard` first: size, deadlines and signature are
+checked on the raw bytes before Bolt parses anything.
 """
 
 from __future__ import annotations
@@ -11,11 +13,23 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot import __version__
 from bot.services import Services
+from bot.settings import Settings
+from bot.slack.http_guard import (
+    ConnectionPool,
+    GuardedSite,
+    connection_limit,
+    connection_middleware,
+    mark_answering,
+    quiet_malformed_requests,
+)
+from bot.slack.signatures import check_signature, now
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +62,112 @@ async def start_site(web_app: web.Application, host: str, port: int) -> web.AppR
     return runner
 
 
-async def serve_http(app: AsyncApp, services: Services) -> web.AppRunner:
-    """Bolt's aiohttp endpoint for events, commands and interactivity, plus /healthz."""
+def _plain(status: int, text: str, *, close: bool = False) -> web.Response:
+    response = web.Response(status=status, text=text, headers={"X-Slack-No-Retry": "1"})
+    if close:
+        response.force_close()
+    return response
+
+
+def slack_events_handler(
+    app: AsyncApp, signing_secret: str, settings: Settings, pool: ConnectionPool
+) -> Callable[[web.Request], Any]:
+    """POST /slack/events: size, body deadline and signature on the raw bytes, then Bolt."""
+    secret = signing_secret.encode()
+    max_body = settings.http_max_body_kb * 1024
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > max_body:
+            log.info("http.rejected", extra={"reason": "too_large", "status": 413})
+            return _plain(413, "request body too large", close=True)
+        try:
+            body = await asyncio.wait_for(request.read(), settings.http_body_timeout_s)
+        except web.HTTPRequestEntityTooLarge:
+            log.info("http.rejected", extra={"reason": "too_large", "status": 413})
+            return _plain(413, "request body too large", close=True)
+        except TimeoutError:
+            log.info("http.rejected", extra={"reason": "body_timeout", "status": 408})
+            return _plain(408, "request body too slow", close=True)
+        except ConnectionError:  # the client left (or was closed to make room) mid-body
+            log.debug("http.client_gone")
+            return _plain(400, "incomplete request", close=True)
+        headers = request.headers
+        rejection = check_signature(
+            secret,
+            headers.get("X-Slack-Request-Timestamp"),
+            headers.get("X-Slack-Signature"),
+            body,
+            now(),
+        )
+        if rejection is not None:
+            log.info(
+                "http.rejected", extra={"reason": rejection.reason, "status": rejection.status}
+            )
+            return _plain(rejection.status, "invalid request")
+        mark_answering(request, pool)
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=body.decode("utf-8"), query=request.query_string, headers=dict(headers)
+            )
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # signed, yet unreadable
+            log.warning("http.unreadable_body", extra={"error": type(exc).__name__})
+            return _plain(400, "unreadable body")
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+
+    return events
+
+
+def http_app(
+    app: AsyncApp, services: Services, signing_secret: str, pool: ConnectionPool
+) -> web.Application:
+    """The aiohttp application for HTTP mode: Slack's events, commands and actions, /healthz."""
     settings = services.settings
-    web_app = app.web_app(path=EVENTS_PATH, port=settings.port)
+    web_app = web.Application(
+        client_max_size=settings.http_max_body_kb * 1024,
+        middlewares=[connection_middleware(pool)],
+    )
+    web_app.router.add_post(EVENTS_PATH, slack_events_handler(app, signing_secret, settings, pool))
     web_app.router.add_get("/healthz", health_handler(services, "http"))
-    runner = await start_site(web_app, settings.host, settings.port)
-    log.info("http.listening", extra={"port": settings.port, "path": EVENTS_PATH})
+    return web_app
+
+
+async def start_http(
+    app: AsyncApp, services: Services, signing_secret: str, host: str, port: int
+) -> tuple[web.AppRunner, ConnectionPool]:
+    """Serve HTTP mode on host:port behind the connection pool (the harness uses it too)."""
+    settings = services.settings
+    quiet_malformed_requests()
+    pool = ConnectionPool(
+        connection_limit(settings.http_max_connections), settings.http_header_timeout_s
+    )
+    runner = web.AppRunner(
+        http_app(app, services, signing_secret, pool),
+        access_log=None,
+        keepalive_timeout=75.0,  # above a load balancer's usual 60 s idle timeout
+        max_headers=32,
+        max_field_size=8190,
+        max_line_size=8190,
+    )
+    await runner.setup()
+    await GuardedSite(runner, host, port, pool).start()
+    return runner, pool
+
+
+async def serve_http(app: AsyncApp, services: Services) -> web.AppRunner:
+    """Bolt's endpoint for events, commands and interactivity, plus /healthz."""
+    settings = services.settings
+    assert settings.slack_signing_secret is not None
+    runner, pool = await start_http(
+        app,
+        services,
+        settings.slack_signing_secret.get_secret_value(),
+        settings.host,
+        settings.port,
+    )
+    log.info(
+        "http.listening",
+        extra={"port": settings.port, "path": EVENTS_PATH, "max_connections": pool.limit},
+    )
     return runner
 
 

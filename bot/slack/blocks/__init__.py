@@ -11,6 +11,7 @@ from functools import singledispatch
 from typing import Any
 
 from bot.core.ports import Notice
+from bot.slack.escaping import escape, user_text  # noqa: F401  (re-exported for renderers)
 
 # What a user reads when a listener fails unexpectedly (the details go to the logs).
 UNEXPECTED_FAILURE = "Something went wrong on my side; it's been logged. Please try again later."
@@ -27,9 +28,11 @@ def render(notice: Notice) -> Rendered:
     return Rendered(text=notice.text or "(no text)", blocks=[])
 
 
-def escape(text: str) -> str:
-    """Slack mrkdwn needs &, < and > escaped in user-provided text such as file names."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+@singledispatch
+def render_parts(notice: Notice) -> list[Rendered]:
+    """A notice as one or more messages, posted in order (a reply too big for one message
+    registers its own splitting); most notices are one message."""
+    return [render(notice)]
 
 
 def section(text: str) -> dict[str, Any]:

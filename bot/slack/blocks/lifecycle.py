@@ -37,7 +37,7 @@ from bot.core.lifecycle.status_report import (
     card_lines,
     version_line,
 )
-from bot.slack.blocks import Rendered, actions, button, context, escape, render, section
+from bot.slack.blocks import Rendered, actions, button, context, escape, render, section, user_text
 
 START_BLOCK = "lifecycle_start"
 CONFIRM_START = "lifecycle.start.confirm"
@@ -113,7 +113,7 @@ def _(notice: TrainingProgress) -> Rendered:
 
 @render.register
 def _(notice: TrainingRefused) -> Rendered:
-    blocks = [section(f":x: *I can't train from {escape(notice.source)}:*")]
+    blocks = [section(f":x: *I can't train from {user_text(notice.source)}:*")]
     for problem in notice.problems[: MAX_BLOCKS - 2]:
         items = "\n".join(f"• `{escape(item)}`" for item in problem.lines())
         blocks.append(section(escape(problem.title) + (f"\n{items}" if items else "")))

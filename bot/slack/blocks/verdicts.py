@@ -1,15 +1,35 @@
-"""The verdict reply: one section per image, the model that answered, and the disclaimer."""
+"""The verdict reply: a section per image, the model that answered, and the disclaimer.
+
+A message may carry more files than one Slack message can answer (50 blocks, 3,000 characters a
+section), so the reply is a list of parts, each a whole message with its own disclaimer, in the
+files' order. File names go through `bot.slack.escaping.user_text`; blocks are built with
+slack_sdk's Block Kit models, which raise on a limit violation (a bug in this module, caught by
+the tests), never quietly cut a verdict off.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.core.intake import FileOutcome, UploadReply
 from bot.core.labels import Label, Verdict
 from bot.core.phi import phi_notice
-from bot.slack.blocks import Rendered, context, escape, render, section
+from bot.slack.blocks import Rendered, render, render_parts
+from bot.slack.escaping import user_text
+
+log = logging.getLogger(__name__)
 
 DISCLAIMER = "Screening aid only, not a diagnosis."
 
 LABEL_EMOJI = {Label.NORMAL: ":white_check_mark:", Label.PNEUMONIA: ":large_orange_circle:"}
+
+MAX_BLOCKS = 50  # Block Kit's limit per message
+MAX_TEXT = 3000  # a part's fallback text: well inside what notifications show
+FALLBACK_FAILURE = "I couldn't process this file."
 
 
 def percent(value: float) -> str:
@@ -25,53 +45,123 @@ def verdict_phrase(verdict: Verdict) -> str:
 
 
 def outcome_line(outcome: FileOutcome) -> str:
-    """The plain-text line for one file, used in the fallback text and by the shell."""
-    name = outcome.ref.name
+    """The fallback-text line for one file: escaped name, then the verdict or the reason."""
+    name = user_text(outcome.ref.name)
     if outcome.verdict is not None:
         line = f"{name}: {verdict_phrase(outcome.verdict)} ({outcome.verdict.model.describe()})."
         line = f"{line} {outcome.verdict.note}" if outcome.verdict.note else line
-        return f"{line} {phi_notice(list(outcome.phi))}" if outcome.phi else line
-    reply = outcome.error.reply if outcome.error else "I couldn't process this file."
-    line = f"{name}: {reply}"
+    else:
+        line = f"{name}: {outcome.error.reply if outcome.error else FALLBACK_FAILURE}"
     return f"{line} {phi_notice(list(outcome.phi))}" if outcome.phi else line
 
 
-def _outcome_blocks(outcome: FileOutcome) -> list[dict]:
+def outcome_blocks(outcome: FileOutcome) -> list[Block]:
     blocks = _verdict_blocks(outcome)
     if outcome.phi:  # which kinds of field (fixed words, never the file's values)
-        blocks.append(context(f":warning: {escape(phi_notice(list(outcome.phi)))}"))
+        blocks.append(_context(f":warning: {phi_notice(list(outcome.phi))}"))
     return blocks
 
 
-def _verdict_blocks(outcome: FileOutcome) -> list[dict]:
-    name = f"*{escape(outcome.ref.name)}*"
+def _verdict_blocks(outcome: FileOutcome) -> list[Block]:
+    name = f"*{user_text(outcome.ref.name)}*"
     verdict = outcome.verdict
     if verdict is None:
-        reply = outcome.error.reply if outcome.error else "I couldn't process this file."
-        return [section(f":warning: {name}\n{reply}")]
+        reply = outcome.error.reply if outcome.error else FALLBACK_FAILURE
+        return [_section(f":warning: {name}\n{reply}")]
     if verdict.label is None:
         head = f":grey_question: {name}: *Uncertain*"
         body = "  ".join(f"{label.value} {percent(verdict.scores[label])}" for label in Label)
-        blocks = [section(f"{head}\n{body}")]
+        blocks: list[Block] = [_section(f"{head}\n{body}")]
     else:
         emoji = LABEL_EMOJI[verdict.label]
         blocks = [
-            section(f"{emoji} {name}: *{verdict.label.value}*, {percent(verdict.confidence)}")
+            _section(f"{emoji} {name}: *{verdict.label.value}*, {percent(verdict.confidence)}")
         ]
     facts = [f"Model: {verdict.model.describe()}"]
     if verdict.note:
         facts.append(verdict.note)
-    blocks.append(context(*facts))
+    blocks.append(_context(*facts))
     return blocks
+
+
+def reply_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
+    """The reply to one message as few messages as Block Kit allows, every file in order.
+
+    Each part is a whole message: its files' blocks and lines, then the disclaimer (when the
+    reply holds any verdict) and, when there are several parts, "part i of n". Should a block
+    ever break Block Kit's rules (a bug: the tests check every limit), the reply still goes
+    out, as text, and the log says so.
+    """
+    try:
+        return _block_parts(outcomes)
+    except (SlackObjectFormationError, ValueError) as exc:
+        log.error("reply.blocks_invalid", extra={"error": type(exc).__name__})
+        return _text_parts(outcomes)
+
+
+def _text_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
+    groups: list[list[str]] = [[]]
+    for line in (outcome_line(o) for o in outcomes):
+        if groups[-1] and sum(len(x) + 1 for x in groups[-1]) + len(line) > MAX_TEXT - 200:
+            groups.append([])
+        groups[-1].append(line)
+    disclaimer = any(o.verdict is not None for o in outcomes)
+    parts = []
+    for number, lines in enumerate(groups, start=1):
+        notes = ([DISCLAIMER] if disclaimer else []) + (
+            [f"Part {number} of {len(groups)}."] if len(groups) > 1 else []
+        )
+        parts.append(Rendered(text="\n".join(lines + ([" ".join(notes)] if notes else []))))
+    return parts
+
+
+def _block_parts(outcomes: Sequence[FileOutcome]) -> list[Rendered]:
+    groups: list[list[FileOutcome]] = [[]]
+    blocks = text = 0
+    for outcome in outcomes:
+        size = len(outcome_blocks(outcome))
+        length = len(outcome_line(outcome)) + 1
+        if groups[-1] and (blocks + size > MAX_BLOCKS - 1 or text + length > MAX_TEXT - 200):
+            groups.append([])
+            blocks = text = 0
+        groups[-1].append(outcome)
+        blocks += size
+        text += length
+    with_disclaimer = any(o.verdict is not None for o in outcomes)
+    return [
+        _part(group, i, len(groups), with_disclaimer) for i, group in enumerate(groups, start=1)
+    ]
+
+
+def _part(group: list[FileOutcome], number: int, total: int, disclaimer: bool) -> Rendered:
+    blocks = [block for outcome in group for block in outcome_blocks(outcome)]
+    lines = [outcome_line(outcome) for outcome in group]
+    notes = [DISCLAIMER] if disclaimer else []
+    if total > 1:
+        notes.append(f"Part {number} of {total}.")
+    if notes:
+        blocks.append(_context(*(f"_{n}_" if n == DISCLAIMER else n for n in notes)))
+        lines.append(" ".join(notes))
+    return Rendered(text="\n".join(lines), blocks=[block.to_dict() for block in blocks])
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=text))
+
+
+def _context(*texts: str) -> ContextBlock:
+    for text in texts:
+        if len(text) > MAX_TEXT:  # ContextBlock does not check its elements' length itself
+            raise ValueError("context text over 3,000 characters")
+    return ContextBlock(elements=[MarkdownTextObject(text=text) for text in texts])
+
+
+@render_parts.register
+def _(reply: UploadReply) -> list[Rendered]:
+    return reply_parts(reply.outcomes)
 
 
 @render.register
 def _(reply: UploadReply) -> Rendered:
-    blocks: list[dict] = []
-    for outcome in reply.outcomes:
-        blocks.extend(_outcome_blocks(outcome))
-    text = "\n".join(outcome_line(o) for o in reply.outcomes)
-    if any(o.verdict is not None for o in reply.outcomes):
-        blocks.append(context(f"_{DISCLAIMER}_"))
-        text += f"\n{DISCLAIMER}"
-    return Rendered(text=text, blocks=blocks[:50])
+    """The first part: for callers that post one message (the whole reply is `render_parts`)."""
+    return reply_parts(reply.outcomes)[0]

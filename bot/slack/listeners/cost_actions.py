@@ -39,7 +39,7 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
             return
         if not await admins.allows(user):
             guard.record_refusal(episode_id, name, user)
-            await _ephemeral(respond, admins.refusal())
+            await _ephemeral(respond, admins.refusal(user))
             return
         result = await guard.press(episode_id, name, user)
         log.info(

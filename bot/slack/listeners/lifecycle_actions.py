@@ -50,8 +50,8 @@ async def _press(
         return
     name = str(value.get("name") or value["arn"])
     if not await admins.allows(user):
-        lifecycle.refused(user, "start", name, "not an admin")
-        await respond(text=admins.refusal(), response_type="ephemeral", replace_original=False)
+        lifecycle.refused(user, "start", name, admins.refusal_reason(user))
+        await respond(text=admins.refusal(user), response_type="ephemeral", replace_original=False)
         return
     try:
         if confirm:

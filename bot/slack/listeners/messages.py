@@ -19,6 +19,7 @@ from slack_bolt.response import BoltResponse
 from bot.core.intake import ClaimFailed, is_image_like
 from bot.core.ports import ImageRef, Upload
 from bot.services import Services
+from bot.slack.files_info import file_size, is_external
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +82,35 @@ def upload_from_event(event: dict[str, Any], *, answer_all: bool) -> Upload | No
     A Slack Connect file arrives as only its ID: it is kept, and looked up with files.info
     after the claim (intake drops it then if it is not an image in a channel).
     """
+    files = event.get("files")
+    channel, ts = event.get("channel"), event.get("ts")
+    if not isinstance(files, list) or not isinstance(channel, str) or not isinstance(ts, str):
+        return None  # not a shape Slack sends: nothing to answer, nowhere to answer it
     refs = []
-    for file in event.get("files", []):
-        ref = ImageRef(
-            file_id=file.get("id", ""),
-            name=file.get("name") or file.get("title") or file.get("id", "file"),
-            mimetype=file.get("mimetype", ""),
-            size=int(file.get("size") or 0),
-            url=file.get("url_private_download") or file.get("url_private") or "",
-        )
+    for file in files:
+        if not isinstance(file, dict):
+            continue
         unknown = file.get("file_access") == "check_file_info"
+        ref = ImageRef(
+            file_id=str(file.get("id") or ""),
+            name=str(file.get("name") or file.get("title") or file.get("id") or "file"),
+            # Details unknown until files.info: taken as a possible image, so that if the
+            # lookup fails the user hears why the file can't be read.
+            mimetype=str(file.get("mimetype") or ("image/unknown" if unknown else "")),
+            size=file_size(file.get("size")),
+            url=str(file.get("url_private_download") or file.get("url_private") or ""),
+            external=is_external(file),
+        )
         if ref.file_id and (answer_all or unknown or is_image_like(ref)):
             refs.append(ref)
     if not refs:
         return None
+    thread_ts = event.get("thread_ts")
     return Upload(
-        channel=event["channel"],
-        ts=event["ts"],
-        thread_ts=event.get("thread_ts") or event["ts"],
-        user=event.get("user", ""),
+        channel=channel,
+        ts=ts,
+        thread_ts=thread_ts if isinstance(thread_ts, str) and thread_ts else ts,
+        user=str(event.get("user") or ""),
         files=tuple(refs),
         direct=answer_all,
     )
