@@ -88,7 +88,10 @@ def onnx_model(text: str) -> Path:
 def _load_classifier(args: argparse.Namespace, heatmaps: bool):
     from bot.adapters.onnx_classifier import OnnxClassifier
 
-    return OnnxClassifier(args.model, heatmaps=heatmaps, threads=args.threads)
+    # Asked for on the command line, a heatmap comes with every verdict, Normal ones included.
+    return OnnxClassifier(
+        args.model, heatmaps=heatmaps, heatmap_normal=heatmaps, threads=args.threads
+    )
 
 
 def _read_image(path: Path, max_side: int):

@@ -120,16 +120,28 @@ async def _forever(job: BackgroundJob) -> None:
             await asyncio.sleep(30)
 
 
-def default_guard() -> Callable[[Image.Image], None]:
+def default_guard(settings: Settings | None = None) -> Callable[[Image.Image], None]:
     from bot.core.xray_guard import check_chest_xray
 
-    return check_chest_xray
+    if settings is None or settings.cxr_guard == "heuristic":
+        return check_chest_xray
+    from bot.ml.film_guard import FilmGuard
+
+    try:
+        return FilmGuard(settings.cxr_local_model_path)
+    except (FileNotFoundError, ValueError) as exc:  # a custom model without its fitted guard
+        log.warning("guard.heuristic_only", extra={"reason": str(exc)})
+        return check_chest_xray
 
 
 def build_local_classifier(settings: Settings) -> Classifier:
     from bot.adapters.onnx_classifier import OnnxClassifier
 
-    return OnnxClassifier(settings.cxr_local_model_path, heatmaps=settings.cxr_heatmaps)
+    return OnnxClassifier(
+        settings.cxr_local_model_path,
+        heatmaps=settings.cxr_heatmaps,
+        heatmap_normal=settings.cxr_heatmap_normal,
+    )
 
 
 def build_services(
@@ -180,7 +192,7 @@ def build_services(
         classifier=router,
         outbox=outbox,
         clock=clock,
-        guard=guard or default_guard(),
+        guard=guard or default_guard(settings),
         threshold=settings.cxr_confidence_threshold,
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.cxr_max_pixels,

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     cxr_local_model_path: Path | None = Field(None, description="ONNX file; default: bundled model")
     cxr_confidence_threshold: float = Field(0.70, ge=0.5, le=1.0)
     cxr_heatmaps: bool = Field(True, description="Post a class activation map (local model)")
+    cxr_heatmap_normal: bool = Field(False, description="Also post a heatmap for Normal verdicts")
+    cxr_guard: Literal["learned", "heuristic"] = Field(
+        "learned",
+        description="Not-a-chest-X-ray guard: learned (the local model's view) or heuristic",
+    )
     cxr_score_sum_tolerance: float = Field(
         0.02,
         ge=0,

@@ -9,7 +9,11 @@ import pytest
 from PIL import Image
 
 from bot.cli import build_parser, main
+from bot.ml.model_card import load_model_card
 from tests import synthetic
+
+_CARD = load_model_card()
+LOCAL_MODEL = f"local {_CARD.name} {_CARD.version}"
 
 
 @pytest.fixture
@@ -39,7 +43,7 @@ def test_classify_prints_file_label_confidence_model_and_time(files, capsys):
         top, percent = confidence.split(" ")  # the class the confidence is for, always
         assert top in {"Normal", "Pneumonia"} and label in {top, "Uncertain"}
         assert percent.endswith("%") and 50.0 <= float(percent[:-1]) <= 100.0
-        assert model == "local cxr-cnn v1"
+        assert model == LOCAL_MODEL
         assert ms.endswith(" ms")
 
 
@@ -50,9 +54,9 @@ def test_classify_json_and_heatmaps(files, tmp_path, capsys):
     assert row["file"] == str(files["xray.jpg"])
     assert row["label"] in {"Normal", "Pneumonia", "Uncertain"}
     assert set(row["scores"]) == {"Normal", "Pneumonia"}
-    assert row["model"] == "local cxr-cnn v1" and row["ms"] > 0
+    assert row["model"] == LOCAL_MODEL and row["ms"] > 0
     heatmap = Image.open(row["heatmap"])
-    assert heatmap.format == "PNG" and max(heatmap.size) <= 384
+    assert heatmap.format == "PNG" and heatmap.width == 600  # the film's own size, legend below
 
 
 def test_bad_files_get_one_friendly_line_each_and_a_failing_exit(files, capsys):

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -269,3 +270,91 @@ async def test_signed_events_of_odd_shapes_are_acknowledged_without_a_crash(
         await bot.drain()
     assert status == 200
     assert not any(r.exc_info for r in caplog.records)
+
+
+async def test_a_flood_of_junk_is_not_a_flood_of_log_lines(bot, caplog):
+    with caplog.at_level(logging.INFO, logger="bot.slack.transports"):
+        async with aiohttp.ClientSession() as session:
+            for _ in range(50):
+                async with session.post(f"{bot.url}/slack/events", data=b"{}") as response:
+                    assert response.status == 401
+    lines = [r for r in caplog.records if r.getMessage() == "http.rejected"]
+    assert 1 <= len(lines) <= 10
+
+
+async def test_the_deployed_bot_with_1024_open_files_keeps_answering_a_flood(
+    slack, tmp_path, unused_tcp_port
+):
+    """`cxr-bot` as deployed, in a container whose open-files limit is 1,024 (soft and hard):
+    1,000 slow clients would take every descriptor; the pool keeps the cap under the limit."""
+    import os
+    import resource
+
+    def limit_open_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": "secret",
+        "SLACK_API_URL": slack.api_url,
+        "PORT": str(unused_tcp_port),
+        "HOST": "127.0.0.1",
+    }
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=limit_open_files,
+    )
+    flood = None
+    url = f"http://127.0.0.1:{unused_tcp_port}/healthz"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):  # the interpreter and the model load
+                try:
+                    async with session.get(url) as response:
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+        flood = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.slow_clients",
+            str(unused_tcp_port),
+            "1000",
+            "6",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert await asyncio.wait_for(flood.stdout.readline(), 20) == b"ready\n"
+        await asyncio.sleep(1.0)
+        answered = 0
+        timeout = aiohttp.ClientTimeout(total=10)
+        for _ in range(10):
+            try:
+                async with (
+                    aiohttp.ClientSession(timeout=timeout) as session,
+                    session.get(url) as response,
+                ):
+                    answered += response.status == 200
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        assert answered >= 9
+        await asyncio.wait_for(flood.wait(), 30)
+        bot.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(bot.communicate(), 30)
+    finally:
+        for process in (flood, bot):
+            if process is not None and process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert b'"max_connections": 640' in stderr  # 1,024 less the reserve and the surge
+    assert b"Traceback" not in stderr and b"Too many open files" not in stderr
+    assert b"out of system resource" not in stderr  # asyncio's accept() never ran dry

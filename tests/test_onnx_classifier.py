@@ -15,6 +15,7 @@ from bot.core.errors import ClassifierUnavailable
 from bot.core.labels import Label, ModelInfo, decide
 from bot.core.ports import Classifier
 from bot.ml.calibration import sigmoid
+from bot.ml.heatmap import MAX_SIDE as HEATMAP_MAX_SIDE
 from bot.ml.model_card import load_model_card
 from bot.ml.preprocess import MAX_SIDE, preprocess
 from tests import synthetic
@@ -39,8 +40,10 @@ def test_bundled_model_is_small_and_matches_its_card():
 
 def test_implements_the_classifier_port(classifier):
     port: Classifier = classifier
-    assert port.model == ModelInfo(kind="local", name="cxr-cnn", version="v1")
-    assert port.max_side == MAX_SIDE
+    card = classifier.card
+    assert port.model == ModelInfo(kind="local", name=card.name, version=card.version)
+    assert port.max_side == HEATMAP_MAX_SIDE  # decoded large enough for a readable heatmap
+    assert OnnxClassifier.bundled(heatmaps=False).max_side == MAX_SIDE
 
 
 async def test_classify_returns_calibrated_scores_and_a_heatmap(classifier):
@@ -50,8 +53,42 @@ async def test_classify_returns_calibrated_scores_and_a_heatmap(classifier):
     assert all(0.0 <= p <= 1.0 for p in prediction.scores.values())
     assert sum(prediction.scores.values()) == pytest.approx(1.0)
     assert prediction.model == classifier.model
+    if prediction.scores[Label.PNEUMONIA] < 0.5:  # no heatmap for Normal unless asked
+        assert prediction.heatmap_png is None
+        prediction = await OnnxClassifier.bundled(heatmap_normal=True).classify(image)
     heatmap = Image.open(io.BytesIO(prediction.heatmap_png))
-    assert heatmap.size == image.size and heatmap.mode == "RGB"
+    assert heatmap.width == image.width and heatmap.height > image.height  # legend beneath
+    assert heatmap.mode == "RGB"
+
+
+async def test_normal_verdicts_get_a_heatmap_only_when_asked(classifier, monkeypatch):
+    def normal(batch):
+        cam = np.full((1, 14, 14), classifier.card.threshold_logit - 3.0, np.float32)
+        return cam.mean(axis=(1, 2)), cam
+
+    image = synthetic.chest_xray(0, size=(256, 256))
+    monkeypatch.setattr(classifier, "infer", normal)
+    assert (await classifier.classify(image)).heatmap_png is None
+    asked = OnnxClassifier.bundled(heatmap_normal=True)
+    monkeypatch.setattr(asked, "infer", normal)
+    assert (await asked.classify(image)).heatmap_png.startswith(b"\x89PNG")
+
+
+async def test_the_guard_and_the_classifier_share_one_model_run(classifier, monkeypatch):
+    image = synthetic.chest_xray(4, size=(256, 256))
+    outputs = classifier.outputs(image)
+    assert set(outputs) >= {"logit", "cam"}
+
+    def no_second_run(batch):
+        raise AssertionError("ran the model twice")
+
+    monkeypatch.setattr(classifier, "infer", no_second_run)
+    prediction = await classifier.classify(image)
+    p = prediction.scores[Label.PNEUMONIA]
+    assert p == pytest.approx(float(classifier.probability(outputs["logit"])[0]))
+    derived = image.transpose(Image.Transpose.ROTATE_180)  # PIL copies `info`: not reused
+    with pytest.raises(ClassifierUnavailable):
+        await classifier.classify(derived)
 
 
 async def test_scores_are_the_card_s_threshold_and_temperature_applied(classifier):
@@ -130,3 +167,12 @@ def test_model_and_card_must_match(tmp_path):
 def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="local model not found"):
         OnnxClassifier(tmp_path / "nope.onnx")
+
+
+def test_the_status_card_shows_both_validation_splits_and_the_caveats():
+    from bot.core.lifecycle.status_report import card_lines
+
+    text = "\n".join(card_lines(load_model_card().raw))
+    assert "Validation: accuracy" in text
+    assert "Harder validation (films atypical for their class): accuracy" in text
+    assert "hospital" in text and "Uncertain" in text

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.ml.model_card import load_model_card
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
@@ -52,7 +54,8 @@ def test_wheel_carries_the_model_the_commands_and_the_entry_points(wheel):
             archive.read(n).decode() for n in names if n.endswith("entry_points.txt")
         )
     for needed in (
-        "bot/model/cxr-cnn-v1.onnx",
+        f"bot/model/{load_model_card().file}",
+        "bot/model/film_guard.npz",
         "bot/model/model_card.json",
         "bot/model/MODEL_CARD.md",
         "commands/__init__.py",

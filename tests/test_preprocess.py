@@ -94,3 +94,19 @@ def test_standardize_handles_batches_and_constant_images():
 def test_brightness_and_contrast_changes_are_removed():
     pixels = prepare(XRAY)
     assert np.allclose(standardize(pixels * 0.6 + 0.2), standardize(pixels), atol=1e-3)
+
+
+def test_equalisation_undoes_any_monotone_exposure_change():
+    import numpy as np
+
+    from bot.ml.preprocess import equalize
+
+    film = np.asarray(synthetic.chest_xray(0, size=(224, 224)), dtype=np.float32) / 255
+    darker = np.round(255 * film**2.2) / 255  # another tone curve, same ordering
+    assert np.corrcoef(equalize(film).ravel(), equalize(darker).ravel())[0, 1] > 0.99
+    assert (
+        np.abs(equalize(1 - film) - (1 - equalize(film))).max() < 1e-6
+    )  # inverted in, inverted out
+    batch = np.stack([film, darker])[:, None]
+    assert np.array_equal(equalize(batch)[1, 0], equalize(darker))
+    assert equalize(film).min() > 0.0 and equalize(film).max() < 1.0

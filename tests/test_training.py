@@ -129,7 +129,7 @@ async def test_tiny_training_run_exports_a_model_the_adapter_runs(tmp_path):
     from bot.adapters.onnx_classifier import OnnxClassifier
     from bot.core.labels import Label
     from bot.ml.model_card import load_model_card
-    from bot.training.train import MODEL_FILE, TrainConfig, train
+    from bot.training.train import TrainConfig, train
 
     data = make_dataset(tmp_path / "data", patients=6)
     out = tmp_path / "model"
@@ -147,13 +147,17 @@ async def test_tiny_training_run_exports_a_model_the_adapter_runs(tmp_path):
             command="cxr train (test)",
         )
     )
-    onnx_file = out / MODEL_FILE
+    onnx_file = out / card["file"]
     assert onnx_file.is_file() and onnx_file.stat().st_size < 10 * 1024 * 1024
     assert (out / "MODEL_CARD.md").read_text().startswith("# Model card: cxr-cnn v1")
     assert "doi:10.17632/rscbjbr9sj.2" in (out / "MODEL_CARD.md").read_text()
     loaded = load_model_card(out)
     assert loaded.sha256 == card["sha256"] and loaded.temperature > 0
-    assert card["split"]["train"]["patients"] + card["split"]["validation"]["patients"] == 12
+    split = card["split"]
+    assert (
+        split["train"]["patients"] + split["validation"]["patients"] + split["atypical"]["patients"]
+        == 12
+    )
     assert card["training"]["onnx_max_abs_diff"] < 1e-4
     assert len(card["training"]["history"]) == 2
 
@@ -198,3 +202,86 @@ def test_batchnorm_is_recalibrated_on_clean_images():
     assert torch.allclose(net[1].running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5)
     assert torch.allclose(net[1].running_var, features.var(dim=(0, 2, 3)), rtol=0.05)
     assert not net.training and net[1].momentum == 0.1  # left as it was found, in eval mode
+
+
+def test_test_time_zooms_and_embedding_survive_the_export(tmp_path):
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from bot.training.export import export_onnx
+    from bot.training.model import TTA_ZOOMS, CxrNet, ExportNet
+
+    torch.manual_seed(0)
+    net = ExportNet(CxrNet(width=8, blocks=(1, 1, 1)), TTA_ZOOMS).eval()
+    path = export_onnx(net, tmp_path / "m.onnx")
+    images = [synthetic.chest_xray(s, size=(300, 260), pneumonia=s % 2 == 1) for s in range(3)]
+    batch = np.concatenate([preprocess(im, equalized=True) for im in images])
+    with torch.no_grad():
+        logit, cam, embedding = (t.numpy() for t in net(torch.from_numpy(batch)))
+        plain = net.net(torch.from_numpy(batch))[0].numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(["logit", "cam", "embedding"], {"image": batch})
+    assert np.allclose(got[0], logit, atol=1e-4) and np.allclose(got[2], embedding, atol=1e-4)
+    assert embedding.shape == (3, 4 * 64)  # 2 x 2 pooled, 8 * 8 channels
+    assert not np.allclose(logit, plain, atol=1e-6)  # the zooms take part in the logit
+    assert np.allclose(cam.mean(axis=(1, 2)), plain, atol=1e-5)  # the CAM is the image as is
+
+
+def _samples(n_per_class: int) -> list:
+    from bot.training.data import Sample
+
+    return [
+        Sample(
+            Path(f"/x/{'NORMAL' if label == 0 else 'PNEUMONIA'}/person{i}_{label}.jpeg"),
+            label,
+            f"p{label}-{i}",
+        )
+        for label in (0, 1)
+        for i in range(n_per_class)
+    ]
+
+
+def test_the_harder_split_holds_out_films_exposed_like_the_other_class():
+    from bot.training.data import split_by_atypical_acquisition
+
+    samples = _samples(40)
+    rng = np.random.default_rng(0)
+    stats = {}
+    for s in samples:
+        # normal films bright and contrasty, pneumonia films dull: the dataset's shortcut
+        centre = (
+            np.array([130, 60, 0.6, 0.12, 0.10])
+            if s.label == 0
+            else np.array([120, 52, 0.7, 0.09, 0.07])
+        )
+        stats[s.path] = list(centre + rng.normal(0, [3, 2, 0.02, 0.005, 0.01]))
+    odd = {samples[3].path, samples[7].path, samples[45].path}  # two normals, one pneumonia
+    for path in odd:  # swap their look to the other class's
+        label = 0 if "NORMAL" in str(path) else 1
+        stats[path] = [120, 52, 0.7, 0.09, 0.07] if label == 0 else [130, 60, 0.6, 0.12, 0.10]
+    train, val = split_by_atypical_acquisition(samples, 0.1, stats=stats)
+    held = {s.path for s in val}
+    assert odd <= held
+    assert sum(s.label == 0 for s in val) == 4 and sum(s.label == 1 for s in val) == 4
+    assert not {s.patient for s in train} & {s.patient for s in val}
+
+
+def test_three_way_split_shares_no_patient(tmp_path):
+    from bot.training.data import three_way_split
+
+    samples = list_samples(make_dataset(tmp_path / "data", patients=12))
+    train, val, harder = three_way_split(samples, 0.2, seed=1)
+    groups = [{s.patient for s in part} for part in (train, val, harder)]
+    assert all(groups) and not (
+        groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2]
+    )
+    assert len(train) + len(val) + len(harder) == len(samples)
+
+
+def test_later_admissions_are_the_highest_patient_numbers_per_series():
+    from bot.training.data import patient_series, split_by_patient_range
+
+    assert patient_series("NORMAL2-IM-0456-0001.jpeg") == ("normal2-im-", 456)
+    assert patient_series("person12_virus_3.jpeg") == ("person", 12)
+    _, later = split_by_patient_range(_samples(20), 0.1)
+    assert sorted(s.patient for s in later) == ["p0-18", "p0-19", "p1-18", "p1-19"]

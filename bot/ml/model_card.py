@@ -24,6 +24,11 @@ class ModelCard:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
+    def equalized(self) -> bool:
+        """The model was trained on histogram-equalised images."""
+        return bool(self.raw.get("input", {}).get("equalize", False))
+
+    @property
     def metrics(self) -> dict[str, Any]:
         return self.raw.get("metrics", {}).get("validation", {})
 

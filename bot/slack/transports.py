@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -69,24 +70,44 @@ def _plain(status: int, text: str, *, close: bool = False) -> web.Response:
     return response
 
 
+class RejectionLog:
+    """One `http.rejected` line per reason a second at most, with how many were left out: a
+    flood of junk must not become a flood of log lines."""
+
+    def __init__(self, every_s: float = 1.0) -> None:
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def __call__(self, reason: str, status: int) -> None:
+        now_s = time.monotonic()
+        if now_s - self._last.get(reason, -self.every_s) < self.every_s:
+            self._left_out[reason] = self._left_out.get(reason, 0) + 1
+            return
+        self._last[reason] = now_s
+        left_out = self._left_out.pop(reason, 0)
+        log.info("http.rejected", extra={"reason": reason, "status": status, "left_out": left_out})
+
+
 def slack_events_handler(
     app: AsyncApp, signing_secret: str, settings: Settings, pool: ConnectionPool
 ) -> Callable[[web.Request], Any]:
     """POST /slack/events: size, body deadline and signature on the raw bytes, then Bolt."""
     secret = signing_secret.encode()
     max_body = settings.http_max_body_kb * 1024
+    rejected = RejectionLog()
 
     async def events(request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > max_body:
-            log.info("http.rejected", extra={"reason": "too_large", "status": 413})
+            rejected("too_large", 413)
             return _plain(413, "request body too large", close=True)
         try:
             body = await asyncio.wait_for(request.read(), settings.http_body_timeout_s)
         except web.HTTPRequestEntityTooLarge:
-            log.info("http.rejected", extra={"reason": "too_large", "status": 413})
+            rejected("too_large", 413)
             return _plain(413, "request body too large", close=True)
         except TimeoutError:
-            log.info("http.rejected", extra={"reason": "body_timeout", "status": 408})
+            rejected("body_timeout", 408)
             return _plain(408, "request body too slow", close=True)
         except ConnectionError:  # the client left (or was closed to make room) mid-body
             log.debug("http.client_gone")
@@ -100,9 +121,7 @@ def slack_events_handler(
             now(),
         )
         if rejection is not None:
-            log.info(
-                "http.rejected", extra={"reason": rejection.reason, "status": rejection.status}
-            )
+            rejected(rejection.reason, rejection.status)
             return _plain(rejection.status, "invalid request")
         mark_answering(request, pool)
         try:

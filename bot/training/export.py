@@ -18,7 +18,7 @@ torch = require_torch()
 
 OPSET = 17  # onnxruntime >= 1.20 runs it
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("logit", "cam")
+OUTPUT_NAMES = ("logit", "cam", "embedding")
 
 
 def sha256_file(path: Path) -> str:
@@ -26,8 +26,12 @@ def sha256_file(path: Path) -> str:
 
 
 def export_onnx(model: torch.nn.Module, path: Path) -> Path:
-    """Write `model` (eval mode) as ONNX: input `image` (N, 1, 224, 224) float32, outputs
-    `logit` (N,) and `cam` (N, 14, 14), batch size dynamic."""
+    """Write `model` (eval mode, an `ExportNet`) as ONNX: input `image` (N, 1, 224, 224)
+    float32, outputs `logit` (N,), `cam` (N, 14, 14) and `embedding` (N, E), batch dynamic."""
+    from bot.training.model import ExportNet
+
+    if not isinstance(model, ExportNet):
+        model = ExportNet(model)
     model = model.eval()
     example = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE)
     buffer = io.BytesIO()
@@ -41,7 +45,7 @@ def export_onnx(model: torch.nn.Module, path: Path) -> Path:
             opset_version=OPSET,
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),
-            dynamic_axes={INPUT_NAME: {0: "n"}, "logit": {0: "n"}, "cam": {0: "n"}},
+            dynamic_axes={INPUT_NAME: {0: "n"}, **{name: {0: "n"} for name in OUTPUT_NAMES}},
             do_constant_folding=True,
         )
     path = Path(path)
@@ -79,6 +83,66 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _row(name: str, m: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {_pct(m['accuracy'])} | {_pct(m['sensitivity'])} | "
+        f"{_pct(m['specificity'])} | {_pct(m['precision'])} | {m['f1']:.3f} | {m['auc']:.4f} |"
+    )
+
+
+def _harder_split(card: dict[str, Any]) -> list[str]:
+    metrics = card["metrics"]
+    if "validation_atypical" not in metrics:
+        return []
+    return [
+        "## Validation metrics (harder split: films atypical for their class)",
+        "",
+        "Patients whose films, by exposure and processing alone, look most like the other "
+        "class. A model that reads the exposure instead of the lungs fails here; this split "
+        "is the better guess at how the model does on films from elsewhere.",
+        "",
+        "| | accuracy | sensitivity | specificity | precision | F1 | ROC AUC |",
+        "|---|---|---|---|---|---|---|",
+        _row("decision threshold", metrics["validation_atypical"]),
+        _row("raw logit >= 0", metrics["validation_atypical_raw"]),
+        "",
+    ]
+
+
+def _uncertain_band(card: dict[str, Any]) -> list[str]:
+    bands = card["metrics"].get("uncertain_band")
+    if not bands:
+        return []
+    cuts = list(next(iter(bands.values())))
+    lines = [
+        "## The Uncertain band",
+        "",
+        "The bot answers Uncertain when the calibrated confidence is under its threshold "
+        "(`CXR_CONFIDENCE_THRESHOLD`, default 0.70): a human must read those films. Share of "
+        "Uncertain verdicts and accuracy of the rest, per threshold:",
+        "",
+        "| split | " + " | ".join(cuts) + " |",
+        "|---|" + "---|" * len(cuts),
+    ]
+    for split, band in bands.items():
+        cells = [
+            f"{_pct(band[c]['uncertain_share'])} / {_pct(band[c]['decided_accuracy'])}"
+            for c in cuts
+        ]
+        lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _extra_sections(card: dict[str, Any]) -> list[str]:
+    """Sections added after training (`bot.training.card`): the guard, the heatmaps."""
+    lines: list[str] = []
+    for key in ("guard", "heatmaps", "ablation_summary"):
+        section = card.get(key)
+        if isinstance(section, dict) and section.get("markdown"):
+            lines += [f"## {section['title']}", "", section["markdown"], ""]
+    return lines
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     val = card["metrics"]["validation"]
     raw = card["metrics"]["validation_raw"]
@@ -91,7 +155,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         "A small convolutional network that screens a frontal chest X-ray for pneumonia "
         "(Normal vs Pneumonia). **A screening aid, not a diagnosis.** Trained from scratch "
-        "(no pretrained weights) by this project; runs on a CPU with onnxruntime.",
+        "(no pretrained weights) by this project; runs on a CPU with onnxruntime. Films from "
+        "a hospital or machine it has not seen may score lower than the figures below, and an "
+        "Uncertain verdict is where a human must look.",
         "",
         "| | |",
         "|---|---|",
@@ -120,6 +186,16 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"{split['train']['PNEUMONIA']} |",
         f"| validation | {split['validation']['patients']} | {split['validation']['NORMAL']} | "
         f"{split['validation']['PNEUMONIA']} |",
+        *(
+            [
+                "| harder validation (atypical acquisition"
+                + (f"; {split['atypical']['note']}" if split["atypical"].get("note") else "")
+                + f") | {split['atypical']['patients']} | "
+                f"{split['atypical']['NORMAL']} | {split['atypical']['PNEUMONIA']} |"
+            ]
+            if split.get("atypical", {}).get("patients")
+            else []
+        ),
         "",
         "## Preprocessing",
         "",
@@ -161,6 +237,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"Confusion matrix at the decision threshold (rows truth, columns predicted): "
         f"normal {cm[0][0]} / {cm[0][1]}, pneumonia {cm[1][0]} / {cm[1][1]}.",
         "",
+        *_harder_split(card),
+        *_uncertain_band(card),
+        *_extra_sections(card),
         "## Limitations",
         "",
         *[f"- {item}" for item in card["limitations"]],

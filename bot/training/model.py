@@ -68,3 +68,42 @@ class CxrNet(nn.Module):
     def forward(self, x):
         cam = self.head(self.dropout(self.features(x)))[:, 0]
         return cam.mean(dim=(1, 2)), cam
+
+
+TTA_ZOOMS = (1.0, 1.08, 0.94)  # test-time views: as is, zoomed in 8%, zoomed out 6%
+
+
+class ExportNet(nn.Module):
+    """What gets exported: forward(x) -> (logit (N,), cam (N, 14, 14), embedding (N, E)).
+
+    `logit` averages the views in `zooms` (test-time augmentation inside the graph, so the
+    bot makes one call); `cam` and `embedding` come from the image as is. `embedding` is the
+    last feature map average-pooled to 2 x 2 (4 x 256 values): what the learned guard
+    compares with the training films."""
+
+    def __init__(self, net: CxrNet, zooms: tuple[float, ...] = (1.0,), size: int = 224) -> None:
+        super().__init__()
+        self.net = net
+        self.zooms = tuple(zooms)
+        grids = []
+        for zoom in self.zooms:  # sampling grids as constants (ONNX opset 17 has no affine_grid)
+            theta = torch.tensor([[[1 / zoom, 0.0, 0.0], [0.0, 1 / zoom, 0.0]]])
+            grids.append(nn.functional.affine_grid(theta, [1, 1, size, size], align_corners=False))
+        self.register_buffer("grids", torch.cat(grids), persistent=False)
+
+    def _view(self, x, i: int):
+        grid = self.grids[i : i + 1].expand(x.shape[0], -1, -1, -1)
+        return nn.functional.grid_sample(
+            x, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+
+    def forward(self, x):
+        features = self.net.features(x)
+        cam = self.net.head(features)[:, 0]
+        embedding = nn.functional.adaptive_avg_pool2d(features, 2).flatten(1)
+        logits = [cam.mean(dim=(1, 2))]
+        for i, zoom in enumerate(self.zooms):
+            if zoom != 1.0:
+                logits.append(self.net(self._view(x, i))[0])
+        logit = torch.stack(logits, 0).mean(0)
+        return logit, cam, embedding

@@ -23,24 +23,23 @@ import numpy as np
 
 from bot.core.imaging import decode
 from bot.ml import calibration, metrics
-from bot.ml.preprocess import BORDER, INPUT_SIZE, MAX_SIDE, prepare, standardize
+from bot.ml.preprocess import BORDER, INPUT_SIZE, MAX_SIDE, equalize, prepare, standardize
 from bot.training import require_torch
-from bot.training.data import CLASS_NAMES, Sample, list_samples, split_by_patient
+from bot.training.data import CLASS_NAMES, Sample, list_samples, split_by_patient, three_way_split
 
 torch = require_torch()
 F = torch.nn.functional
 
-from bot.training.augment import augment  # noqa: E402
+from bot.training.augment import STRONG, augment  # noqa: E402
 from bot.training.export import (  # noqa: E402
     export_onnx,
     onnx_agreement,
     sha256_file,
     write_model_card,
 )
-from bot.training.model import CxrNet  # noqa: E402
+from bot.training.model import TTA_ZOOMS, CxrNet, ExportNet  # noqa: E402
 
 DEFAULT_DATA = Path("../shared/data/train224")
-MODEL_FILE = "cxr-cnn-v1.onnx"
 ATTRIBUTION = (
     'Chest X-ray images from Kermany, Zhang and Goldbaum (2018), "Labeled Optical Coherence '
     'Tomography (OCT) and Chest X-Ray Images for Classification", Mendeley Data, v2, '
@@ -67,12 +66,78 @@ class TrainConfig:
     threshold: str = "zero"  # the network's own boundary, or "youden" (fitted on validation)
     ema: float = 0.995  # weight averaging per step (0: off); evaluated and exported
     recalibrate_bn: bool = True  # re-estimate BatchNorm statistics on clean images at the end
+    stop_after: int | None = None  # end after this epoch (short ablations; the LR schedule
+    # still spans `epochs`, so runs stopped at the same epoch compare)
     max_steps: int | None = None  # per epoch, for smoke tests
     limit: int | None = None  # images per class, for smoke tests
+    split: str = "three-way"  # also hold out the latest admissions ("patient": that split only)
+    equalize: bool = False  # histogram equalisation before standardizing
+    augmentation: str = "standard"  # or "strong"
+    label_smoothing: float = 0.0
+    tta: bool = False  # export the logit averaged over test-time zooms
     name: str = "cxr-cnn"
     version: str = "v1"
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def model_file(config: TrainConfig) -> str:
+    """The ONNX file's name: the model's name and version."""
+    return f"{config.name}-{config.version}.onnx"
+
+
+def finish(pixels, equalized: bool):
+    """The steps after `prepare` (and training's augmentation): as `bot.ml.preprocess`."""
+    if equalized:
+        if isinstance(pixels, np.ndarray):
+            pixels = equalize(pixels)
+        else:
+            pixels = torch.from_numpy(equalize(pixels.numpy()))
+    return standardize(pixels)
+
+
+def uncertain_band(y: np.ndarray, p: np.ndarray, cuts=(0.6, 0.65, 0.7, 0.75, 0.8)) -> dict:
+    """For each confidence cut: the share of verdicts that would be Uncertain and the accuracy
+    of the others (how the bot's Uncertain band trades answers for accuracy)."""
+    confidence = np.maximum(p, 1 - p)
+    out = {}
+    for cut in cuts:
+        decided = confidence >= cut
+        correct = (p[decided] >= 0.5) == (y[decided] == 1)
+        out[f"{cut:.2f}"] = {
+            "uncertain_share": float(1 - decided.mean()),
+            "decided_accuracy": float(correct.mean()) if decided.any() else float("nan"),
+        }
+    return out
+
+
+def limitations(val: dict, atypical: dict | None, bands: dict) -> list[str]:
+    """What a user must know, most important first (`/cxr status` shows the first five)."""
+    harder = (
+        f" On harder validation films (exposed like the other class) accuracy is "
+        f"{atypical['accuracy']:.1%} (sensitivity {atypical['sensitivity']:.1%}, specificity "
+        f"{atypical['specificity']:.1%}), against {val['accuracy']:.1%} "
+        f"({val['sensitivity']:.1%}, {val['specificity']:.1%}) on the patient-level split."
+        if atypical
+        else ""
+    )
+    band = bands.get("validation", {}).get("0.70")
+    share = (
+        f" (on validation, {band['uncertain_share']:.1%} of films; "
+        f"{band['decided_accuracy']:.1%} of the others are right)"
+        if band
+        else ""
+    )
+    return [
+        "Films from a hospital, machine or export it has not seen may score lower than the "
+        "figures here: every validation film comes from the training hospital." + harder,
+        "An Uncertain verdict (confidence under the bot's threshold, 70% by default) is where a "
+        "human must look" + share + "; a confident verdict can still be wrong.",
+        "Pediatric (ages 1-5) AP films from one hospital; adults and other sites are out of "
+        "distribution.",
+        "Two classes only: no other findings, no bacterial/viral distinction.",
+        "A screening aid for triage and teaching, not a diagnosis.",
+    ]
 
 
 def log(message: str) -> None:
@@ -124,7 +189,9 @@ class WeightAverage:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model, images: torch.Tensor, batch: int = 128) -> None:
+def recalibrate_batchnorm(
+    model, images: torch.Tensor, equalized: bool = False, batch: int = 128
+) -> None:
     """Re-estimate BatchNorm's running statistics on clean (unaugmented, standardized) images:
     the statistics seen in training come from augmented batches, not from what inference sees."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -134,7 +201,7 @@ def recalibrate_batchnorm(model, images: torch.Tensor, batch: int = 128) -> None
         m.momentum = None  # a cumulative average over every batch below
     model.train()
     for start in range(0, len(images), batch):
-        x = standardize(images[start : start + batch])
+        x = finish(images[start : start + batch], equalized)
         model(x.contiguous(memory_format=torch.channels_last))
     for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum
@@ -171,17 +238,27 @@ def train(config: TrainConfig) -> dict[str, Any]:
             + [s for s in samples if s.label == 1][: config.limit],
             key=lambda s: str(s.path),
         )
-    train_set, val_set = split_by_patient(samples, config.val_fraction, config.seed)
+    if config.split == "three-way":
+        train_set, val_set, atypical_set = three_way_split(
+            samples, config.val_fraction, config.seed
+        )
+    else:
+        train_set, val_set = split_by_patient(samples, config.val_fraction, config.seed)
+        atypical_set = []
     if not train_set or not val_set:
         raise ValueError(f"not enough patients in {config.data} to split")
     log(
         f"data {config.data}: {len(samples)} images; train {_counts(train_set)}, "
-        f"validation {_counts(val_set)} (patient-level split, seed {config.seed})"
+        f"validation {_counts(val_set)} (patient-level split, seed {config.seed}); "
+        f"atypical acquisition {_counts(atypical_set)}"
     )
 
     t0 = time.perf_counter()
     x_train = torch.from_numpy(load_images(train_set))
-    x_val = standardize(load_images(val_set))  # exactly bot.ml.preprocess.preprocess
+    x_val = finish(load_images(val_set), config.equalize)  # exactly bot.ml.preprocess
+    x_atypical = finish(load_images(atypical_set), config.equalize) if atypical_set else None
+    y_atypical = np.array([s.label for s in atypical_set])
+    aug = STRONG if config.augmentation == "strong" else {}
     y_train = torch.tensor([s.label for s in train_set], dtype=torch.float32)
     y_val = np.array([s.label for s in val_set])
     log(f"loaded and preprocessed {len(samples)} images in {time.perf_counter() - t0:.1f}s")
@@ -224,10 +301,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             if len(idx) < 2:
                 continue
-            x = standardize(augment(x_train[idx], gen))
+            x = finish(augment(x_train[idx], gen, **aug), config.equalize)
             y = y_train[idx]
             logit, _ = model(x.contiguous(memory_format=torch.channels_last))
-            loss = F.binary_cross_entropy_with_logits(logit, y, weight=class_weight[y.long()])
+            target = y * (1 - config.label_smoothing) + 0.5 * config.label_smoothing
+            loss = F.binary_cross_entropy_with_logits(logit, target, weight=class_weight[y.long()])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -242,6 +320,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
         val_loss = calibration.nll(val_logits, y_val)
         seconds = time.perf_counter() - t_epoch
         history.append({"epoch": epoch, "loss": total / max(seen, 1), "val_loss": val_loss, **val})
+        if x_atypical is not None:
+            atypical = metrics.summarize(
+                y_atypical, calibration.sigmoid(predict_logits(evaluated, x_atypical)), 0.5
+            )
+            history[-1]["atypical"] = atypical
+            log(f"          atypical acquisition: {_fmt(atypical)}")
         key = (val["auc"] if not math.isnan(val["auc"]) else 0.0, -val_loss)
         mark = ""
         if key > best["key"]:
@@ -252,15 +336,32 @@ def train(config: TrainConfig) -> dict[str, Any]:
             f"val loss {val_loss:.4f}  {_fmt(val)}  lr {scheduler.get_last_lr()[0]:.2e}  "
             f"{seconds:.0f}s (total {(time.perf_counter() - started) / 60:.1f} min){mark}"
         )
+        if config.stop_after and epoch >= config.stop_after:
+            log(f"stopping after epoch {epoch} of a {config.epochs}-epoch schedule")
+            break
 
     model.load_state_dict(best["state"])
     model.eval()
     if config.recalibrate_bn:
         before = metrics.summarize(y_val, calibration.sigmoid(predict_logits(model, x_val)), 0.5)
-        recalibrate_batchnorm(model, x_train)
+        recalibrate_batchnorm(model, x_train, config.equalize)
         after = metrics.summarize(y_val, calibration.sigmoid(predict_logits(model, x_val)), 0.5)
         log(f"BatchNorm statistics re-estimated on clean images: {_fmt(before)} -> {_fmt(after)}")
-    val_logits = predict_logits(model, x_val)
+    plain = {"validation": predict_logits(model, x_val)}
+    exported = ExportNet(model, TTA_ZOOMS if config.tta else (1.0,)).eval()
+    tta = ExportNet(model, TTA_ZOOMS).eval()
+    with_tta = {"validation": predict_logits(tta, x_val)}
+    if x_atypical is not None:
+        plain["atypical"] = predict_logits(model, x_atypical)
+        with_tta["atypical"] = predict_logits(tta, x_atypical)
+    for split, y in (("validation", y_val), ("atypical", y_atypical)):
+        if split in plain:
+            log(f"{split}: as is {_fmt(metrics.summarize(y, calibration.sigmoid(plain[split])))}")
+            log(
+                f"{split}: TTA   {_fmt(metrics.summarize(y, calibration.sigmoid(with_tta[split])))}"
+            )
+    chosen = with_tta if config.tta else plain
+    val_logits = chosen["validation"]
     youden = calibration.youden_threshold(val_logits, y_val)
     log(
         f"Youden cut on validation: logit {youden:.4f}: "
@@ -294,8 +395,31 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
 
     out = Path(config.out)
-    onnx_path = export_onnx(model, out / MODEL_FILE)
-    diff = onnx_agreement(model, onnx_path, x_val[: min(len(x_val), 64)])
+    atypical_metrics = {}
+    if x_atypical is not None:
+        p_atypical = calibration.calibrated_probability(chosen["atypical"], temperature, offset)
+        atypical_metrics = {
+            "validation_atypical": metrics.summarize(y_atypical, p_atypical, 0.5),
+            "validation_atypical_raw": metrics.summarize(
+                y_atypical, calibration.sigmoid(chosen["atypical"]), 0.5
+            ),
+        }
+        log(f"atypical acquisition, calibrated: {_fmt(atypical_metrics['validation_atypical'])}")
+    bands = {
+        split: uncertain_band(
+            y, calibration.calibrated_probability(chosen[split], temperature, offset)
+        )
+        for split, y in (("validation", y_val), ("atypical", y_atypical))
+        if split in chosen
+    }
+    for split, band in bands.items():
+        log(f"{split}: {band}")
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "weights.pt")  # for re-export; not shipped
+    onnx_path = export_onnx(exported, out / model_file(config))
+    diff = onnx_agreement(exported, onnx_path, x_val[: min(len(x_val), 64)])
     seconds = time.perf_counter() - started
     log(
         f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); torch/ONNX max diff {diff:.2e}"
@@ -305,7 +429,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "name": config.name,
         "version": config.version,
         "kind": "local",
-        "file": MODEL_FILE,
+        "file": model_file(config),
         "sha256": sha256_file(onnx_path),
         "size_bytes": onnx_path.stat().st_size,
         "created": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -316,16 +440,31 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "size": INPUT_SIZE,
             "border": BORDER,
             "max_side": MAX_SIDE,
+            "equalize": config.equalize,
             "description": f"1 x {INPUT_SIZE} x {INPUT_SIZE} grayscale, per-image standardized",
             "preprocessing": (
                 "`bot.ml.preprocess.preprocess`, shared by training and inference: decode "
                 f"upright at most {MAX_SIDE} px a side (`bot.core.imaging.decode`), convert to "
                 f"grayscale, trim {BORDER:.0%} from each side, resize to {INPUT_SIZE} x "
                 f"{INPUT_SIZE} (bilinear, aspect ratio not kept, as the training images were "
-                "squashed), scale to 0..1, then zero mean and unit variance per image. Training "
-                "augments between the resize and the standardization: random zoom (+-15%), "
-                "aspect (+-10%), rotation (+-8 deg), shift (+-6%), gamma (x e^+-0.4), "
-                "windowing, blur and noise."
+                "squashed), scale to 0..1, "
+                + ("histogram-equalise (mid-rank, 256 levels), " if config.equalize else "")
+                + "then zero mean and unit variance per image. Training augments between the "
+                "resize and the "
+                + ("equalisation" if config.equalize else "standardization")
+                + (
+                    ": strong augmentation: random zoom (+-25%), aspect (+-10%), rotation "
+                    "(+-12 deg), shift (+-10%), gamma (x e^+-0.7), windowing, tone curve, "
+                    "blur, unsharp masking, an erased patch and noise."
+                    if config.augmentation == "strong"
+                    else ": random zoom (+-15%), aspect (+-10%), rotation (+-8 deg), shift "
+                    "(+-6%), gamma (x e^+-0.4), windowing, blur and noise."
+                )
+                + (
+                    f" The exported logit averages test-time zooms {list(TTA_ZOOMS)}."
+                    if config.tta
+                    else ""
+                )
             ),
         },
         "outputs": "`logit` (N,): pneumonia log-odds; `cam` (N, 14, 14): class activation "
@@ -344,7 +483,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "nll_before": calibration.nll(val_logits, y_val),
             "nll_after": calibration.nll(val_logits, y_val, temperature, offset),
         },
-        "metrics": {"validation": decided, "validation_raw": raw},
+        "metrics": {
+            "validation": decided,
+            "validation_raw": raw,
+            **atypical_metrics,
+            "uncertain_band": bands,
+            "ablation": {
+                split: {
+                    "as_is": metrics.summarize(y, calibration.sigmoid(plain[split])),
+                    "tta": metrics.summarize(y, calibration.sigmoid(with_tta[split])),
+                }
+                for split, y in (("validation", y_val), ("atypical", y_atypical))
+                if split in plain
+            },
+        },
         "data": {
             "attribution": ATTRIBUTION,
             "licence": "CC BY 4.0",
@@ -357,11 +509,22 @@ def train(config: TrainConfig) -> dict[str, Any]:
         },
         "split": {
             "method": "Patient-level: patients (from file names) shuffled per class with the "
-            "seed, about 15% of each class's patients to validation; no patient on both sides.",
+            "seed, about 15% of each class's patients to validation; no patient on both sides."
+            + (
+                " Held out first, as a harder second validation split ('atypical "
+                "acquisition'): within each class, the ~15% of patients whose films look most "
+                "like the other class by exposure and processing alone (mean, contrast, tone "
+                "curve, sharpness, dark border; `bot.training.data."
+                "split_by_atypical_acquisition`); train and both validation splits share no "
+                "patient."
+                if atypical_set
+                else ""
+            ),
             "seed": config.seed,
             "val_fraction": config.val_fraction,
             "train": _counts(train_set),
             "validation": _counts(val_set),
+            "atypical": _counts(atypical_set),
         },
         "architecture": {
             "class": "bot.training.model.CxrNet",
@@ -382,7 +545,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 )
                 + "."
             ),
-            "epochs": config.epochs,
+            "epochs": len(history),
+            "schedule_epochs": config.epochs,
             "best_epoch": best["epoch"],
             "seconds": round(seconds, 1),
             "threads": config.threads,
@@ -394,15 +558,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             },
             "history": history,
         },
-        "limitations": [
-            "Pediatric (ages 1-5) AP films from one hospital; adults and other sites are "
-            "out of distribution.",
-            "Validation images come from the same distribution as training; the official test "
-            "split is known to differ (models tend to over-call pneumonia there), so expect "
-            "lower specificity on new data.",
-            "Two classes only: no other findings, no bacterial/viral distinction.",
-            "A screening aid for triage and teaching, not a diagnosis.",
-        ],
+        "limitations": limitations(decided, atypical_metrics.get("validation_atypical"), bands),
     }
     write_model_card(card, out)
     log(f"model card {out / 'model_card.json'}; total {seconds / 60:.1f} min")

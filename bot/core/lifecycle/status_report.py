@@ -134,21 +134,27 @@ def card_lines(card: dict[str, Any]) -> list[str]:
         f"Local model {name}" + (f", created {card['created']}" if card.get("created") else "")
     ]
     metrics = card.get("metrics")
-    validation = metrics.get("validation") if isinstance(metrics, dict) else None
-    if isinstance(validation, dict):
+    splits = (
+        ("validation", "Validation"),
+        ("validation_atypical", "Harder validation (films atypical for their class)"),
+    )
+    for key, title in splits:
+        validation = metrics.get(key) if isinstance(metrics, dict) else None
+        if not isinstance(validation, dict):
+            continue
         shown = [
-            f"{key} {percent(validation[key])}"
-            for key in ("accuracy", "sensitivity", "specificity", "f1", "auc")
-            if isinstance(validation.get(key), int | float)
+            f"{name} {percent(validation[name])}"
+            for name in ("accuracy", "sensitivity", "specificity", "f1", "auc")
+            if isinstance(validation.get(name), int | float)
         ]
         n = validation.get("n")
         if shown:
-            lines.append("  Validation: " + ", ".join(shown) + (f" (n = {n})" if n else ""))
+            lines.append(f"  {title}: " + ", ".join(shown) + (f" (n = {n})" if n else ""))
     data = card.get("data")
     counts = data.get("counts") if isinstance(data, dict) else None
     if isinstance(counts, dict) and counts:
         lines.append("  Trained on " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     limitations = card.get("limitations")
     if isinstance(limitations, list):
-        lines.extend(f"  Limitation: {item}" for item in limitations[:4] if isinstance(item, str))
+        lines.extend(f"  Limitation: {item}" for item in limitations[:5] if isinstance(item, str))
     return lines

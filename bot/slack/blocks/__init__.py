@@ -32,7 +32,8 @@ def render(notice: Notice) -> Rendered:
 def render_parts(notice: Notice) -> list[Rendered]:
     """A notice as one or more messages, posted in order (a reply too big for one message
     registers its own splitting); most notices are one message."""
-    return [render(notice)]
+    rendered = render(notice)  # a renderer may also return its parts itself
+    return list(rendered) if isinstance(rendered, list | tuple) else [rendered]
 
 
 def section(text: str) -> dict[str, Any]:
