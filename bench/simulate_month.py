@@ -38,20 +38,22 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.core import cost_notices as cn
-from bot.core.cost_guard import CostGuard, GuardConfig
+from bot.core.fleet import guard_notices as cn
+from bot.core.fleet.context import LifecycleConfig
+from bot.core.fleet.guard import CostGuard
+from bot.core.fleet.guard_context import GuardConfig
+from bot.core.fleet.lifecycle import Lifecycle
 from bot.core.model_versions import RUNNING, STARTING, STOPPED, STOPPING, ModelVersion
 from bot.core.ports import PostedMessage
 from bot.core.pricing import Prices, usd
 from bot.core.usage import NoUsage, Usage
-from bot.state.audit import AuditLog
-from bot.state.cost_guard import CostGuardStore
 from bot.state.db import Database
-from bot.state.runs import RunStore
+from bot.state.store import SqliteStore
 
 ZONE = ZoneInfo("Europe/Berlin")
 ARN = "arn:aws:rekognition:eu-central-1:123456789012:project/cxr/version/cxr.v1/1700000000001"
@@ -208,6 +210,26 @@ class Result:
     stretches: list[int] = field(default_factory=list)
 
 
+PROJECT_ARN = "arn:aws:rekognition:eu-central-1:123456789012:project/cxr/1700000000000"
+
+
+class NoServing:
+    """The simulation classifies nothing: which version serves doesn't matter."""
+
+    def current(self) -> Any:
+        return None
+
+    def version_arn(self) -> str | None:
+        return None
+
+    def has_fallback(self) -> bool:
+        return False
+
+    def serve(self, version_arn: str) -> None: ...
+
+    def stopped(self, version_arn: str) -> None: ...
+
+
 async def simulate(
     policy: str,
     plan: list[Day],
@@ -223,15 +245,25 @@ async def simulate(
     requests = RequestLog(catalog)
     outbox = Outbox()
     db = Database(":memory:")
-    guard = None
+    guard = poller = None
     if policy != "no guard":
+        store = SqliteStore(db)
+        lifecycle = Lifecycle(
+            config=LifecycleConfig(project_arn=PROJECT_ARN, ops_channel="C0OPS0001"),
+            catalog=catalog,
+            training=None,
+            images=None,
+            store=store,
+            prices=Prices(4.0),
+            outbox=outbox,
+            clock=clock,
+            serving=NoServing(),
+        )
         guard = CostGuard(
             catalog=catalog,
             usage=requests,
             own=NoUsage(),
-            store=CostGuardStore(db),
-            runs=RunStore(db),
-            audit=AuditLog(db),
+            store=store,
             prices=Prices(4.0),
             outbox=outbox,
             clock=clock,
@@ -244,7 +276,16 @@ async def simulate(
                 else None,
                 summary_time=None,
                 zone=ZONE.key,
+                sole_client=True,  # the simulated team is the model's only client
             ),
+            stops=lifecycle.start_stop,
+        )
+        poller = lifecycle.join_guard(
+            guard,
+            leases=store.leases,
+            owner="simulation",
+            idle_seconds=POLL.total_seconds(),
+            zone=ZONE.key,
         )
     admin = random.Random(seed + 1)
     presses: list[tuple[datetime, int]] = []  # (when, episode id)
@@ -305,9 +346,9 @@ async def simulate(
             result.stretches.append(idle_run)
             idle_run = 0
         # the guard and the admins
-        if guard is not None and (now - START) % POLL == timedelta(0):
+        if poller is not None and (now - START) % POLL == timedelta(0):
             stops_before = catalog.guard_stops
-            await guard.tick()
+            await poller.tick()
             if catalog.guard_stops > stops_before:
                 stopped_by_guard = True
             roots = [n for n, thread, _ in outbox.posts if thread is None]

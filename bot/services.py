@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from bot.core.clock import Clock, SystemClock
+from bot.core.fleet.state import Audit, Runs
 from bot.core.intake import Intake
 from bot.core.leases import LeaseTerms
 from bot.core.model_versions import ModelCatalog
@@ -23,15 +24,13 @@ from bot.core.ports import Classifier, FileDescriber, FileFetcher, Outbox
 from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
-from bot.state.audit import AuditLog
 from bot.state.db import Database
-from bot.state.leases import LeaseStore
-from bot.state.runs import RunStore
+from bot.state.store import SqliteStore
 from bot.state.uploads import UploadStore
 
 if TYPE_CHECKING:  # for annotations only; built (and imported) by the _attach_ functions
-    from bot.core.cost_guard import CostGuard
-    from bot.core.lifecycle import Lifecycle
+    from bot.core.fleet.guard import CostGuard
+    from bot.core.fleet.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,9 @@ class Services:
     router: ModelRouter
     intake: Intake
     prices: Prices
-    runs: RunStore
-    audit: AuditLog
+    store: SqliteStore  # all of the fleet's state (`bot.core.fleet.state.Store`)
+    runs: Runs
+    audit: Audit
     models: ModelCatalog | None  # the Rekognition project's versions; None without a project
     lifecycle: Lifecycle | None = None  # /cxr status|start|stop|train: _attach_lifecycle
     cost_guard: CostGuard | None = None  # idle alerts, auto-stop…: _attach_cost_guard
@@ -161,7 +161,8 @@ def build_services(
     # holds up the statements queued behind it.
     db = Database(settings.cxr_db_path, busy_timeout_s=2.0)
     clients = AwsClients(settings, dict(aws or {}))
-    uploads = UploadStore(db)
+    store = SqliteStore(db)
+    uploads = store.uploads
 
     primary: Classifier | None = None
     if settings.cxr_project_arn and settings.cxr_project_version_arn:
@@ -185,7 +186,7 @@ def build_services(
 
     intake = Intake(
         store=uploads,
-        leases=LeaseStore(db),
+        leases=store.leases,
         fetcher=fetcher,
         describer=describer,
         lease=LeaseTerms(timedelta(seconds=settings.cxr_upload_lease_seconds)),
@@ -209,8 +210,9 @@ def build_services(
         router=router,
         intake=intake,
         prices=Prices(settings.cxr_price_inference_hour, settings.cxr_price_training_hour),
-        runs=RunStore(db),
-        audit=AuditLog(db),
+        store=store,
+        runs=store.runs,
+        audit=store.audit,
         models=models,
     )
     close = getattr(fetcher, "close", None)  # the Slack fetcher holds an HTTP session
@@ -223,9 +225,9 @@ def build_services(
 
 def _attach_lifecycle(services: Services) -> None:
     """Model lifecycle (train, start, stop, operations in flight): issue 4."""
-    from bot.core.lifecycle import Lifecycle, LifecycleConfig, RouterServing
+    from bot.core.fleet.context import LifecycleConfig, RouterServing
+    from bot.core.fleet.lifecycle import Lifecycle
     from bot.core.training_data import S3Uri
-    from bot.state.operations import OperationStore
 
     settings = services.settings
     aws = services.aws
@@ -269,9 +271,7 @@ def _attach_lifecycle(services: Services) -> None:
         catalog=services.models,
         training=training,
         images=images,
-        operations=OperationStore(services.db),
-        runs=services.runs,
-        audit=services.audit,
+        store=services.store,
         prices=services.prices,
         outbox=services.outbox,
         clock=services.clock,
@@ -288,9 +288,9 @@ def _attach_cost_guard(services: Services) -> None:
     if services.models is None:
         return  # no Rekognition project: nothing bills by the hour
     from bot.adapters.cloudwatch_usage import CloudWatchUsage
-    from bot.core.cost_guard import CostGuard, GuardConfig
+    from bot.core.fleet.guard import CostGuard
+    from bot.core.fleet.guard_context import GuardConfig
     from bot.core.usage import NoUsage, OwnTraffic
-    from bot.state.cost_guard import CostGuardStore
 
     settings = services.settings
     aws = services.aws
@@ -305,9 +305,7 @@ def _attach_cost_guard(services: Services) -> None:
         if settings.cxr_cloudwatch_usage
         else NoUsage(),
         own=OwnTraffic(services.uploads),
-        store=CostGuardStore(services.db),
-        runs=services.runs,
-        audit=services.audit,
+        store=services.store,
         prices=services.prices,
         outbox=services.outbox,
         clock=services.clock,
@@ -315,9 +313,24 @@ def _attach_cost_guard(services: Services) -> None:
         router=router,
         serving_version=serving_version,
         classifications=services.uploads,
+        stops=services.lifecycle.start_stop if services.lifecycle is not None else None,
     )
     services.cost_guard = guard
-    services.background.append(guard.run)
-    if services.lifecycle is not None:  # /cxr status shows the guard's running meter
-        zone = settings.cxr_timezone
-        services.lifecycle.context.meter = lambda: [line.describe(zone) for line in guard.meter()]
+    if settings.cxr_auto_stop_minutes and not (
+        settings.cxr_sole_client or settings.cxr_owned_versions
+    ):
+        log.warning(  # the alerts say so too, per version
+            "cost_guard.auto_stop_blind",
+            extra={"hint": "set CXR_SOLE_CLIENT or CXR_OWNED_VERSIONS for auto-stop to act"},
+        )
+    lifecycle = services.lifecycle
+    if lifecycle is not None:  # one poller for operations in flight and the guard
+        poller = lifecycle.join_guard(
+            guard,
+            leases=services.store.leases,
+            owner=services.intake.owner,
+            idle_seconds=guard.config.interval.total_seconds(),
+            zone=settings.cxr_timezone,
+        )
+        services.background.remove(lifecycle.resume)
+        services.background.append(poller.run)

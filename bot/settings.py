@@ -155,7 +155,19 @@ class Settings(BaseSettings):
     )
     cxr_schedule_inference_units: int = Field(1, ge=1, description="Units for scheduled starts")
     cxr_cloudwatch_usage: bool = Field(
-        True, description="Count other clients' requests (CloudWatch) as use, not just the bot's"
+        True,
+        description="Read CloudWatch: units in service (when a run began) and any request "
+        "counts it reports, as use. AWS documents request metrics per operation, not per "
+        "version, so their absence never counts as idle",
+    )
+    cxr_sole_client: bool = Field(
+        False,
+        description="The bot is the only client of the project's models: auto-stop may act on "
+        "any version",
+    )
+    cxr_owned_versions: CommaList = Field(
+        default_factory=list,
+        description="Versions only the bot calls: auto-stop may act on these (names)",
     )
 
     @field_validator("cxr_schedule")
@@ -168,7 +180,13 @@ class Settings(BaseSettings):
             return value.strip()
         return None
 
-    @field_validator("cxr_allowed_channels", "cxr_admins", "slack_file_hosts", mode="before")
+    @field_validator(
+        "cxr_allowed_channels",
+        "cxr_admins",
+        "cxr_owned_versions",
+        "slack_file_hosts",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -210,6 +228,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        from bot.core.fleet.arns import same_project
+
         problems: list[str] = []
         if (self.slack_app_token or self.slack_signing_secret) and not self.slack_bot_token:
             problems.append(
@@ -224,7 +244,7 @@ class Settings(BaseSettings):
         if (
             self.cxr_project_arn
             and self.cxr_project_version_arn
-            and not self.cxr_project_version_arn.startswith(self.cxr_project_arn.rsplit("/", 1)[0])
+            and not same_project(self.cxr_project_version_arn, self.cxr_project_arn)
         ):
             problems.append("CXR_PROJECT_VERSION_ARN: is not a version of CXR_PROJECT_ARN")
         if problems:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.core.fleet.arns import is_version_arn
 from bot.slack.escaping import user_text
 
 # The one Slack-specific line of the usage; the local shell says its own instead.
@@ -28,7 +29,6 @@ USAGE = f"""*`/cxr` manages the chest X-ray screening model.*
 {HOW_TO_SCREEN}"""
 
 _NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
-_ARN = re.compile(r"^arn:aws[a-z\-]*:rekognition:[^\s]+/version/[^\s]+$")
 
 
 @dataclass(frozen=True)
@@ -124,4 +124,9 @@ def _start(args: list[str]) -> Command:
 
 
 def _is_version(word: str) -> bool:
-    return bool(_NAME.match(word) or _ARN.match(word))
+    return bool(_NAME.match(word) or is_version_arn(word))
+
+
+def usage(command: Help) -> str:
+    """`/cxr help`, or why the command was not understood, followed by the usage."""
+    return f"{command.problem}\n\n{USAGE}" if command.problem else USAGE

@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
-from bot.core import cost_notices as cn
 from bot.core.clock import FakeClock
-from bot.core.cost_guard import CostGuard, GuardConfig
+from bot.core.fleet import guard_notices as cn
+from bot.core.fleet.context import LifecycleConfig
+from bot.core.fleet.guard import CostGuard
+from bot.core.fleet.guard_context import GuardConfig
+from bot.core.fleet.lifecycle import Lifecycle
 from bot.core.model_versions import (
     RUNNING,
     STARTING,
@@ -29,10 +32,8 @@ from bot.core.ports import PostedMessage
 from bot.core.pricing import Prices
 from bot.core.schedule import Schedule
 from bot.core.usage import OwnTraffic, Usage
-from bot.state.audit import AuditLog
-from bot.state.cost_guard import CostGuardStore
 from bot.state.db import Database
-from bot.state.runs import RunStore
+from bot.state.store import SqliteStore
 
 PROJECT = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/1700000000000"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
@@ -186,6 +187,26 @@ class FakeRouter:
         self.told.append(running)
 
 
+class Serving:
+    """Which version the bot classifies with (the guard's tests don't classify)."""
+
+    def __init__(self) -> None:
+        self.arn: str | None = None
+
+    def version_arn(self) -> str | None:
+        return self.arn
+
+    def serve(self, version_arn: str) -> None:
+        self.arn = version_arn
+
+    def stopped(self, version_arn: str) -> None:
+        if self.arn == version_arn:
+            self.arn = None
+
+    def current(self) -> Any:
+        return None
+
+
 class World:
     """One guard and everything around it; `restart()` builds a new guard on the same DB."""
 
@@ -204,23 +225,44 @@ class World:
 
     def _build(self) -> CostGuard:
         self.db = Database(self.path)
-        self.runs = RunStore(self.db)
-        self.audit = AuditLog(self.db)
-        self.store = CostGuardStore(self.db)
-        return CostGuard(
+        state = SqliteStore(self.db)
+        self.runs, self.audit, self.store = state.runs, state.audit, state.guard
+        self.lifecycle = Lifecycle(
+            config=LifecycleConfig(project_arn=PROJECT, region="us-east-1", ops_channel=OPS),
+            catalog=self.catalog,
+            training=None,
+            images=None,
+            store=state,
+            prices=Prices(4.0),
+            outbox=self.outbox,
+            clock=self.clock,
+            serving=Serving(),
+        )
+        guard = CostGuard(
             catalog=self.catalog,
             usage=self.metrics,
             own=OwnTraffic(self.classifications),
-            store=self.store,
-            runs=self.runs,
-            audit=self.audit,
+            store=state,
             prices=Prices(4.0),
             outbox=self.outbox,
             clock=self.clock,
             config=GuardConfig(**self.config_values),
             router=self.router,
             serving_version=lambda: self.serving,
+            stops=self.lifecycle.start_stop,
         )
+        self.poller = self.lifecycle.join_guard(
+            guard,
+            leases=state.leases,
+            owner="test-instance",
+            idle_seconds=guard.config.interval.total_seconds(),
+            zone="UTC",
+        )
+        return guard
+
+    async def tick(self) -> None:
+        """One poll of the fleet: operations in flight, then the guard (as the bot polls)."""
+        await self.poller.tick()
 
     def restart(self) -> None:
         assert self.db is not None
@@ -232,7 +274,7 @@ class World:
         step = self.guard.config.interval
         for _ in range(round(minutes * 60 / step.total_seconds())):
             await self.clock.advance(step.total_seconds())
-            await self.guard.tick()
+            await self.tick()
 
     def alerts(self) -> list[Post]:
         return self.outbox.roots(cn.IdleAlert)
@@ -256,7 +298,7 @@ def minutes(n: float) -> timedelta:
 async def test_a_model_started_in_the_console_and_left_idle_gets_one_alert_thread(world):
     arn = world.catalog.add("cxr.v1", RUNNING)
     world.metrics.running_since["cxr.v1"] = T0 - minutes(10)  # started before the bot looked
-    await world.guard.tick()
+    await world.tick()
     run = world.runs.current(arn)
     assert run.started_at == T0 - minutes(10) and run.source == "observed"
     assert ("watcher", "observed:running", "ok") in world.audit_actions()
@@ -292,7 +334,7 @@ async def test_a_model_started_in_the_console_and_left_idle_gets_one_alert_threa
 
 async def test_traffic_from_another_client_keeps_the_model_alive(world):
     world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     for _ in range(8):  # a request every 20 minutes for 2 h 40 min, from a script
         world.metrics.requests["cxr.v1"].append(world.clock.now() + minutes(1))
         await world.run_for(20)
@@ -306,7 +348,7 @@ async def test_traffic_from_another_client_keeps_the_model_alive(world):
 async def test_the_bots_own_classifications_count_as_use(world):
     world.catalog.add("cxr.v1", RUNNING)
     world.metrics.broken = True  # no CloudWatch at all: the bot's own record still counts
-    await world.guard.tick()
+    await world.tick()
     for _ in range(4):
         world.classifications.last["cxr.v1"] = world.clock.now()
         await world.run_for(25)
@@ -315,7 +357,7 @@ async def test_the_bots_own_classifications_count_as_use(world):
 
 async def test_traffic_ends_an_episode_and_a_new_idle_stretch_opens_a_new_thread(world):
     world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(40)
     [first] = world.alerts()
     world.metrics.requests["cxr.v1"].append(world.clock.now())
@@ -330,7 +372,7 @@ async def test_traffic_ends_an_episode_and_a_new_idle_stretch_opens_a_new_thread
 
 async def test_the_alert_waits_for_slack_and_is_posted_once(world):
     world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     world.outbox.down = True
     await world.run_for(35)
     assert world.outbox.posts == []
@@ -343,14 +385,14 @@ async def test_the_alert_waits_for_slack_and_is_posted_once(world):
 # --- buttons ---------------------------------------------------------------------------------
 async def test_snooze_then_alert_again_in_the_same_thread(world):
     arn = world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(30)
     [alert] = world.alerts()
     result = await world.guard.press(alert.notice.episode_id, cn.KEEP_1H, ADMIN)
     assert result.ok
     snoozed = world.outbox.current(alert.ts)
     assert snoozed.state == cn.SNOOZED and snoozed.actions == (cn.STOP,)
-    assert f"Kept running by <@{ADMIN}> at 09:30 UTC until 10:30 UTC" in snoozed.text
+    assert f"Kept running by {ADMIN} at 09:30 UTC until 10:30 UTC" in snoozed.text
     assert (ADMIN, "snooze", "ok") in world.audit_actions()
 
     await world.run_for(55)  # quiet during the snooze (a reminder was due at 60 min idle)
@@ -358,7 +400,7 @@ async def test_snooze_then_alert_again_in_the_same_thread(world):
     await world.run_for(5)  # the snooze is over: a reminder in the same thread
     [reminder] = world.outbox.thread(alert.ts)
     assert reminder.notice.snooze_ended_by == ADMIN
-    assert f"The snooze by <@{ADMIN}> is over" in reminder.notice.text
+    assert f"The snooze by {ADMIN} is over" in reminder.notice.text
     assert world.outbox.current(alert.ts).actions == (cn.STOP, cn.KEEP_1H, cn.KEEP_4H)
     # the back-off starts again from N: next reminder 30 min later, then 60
     await world.run_for(30)
@@ -371,9 +413,9 @@ async def test_snooze_then_alert_again_in_the_same_thread(world):
 
 
 async def test_a_snooze_also_holds_auto_stop(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60), sole_client=True)
     world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(30)
     [alert] = world.alerts()
     await world.guard.press(alert.notice.episode_id, cn.KEEP_4H, ADMIN)
@@ -386,24 +428,30 @@ async def test_a_snooze_also_holds_auto_stop(tmp_path):
 async def test_stop_now_stops_records_and_reports(world):
     arn = world.catalog.add("cxr.v1", RUNNING)
     world.router.primary.version_arn = arn
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(45)
     [alert] = world.alerts()
     result = await world.guard.press(alert.notice.episode_id, cn.STOP, ADMIN)
     assert result.ok
     assert world.catalog.calls == [("stop", arn)]
-    assert world.runs.current(arn) is None  # the meter stops when the guard acts
-    assert world.router.told[-1] is False
+    assert world.router.told[-1] is False  # the local model answers at once
+    # STOPPING is still billed, and the stop is confirmed only at STOPPED (the next poll)
+    assert world.runs.current(arn) is not None
+    assert world.outbox.current(alert.ts).state == cn.OPEN and world.outbox.thread(alert.ts) == []
+    pressed = await world.guard.press(alert.notice.episode_id, cn.STOP, "U0ADMIN02")
+    assert not pressed.ok and "already stopping" in pressed.message
+    await world.run_for(5)
+    assert world.runs.current(arn) is None  # the meter stops at STOPPED
     stopped = world.outbox.current(alert.ts)
     assert stopped.state == cn.STOPPED and stopped.actions == ()
-    assert f"stopped by <@{ADMIN}> at 09:45 UTC after 45 min idle" in stopped.text
+    assert f"stopped by {ADMIN} at 09:45 UTC after 45 min idle" in stopped.text
     [note] = world.outbox.thread(alert.ts)
     assert isinstance(note.notice, cn.ModelStopped)
     assert "/cxr start cxr.v1" in note.notice.text
     assert (ADMIN, "stop", "ok") in world.audit_actions()
     # a second press (someone else, a moment later) changes nothing
     again = await world.guard.press(alert.notice.episode_id, cn.STOP, "U0ADMIN02")
-    assert not again.ok and f"Already handled: cxr.v1 stopped by <@{ADMIN}>" in again.message
+    assert not again.ok and f"Already handled: cxr.v1 stopped by {ADMIN}" in again.describe()
     assert world.catalog.calls == [("stop", arn)]
     # the version goes STOPPING, then STOPPED: no new run, no new alert
     await world.run_for(120)
@@ -412,7 +460,7 @@ async def test_stop_now_stops_records_and_reports(world):
 
 async def test_stop_now_on_a_model_already_stopped_in_the_console(world):
     arn = world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(30)
     [alert] = world.alerts()
     world.catalog.set(arn, STOPPED)
@@ -424,21 +472,22 @@ async def test_stop_now_on_a_model_already_stopped_in_the_console(world):
 
 async def test_a_restart_between_alert_and_press_forgets_nothing(world):
     arn = world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(30)
     [alert] = world.alerts()
     world.restart()
     await world.run_for(5)
-    await world.guard.tick()  # twice at the same moment: still nothing new
+    await world.tick()  # twice at the same moment: still nothing new
     assert len(world.outbox.posts) == 1
     result = await world.guard.press(alert.notice.episode_id, cn.STOP, ADMIN)
     assert result.ok and world.catalog.calls == [("stop", arn)]
+    await world.run_for(5)  # confirmed at STOPPED
     assert world.outbox.current(alert.ts).state == cn.STOPPED
 
 
 async def test_a_restart_keeps_the_reminder_schedule(world):
     world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(60)
     [alert] = world.alerts()
     assert len(world.outbox.thread(alert.ts)) == 1  # the 60-minute reminder
@@ -451,11 +500,11 @@ async def test_a_restart_keeps_the_reminder_schedule(world):
 
 # --- auto-stop -------------------------------------------------------------------------------
 async def test_auto_stop_after_the_idle_limit(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(90))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(90), sole_client=True)
     arn = world.catalog.add("cxr.v1", RUNNING, units=2)
     world.router.primary.version_arn = arn
     world.metrics.running_since["cxr.v1"] = T0
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(30)
     [alert] = world.alerts()
     assert alert.notice.auto_stop_at == T0 + minutes(90)
@@ -464,11 +513,13 @@ async def test_auto_stop_after_the_idle_limit(tmp_path):
     assert world.catalog.calls == []
     await world.run_for(5)
     assert world.catalog.calls == [("stop", arn)]
-    assert world.runs.current(arn) is None and world.router.told[-1] is False
+    assert world.router.told[-1] is False
+    await world.run_for(5)  # confirmed at STOPPED, billed until then
+    assert world.runs.current(arn) is None
     [stopped] = [p for p in world.outbox.thread(alert.ts) if isinstance(p.notice, cn.ModelStopped)]
     text = stopped.notice.text
     assert "Stopped cxr.v1 automatically after 1 h 30 min without a request" in text
-    assert "It ran 1 h 30 min on 2 units ($12.00)" in text
+    assert "It ran 1 h 35 min on 2 units ($12.67)" in text
     assert "This saves $8.00 for every hour it would have stayed up ($192.00 a day)" in text
     assert "Start it again with `/cxr start cxr.v1`" in text
     assert world.outbox.current(alert.ts).state == cn.AUTO_STOPPED
@@ -479,33 +530,40 @@ async def test_auto_stop_after_the_idle_limit(tmp_path):
 
 
 async def test_auto_stop_before_the_alert_posts_a_message_of_its_own(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(20))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(20), sole_client=True)
     arn = world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(20)
     assert world.catalog.calls == [("stop", arn)]
+    await world.run_for(5)  # confirmed at STOPPED
     assert world.alerts() == []
     [stopped] = world.outbox.roots(cn.ModelStopped)
     assert "after 20 min without a request" in stopped.notice.text
 
 
-async def test_auto_stop_is_held_while_cloudwatch_cannot_be_read(tmp_path):
+async def test_auto_stop_acts_only_where_the_bot_sees_all_traffic_and_the_alert_says_so(tmp_path):
+    # Neither the only client nor the version's owner: CloudWatch's silence proves nothing.
     world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60))
     arn = world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     world.metrics.broken = True
     await world.run_for(90)
     assert world.catalog.calls == []  # other clients might be using it: alert only
-    assert len(world.alerts()) == 1
+    [alert] = world.alerts()
+    text = world.outbox.current(alert.ts).text
+    assert "I can't read CloudWatch just now (no answer)" in text
+    assert "I won't stop it automatically" in text and "Auto-stop at" not in text
     world.metrics.broken = False
+    world.config_values["owned_versions"] = frozenset({"cxr.v1"})  # only the bot calls it
+    world.restart()
     await world.run_for(5)
     assert world.catalog.calls == [("stop", arn)]
 
 
 async def test_a_failed_auto_stop_is_reported_once_and_retried(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60), sole_client=True)
     arn = world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     failure = RuntimeError("throttled")
     world.catalog.stop_errors = [failure, failure, failure]
     await world.run_for(75)  # three failed tries
@@ -513,12 +571,13 @@ async def test_a_failed_auto_stop_is_reported_once_and_retried(tmp_path):
     [alert] = world.alerts()
     failures = [p for p in world.outbox.thread(alert.ts) if isinstance(p.notice, cn.StopFailed)]
     assert len(failures) == 1 and "I couldn't stop cxr.v1" in failures[0].notice.text
-    assert world.outbox.current(alert.ts).state == cn.AUTO_STOPPED  # the 4th try worked
+    await world.run_for(5)  # the 4th try worked: confirmed at STOPPED
+    assert world.outbox.current(alert.ts).state == cn.AUTO_STOPPED
 
 
 async def test_a_model_stopped_elsewhere_closes_the_run_and_the_episode(world):
     arn = world.catalog.add("cxr.v1", RUNNING)
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(40)
     [alert] = world.alerts()
     world.catalog.set(arn, STOPPED)
@@ -537,10 +596,10 @@ async def test_schedule_across_midnight_on_a_dst_night(tmp_path):
     )
     world.clock = FakeClock(datetime(2026, 3, 8, 2, 0, tzinfo=UTC))  # Sat 21:00 EST
     world.catalog.clock = world.clock
-    world.guard.clock = world.clock
+    world.restart()  # the poller, the lifecycle and the guard on the new clock
     arn = world.catalog.add("cxr.v1", STOPPED)
     world.serving = arn
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(40)  # 21:40 EST: not yet
     assert world.catalog.calls == []
     await world.run_for(5)  # 21:45 EST: start 15 minutes ahead
@@ -555,6 +614,7 @@ async def test_schedule_across_midnight_on_a_dst_night(tmp_path):
     await world.run_for(5)  # 06:00 EDT = 10:00 UTC, seven real hours after 22:00 EST
     assert world.clock.now() == datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
     assert world.catalog.calls == [("start", arn), ("stop", arn)]
+    await world.run_for(5)  # confirmed at STOPPED
     [stop] = world.outbox.roots(cn.ModelStopped)
     assert stop.notice.reason == cn.SCHEDULE_STOPPED
     assert "its scheduled running window is over" in stop.notice.text
@@ -590,15 +650,14 @@ async def test_daily_spend_summary_once_a_day(tmp_path):
     arn = world.catalog.add("cxr.v1", RUNNING, units=2)
     world.metrics.running_since["cxr.v1"] = T0
     world.metrics.requests["cxr.v1"] = [T0 + minutes(i) for i in range(0, 600, 10)]  # 60
-    await world.guard.tick()  # Monday 09:00: Sunday's summary, nothing ran
-    [sunday] = world.outbox.roots(cn.SpendSummary)
-    assert "No model ran" in sunday.notice.text
+    await world.tick()  # Monday 09:00, the bot's first day: nothing to say about Sunday
+    assert world.outbox.roots(cn.SpendSummary) == []
     await world.run_for(10 * 60)  # runs until 19:00 ...
     world.catalog.set(arn, STOPPED)
     await world.run_for(14 * 60)  # ... and Tuesday 09:00 brings Monday's summary
     summaries = world.outbox.roots(cn.SpendSummary)
-    assert len(summaries) == 2
-    monday = summaries[1].notice
+    assert len(summaries) == 1
+    monday = summaries[0].notice
     [row] = monday.rows
     assert row.version_name == "cxr.v1" and row.units == 2
     assert row.hours == pytest.approx(10.0, abs=0.1)
@@ -607,22 +666,22 @@ async def test_daily_spend_summary_once_a_day(tmp_path):
     assert "Rekognition spend for Mon 5 Jan 2026 (UTC)" in monday.text
     world.restart()
     await world.run_for(60)
-    assert len(world.outbox.roots(cn.SpendSummary)) == 2
+    assert len(world.outbox.roots(cn.SpendSummary)) == 1
 
 
 async def test_no_summary_for_a_day_when_no_model_ran(tmp_path):
     world = World(tmp_path / "cxr.db", summary_time=time(9, 0))
     world.catalog.add("cxr.v1", STOPPED)
-    await world.guard.tick()  # a first start: nothing ran yesterday, nothing runs now
+    await world.tick()  # a first start: nothing ran yesterday, nothing runs now
     await world.run_for(24 * 60)
     assert world.outbox.roots(cn.SpendSummary) == []
 
 
 async def test_meter_for_cxr_status(tmp_path):
-    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(120))
+    world = World(tmp_path / "cxr.db", auto_stop_after=minutes(120), sole_client=True)
     world.catalog.add("cxr.v1", RUNNING)
     world.metrics.running_since["cxr.v1"] = T0
-    await world.guard.tick()
+    await world.tick()
     await world.run_for(45)
     [line] = world.guard.meter()
     assert line.version_name == "cxr.v1" and line.alerted
@@ -632,3 +691,15 @@ async def test_meter_for_cxr_status(tmp_path):
         "cxr.v1: running 1 unit ($4.00/h) since Mon 5 Jan 09:00 UTC, $3.00 so far; "
         "idle 45 min ($3.00), auto-stop at 11:00 UTC"
     )
+
+
+async def test_busy_polls_read_cloudwatch_at_most_twice_per_interval(world):
+    # While an operation is open the poller ticks every 30 s; GetMetricData is billed.
+    world.catalog.add("cxr.v1", RUNNING)
+    await world.tick()
+    for _ in range(10):  # five minutes of 30-second polls
+        await world.clock.advance(30)
+        await world.tick()
+    reads = [r for r in world.metrics.reads if r[0] == "cxr.v1"]
+    assert 2 <= len(reads) <= 3
+    assert world.runs.current(version_arn("cxr.v1")) is not None

@@ -145,6 +145,7 @@ async def run_for(bot: BotHarness, clock: FakeClock, minutes: int) -> None:
         before = guard.ticks
         await clock.advance(step)
         await ticks_done(bot, before + 1)
+        await bot.services.lifecycle.settle()  # no poll left in flight (busy polls are quicker)
 
 
 def put_metric(cloudwatch, name: str, at: datetime, value: float) -> None:
@@ -296,12 +297,18 @@ async def test_snooze_then_alert_again(slack, tmp_path, console, clock, cloudwat
 
 async def test_auto_stop(slack, tmp_path, console, clock, cloudwatch):
     console.status = "RUNNING"
-    bot = await started(slack, tmp_path, console, clock, cxr_auto_stop_minutes=60)
+    bot = await started(
+        slack, tmp_path, console, clock, cxr_auto_stop_minutes=60, cxr_sole_client=True
+    )
     try:
         await run_for(bot, clock, 55)
         assert "StopProjectVersion" not in console.calls
         await run_for(bot, clock, 5)
         assert console.calls.count("StopProjectVersion") == 1
+        assert bot.services.runs.current(VERSION_ARN) is not None  # STOPPING is billed
+        assert bot.services.router._primary_down_at == clock.now()  # fallback told at once
+        console.status = "STOPPED"
+        await run_for(bot, clock, 5)  # the stop is confirmed at STOPPED, then reported
         [alert] = alerts(slack)
         [stopped] = [m for m in thread(slack, alert["ts"]) if m["text"].startswith("Stopped")]
         assert (
@@ -312,7 +319,6 @@ async def test_auto_stop(slack, tmp_path, console, clock, cloudwatch):
         assert "stopped automatically at 10:00 UTC" in slack.find_message(OPS, alert["ts"])["text"]
         services = bot.services
         assert services.runs.current(VERSION_ARN) is None
-        assert services.router._primary_down_at == clock.now()  # fallback told at once
         [entry] = [e for e in services.audit.recent(10) if e.action == "stop"]
         assert (entry.actor, entry.target) == ("cost-guard", VERSION)
         await run_for(bot, clock, 60)
@@ -362,6 +368,8 @@ async def test_a_restart_between_the_alert_and_the_button_press(
         assert status == 200
         await second.drain()
         assert console.calls.count("StopProjectVersion") == 1
+        console.status = "STOPPED"
+        await run_for(second, clock, 5)  # the stop is confirmed at STOPPED, then reported
         shown = slack.find_message(OPS, alert["ts"])
         assert f"stopped by <@{ADMIN}> at 09:50 UTC after 50 min idle" in shown["text"]
         assert buttons(shown) == []
@@ -394,6 +402,8 @@ async def test_schedule_starts_and_stops_with_announcements(slack, tmp_path, con
         await run_for(bot, clock, 75)  # idle through the window: no alert; stopped at 09:00
         assert alerts(slack) == []
         assert console.calls.count("StopProjectVersion") == 1
+        console.status = "STOPPED"
+        await run_for(bot, clock, 5)  # the stop is confirmed at STOPPED, then reported
         stop = slack.bot_messages(OPS)[-1]
         assert "its scheduled running window is over" in stop["text"]
         assert "until the next scheduled start, Tue 6 Jan 07:45 UTC" not in stop["text"]
@@ -413,8 +423,8 @@ async def test_daily_spend_summary(slack, tmp_path, console, clock, cloudwatch):
         console.status = "STOPPED"
         await run_for(bot, clock, 21 * 60)  # to Tuesday 09:00
         summaries = [m for m in slack.bot_messages(OPS) if "Rekognition spend" in m["text"]]
-        assert len(summaries) == 2  # Sunday's (nothing ran) and Monday's
-        monday = summaries[1]["text"]
+        assert len(summaries) == 1  # Monday's (the bot didn't see Sunday: no summary for it)
+        monday = summaries[0]["text"]
         assert monday.startswith("Rekognition spend for Mon 5 Jan 2026 (UTC): $12.33.")
         assert "3.1 h on 1 unit, $12.33; 12 requests" in monday
     finally:
@@ -442,7 +452,9 @@ async def test_the_spend_summary_counts_the_images_the_bot_classified(
 async def test_cxr_status_shows_the_running_meter(slack, tmp_path, console, clock, cloudwatch):
     console.status = "RUNNING"
     in_service(cloudwatch, T0 - timedelta(minutes=20), T0 + timedelta(hours=2))
-    bot = await started(slack, tmp_path, console, clock, cxr_auto_stop_minutes=90)
+    bot = await started(
+        slack, tmp_path, console, clock, cxr_auto_stop_minutes=90, cxr_sole_client=True
+    )
     try:
         await run_for(bot, clock, 40)  # 09:40: idle for an hour since 08:40
         status, _ = await bot.post_command(slack.slash_command("status", channel="C0LAB0001"))

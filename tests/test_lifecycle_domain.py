@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bot.core.lifecycle.notices import (
+from bot.core.fleet.notices import (
     Busy,
     LifecycleReply,
     ModelRunning,
@@ -24,7 +24,7 @@ from bot.core.lifecycle.notices import (
     TrainingProgress,
     TrainingRefused,
 )
-from bot.core.lifecycle.status_report import StatusReport
+from bot.core.fleet.status import StatusReport
 from bot.slack.blocks import render
 from bot.state.operations import START, TRAIN
 from tests.synthetic import chest_xray, jpeg_bytes

@@ -15,8 +15,9 @@ from bot.adapters.rekognition_models import RekognitionModels
 from bot.adapters.rekognition_training import RekognitionTraining
 from bot.adapters.s3_images import S3Images
 from bot.core.clock import FakeClock
+from bot.core.fleet.context import LifecycleConfig, RouterServing
+from bot.core.fleet.lifecycle import Lifecycle
 from bot.core.labels import ModelInfo, Prediction
-from bot.core.lifecycle import Lifecycle, LifecycleConfig, RouterServing
 from bot.core.ports import Notice, PostedMessage
 from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
@@ -25,6 +26,7 @@ from bot.state.audit import AuditLog
 from bot.state.db import Database
 from bot.state.operations import OperationStore
 from bot.state.runs import RunStore
+from bot.state.store import SqliteStore
 from tests.harness import PROJECT_ARN
 from tests.synthetic import chest_xray, jpeg_bytes, png_bytes
 
@@ -266,7 +268,8 @@ def build(
         primary = RekognitionClassifier(rekognition, serving_arn)
     router = ModelRouter(primary, LocalModel(), fallback=True, clock=clock)
     images = S3Images(lambda: s3)
-    ops, runs, audit = OperationStore(db), RunStore(db), AuditLog(db)
+    state = SqliteStore(db)
+    ops, runs, audit = state.operations, state.runs, state.audit
 
     def make_primary(version_arn: str) -> Any:
         from bot.adapters.rekognition import RekognitionClassifier
@@ -286,9 +289,7 @@ def build(
         catalog=RekognitionModels(rekognition, PROJECT_ARN) if project else None,
         training=RekognitionTraining(rekognition, PROJECT_ARN, images) if project else None,
         images=images if project else None,
-        operations=ops,
-        runs=runs,
-        audit=audit,
+        store=state,
         prices=Prices(4.0, 1.0),
         outbox=outbox,
         clock=clock,

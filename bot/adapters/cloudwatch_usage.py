@@ -54,7 +54,7 @@ class CloudWatchUsage:
                 "cloudwatch_usage.failed",
                 extra={"version": version, "error": _error_code(exc)},
             )
-            return Usage.unknown()
+            return Usage.unknown(_error_code(exc))
         return self._summarise(series, start, end)
 
     def _read(

@@ -16,6 +16,7 @@ from bot.core.errors import (
     ImageOutOfLimits,
     ModelNotRunning,
 )
+from bot.core.fleet.arns import project_name, version_name
 from bot.core.imaging import encode_for_rekognition
 from bot.core.labels import ModelInfo, Prediction
 
@@ -27,15 +28,7 @@ UPLOAD_SIDE = 1024
 
 def parse_version_arn(arn: str) -> tuple[str, str]:
     """(project name, version name) from arn:…:project/<name>/version/<version>/<ts>."""
-    parts = arn.split(":", 5)[-1].split("/")
-    if len(parts) >= 4 and parts[0] == "project" and parts[2] == "version":
-        return parts[1], parts[3]
-    return "custom-labels", arn.rsplit("/", 1)[-1]
-
-
-def project_name(project_arn: str) -> str:
-    parts = project_arn.split(":", 5)[-1].split("/")
-    return parts[1] if len(parts) > 1 else project_arn
+    return project_name(arn), version_name(arn)
 
 
 class RekognitionClassifier:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.adapters.rekognition import project_name
-from bot.core.lifecycle import DatasetInfo, Evaluation
+from bot.core.fleet.arns import dataset_type, project_name
+from bot.core.fleet.context import DatasetInfo, Evaluation
 from bot.core.model_versions import LabelMetrics
 from bot.core.training_data import ImageStore
 
@@ -47,7 +47,7 @@ class RekognitionTraining:
         stats = description.get("DatasetStats") or {}
         return DatasetInfo(
             arn=arn,
-            type=_dataset_type(arn),
+            type=dataset_type(arn),
             status=description.get("Status", ""),
             status_message=description.get("StatusMessage", ""),
             total=stats.get("TotalEntries"),
@@ -87,16 +87,6 @@ class RekognitionTraining:
     async def evaluation(self, summary: tuple[str, str]) -> Evaluation:
         bucket, key = summary
         return parse_summary(await self.images.get_json(bucket, key))
-
-
-def _dataset_type(arn: str) -> str:
-    """arn:…:project/<name>/dataset/<train|test>/<ts> → TRAIN or TEST."""
-    parts = arn.split("/")
-    if "dataset" in parts:
-        index = parts.index("dataset")
-        if index + 1 < len(parts):
-            return parts[index + 1].upper()
-    return ""
 
 
 def parse_summary(summary: Any) -> Evaluation:

@@ -23,7 +23,7 @@ class ModelRouter:
     """A `Classifier` that routes to the primary (Rekognition) model or the local one.
 
     When the primary answers "not running" and fallback is on, the local model answers and
-    the primary is skipped for a minute (or until the lifecycle watcher says it runs again),
+    the primary is skipped for a minute (or until the fleet poller says it runs again),
     so a stopped model costs one failed call a minute, not one per image.
 
     Every answer, from either model, passes `read_answer` here: the one place where a model's
@@ -58,7 +58,7 @@ class ModelRouter:
         return self._choice().max_side
 
     def set_primary_running(self, running: bool) -> None:
-        """Told by the lifecycle watcher: skip or retry the primary without waiting."""
+        """Told by the fleet poller: skip or retry the primary without waiting."""
         self._primary_down_at = None if running else self._clock.now()
 
     def _primary_skipped(self) -> bool:

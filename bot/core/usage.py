@@ -1,9 +1,10 @@
 """Who used a model version, and when: the idle signal behind alerts and auto-stop.
 
 Two sources feed it. The bot's own classifications (in SQLite) are exact but only cover the
-bot's traffic; CloudWatch (`AWS/Rekognition` metrics per ProjectName/VersionName) also sees
-other clients (scripts, the console, another app). The cost guard takes the latest request
-either source reports, so a model only counts as idle when nobody used it.
+bot's traffic; CloudWatch (`AWS/Rekognition`, ProjectName/VersionName) reports the units in
+service, and request counts where it emits them per version (AWS documents request metrics
+per operation, so other clients' traffic may simply not be there). The cost guard takes the
+latest request either source reports; auto-stop acts only where the bot sees all traffic.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ class Usage:
     units: float | None = None  # inference units in service at the latest datapoint
     running_since: datetime | None = None  # start of the current stretch of in-service units
     ok: bool = True  # False when the source could not be read (then nothing else is known)
+    error: str = ""  # why it could not be read (an AWS error code), when known
 
     @classmethod
-    def unknown(cls) -> Usage:
-        return cls(requests=None, ok=False)
+    def unknown(cls, error: str = "") -> Usage:
+        return cls(requests=None, ok=False, error=error)
 
 
 class UsageSource(Protocol):

@@ -60,7 +60,7 @@ def build_app(
     )
     app.cxr_identity = identity  # type: ignore[attr-defined]
     admins = Admins(services.settings.cxr_admins, client)
-    listeners.register(app, services, admins)
+    listeners.register(app, services)
     commands.register(app, services, admins)
     return app
 

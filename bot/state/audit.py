@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from bot.core.fleet.state import AuditEntry
 from bot.state.db import Database
 
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    result: str
+__all__ = ["AuditEntry", "AuditLog"]
 
 
 class AuditLog:

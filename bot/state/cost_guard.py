@@ -1,16 +1,18 @@
 """The cost guard's memory: what each version was last seen doing, idle episodes and their
 alert messages, snoozes, schedule actions done and summaries sent.
 
-Everything the watcher decides on lives here, so a restart neither forgets an alert nor
+Everything the cost guard decides on lives here, so a restart neither forgets an alert nor
 repeats one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 
+from bot.core.fleet.state import Episode, Snooze, Watch
 from bot.state.db import Database
+
+__all__ = ["CostGuardStore", "Episode", "Snooze", "Watch"]
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -19,57 +21,6 @@ def _dt(value: str | None) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-@dataclass(frozen=True)
-class Watch:
-    version_arn: str
-    version_name: str
-    status: str
-    units: int
-    last_request_at: datetime | None
-    idle_since: datetime | None
-    metrics_until: datetime | None
-    seen_at: datetime
-    stop_requested_at: datetime | None
-    stop_requested_by: str | None
-    start_requested_at: datetime | None
-    stop_failed_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Episode:
-    id: int
-    version_arn: str
-    version_name: str
-    idle_since: datetime
-    units: int
-    opened_at: datetime
-    channel: str | None
-    ts: str | None
-    alerts: int
-    last_alert_at: datetime
-    next_alert_at: datetime
-    gap_minutes: float
-    state: str
-    outcome: str | None
-    outcome_by: str | None
-    outcome_at: datetime | None
-    note: str | None
-
-    @property
-    def open(self) -> bool:
-        return self.state == "open"
-
-
-@dataclass(frozen=True)
-class Snooze:
-    version_arn: str
-    until: datetime
-    by: str
-    at: datetime
-    episode_id: int | None
-    expired: bool
 
 
 class CostGuardStore:
@@ -214,12 +165,6 @@ class CostGuardStore:
             (now.isoformat(), next_alert_at.isoformat(), gap_minutes, episode_id),
         )
 
-    def set_next_alert(self, episode_id: int, next_alert_at: datetime, gap_minutes: float) -> None:
-        self._db.execute(
-            "UPDATE cost_episodes SET next_alert_at = ?, gap_minutes = ? WHERE id = ?",
-            (next_alert_at.isoformat(), gap_minutes, episode_id),
-        )
-
     def set_message(self, episode_id: int, channel: str, ts: str) -> None:
         self._db.execute(
             "UPDATE cost_episodes SET channel = ?, ts = ? WHERE id = ?", (channel, ts, episode_id)
@@ -282,6 +227,20 @@ class CostGuardStore:
             (key, at.isoformat(), result),
         )
         return cursor.rowcount == 1
+
+    def note_started(self, at: datetime) -> datetime:
+        """Remember when the bot first watched the fleet (kept from the first call on)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO fleet_facts (key, value) VALUES ('first_started', ?)",
+            (at.isoformat(),),
+        )
+        started = self.first_started()
+        assert started is not None
+        return started
+
+    def first_started(self) -> datetime | None:
+        row = self._db.one("SELECT value FROM fleet_facts WHERE key = 'first_started'")
+        return _dt(row["value"]) if row else None
 
     def summary_sent(self, day: date) -> bool:
         return (

@@ -155,6 +155,24 @@ CREATE INDEX leases_expiry ON leases(expires_at);
 ALTER TABLE uploads ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
 """
 
+FLEET_FACTS = """
+-- Facts about the fleet's own history; 'first_started': when the bot first watched the fleet
+-- (a database from before this migration: its earliest record), so that no daily summary is
+-- written for a day the bot did not see.
+CREATE TABLE fleet_facts (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO fleet_facts (key, value)
+SELECT 'first_started', MIN(at) FROM (
+    SELECT MIN(at) AS at FROM audit_log
+    UNION ALL SELECT MIN(started_at) FROM model_runs
+    UNION ALL SELECT MIN(started_at) FROM lifecycle_operations
+    UNION ALL SELECT MIN(seen_at) FROM cost_watch
+    UNION ALL SELECT MIN(received_at) FROM uploads
+) WHERE at IS NOT NULL HAVING MIN(at) IS NOT NULL;
+"""
+
 
 def forget_file_names(conn: sqlite3.Connection) -> None:
     """Uploads keep their files' IDs, types and sizes, no longer their names or URLs (which end
@@ -180,7 +198,8 @@ def forget_file_names(conn: sqlite3.Connection) -> None:
 MIGRATIONS: list[Migration] = [
     Migration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
     Migration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
-    Migration(3, "uploads forget their files' names and URLs", forget_file_names),
+    Migration(3, "fleet facts: when the bot first watched the fleet", FLEET_FACTS),
+    Migration(4, "uploads forget their files' names and URLs", forget_file_names),
 ]
 
 

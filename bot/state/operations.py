@@ -1,40 +1,22 @@
 """Lifecycle operations in flight (train, start, stop), kept across restarts.
 
 A row is claimed before AWS is asked to do anything, so a second command for the same version
-(or a second training) finds it and says what is already happening; the watcher follows open
+(or a second training) finds it and says what is already happening; the fleet poller follows open
 rows until the model reaches an end state, then closes them with a result. After a restart the
-open rows are what the watcher resumes, and `channel` is where it posts the outcome.
+open rows are what the poller resumes, and `channel` is where it posts the outcome.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.core.fleet.state import START, STOP, TRAIN, Operation
 from bot.state.db import Database
 
-TRAIN = "train"
-START = "start"
-STOP = "stop"
-
-
-@dataclass(frozen=True)
-class Operation:
-    id: int
-    kind: str
-    version_name: str
-    version_arn: str | None
-    channel: str
-    user: str
-    started_at: datetime
-    status: str
-    phase: str
-    data: dict[str, Any] = field(default_factory=dict)
-    finished_at: datetime | None = None
-    result: str | None = None
+__all__ = ["START", "STOP", "TRAIN", "Operation", "OperationStore"]
 
 
 class OperationStore:

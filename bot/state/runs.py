@@ -1,28 +1,17 @@
 """When each model version ran: the meter behind running costs, idle alerts and summaries.
 
 A run opens when a version is seen RUNNING (started by the bot, or found running by the
-watcher, e.g. started from the console) and closes when it is seen stopped.
+poller, e.g. started from the console) and closes when it is seen stopped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from bot.core.fleet.state import Run
 from bot.state.db import Database
 
-
-@dataclass(frozen=True)
-class Run:
-    id: int
-    version_arn: str
-    started_at: datetime
-    stopped_at: datetime | None
-    units: int
-    source: str
-
-    def seconds(self, now: datetime) -> float:
-        return ((self.stopped_at or now) - self.started_at).total_seconds()
+__all__ = ["Run", "RunStore"]
 
 
 class RunStore:
@@ -59,6 +48,15 @@ class RunStore:
     def current(self, version_arn: str) -> Run | None:
         row = self._db.one(
             "SELECT * FROM model_runs WHERE version_arn = ? AND stopped_at IS NULL", (version_arn,)
+        )
+        return _run(row) if row else None
+
+    def latest(self, version_arn: str, since: datetime) -> Run | None:
+        """The version's last run if it ended at or after `since` (a stop confirmed late)."""
+        row = self._db.one(
+            "SELECT * FROM model_runs WHERE version_arn = ? AND stopped_at >= ?"
+            " ORDER BY stopped_at DESC LIMIT 1",
+            (version_arn, since.isoformat()),
         )
         return _run(row) if row else None
 

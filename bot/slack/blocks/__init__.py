@@ -65,4 +65,5 @@ def actions(block_id: str, *elements: dict[str, Any]) -> dict[str, Any]:
 
 
 # Renderers register themselves on import.
-from bot.slack.blocks import cost, lifecycle, verdicts  # noqa: E402, F401
+from bot.slack import fleet  # noqa: E402, F401
+from bot.slack.blocks import verdicts  # noqa: E402, F401

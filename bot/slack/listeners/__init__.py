@@ -1,6 +1,7 @@
 """Slack listeners, one module per surface (as in Slack's bolt-python starter template).
 
-Listeners stay thin: turn the payload into domain objects, call a service, reply.
+Listeners stay thin: turn the payload into domain objects, call a service, reply. The `/cxr`
+surface (the command, its buttons, the admin check) is `commands/`.
 """
 
 from __future__ import annotations
@@ -8,11 +9,8 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from bot.slack.listeners import cost_actions, lifecycle_actions, messages
-from bot.slack.permissions import Admins
+from bot.slack.listeners import messages
 
 
-def register(app: AsyncApp, services: Services, admins: Admins) -> None:
+def register(app: AsyncApp, services: Services) -> None:
     messages.register(app, services)
-    cost_actions.register(app, services, admins)
-    lifecycle_actions.register(app, services, admins)

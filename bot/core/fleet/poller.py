@@ -1,0 +1,251 @@
+"""The one loop over the model fleet: read the versions once per tick, decide, act.
+
+Operations in flight (start, stop, train) and the cost guard (runs, idle alerts, auto-stop,
+schedule, summary) used to poll Rekognition on their own timers; now one `Poller` reads
+`DescribeProjectVersions` once per tick and hands the same snapshot to both, in that order:
+the operation steps first (a stop confirmed at STOPPED closes its run and posts its outcome),
+then the guard, which sees the state the operations left.
+
+It ticks every `busy_seconds` while an operation is open and every `idle_seconds` otherwise;
+a command that opens an operation wakes it (`follow`) so the first poll comes `busy_seconds`
+later. Without a guard (`idle_seconds` None) it stops once no operation is open, and a command
+starts it again. A leader lease (`Leader`) keeps a second instance on the same database from
+acting on the same tick: its poller sleeps and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from bot.core.clock import Clock
+from bot.core.fleet.state import Leases
+from bot.core.model_versions import ModelCatalog, ModelVersion
+
+log = logging.getLogger(__package__)
+
+
+class Operations(Protocol):
+    """What the poller moves along: the lifecycle's operations in flight."""
+
+    def open_count(self) -> int: ...
+    def needs_versions(self) -> bool: ...
+    async def prepare(self) -> None: ...
+    async def advance(self, versions: list[ModelVersion] | None) -> None: ...
+
+
+class Guard(Protocol):
+    """What the poller hands each snapshot to after the operations: the cost guard."""
+
+    lock: asyncio.Lock
+
+    async def review(self, versions: list[ModelVersion] | None, now: datetime) -> None: ...
+
+
+_LEADERS_HERE: set[str] = set()  # owners of the leaders alive in this process
+
+
+def died_here(holder: str, me: str) -> bool:
+    """Whether `holder` (an owner from `new_owner`: host:pid:token) was a process on this
+    host that is gone: its pid no longer runs, or it is our own pid but not a leader of this
+    process (a restarted container, whose pid is the same again)."""
+    if holder in _LEADERS_HERE:
+        return False
+    try:
+        host, pid, _ = holder.rsplit(":", 2)
+        my_host, my_pid, _ = me.rsplit(":", 2)
+    except ValueError:
+        return False
+    if host != my_host or holder == me:
+        return False
+    if pid == my_pid:
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OSError):
+        return False
+    return False
+
+
+class Leader:
+    """The leader lease: only its holder's poller acts (two instances on one database during
+    a rolling deploy must not alert or stop twice). Taken or renewed at every tick, for
+    `ttl`; a stopped instance releases it, a dead one's lapses and another takes over."""
+
+    def __init__(self, leases: Leases, owner: str, ttl: timedelta, key: str = "leader:fleet"):
+        self.leases = leases
+        self.owner = owner
+        self.ttl = ttl
+        self.key = key
+        _LEADERS_HERE.add(owner)
+
+    async def hold(self, now: datetime) -> bool:
+        if await self.leases.acquire(self.key, self.owner, now, self.ttl) is not None:
+            return True
+        holder = await self.leases.holder(self.key)
+        if holder is None or not died_here(holder.owner, self.owner):
+            return False
+        # A process on this host that no longer runs (killed, then restarted as this one):
+        # no need to wait for its lease to lapse. The release only frees the dead owner's.
+        log.warning("fleet.leader_taken_over", extra={"from": holder.owner})
+        await self.leases.release([self.key], holder.owner)
+        return await self.leases.acquire(self.key, self.owner, now, self.ttl) is not None
+
+    async def release(self) -> None:
+        _LEADERS_HERE.discard(self.owner)
+        await self.leases.release([self.key], self.owner)
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        catalog: ModelCatalog | None,
+        operations: Operations,
+        busy_seconds: float,
+        guard: Guard | None = None,
+        idle_seconds: float | None = None,
+        leader: Leader | None = None,
+    ) -> None:
+        self.clock = clock
+        self.catalog = catalog
+        self.operations = operations
+        self.guard = guard
+        self.busy_seconds = busy_seconds
+        self.idle_seconds = idle_seconds
+        self.leader = leader
+        self.lock = guard.lock if guard is not None else asyncio.Lock()
+        self.ticks = 0  # completed polls, led or not (tests watch it move)
+        self.led = 0  # polls this instance acted on (it held the leader lease)
+        self.last_tick_at: datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sleeping = False
+        self._planned: float | None = None  # the interval of the sleep in progress
+        self._woken = asyncio.Event()
+        self._prepared = False  # what a previous run left open is picked up by the leader
+
+    # --- the loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """The background job: pick up what a previous run left open, then poll forever
+        (with a guard) or while operations are open (without one)."""
+        self._task = asyncio.current_task()
+        await self._loop(immediately=True)
+
+    async def _loop(self, immediately: bool) -> None:
+        first = True
+        while self.idle_seconds is not None or self.operations.open_count():
+            if not (first and immediately):
+                await self._sleep()
+            first = False
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("fleet.tick_failed")
+
+    def follow(self, *, immediately: bool = False) -> None:
+        """An operation was opened: make sure it is polled every `busy_seconds` from now."""
+        if self._task is not None and not self._task.done():
+            if self._sleeping and (self._planned or 0) > self.busy_seconds:
+                self._woken.set()  # re-plan: the next poll comes `busy_seconds` from now
+            return
+        if self.idle_seconds is None:  # with a guard, `run` is the bot's background job
+            self._task = asyncio.create_task(self._loop(immediately), name="fleet poller")
+
+    def _interval(self) -> float:
+        if self.operations.open_count() or self.idle_seconds is None:
+            return self.busy_seconds
+        return self.idle_seconds
+
+    async def _sleep(self) -> None:
+        self._sleeping = True
+        try:
+            while True:
+                self._woken.clear()
+                self._planned = self._interval()
+                sleep = asyncio.ensure_future(self.clock.sleep(self._planned))
+                woken = asyncio.ensure_future(self._woken.wait())
+                try:
+                    done, _ = await asyncio.wait({sleep, woken}, return_when="FIRST_COMPLETED")
+                finally:
+                    for future in (sleep, woken):
+                        future.cancel()
+                if sleep in done:
+                    return
+        finally:
+            self._sleeping = False
+            self._planned = None
+
+    async def tick(self) -> None:
+        """One poll: read the versions once, move the operations along, let the guard judge."""
+        async with self.lock:
+            now = self.clock.now()
+            if self.leader is not None and not await self.leader.hold(now):
+                log.debug("fleet.not_leader")
+                self.ticks += 1
+                return
+            if not self._prepared and self.idle_seconds is not None:
+                self._prepared = True
+                await _logged(self.operations.prepare(), "fleet.prepare_failed")
+            versions: list[ModelVersion] | None = None
+            if self.catalog is not None and (
+                self.guard is not None or self.operations.needs_versions()
+            ):
+                try:
+                    versions = await self.catalog.versions()
+                except Exception as exc:
+                    log.warning("fleet.describe_failed", extra={"error": type(exc).__name__})
+            await _logged(self.operations.advance(versions), "fleet.operations_failed")
+            if self.guard is not None:
+                await _logged(self.guard.review(versions, now), "fleet.guard_failed")
+            self.ticks += 1
+            self.led += 1
+            self.last_tick_at = now
+
+    # --- waiting for it, stopping it -----------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def settle(self, within: float = 10.0) -> None:
+        """Wait until the poller is asleep or done (tests: advance a `FakeClock`, then settle,
+        and the poll it woke has finished)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.running and not (self._sleeping and not self.lock.locked()):
+            if loop.time() > deadline:
+                raise TimeoutError("the fleet poller did not settle")
+            await asyncio.sleep(0.005)
+
+    async def drain(self) -> None:
+        """Wait until the poller has ended (without a guard: every operation has ended)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop polling (operations stay open in the database and resume on the next start)."""
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.leader is not None:
+            with contextlib.suppress(Exception):
+                await self.leader.release()
+
+
+async def _logged(step: Awaitable[None], event: str) -> None:
+    try:
+        await step
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception(event)
