@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    the bot (local shell without Slack tokens; Slack with them)
-#   make test   lint and the whole test suite
+#   make test   lint and the test suite; tests that need torch (the `train` extra) or
+#               PostgreSQL skip, saying why, when those are absent. .ci/run installs them all
+#               and fails on any skip.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -16,7 +18,7 @@ $(VENV)/.run-deps: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,train]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.run-deps
 
 run: $(VENV)/.run-deps

@@ -249,6 +249,7 @@ def build_services(
         concurrency=settings.cxr_concurrency,
         answers=reviews,
         reviewable=bool(settings.cxr_reviewers),
+        refuse_phi=settings.cxr_refuse_phi,
     )
     services = Services(
         settings=settings,

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     cxr_max_pixels: int = Field(60_000_000, ge=1_000_000, description="Decompression-bomb cap")
     cxr_concurrency: int = Field(4, ge=1, le=64, description="Images processed at once")
     cxr_allowed_channels: CommaList = Field(default_factory=list)
+    cxr_refuse_phi: bool = Field(
+        False,
+        description="Refuse files carrying patient identifiers instead of classifying them",
+    )
+    cxr_shell_batch: int = Field(
+        10, ge=1, le=100, description="Local shell: images sent per message when a line names more"
+    )
     cxr_upload_lease_seconds: float = Field(
         30.0,
         ge=1,
@@ -306,6 +313,8 @@ def load_settings(**overrides: object) -> Settings:
     stand_ins = {
         name: fields[name].get_default(call_default_factory=True) for name in bad if name in fields
     }
+    if not stand_ins:  # only cross-field problems: the first pass found them all
+        raise SettingsError(format_errors(errors))
     try:
         Settings(**{**overrides, **stand_ins})  # type: ignore[arg-type]
     except ValidationError as again:

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from bot.core.fleet.arns import is_version_arn
 from bot.slack.escaping import user_text
 
-USAGE = """*`/cxr` manages the chest X-ray screening model.*
+# The one Slack-specific line of the usage; the local shell says its own instead.
+HOW_TO_SCREEN = "To screen an X-ray, just post the image in a channel I'm in, or in a DM."
+
+USAGE = f"""*`/cxr` manages the chest X-ray screening model.*
 `/cxr status`: the model versions, what runs and what it costs, recent actions (anyone)
 `/cxr start [version] [min-units] [max-units]`: start a version, after showing its hourly cost \
 (admins; default: 1 unit, the serving or newest version)
@@ -32,7 +35,7 @@ specificity with 95% intervals (anyone; default: all time)
 `/cxr export s3://bucket/prefix`: write the reviewed images, de-identified, under \
 `prefix/Normal/` and `prefix/Pneumonia/` for `/cxr train` (admins)
 `/cxr help`: this message
-To screen an X-ray, just post the image in a channel I'm in, or in a DM."""
+{HOW_TO_SCREEN}"""
 
 _NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
 

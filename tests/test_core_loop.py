@@ -161,7 +161,7 @@ async def test_upload_claimed_before_a_crash_is_answered_after_restart(
     [
         ("scan.jpeg", b"\xff\xd8\xff\xe0 definitely not a jpeg" * 20, "seems damaged"),
         ("report.pdf", b"%PDF-1.7\n1 0 obj <<>> endobj\n%%EOF", "PDFs aren't supported"),
-        ("export.dcm", b"\0" * 128 + b"DICM" + b"\0" * 64, "DICOM files aren't supported yet"),
+        ("export.dcm", b"\0" * 128 + b"DICM" + b"\0" * 64, "This DICOM file holds no image"),
         ("tiny.png", png_bytes(Image.new("L", (20, 20))), "only 20×20 pixels"),
     ],
 )

@@ -168,7 +168,7 @@ def test_a_shell_folder_of_33_xrays_shows_every_verdict_and_the_disclaimer(tmp_p
     (folder / "x-99 <!channel>\nb.jpeg: Normal.jpeg").write_bytes(
         jpeg_bytes(chest_xray(seed=99, size=(300, 340)))
     )
-    result = run_shell(tmp_path, str(folder))
+    result = run_shell(tmp_path, str(folder), CXR_SHELL_BATCH="100")  # one message, two parts
     assert result.returncode == 0, result.stderr
     shown = set(re.findall(r"xray-\d\d\.jpeg: (?:Normal|Pneumonia|Uncertain)", result.stdout))
     assert len(shown) == 33

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -69,3 +70,41 @@ async def test_statements_run_off_the_event_loop(tmp_path):
     assert thread.startswith("cxr-db")
     assert thread != threading.current_thread().name
     db.close()
+
+
+def test_file_names_and_urls_already_stored_are_forgotten_and_the_rows_kept(tmp_path):
+    path = tmp_path / "cxr.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(ADOPT_FIRST_SCHEMA)
+    for ts, state in (("1.000001", "answered"), ("1.000002", "pending")):
+        files = [
+            {
+                "file_id": "F1",
+                "name": "DOE_JANE_1971.jpeg",
+                "mimetype": "image/jpeg",
+                "size": 123,
+                "url": "https://files.slack.com/files-pri/T1-F1/download/DOE_JANE_1971.jpeg",
+            }
+        ]
+        conn.execute(
+            "INSERT INTO uploads (channel, ts, thread_ts, user, files, state, received_at)"
+            " VALUES ('C1', ?, ?, 'U1', ?, ?, '2026-01-01T00:00:00+00:00')",
+            (ts, ts, json.dumps(files), state),
+        )
+    conn.commit()
+    conn.close()
+    Database(path).close()  # opening migrates
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    rows = conn.execute("SELECT ts, state, files FROM uploads ORDER BY ts").fetchall()
+    conn.close()
+    assert [(r["ts"], r["state"]) for r in rows] == [
+        ("1.000001", "answered"),
+        ("1.000002", "pending"),
+    ]
+    for row in rows:
+        assert json.loads(row["files"]) == [
+            {"file_id": "F1", "name": "", "mimetype": "image/jpeg", "size": 123}
+        ]
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("cxr.db*"))
+    assert b"DOE_JANE" not in raw  # not even in free pages (secure_delete) or the WAL

@@ -158,7 +158,8 @@ def test_buttons_are_numbered_and_can_be_pressed(tmp_path):
 
 
 def test_interactive_prompt_on_a_terminal(tmp_path, images):
-    pexpect = pytest.importorskip("pexpect")
+    import pexpect
+
     child = pexpect.spawn(
         sys.executable,
         ["-m", "bot"],
@@ -197,6 +198,90 @@ def test_shell_flag_opens_the_shell_even_with_slack_tokens(tmp_path, images):
     )
     assert flagged.returncode == 0, flagged.stderr
     assert "lungs_a.jpeg: " in flagged.stdout
+
+
+def test_help_speaks_of_the_terminal_and_prints_no_slack_markup(tmp_path):
+    result = run_shell(tmp_path, "/cxr help\n/cxr\tstatus\n")
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "type its path" in out and "in a DM" not in out
+    assert "`" not in out and ":arrow_forward:" not in out
+    assert "Serving: local cxr-cnn v1" in out  # "/cxr<TAB>status" is /cxr status
+    assert "Unhandled request" not in result.stderr
+    assert "will be unused" not in result.stderr
+
+
+def test_output_cut_short_by_head_ends_quietly(tmp_path, images):
+    script = "\n".join(["/cxr help"] * 20 + [str(images / "lungs_a.jpeg")])
+    result = subprocess.run(
+        f"{sys.executable} -m bot | head -n 2",
+        shell=True,
+        input=script,
+        cwd=tmp_path,
+        env=shell_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(result.stdout.splitlines()) == 2
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
+
+
+def test_a_missing_setting_is_named_once(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=shell_env(tmp_path, SLACK_APP_TOKEN="xapp-1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("SLACK_BOT_TOKEN: missing") == 1
+
+
+def test_a_message_posted_while_at_the_prompt_redraws_it_with_what_was_typed(tmp_path):
+    import io
+
+    from bot.settings import Settings
+    from bot.shell.session import PROMPT, Shell
+
+    class Typed:
+        @staticmethod
+        def get_line_buffer() -> str:
+            return "~/xrays/ch"
+
+    out = io.StringIO()
+    shell = Shell(Settings(cxr_db_path=tmp_path / "cxr.db"), io.StringIO(), out)
+    shell._at_prompt, shell._readline = True, Typed()
+    background = threading.Thread(target=shell.say, args=("Model started.", "cxr-bot> "))
+    background.start()
+    background.join()
+    shell.say("typed by the main thread")  # not at the prompt's line: no redraw
+    shell.loop.close()
+    assert out.getvalue() == (
+        f"\r\x1b[Kcxr-bot> Model started.\n{PROMPT}~/xrays/ch" + "typed by the main thread\n"
+    )
+
+
+def test_dicom_paths_are_screened_with_or_without_an_extension(tmp_path):
+    from tests.synthetic_dicom import dicom_bytes, xray_values
+
+    folder = tmp_path / "pacs"
+    folder.mkdir()
+    (folder / "IM000001").write_bytes(
+        dicom_bytes(xray_values(1), WindowCenter=2000, WindowWidth=3000)
+    )
+    (folder / "chest.dcm").write_bytes(dicom_bytes(xray_values(2), photometric="MONOCHROME1"))
+    (folder / "notes.txt").write_text("not an image")
+    result = run_shell(tmp_path, f"{folder}\n")
+    assert result.returncode == 0, result.stderr
+    assert "IM000001: " in result.stdout and "chest.dcm: " in result.stdout
+    assert result.stdout.count("Model: local cxr-cnn v1") == 2
+    assert "notes.txt" not in result.stdout  # a folder gives its images only
+    assert result.stdout.count("carries patient identifiers (") == 2  # kinds, never values
+    assert "In Slack, post a de-identified copy, not this file" in result.stdout
+    assert "DOE^JANE" not in result.stdout and "4815162342" not in result.stdout
 
 
 def test_a_second_session_in_the_same_folder_answers_every_xray_again(tmp_path, images):

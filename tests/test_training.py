@@ -12,6 +12,7 @@ import pytest
 from bot.ml.preprocess import INPUT_SIZE, prepare, preprocess, standardize
 from bot.training.data import list_samples, patient_id, split_by_patient
 from tests import synthetic
+from tests.optional import NEEDS_TORCH
 
 
 def make_dataset(root: Path, patients: int = 8, per_patient: int = 2) -> Path:
@@ -75,7 +76,7 @@ def test_split_is_by_patient_seeded_and_stratified(tmp_path):
 
 
 def test_standardize_is_the_same_code_on_torch_tensors():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     pixels = np.stack([prepare(synthetic.chest_xray(s)) for s in range(3)])[:, None]
     assert np.allclose(
         standardize(torch.from_numpy(pixels)).numpy(), standardize(pixels), atol=1e-5
@@ -83,7 +84,7 @@ def test_standardize_is_the_same_code_on_torch_tensors():
 
 
 def test_torch_and_onnx_agree_on_the_same_inputs(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     import onnxruntime as ort
 
     from bot.training.export import export_onnx
@@ -112,7 +113,7 @@ def test_torch_and_onnx_agree_on_the_same_inputs(tmp_path):
 
 
 def test_augmentation_is_seeded_and_stays_in_range():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     from bot.training.augment import augment
 
     x = torch.from_numpy(np.stack([prepare(synthetic.chest_xray(s)) for s in range(4)])[:, None])
@@ -124,7 +125,7 @@ def test_augmentation_is_seeded_and_stays_in_range():
 
 
 async def test_tiny_training_run_exports_a_model_the_adapter_runs(tmp_path):
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
     from bot.adapters.onnx_classifier import OnnxClassifier
     from bot.core.labels import Label
     from bot.ml.model_card import load_model_card
@@ -169,7 +170,7 @@ async def test_tiny_training_run_exports_a_model_the_adapter_runs(tmp_path):
 
 
 def test_weight_average_follows_the_model_slowly():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     from bot.training.train import WeightAverage
 
     model = torch.nn.Linear(2, 1)
@@ -188,7 +189,7 @@ def test_weight_average_follows_the_model_slowly():
 
 
 def test_batchnorm_is_recalibrated_on_clean_images():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     from bot.training.train import recalibrate_batchnorm
 
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1, bias=False), torch.nn.BatchNorm2d(2))

@@ -32,6 +32,12 @@ class ImageOutOfLimits(UserFacingError):
     code = "image_out_of_limits"
 
 
+class PatientDataRefused(UserFacingError):
+    """The file carries patient identifiers and the bot is set to refuse such files."""
+
+    code = "patient_data"
+
+
 class NotAChestXray(UserFacingError):
     code = "not_a_chest_xray"
 

@@ -1,8 +1,11 @@
-"""Decoding and normalising uploads with Pillow: safely, and no larger than the classifier needs.
+"""Decoding and normalising uploads with Pillow (DICOM with pydicom): safely, and no larger than
+the classifier needs.
 
 Decoding is the floor of the bot's per-image overhead, so JPEGs are decoded in draft mode (the
 decoder's DCT scaling gives 1/2, 1/4 or 1/8 size almost for free) straight to the size the
-classifier asked for.
+classifier asked for. DICOM is recognised by its content, whatever the file is called, and
+becomes pixels here: what leaves this module (for either classifier, or re-encoded for
+Rekognition) never carries the file's tags.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from bot.core.dicom import decode_dicom, is_dicom
 from bot.core.errors import CorruptImage, ImageOutOfLimits, UnsupportedFile
 
 # Formats Pillow decodes that we accept; everything is converted to JPEG or PNG before it
@@ -28,7 +32,7 @@ def sniff_kind(data: bytes) -> str | None:
     head = data[:1024].lstrip()
     if head.startswith(b"%PDF"):
         return "a PDF"
-    if len(data) > 132 and data[128:132] == b"DICM":
+    if is_dicom(data):
         return "DICOM"
     if head[:15].lower().startswith((b"<!doctype html", b"<html")):
         return "a web page"
@@ -44,9 +48,9 @@ def decode(data: bytes, *, max_side: int, max_pixels: int) -> Image.Image:
     """
     kind = sniff_kind(data)
     if kind == "DICOM":
-        raise UnsupportedFile(
-            "DICOM files aren't supported yet. Please export the X-ray as PNG or JPEG and post it again."
-        )
+        image = decode_dicom(data, max_pixels=max_pixels)
+        _check_size(*image.size, max_pixels)
+        return _fit(image, max_side)
     if kind:
         raise UnsupportedFile(
             f"This looks like {kind}, not an image. Please post a PNG or JPEG X-ray."
@@ -66,16 +70,7 @@ def decode(data: bytes, *, max_side: int, max_pixels: int) -> Image.Image:
         raise UnsupportedFile(
             f"{image.format or 'This'} images aren't supported. Please post a PNG or JPEG X-ray."
         )
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageOutOfLimits(
-            f"This image is {width}×{height} pixels, more than I can safely open. "
-            "Please post a smaller export."
-        )
-    if min(width, height) < MIN_SIDE:
-        raise ImageOutOfLimits(
-            f"This image is only {width}×{height} pixels; I need at least {MIN_SIDE} a side."
-        )
+    _check_size(*image.size, max_pixels)
 
     try:
         if image.format in ("JPEG", "MPO"):
@@ -89,6 +84,22 @@ def decode(data: bytes, *, max_side: int, max_pixels: int) -> Image.Image:
             "I couldn't read this image: the file seems damaged or truncated.", detail=str(exc)
         ) from None
 
+    return _fit(image, max_side)
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageOutOfLimits(
+            f"This image is {width}×{height} pixels, more than I can safely open. "
+            "Please post a smaller export."
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageOutOfLimits(
+            f"This image is only {width}×{height} pixels; I need at least {MIN_SIDE} a side."
+        )
+
+
+def _fit(image: Image.Image, max_side: int) -> Image.Image:
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return image

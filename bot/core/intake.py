@@ -19,10 +19,12 @@ from typing import Protocol
 from PIL import Image
 
 from bot.core.clock import Clock
-from bot.core.errors import Undeliverable, UnsupportedFile, UserFacingError
+from bot.core.errors import PatientDataRefused, Undeliverable, UnsupportedFile, UserFacingError
+from bot.core.heatmaps import heatmap_name
 from bot.core.imaging import decode
 from bot.core.labels import Label, Verdict, decide
 from bot.core.leases import UPLOAD_LEASE_PREFIX, LeaseTerms, new_owner, upload_lease
+from bot.core.phi import find_phi
 from bot.core.ports import (
     Classifier,
     FileDescriber,
@@ -54,16 +56,21 @@ IMAGE_EXTENSIONS = frozenset(
     {"jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "gif", "heic", "heif", "dcm", "dicom"}
 )
 EXPORT_MIMETYPES = frozenset({"application/pdf", "application/dicom"})
+# PACS exports come as `IM000001` or `1.2.840…7` typed application/octet-stream: they may be
+# DICOM, which only their content (not their name) tells, so they are downloaded and checked.
+MAYBE_DICOM_MIMETYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
 
 
 def is_image_like(ref: ImageRef) -> bool:
-    """Files the bot answers for in channels: images, and the PDFs/DICOMs X-rays come as."""
+    """Files the bot answers for in channels: images, the PDFs/DICOMs X-rays come as, and
+    files that may be DICOM (no extension, or an untyped binary)."""
     extension = ref.name.rsplit(".", 1)[-1].lower() if "." in ref.name else ""
     return (
         ref.mimetype.startswith("image/")
         or ref.mimetype in EXPORT_MIMETYPES
+        or ref.mimetype in MAYBE_DICOM_MIMETYPES
         or extension in IMAGE_EXTENSIONS
-        or extension == "pdf"
+        or extension in ("pdf", "")
     )
 
 
@@ -72,6 +79,7 @@ class FileOutcome:
     ref: ImageRef
     verdict: Verdict | None = None
     error: UserFacingError | None = None
+    phi: tuple[str, ...] = ()  # kinds of patient identifier the file carries, never values
 
     @property
     def code(self) -> str:
@@ -169,6 +177,7 @@ class Intake:
         max_pixels: int,
         concurrency: int,
         describer: FileDescriber | None = None,
+        refuse_phi: bool = False,
         owner: str | None = None,
         lease: LeaseTerms = UPLOAD_LEASE,
         claim_timeout_s: float = CLAIM_TIMEOUT_S,
@@ -181,6 +190,7 @@ class Intake:
         self.leases = leases
         self.fetcher = fetcher
         self.describer = describer
+        self.refuse_phi = refuse_phi
         self.classifier = classifier
         self.outbox = outbox
         self.clock = clock
@@ -348,11 +358,11 @@ class Intake:
                     "outcomes": [o.code for o in outcomes],
                 },
             )
-            heatmaps = [
-                (_heatmap_name(o.ref.name), o.verdict.heatmap_png)
-                for o in outcomes
-                if o.verdict is not None and o.verdict.heatmap_png
-            ]
+            heatmaps: list[tuple[str, bytes]] = []
+            for o in outcomes:
+                if o.verdict is not None and o.verdict.heatmap_png:
+                    name = heatmap_name(o.ref.name, {n for n, _ in heatmaps})
+                    heatmaps.append((name, o.verdict.heatmap_png))
             if heatmaps and posted:  # nothing posted: a crash came after the reply, not before
                 await self._quietly(
                     self.outbox.attach_images(upload.channel, upload.thread_ts, heatmaps)
@@ -481,6 +491,7 @@ class Intake:
 
     async def _screen(self, ref: ImageRef) -> FileOutcome:
         async with self._slots:
+            phi: tuple[str, ...] = ()
             try:
                 if ref.mimetype == "application/pdf" or ref.name.lower().endswith(".pdf"):
                     raise UnsupportedFile(
@@ -491,13 +502,21 @@ class Intake:
                         "This isn't an image. I read chest X-rays posted as PNG or JPEG."
                     )
                 data = await self.fetcher.fetch(ref, self.max_bytes)
+                phi = tuple(await asyncio.to_thread(find_phi, data))
+                if phi:  # field kinds only: never a value, in logs or anywhere else
+                    log.info("image.patient_data", extra={"file_id": ref.file_id, "kinds": phi})
+                if phi and self.refuse_phi:
+                    raise PatientDataRefused(
+                        "I don't read files that carry patient identifiers here, so this one "
+                        "wasn't classified."
+                    )
                 image = await asyncio.to_thread(self._prepare, data)
                 del data
                 prediction = await self.classifier.classify(image)
-                return FileOutcome(ref, verdict=decide(prediction, self.threshold))
+                return FileOutcome(ref, verdict=decide(prediction, self.threshold), phi=phi)
             except UserFacingError as error:
                 log.info("image.refused", extra={"file_id": ref.file_id, "reason": error.code})
-                return FileOutcome(ref, error=error)
+                return FileOutcome(ref, error=error, phi=phi)
             except Exception:
                 log.exception("image.failed", extra={"file_id": ref.file_id})
                 return FileOutcome(
@@ -521,8 +540,3 @@ class Intake:
             await action
         except Exception as exc:
             log.warning("chat.cosmetic_failed", extra={"error": type(exc).__name__})
-
-
-def _heatmap_name(name: str) -> str:
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    return f"{stem}-heatmap.png"

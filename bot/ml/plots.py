@@ -33,9 +33,11 @@ def evaluation_png(
     confusion_rows: Sequence[Sequence[int]],
     title: str = "",
     notes: Sequence[str] = (),
+    operating_point: tuple[float, float] | None = None,
 ) -> bytes:
-    """PNG bytes: ROC curve (with its AUC) and the confusion matrix [[TN, FP], [FN, TP]],
-    with `notes` (e.g. the metrics) written under the matrix."""
+    """PNG bytes: ROC curve (with its AUC, and the model's operating point (FPR, TPR) marked)
+    and the confusion matrix [[TN, FP], [FN, TP]] with its axes named and each true class's
+    count, with `notes` (e.g. the metrics) written under the matrix."""
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
     small, medium, large = _font(14), _font(18), _font(30)
@@ -59,6 +61,13 @@ def evaluation_png(
     _centred(draw, (x0 + side / 2, y0 + side + 36), "false positive rate (1 - specificity)", small)
     draw.text((x0 + 10, y0 - 24), "true positive rate (sensitivity)", font=small, fill=INK)
     draw.text((x0 + side - 150, y0 + side - 40), f"AUC {auc:.4f}", font=medium, fill=CURVE)
+    if operating_point is not None:
+        fx, ty = x0 + operating_point[0] * side, y0 + side - operating_point[1] * side
+        draw.ellipse([fx - 7, ty - 7, fx + 7, ty + 7], outline=INK, width=3)
+        label = f"operating point ({operating_point[0]:.2f}, {operating_point[1]:.2f})"
+        lx, ly = x0 + 130, y0 + side - 70  # a legend: the circle, then what it marks
+        draw.ellipse([lx - 7, ly + 1, lx + 7, ly + 15], outline=INK, width=3)
+        draw.text((lx + 14, ly), label, font=small, fill=INK)
 
     # Confusion matrix: 2 x 2 cells of 150 px at 640..940
     cx, cy, cell = 650, 110, 150
@@ -76,10 +85,13 @@ def evaluation_png(
             _centred(
                 draw, (box[0] + cell / 2, box[1] + cell / 2 + 24), f"{count / total:.1%}", small
             )
-        _centred(draw, (cx - 50, cy + r * cell + cell / 2), names[r], small)
+        _centred(draw, (cx - 50, cy + r * cell + cell / 2 - 9), names[r], small)
+        _centred(
+            draw, (cx - 50, cy + r * cell + cell / 2 + 9), f"n={sum(confusion_rows[r])}", small
+        )
         _centred(draw, (cx + r * cell + cell / 2, cy - 16), names[r], small)
     _centred(draw, (cx + cell, cy - 40), "predicted", medium)
-    draw.text((cx - 95, cy + 2 * cell + 14), "rows: truth", font=small, fill=INK)
+    _centred(draw, (cx - 50, cy - 16), "truth", medium)
     for i, note in enumerate(notes):
         draw.text((cx - 95, cy + 2 * cell + 40 + 20 * i), note, font=small, fill=INK)
 

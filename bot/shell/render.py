@@ -21,8 +21,15 @@ EMOJI = {
     "bar_chart": "📊",
     "robot_face": "🤖",
     "information_source": "ℹ️",
+    "arrow_forward": "▶️",
+    "alarm_clock": "⏰",
 }
 
+_USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|([^>]*))?>")
+_CHANNEL = re.compile(r"<#([CGD][A-Z0-9]+)(?:\|([^>]*))?>")
+_SPECIAL = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
+_CODE_BLOCK = re.compile(r"```\n?(.*?)\n?```", re.DOTALL)
+_CODE = re.compile(r"`([^`\n]+)`")
 _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 _BARE_LINK = re.compile(r"<([^>|]+)>")
 _EMOJI = re.compile(r":([a-z0-9_+\-]+):")
@@ -41,8 +48,15 @@ class RenderedText:
     buttons: list[Button] = field(default_factory=list)
 
 
-def mrkdwn(text: str) -> str:
-    """Slack mrkdwn to plain text: links, emoji, entities; *bold* and _italic_ lose their marks."""
+def mrkdwn(text: str, people: dict[str, str] | None = None) -> str:
+    """Slack mrkdwn to plain text: mentions (`people` maps user IDs to names), links, emoji,
+    entities; *bold*, _italic_ and `code` lose their marks."""
+    people = people or {}
+    text = _USER.sub(lambda m: people.get(m.group(1)) or "@" + (m.group(2) or m.group(1)), text)
+    text = _CHANNEL.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
+    text = _SPECIAL.sub(r"@\1", text)
+    text = _CODE_BLOCK.sub(r"\1", text)
+    text = _CODE.sub(r"\1", text)
     text = _LINK.sub(r"\2 (\1)", text)
     text = _BARE_LINK.sub(r"\1", text)
     text = _EMOJI.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
@@ -51,17 +65,22 @@ def mrkdwn(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _text(obj: dict[str, Any] | None) -> str:
-    if not obj:
-        return ""
-    return mrkdwn(obj.get("text", "")) if obj.get("type") == "mrkdwn" else obj.get("text", "")
-
-
 def render_blocks(
-    blocks: list[dict[str, Any]], fallback: str, first_button: int = 1
+    blocks: list[dict[str, Any]],
+    fallback: str,
+    first_button: int = 1,
+    people: dict[str, str] | None = None,
 ) -> RenderedText:
+    """A message's lines as the terminal shows them; its buttons numbered from `first_button`."""
+
+    def _text(obj: dict[str, Any] | None) -> str:
+        if not obj:
+            return ""
+        text = obj.get("text", "")
+        return mrkdwn(text, people) if obj.get("type") == "mrkdwn" else text
+
     if not blocks:
-        return RenderedText(mrkdwn(fallback).splitlines() or [""])
+        return RenderedText(mrkdwn(fallback, people).splitlines() or [""])
     lines: list[str] = []
     buttons: list[Button] = []
     for block in blocks:
@@ -94,5 +113,5 @@ def render_blocks(
             if labels:
                 lines.append("  " + "   ".join(labels))
         elif kind == "rich_text":
-            lines.append(fallback)
+            lines.append(mrkdwn(fallback, people))
     return RenderedText(lines or [""], buttons)

@@ -47,13 +47,15 @@ def build_app(
 ) -> AsyncApp:
     """Signatures are verified when a signing secret is given (HTTP mode); Socket Mode and
     the local shell have no signatures to check."""
+    bolt_logger = logging.getLogger("slack_bolt")
+    bolt_logger.addFilter(_own_client_chosen)
     identity = BotIdentity()
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,
         request_verification_enabled=signing_secret is not None,
         ignoring_self_events_enabled=True,
-        logger=logging.getLogger("slack_bolt"),
+        logger=bolt_logger,
         before_authorize=messages.record_before_ack(services, identity.is_self),
     )
     app.cxr_identity = identity  # type: ignore[attr-defined]
@@ -61,6 +63,12 @@ def build_app(
     listeners.register(app, services)
     commands.register(app, services, admins)
     return app
+
+
+def _own_client_chosen(record: logging.LogRecord) -> bool:
+    """Bolt also reads SLACK_BOT_TOKEN and warns that the client given wins over it; the bot
+    always hands its own client (with its retries), so that warning is noise."""
+    return "token` will be unused" not in record.getMessage()
 
 
 @dataclass

@@ -8,6 +8,7 @@ Migration 1 adopts the schema as the first version created it (every statement i
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -253,12 +254,35 @@ CREATE TABLE promotions (
 CREATE UNIQUE INDEX promotions_open ON promotions(state) WHERE state = 'starting';
 """
 
+
+def forget_file_names(conn: sqlite3.Connection) -> None:
+    """Uploads keep their files' IDs, types and sizes, no longer their names or URLs (which end
+    with the name): a name can carry a patient's. A resumed upload asks Slack for both."""
+    conn.execute("PRAGMA secure_delete = ON")  # the old values are overwritten, not freed
+    rows = conn.execute("SELECT channel, ts, files FROM uploads").fetchall()
+    for channel, ts, files in rows:
+        kept = [
+            {
+                "file_id": f.get("file_id", ""),
+                "name": "",
+                "mimetype": f.get("mimetype", ""),
+                "size": f.get("size", 0),
+            }
+            for f in json.loads(files or "[]")
+        ]
+        conn.execute(
+            "UPDATE uploads SET files = ? WHERE channel = ? AND ts = ?",
+            (json.dumps(kept), channel, ts),
+        )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
     Migration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
     Migration(3, "fleet facts: when the bot first watched the fleet", FLEET_FACTS),
     Migration(4, "leader terms and the actions leaders took", LEADER_TERMS),
     Migration(5, "reviews, model answers, the served version, exports, promotions", LEARNING_LOOP),
+    Migration(6, "uploads forget their files' names and URLs", forget_file_names),
 ]
 
 

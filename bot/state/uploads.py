@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from bot.core.leases import UPLOAD_LEASE_PREFIX, upload_lease
@@ -52,7 +51,7 @@ class UploadStore:
                     upload.ts,
                     upload.thread_ts,
                     upload.user,
-                    json.dumps([asdict(ref) for ref in upload.files]),
+                    json.dumps([stored_ref(ref) for ref in upload.files]),
                     now.isoformat(),
                     int(upload.direct),
                 ),
@@ -179,6 +178,13 @@ class UploadStore:
         where, params = _model_filter(model_kind, model_version)
         row = self._db.one(f"SELECT MAX(at) AS at FROM classifications WHERE {where}", params)
         return datetime.fromisoformat(row["at"]) if row and row["at"] else None
+
+
+def stored_ref(ref: ImageRef) -> dict[str, object]:
+    """What the database keeps of a file: its ID, type and size. Not its name, nor its URL
+    (which ends with the name): names can carry a patient's, and a resumed upload gets both
+    back from Slack (`files.info`) before it is answered."""
+    return {"file_id": ref.file_id, "name": "", "mimetype": ref.mimetype, "size": ref.size}
 
 
 def _upload(row: sqlite3.Row) -> Upload:

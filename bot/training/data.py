@@ -16,7 +16,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
+)  # DICOM too: every image goes through bot.core.imaging.decode
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 _PATIENT = re.compile(
     r"^(person\d+)_|^((?:normal\d*-)?im-\d+)(?:-|$)|^(slack-[0-9a-f]{16})-", re.IGNORECASE

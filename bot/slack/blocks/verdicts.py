@@ -24,6 +24,7 @@ from slack_sdk.models.blocks import (
 
 from bot.core.intake import FileOutcome, UploadReply
 from bot.core.labels import DISAGREE, Label, Verdict
+from bot.core.phi import phi_notice
 from bot.core.review.records import ReviewLabel
 from bot.slack.blocks import Rendered, render, render_parts
 from bot.slack.blocks.review import BLOCK_PREFIX, action_id, button_value
@@ -66,14 +67,22 @@ def outcome_line(outcome: FileOutcome) -> str:
     name = user_text(outcome.ref.name)
     if outcome.verdict is not None:
         line = f"{name}: {verdict_phrase(outcome.verdict)} ({outcome.verdict.model.describe()})."
-        return f"{line} {outcome.verdict.note}" if outcome.verdict.note else line
-    reply = outcome.error.reply if outcome.error else FALLBACK_FAILURE
-    return f"{name}: {reply}"
+        line = f"{line} {outcome.verdict.note}" if outcome.verdict.note else line
+    else:
+        line = f"{name}: {outcome.error.reply if outcome.error else FALLBACK_FAILURE}"
+    return f"{line} {phi_notice(list(outcome.phi))}" if outcome.phi else line
 
 
 def outcome_blocks(outcome: FileOutcome, review_ts: str | None = None) -> list[Block]:
     """One file's blocks; with `review_ts` (the posted message's ts) a verdict gets the review
     buttons under it."""
+    blocks = _verdict_blocks(outcome, review_ts)
+    if outcome.phi:  # which kinds of field (fixed words, never the file's values)
+        blocks.append(_context(f":warning: {phi_notice(list(outcome.phi))}"))
+    return blocks
+
+
+def _verdict_blocks(outcome: FileOutcome, review_ts: str | None) -> list[Block]:
     name = f"*{user_text(outcome.ref.name)}*"
     verdict = outcome.verdict
     if verdict is None:

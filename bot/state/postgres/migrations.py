@@ -243,6 +243,19 @@ CREATE TABLE promotions (
 CREATE UNIQUE INDEX promotions_open ON promotions(state) WHERE state = 'starting';
 """
 
+FORGET_FILE_NAMES = """
+UPDATE uploads SET files = COALESCE(
+    (SELECT json_agg(json_build_object(
+        'file_id', COALESCE(f->>'file_id', ''),
+        'name', '',
+        'mimetype', COALESCE(f->>'mimetype', ''),
+        'size', COALESCE((f->>'size')::bigint, 0)
+    ))::text
+    FROM json_array_elements(uploads.files::json) AS f),
+    '[]'
+);
+"""
+
 MIGRATIONS: list[PgMigration] = [
     PgMigration(1, "adopt the first schema as found", ADOPT_FIRST_SCHEMA),
     PgMigration(2, "leases; uploads remember whether they came in a DM", LEASES_AND_DIRECT_UPLOADS),
@@ -251,6 +264,7 @@ MIGRATIONS: list[PgMigration] = [
     PgMigration(
         5, "reviews, model answers, the served version, exports, promotions", LEARNING_LOOP
     ),
+    PgMigration(6, "uploads forget their files' names and URLs", FORGET_FILE_NAMES),
 ]
 
 
