@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,7 @@ from bot.core.ports import ImageRef, Upload
 from bot.state.postgres.database import PostgresDatabase
 from bot.state.postgres.db import PgDatabase
 from bot.state.postgres.leases import acquire_in
-from bot.state.uploads import UploadStore, lease_key
+from bot.state.uploads import UploadStore, lease_key, stored_ref
 
 
 class PgUploadStore(UploadStore):
@@ -40,7 +39,7 @@ class PgUploadStore(UploadStore):
                     upload.ts,
                     upload.thread_ts,
                     upload.user,
-                    json.dumps([asdict(ref) for ref in upload.files]),
+                    json.dumps([stored_ref(ref) for ref in upload.files]),
                     now.isoformat(),
                     int(upload.direct),
                 ),
