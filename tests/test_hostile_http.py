@@ -177,18 +177,25 @@ async def test_healthz_and_slack_events_answer_while_1000_clients_trickle(bot, s
         assert ready == b"ready\n"
         await asyncio.sleep(1.0)  # the flood at full strength: thrown out, back again
         timeout = aiohttp.ClientTimeout(total=10)
-        answered = 0
+        answered, misses_in_a_row, worst_run = 0, 0, 0
         for _ in range(10):  # a load balancer's health checks, each on a new connection
+            ok = False
             try:
                 async with (
                     aiohttp.ClientSession(timeout=timeout) as session,
                     session.get(f"{bot.url}/healthz") as response,
                 ):
-                    answered += response.status == 200
+                    ok = response.status == 200
             except aiohttp.ClientError:
                 pass
+            answered += ok
+            misses_in_a_row = 0 if ok else misses_in_a_row + 1
+            worst_run = max(worst_run, misses_in_a_row)
             await asyncio.sleep(0.05)
-        assert answered >= 9  # the pool is 5x smaller than the flood: a rare miss, no outage
+        # The pool is 5x smaller than the flood: a miss is possible, an outage is not. Load
+        # balancers mark a target unhealthy after 2-3 failed checks in a row (AWS ALB: 2 by
+        # default), so no more than two in a row, and most checks answered.
+        assert worst_run <= 2 and answered >= 7, (answered, worst_run)
         file = slack.add_file("a.jpeg", xray_jpeg())
         envelope = slack.file_share_envelope(CHANNEL, [file])
         status = 0
