@@ -192,10 +192,10 @@ async def test_healthz_and_slack_events_answer_while_1000_clients_trickle(bot, s
             misses_in_a_row = 0 if ok else misses_in_a_row + 1
             worst_run = max(worst_run, misses_in_a_row)
             await asyncio.sleep(0.05)
-        # The pool is 5x smaller than the flood: a miss is possible, an outage is not. Load
-        # balancers mark a target unhealthy after 2-3 failed checks in a row (AWS ALB: 2 by
-        # default), so no more than two in a row, and most checks answered.
-        assert worst_run <= 2 and answered >= 7, (answered, worst_run)
+        # The pool is 5x smaller than the flood: a miss is possible, an outage is not. A load
+        # balancer marks a target unhealthy only after failed checks in a row (at least 2 by
+        # default on the common ones), so never two in a row, and most checks answered.
+        assert worst_run <= 1 and answered >= 7, (answered, worst_run)
         file = slack.add_file("a.jpeg", xray_jpeg())
         envelope = slack.file_share_envelope(CHANNEL, [file])
         status = 0
