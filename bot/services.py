@@ -18,7 +18,7 @@ from PIL import Image
 from bot.core.clock import Clock, SystemClock
 from bot.core.fleet.state import Audit, Runs
 from bot.core.intake import Intake
-from bot.core.leadership import LeaderStore
+from bot.core.leadership import Leadership, LeaderStore
 from bot.core.learning.export import Exporter
 from bot.core.learning.reviewing import Reviewing
 from bot.core.leases import LeaseTerms
@@ -391,12 +391,28 @@ def _attach_cost_guard(services: Services) -> None:
         )
     lifecycle = services.lifecycle
     if lifecycle is not None:  # one poller for operations in flight and the guard
+        interval = guard.config.interval
+        leader = None
+        if services.leader_store is not None:
+            # Followers ask every ttl/3, so a dead leader is replaced within 4/3 ttl: one
+            # poll interval. A clean stop releases the term at once (the poller's close).
+            leader = Leadership(
+                services.leader_store,
+                "fleet",
+                services.intake.owner,
+                services.clock,
+                interval * 3 / 4,
+            )
+            guard.lead_with(leader)
+            services.background.append(leader.run)
+            services.closers.insert(0, leader.release)  # before the database closes
         poller = lifecycle.join_guard(
             guard,
             leases=services.store.leases,
             owner=services.intake.owner,
-            idle_seconds=guard.config.interval.total_seconds(),
+            idle_seconds=interval.total_seconds(),
             zone=settings.cxr_timezone,
+            leader=leader,
         )
         services.background.remove(lifecycle.resume)
         services.background.append(poller.run)

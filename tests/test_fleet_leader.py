@@ -4,6 +4,7 @@ nothing is alerted or stopped twice; when the leader stops, the other takes over
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 
 from tests import test_cost_guard_wire as wire
 from tests.harness import BotHarness
@@ -68,60 +69,48 @@ async def test_two_instances_on_one_database_alert_and_stop_once(
         await first.stop()  # idempotent
 
 
-def gone_pid() -> int:
-    """The pid of a process that has ended (a leader killed with kill -9, say)."""
-    import subprocess
-    import sys
-
-    child = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(child.stdout)
-
-
-def leader_lease(path, owner: str, hours: float = 1) -> None:
-    """A leader lease another process left in the database, running for `hours` more."""
+def leader_term(path, owner: str, expires_at: datetime, epoch: int = 7) -> None:
+    """A leader term another replica left in the database, running until `expires_at`."""
     import sqlite3
-    import time
 
     from bot.state.db import Database
 
     Database(path).close()  # the schema
     conn = sqlite3.connect(path)
-    now = time.time()
     conn.execute(
-        "INSERT INTO leases (key, owner, expires_at, acquired_at, renewed_at)"
-        " VALUES ('leader:fleet', ?, ?, ?, ?)",
-        (owner, now + hours * 3600 + 10 * 86400, now, now),
+        "INSERT INTO leader_terms (name, owner, epoch, expires_at, acquired_at)"
+        " VALUES ('fleet', ?, ?, ?, ?)",
+        (owner, epoch, expires_at.timestamp(), expires_at.timestamp() - 60),
     )
     conn.commit()
     conn.close()
 
 
-async def test_a_killed_leader_on_this_host_is_taken_over_at_once(
+async def test_a_dead_leader_is_taken_over_within_one_poll_interval(
     slack, tmp_path, console, clock, cloudwatch
 ):
-    import socket
-
-    leader_lease(tmp_path / "cxr.db", f"{socket.gethostname()}:{gone_pid()}:killed")
+    """The leader died just after renewing (its term runs ¾ of a poll interval): another
+    replica leads by its next poll, under the next epoch."""
+    leader_term(tmp_path / "cxr.db", "another-host:4242:killed", clock.now() + timedelta(minutes=3))
     console.status = "RUNNING"
     bot = await BotHarness(
         slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **bot_settings()
     ).start()
     try:
         await polled([bot], [1])
+        assert bot.services.lifecycle.poller.led == 0  # the dead leader's term still runs
+        await run_for([bot], clock, 5)  # one poll interval later
+        assert bot.services.lifecycle.poller.led == 1
+        term = await bot.services.leader_store.current("fleet")
+        assert term is not None and term.epoch == 8 and term.owner == bot.services.intake.owner
         await run_for([bot], clock, 30)
-        assert bot.services.lifecycle.poller.led > 0
         assert len(alerts(slack)) == 1
     finally:
         await bot.stop()
 
 
 async def test_a_leader_on_another_host_is_waited_for(slack, tmp_path, console, clock, cloudwatch):
-    leader_lease(tmp_path / "cxr.db", "another-host:4242:alive")
+    leader_term(tmp_path / "cxr.db", "another-host:4242:alive", clock.now() + timedelta(days=1))
     console.status = "RUNNING"
     bot = await BotHarness(
         slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **bot_settings()

@@ -22,6 +22,8 @@ S = timedelta(seconds=1)
     [
         (None, "a", T0, Term("fleet", "a", 1, T0 + TTL)),  # the first term
         (Term("fleet", "a", 4, T0 + TTL), "a", T0 + 10 * S, Term("fleet", "a", 4, T0 + 40 * S)),
+        # a renewal that reaches the database after a later one does not shorten the term
+        (Term("fleet", "a", 4, T0 + 40 * S), "a", T0 + 5 * S, Term("fleet", "a", 4, T0 + 40 * S)),
         (Term("fleet", "a", 4, T0 + TTL), "b", T0 + 29 * S, None),  # still a's
         (Term("fleet", "a", 4, T0 + TTL), "b", T0 + TTL, Term("fleet", "b", 5, T0 + 2 * TTL)),
         # a's own lapsed term is not resumed: a new epoch fences what the old one began

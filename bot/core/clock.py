@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -34,6 +34,7 @@ class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
         self._sleepers: list[tuple[datetime, asyncio.Future[None]]] = []
+        self._tracked: set[asyncio.Future[Any]] = set()
 
     def now(self) -> datetime:
         return self._now
@@ -46,11 +47,20 @@ class FakeClock:
         self._sleepers.append((self._now + timedelta(seconds=seconds), future))
         await future
 
+    def track(self, work: asyncio.Future[Any]) -> None:
+        """Hold time still until `work` is done (a lease renewal on a database thread, say,
+        which must land at the time it was made, not after the clock has moved on)."""
+        self._tracked.add(work)
+        work.add_done_callback(self._tracked.discard)
+
     async def advance(self, seconds: float = 0, *, to: datetime | None = None) -> None:
         """Move time forward, waking sleepers in deadline order and letting them run."""
         target = to or self._now + timedelta(seconds=seconds)
         while True:
             await _settle()
+            while self._tracked:
+                await asyncio.wait(set(self._tracked))
+                await _settle()
             due = sorted(
                 (s for s in self._sleepers if s[0] <= target and not s[1].done()),
                 key=lambda s: s[0],

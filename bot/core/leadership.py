@@ -45,13 +45,16 @@ def claim(
 ) -> Term | None:
     """The term `owner` gets, or None while another replica's term is running.
 
-    The holder extends its own running term (same epoch); a lapsed term, even one's own, is
+    The holder extends its own running term (same epoch), never shortens it (two renewals of
+    one replica may reach the database out of order); a lapsed term, even one's own, is
     followed by a new epoch, so anything begun under the old one is fenced off.
     """
     if current is None:
         return Term(name, owner, 1, now + ttl)
     if not current.expired(now):
-        return replace(current, expires_at=now + ttl) if current.owner == owner else None
+        if current.owner != owner:
+            return None
+        return replace(current, expires_at=max(current.expires_at, now + ttl))
     return Term(name, owner, current.epoch + 1, now + ttl)
 
 
@@ -112,7 +115,11 @@ class Leadership:
         now = now or self.clock.now()
         before = self.term
         try:
-            self.term = await self.store.claim(self.name, self.owner, now, self.ttl)
+            claim = asyncio.ensure_future(self.store.claim(self.name, self.owner, now, self.ttl))
+            track = getattr(self.clock, "track", None)  # a fake clock waits for it (tests)
+            if track is not None:
+                track(claim)
+            self.term = await claim
         except Exception:
             log.exception("leader.claim_failed", extra={"lead": self.name})
             self.term = None if before is None or before.expired(now) else before
@@ -133,8 +140,14 @@ class Leadership:
     async def run(self) -> None:
         """Claim and renew for as long as the process runs (a background job)."""
         while True:
-            await self.step()
-            await self.clock.sleep(self.renew_every.total_seconds())
+            # The next renewal is timed from this one's start, not its end: a slow database
+            # call does not push the renewals later and the term toward its end.
+            pause = asyncio.ensure_future(self.clock.sleep(self.renew_every.total_seconds()))
+            try:
+                await self.step()
+                await pause
+            finally:
+                pause.cancel()
 
     async def wait_for_change(self) -> None:
         """Return once the lead has been won or lost (for pollers that idle as followers)."""

@@ -1,10 +1,11 @@
 """Leases: which instance may work on something, and until when.
 
 Several instances can share one database (a rolling deploy, replicas). Work that must happen
-once (answering an upload, polling an operation, being the one poller) is guarded by a lease:
+once (answering an upload, commanding an operation) is guarded by a lease:
 an owner, a key and an expiry. The owner renews it while working; if the owner dies, the lease
 expires and another instance may take the work over. These are the pure decisions; storage
-lives in `bot.state.leases`, which applies them inside one database transaction.
+lives in `bot.state.leases`, which applies them inside one database transaction. (The one
+poller's lead is a fenced term instead: `bot.core.leadership`.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 
 @dataclass(frozen=True)
 class Lease:
-    key: str  # what is leased: "upload:C123:1700000000.000100", "leader:cost-guard", …
+    key: str  # what is leased: "upload:C123:1700000000.000100", "operation:12", …
     owner: str  # which instance holds it (see `new_owner`)
     expires_at: datetime
 

@@ -6,11 +6,11 @@ are stored as Unix seconds so "expired" is a plain comparison in SQL.
 
 The `*_in(conn, …)` functions run inside a transaction the caller already holds (to claim an
 upload and lease it atomically); `LeaseStore` wraps them for async callers on the database's
-own thread. A single poller, for instance:
+own thread. An upload, for instance:
 
-    terms = LeaseTerms(timedelta(seconds=60))
-    if await leases.acquire("leader:cost-guard", owner, clock.now(), terms.ttl):
-        ...  # lead; every terms.renew_every: `renew([...])`, and stop leading if it is lost
+    terms = LeaseTerms(timedelta(seconds=30))
+    if await leases.acquire(upload_lease(key), owner, clock.now(), terms.ttl):
+        ...  # work; every terms.renew_every: `renew([...])`, and stop if it is lost
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
@@ -43,6 +43,7 @@ from bot.core.fleet.idle import IdleRules, Observer
 from bot.core.fleet.notices import Who, plain
 from bot.core.fleet.state import Episode, GuardMemory, Store
 from bot.core.fleet.stops import ScheduledActions, StopOrder, Stopper
+from bot.core.leadership import FencedOutbox, Leadership
 from bot.core.model_versions import RUNNING, STOPPING, ModelCatalog, ModelVersion
 from bot.core.ports import Outbox
 from bot.core.pricing import Prices, duration, usd
@@ -360,7 +361,16 @@ class CostGuard:
         self.observer = Observer(context, alerts)
         self.schedule = ScheduledActions(context, stopper)
         self.idle = IdleRules(context, alerts, stopper, self.observer, self.schedule)
-        self.presses = ButtonPresses(context, alerts, self.observer, stopper)
+        # A press reaches whichever replica Slack's request lands on, leader or not: it acts
+        # for the admin who pressed, so it keeps an unfenced context of its own.
+        self.press_context = replace(context)
+        press_alerts = EpisodeAlerts(self.press_context)
+        self.presses = ButtonPresses(
+            self.press_context,
+            press_alerts,
+            Observer(self.press_context, press_alerts),
+            Stopper(self.press_context, press_alerts),
+        )
         self.summaries = SpendSummaries(context, classifications)
         self.status_meter = Meter(context)
         self.stopper = stopper  # told by the poller when one of its stops is confirmed
@@ -383,7 +393,14 @@ class CostGuard:
 
     @clock.setter
     def clock(self, clock: Clock) -> None:
-        self.context.clock = clock
+        self.context.clock = self.press_context.clock = clock
+
+    def lead_with(self, leadership: Leadership) -> None:
+        """Replicas on one database: the poller's alerts and stops are recorded under the
+        leader's term first (`act_once`), and its posts check the term (`FencedOutbox`), so a
+        leader paused past its term wakes up unable to alert, post or stop."""
+        self.context.outbox = FencedOutbox(self.context.outbox, leadership)
+        self.context.act_once = leadership.act_once
 
     # --- the poll ------------------------------------------------------------------------
     async def review(self, versions: list[ModelVersion] | None, now: datetime) -> None:

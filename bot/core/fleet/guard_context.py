@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -123,6 +123,9 @@ class GuardContext:
     stops: FleetActions | None = None
     # CloudWatch's error at the version's last reading ("" or absent: it was read, or is off)
     usage_errors: dict[str, str] = field(default_factory=dict)
+    # The leader's fence (`Leadership.act_once`): records an alert or stop under its key, and
+    # says no when this replica no longer leads or another leader did it already.
+    act_once: Callable[[str], Awaitable[bool]] = field(default=lambda key: _always())
 
     def now(self) -> datetime:
         return self.clock.now().astimezone(UTC)
@@ -158,6 +161,10 @@ class GuardContext:
             log.warning("cost_guard.update_failed", extra={"error": aws_error(exc)})
 
 
+async def _always() -> bool:
+    return True  # one instance alone: nothing to fence
+
+
 class EpisodeAlerts:
     def __init__(self, context: GuardContext) -> None:
         self.context = context
@@ -165,6 +172,8 @@ class EpisodeAlerts:
     async def open(self, version: ModelVersion, watch: Watch, now: datetime) -> None:
         """Start an episode for a version idle past the threshold, and post its alert."""
         assert watch.idle_since is not None
+        if not await self.context.act_once(f"alert:{version.arn}:{watch.idle_since.isoformat()}"):
+            return  # another leader alerted on this idle stretch, or we lead no more
         config = self.context.config
         gap = config.alert_after
         episode = self.context.store.create_episode(

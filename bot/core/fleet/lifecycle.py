@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.core.clock import Clock
@@ -220,17 +219,16 @@ class Lifecycle:
         owner: str,
         idle_seconds: float,
         zone: str,
+        leader: Leader | None = None,
     ) -> Poller:
         """One fleet: the guard's stops are reported by it when confirmed, its meter shows in
         `/cxr status`, operations are leased to the instance whose command runs them, and
-        one poller (with a leader lease: one per database) serves operations and guard.
-        Returns that poller, the bot's background job."""
+        one poller serves operations and guard. With `leader` (replicas on one database) only
+        the leader's poller acts. Returns that poller, the bot's background job."""
         ctx = self.context
         ctx.guard_stops = guard.stopper
         ctx.meter = lambda: [line.describe(zone) for line in guard.meter()]
         ctx.leases, ctx.owner = leases, owner
-        # A dead leader's lease lapses after three of its idle polls (sooner on this host).
-        leader = Leader(leases, owner, timedelta(seconds=3 * idle_seconds))
         self.poller = Poller(
             clock=ctx.clock,
             catalog=ctx.catalog,

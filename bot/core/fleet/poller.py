@@ -9,8 +9,8 @@ then the guard, which sees the state the operations left.
 It ticks every `busy_seconds` while an operation is open and every `idle_seconds` otherwise;
 a command that opens an operation wakes it (`follow`) so the first poll comes `busy_seconds`
 later. Without a guard (`idle_seconds` None) it stops once no operation is open, and a command
-starts it again. A leader lease (`Leader`) keeps a second instance on the same database from
-acting on the same tick: its poller sleeps and tries again.
+starts it again. A leader lease (`Leader`) keeps other replicas on the same database from
+acting: their pollers ask again at each tick and take over once the leader's term lapses.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from bot.core.clock import Clock
-from bot.core.fleet.state import Leases
 from bot.core.model_versions import ModelCatalog, ModelVersion
 
 log = logging.getLogger(__package__)
@@ -47,60 +45,13 @@ class Guard(Protocol):
     async def review(self, versions: list[ModelVersion] | None, now: datetime) -> None: ...
 
 
-_LEADERS_HERE: set[str] = set()  # owners of the leaders alive in this process
+class Leader(Protocol):
+    """The leader lease (`bot.core.leadership.Leadership`): only its holder's poller acts, so
+    replicas on one database never alert or stop twice. Asked before every tick; a stopped
+    instance releases it, a dead one's term lapses and another replica takes over."""
 
-
-def died_here(holder: str, me: str) -> bool:
-    """Whether `holder` (an owner from `new_owner`: host:pid:token) was a process on this
-    host that is gone: its pid no longer runs, or it is our own pid but not a leader of this
-    process (a restarted container, whose pid is the same again)."""
-    if holder in _LEADERS_HERE:
-        return False
-    try:
-        host, pid, _ = holder.rsplit(":", 2)
-        my_host, my_pid, _ = me.rsplit(":", 2)
-    except ValueError:
-        return False
-    if host != my_host or holder == me:
-        return False
-    if pid == my_pid:
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError, OSError):
-        return False
-    return False
-
-
-class Leader:
-    """The leader lease: only its holder's poller acts (two instances on one database during
-    a rolling deploy must not alert or stop twice). Taken or renewed at every tick, for
-    `ttl`; a stopped instance releases it, a dead one's lapses and another takes over."""
-
-    def __init__(self, leases: Leases, owner: str, ttl: timedelta, key: str = "leader:fleet"):
-        self.leases = leases
-        self.owner = owner
-        self.ttl = ttl
-        self.key = key
-        _LEADERS_HERE.add(owner)
-
-    async def hold(self, now: datetime) -> bool:
-        if await self.leases.acquire(self.key, self.owner, now, self.ttl) is not None:
-            return True
-        holder = await self.leases.holder(self.key)
-        if holder is None or not died_here(holder.owner, self.owner):
-            return False
-        # A process on this host that no longer runs (killed, then restarted as this one):
-        # no need to wait for its lease to lapse. The release only frees the dead owner's.
-        log.warning("fleet.leader_taken_over", extra={"from": holder.owner})
-        await self.leases.release([self.key], holder.owner)
-        return await self.leases.acquire(self.key, self.owner, now, self.ttl) is not None
-
-    async def release(self) -> None:
-        _LEADERS_HERE.discard(self.owner)
-        await self.leases.release([self.key], self.owner)
+    async def hold(self, now: datetime) -> bool: ...
+    async def release(self) -> None: ...
 
 
 class Poller:

@@ -233,8 +233,8 @@ class GuardMemory(Protocol):
 
 
 class Leases(Protocol):
-    """Leases (`bot.core.leases`; SQLite: `bot.state.leases.LeaseStore`): the leader's, and
-    an operation's while its command talks to AWS."""
+    """Leases (`bot.core.leases`; SQLite: `bot.state.leases.LeaseStore`): an operation's
+    while its command talks to AWS."""
 
     async def acquire(
         self, key: str, owner: str, now: datetime, ttl: timedelta

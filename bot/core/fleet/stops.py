@@ -47,6 +47,11 @@ class Stopper:
         assert context.stops is not None, "the guard stops through the fleet's stop path"
         idle_since = (watch.idle_since if watch else None) or now
         idle_seconds = (now - idle_since).total_seconds()
+        retry = (
+            f":retry:{watch.stop_failed_at.isoformat()}" if watch and watch.stop_failed_at else ""
+        )
+        if not await context.act_once(f"stop:{order.arn}:{idle_since.isoformat()}{retry}"):
+            return False, "another leader acted, or this replica leads no more"
         report = {
             "reason": order.reason,
             "episode": order.episode.id if order.episode else None,
@@ -181,6 +186,8 @@ class ScheduledActions:
         if occurrence.end - now <= config.start_lead or version.status not in STARTABLE:
             store.record_schedule(key, now, f"skipped: {version.status}, window nearly over")
             return
+        if not await context.act_once(f"schedule:{key}"):
+            return  # fenced: another leader, or we lead no more
         if not store.record_schedule(key, now, "requested"):
             return
         units = config.schedule_units
