@@ -475,6 +475,9 @@ async def export_to_folder(settings: Settings, folder: Path) -> int:
     from bot.adapters.slack_files import SlackFileFetcher
     from bot.core.clock import SystemClock
     from bot.core.learning.export import Exporter
+    from bot.core.refetch import RefetchingFetcher
+    from bot.slack.client import web_client
+    from bot.slack.files_info import SlackFileDescriber
     from bot.state.db import Database
     from bot.state.reviews import ReviewStore
 
@@ -482,9 +485,11 @@ async def export_to_folder(settings: Settings, folder: Path) -> int:
     fetcher = SlackFileFetcher(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     db = Database(settings.cxr_db_path)
     try:
+        token = settings.slack_bot_token.get_secret_value()
+        describer = SlackFileDescriber(web_client(token, settings.slack_api_url))
         exporter = Exporter(
             ReviewStore(db),
-            fetcher,
+            RefetchingFetcher(fetcher, describer),
             SystemClock(),
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.cxr_max_pixels,

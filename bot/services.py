@@ -25,6 +25,7 @@ from bot.core.leases import LeaseTerms
 from bot.core.model_versions import ModelCatalog
 from bot.core.ports import Classifier, FileDescriber, FileFetcher, Outbox
 from bot.core.pricing import Prices
+from bot.core.refetch import RefetchingFetcher
 from bot.core.routing import ModelRouter
 from bot.settings import Settings
 from bot.state.db import Database
@@ -270,7 +271,7 @@ def build_services(
         reviewing=Reviewing(reviews, audit, clock),
         exporter=Exporter(
             reviews,
-            fetcher,
+            RefetchingFetcher(fetcher, describer),
             clock,
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.cxr_max_pixels,
@@ -284,7 +285,7 @@ def build_services(
         services.closers.append(close)
     _attach_lifecycle(services)
     _attach_cost_guard(services)
-    _attach_promoter(services, fetcher, local)
+    _attach_promoter(services, RefetchingFetcher(fetcher, describer), local)
     return services
 
 

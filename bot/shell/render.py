@@ -23,6 +23,9 @@ EMOJI = {
     "information_source": "ℹ️",
     "arrow_forward": "▶️",
     "alarm_clock": "⏰",
+    "arrows_counterclockwise": "🔄",
+    "memo": "📝",
+    "package": "📦",
 }
 
 _USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|([^>]*))?>")
