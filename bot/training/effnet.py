@@ -130,6 +130,24 @@ class LiteCam(nn.Module):
         return self.act(self.bn1(self.conv_head(x)))
 
 
+class ExportLite(ExportNet):
+    """What gets exported: forward(x) -> (logit (N,), cam (N, 14, 14), embedding (N, 4 x 1280)),
+    as `bot.training.model.ExportNet`; the embedding pools the last feature map to 2 x 2 with a
+    fixed window (3 x 3, stride 2 on 5 x 5 at 160 px; ONNX has no adaptive pooling)."""
+
+    def __init__(self, net: LiteCam) -> None:
+        nn.Module.__init__(self)  # no test-time zoom grids
+        self.net = net
+        side = net.size // 32
+        self.pool = nn.AvgPool2d(side - side // 2, side // 2)
+
+    def forward(self, x):
+        features = self.net.features(x)
+        cam = self.net.head(features)[:, 0]
+        embedding = self.pool(features).flatten(1)
+        return cam.mean(dim=(1, 2)), cam, embedding
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot.training.effnet")
     parser.add_argument("name")
@@ -295,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{split} after BN re-estimate (logit >= 0): {_fmt(m)}")
     log(f"temperature {temperature:.3f}; bands {result['validation_band']}")
     torch.save(model.state_dict(), out / "weights.pt")
-    exported = ExportNet(model).eval()
+    exported = ExportLite(model).eval()
     onnx_path = export_onnx(exported, out / "cxr-effnet-lite0.onnx")
     diff = onnx_agreement(exported, onnx_path, x_val[:32])
     result.update(
