@@ -166,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="steps per epoch (timing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--finish-from",
+        type=Path,
+        default=None,
+        help="skip training: finish (BatchNorm, scores, export) from a saved epoch's weights",
+    )
+    parser.add_argument(
         "--deadline",
         type=float,
         default=None,
@@ -227,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     history: list[dict] = []
     best: dict = {"key": (-1.0, 0.0)}
-    for epoch in range(1, args.epochs + 1):
+    if args.finish_from:
+        best = {"epoch": args.finish_from.stem, "state": torch.load(args.finish_from)}
+    for epoch in range(1, 0 if args.finish_from else args.epochs + 1):
         t_epoch = time.perf_counter()
         model.freeze(args.freeze_blocks if epoch <= args.freeze_epochs else 0)
         model.train()
