@@ -246,3 +246,39 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def half_weights(source: Path, target: Path, min_size: int = 1024) -> Path:
+    """A copy of an ONNX file with its large float32 weights stored as float16, each cast back
+    to float32 in the graph: half the file, float32 arithmetic (onnxruntime folds the casts
+    into constants when it loads the model, so inference costs the same)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(init)
+        if values.size < min_size:
+            continue
+        half = numpy_helper.from_array(values.astype(np.float16), init.name + "_fp16")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        casts.append(
+            helper.make_node(
+                "Cast",
+                [half.name],
+                [init.name],
+                to=onnx.TensorProto.FLOAT,
+                name=half.name + "_cast",
+            )
+        )
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    onnx.checker.check_model(model)
+    target = Path(target)
+    onnx.save(model, str(target))
+    return target
