@@ -5,28 +5,32 @@ from __future__ import annotations
 
 import pytest
 
-from bot.adapters.slack_files import is_file_url
+from bot.adapters.slack_files import SLACK_FILE_HOSTS, is_file_url
+from bot.settings import SLACK_API_URL
 from tests.harness import replies_in_thread
 from tests.test_core_loop import CHANNEL, bot, xray_jpeg  # noqa: F401
 
-API = "https://slack.com/api/"
+# Pure URL checks, nothing is fetched: the hosts are the production defaults, by reference.
+API = SLACK_API_URL
+FILES = SLACK_FILE_HOSTS[0]
+SLACK = API.split("/")[2]
 
 
 @pytest.mark.parametrize(
     ("url", "allowed"),
     [
-        ("https://files.slack.com/files-pri/T1-F1/download/x.png", True),
-        ("https://files.slack.com/files-tmb/T1-F1-abc/x_720.png", True),
-        ("https://slack.com/api/chat.postMessage?channel=C1&text=hi", False),
-        ("https://files.slack.com/api/chat.postMessage", False),
-        ("https://files.slack.com/files-pri/../api/chat.postMessage", False),
-        ("https://files.slack.com/files-pri/%2e%2e/api/chat.postMessage", False),
-        ("https://files.slack.com/files-pri/T1-F1/..%2F..%2Fapi%2Fauth.test", False),
-        ("http://files.slack.com/files-pri/T1-F1/x.png", False),  # not https
-        ("https://files.slack.com.evil.example/files-pri/T1-F1/x.png", False),
-        ("https://user:pw@files.slack.com/files-pri/T1-F1/x.png", False),
+        (f"https://{FILES}/files-pri/T1-F1/download/x.png", True),
+        (f"https://{FILES}/files-tmb/T1-F1-abc/x_720.png", True),
+        (f"https://{SLACK}/api/chat.postMessage?channel=C1&text=hi", False),
+        (f"https://{FILES}/api/chat.postMessage", False),
+        (f"https://{FILES}/files-pri/../api/chat.postMessage", False),
+        (f"https://{FILES}/files-pri/%2e%2e/api/chat.postMessage", False),
+        (f"https://{FILES}/files-pri/T1-F1/..%2F..%2Fapi%2Fauth.test", False),
+        (f"http://{FILES}/files-pri/T1-F1/x.png", False),  # not https
+        (f"https://{FILES}.evil.example/files-pri/T1-F1/x.png", False),
+        (f"https://user:pw@{FILES}/files-pri/T1-F1/x.png", False),
         ("https://evil.example/files-pri/T1-F1/x.png", False),
-        ("https://slack.com/files-pri/T1-F1/x.png", True),  # the API origin, a file path
+        (f"https://{SLACK}/files-pri/T1-F1/x.png", True),  # the API origin, a file path
         ("not a url", False),
         ("", False),
     ],

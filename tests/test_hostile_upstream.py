@@ -152,13 +152,13 @@ def test_file_hosts_setting_takes_host_names_only():
     from bot.settings import Settings
 
     assert Settings(
-        _env_file=None, slack_file_hosts="files.slack.com, Files.Example.org"
+        _env_file=None, slack_file_hosts="files.example.com, Files.Example.org"
     ).slack_file_hosts == [
-        "files.slack.com",
+        "files.example.com",
         "files.example.org",
     ]
     with pytest.raises(ValueError, match="not a host name"):
-        Settings(_env_file=None, slack_file_hosts="https://slack.com/api/")
+        Settings(_env_file=None, slack_file_hosts="https://api.example.com/api/")
 
 
 async def test_refusal_without_the_user_still_says_why(slack):

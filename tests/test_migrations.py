@@ -83,7 +83,7 @@ def test_file_names_and_urls_already_stored_are_forgotten_and_the_rows_kept(tmp_
                 "name": "DOE_JANE_1971.jpeg",
                 "mimetype": "image/jpeg",
                 "size": 123,
-                "url": "https://files.slack.com/files-pri/T1-F1/download/DOE_JANE_1971.jpeg",
+                "url": "http://127.0.0.1:9/files-pri/T1-F1/download/DOE_JANE_1971.jpeg",
             }
         ]
         conn.execute(
