@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.core.leases import UPLOAD_LEASE_PREFIX, upload_lease
 from bot.core.ports import ImageRef, Upload
@@ -79,7 +80,7 @@ class UploadStore:
                 (UPLOAD_LEASE_PREFIX, now.timestamp(), limit),
             ).fetchall()
         )
-        return [_upload(row) for row in rows]
+        return [upload_from_row(row) for row in rows]
 
     async def take(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> bool:
         """Lease a pending upload to `owner` if it is still pending and nobody else holds it."""
@@ -102,10 +103,7 @@ class UploadStore:
         now: datetime,
     ) -> None:
         """Each file's outcome: (file id, outcome code, model kind, model version)."""
-        rows = [
-            (upload.channel, upload.ts, file_id, code, kind, version, now.isoformat())
-            for file_id, code, kind, version in outcomes
-        ]
+        rows = classification_rows(upload, outcomes, now)
 
         def work(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -144,7 +142,7 @@ class UploadStore:
                 " WHERE state = 'pending' AND channel = ?",
                 (now.isoformat(), channel),
             )
-            return [_upload(row) for row in rows]
+            return [upload_from_row(row) for row in rows]
 
         return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
 
@@ -153,7 +151,7 @@ class UploadStore:
         rows = self._db.query(
             "SELECT * FROM uploads WHERE state = 'pending' ORDER BY received_at, ts"
         )
-        return [_upload(row) for row in rows]
+        return [upload_from_row(row) for row in rows]
 
     def is_answered(self, channel: str, ts: str) -> bool:
         row = self._db.one("SELECT state FROM uploads WHERE channel = ? AND ts = ?", (channel, ts))
@@ -187,7 +185,8 @@ def stored_ref(ref: ImageRef) -> dict[str, object]:
     return {"file_id": ref.file_id, "name": "", "mimetype": ref.mimetype, "size": ref.size}
 
 
-def _upload(row: sqlite3.Row) -> Upload:
+def upload_from_row(row: Mapping[str, Any] | sqlite3.Row) -> Upload:
+    """An upload as either database returns its row (both index by column name)."""
     return Upload(
         channel=row["channel"],
         ts=row["ts"],
@@ -203,3 +202,13 @@ def _model_filter(model_kind: str, model_version: str | None) -> tuple[str, tupl
     if model_version is None:
         return "model_kind = ?", (model_kind,)
     return "model_kind = ? AND model_version = ?", (model_kind, model_version)
+
+
+def classification_rows(
+    upload: Upload, outcomes: Sequence[tuple[str, str, str | None, str | None]], now: datetime
+) -> list[tuple[str, str, str, str, str | None, str | None, str]]:
+    """The classifications table's rows for an upload's outcomes (both databases)."""
+    return [
+        (upload.channel, upload.ts, file_id, code, kind, version, now.isoformat())
+        for file_id, code, kind, version in outcomes
+    ]

@@ -16,11 +16,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.core.leases import UPLOAD_LEASE_PREFIX
-from bot.core.ports import ImageRef, Upload
+from bot.core.ports import Upload
 from bot.state.postgres.database import PostgresDatabase
 from bot.state.postgres.db import PgDatabase
 from bot.state.postgres.leases import acquire_in
-from bot.state.uploads import UploadStore, lease_key, stored_ref
+from bot.state.uploads import (
+    UploadStore,
+    classification_rows,
+    lease_key,
+    stored_ref,
+    upload_from_row,
+)
 
 
 class PgUploadStore(UploadStore):
@@ -60,7 +66,7 @@ class PgUploadStore(UploadStore):
                 " ORDER BY u.received_at, u.ts LIMIT %s",
                 (UPLOAD_LEASE_PREFIX, now.timestamp(), limit),
             )
-            return [_upload(row) for row in await cursor.fetchall()]
+            return [upload_from_row(row) for row in await cursor.fetchall()]
 
     async def take(self, upload: Upload, now: datetime, owner: str, ttl: timedelta) -> bool:
         async with self._pg.transaction() as conn:
@@ -74,10 +80,7 @@ class PgUploadStore(UploadStore):
         outcomes: Sequence[tuple[str, str, str | None, str | None]],
         now: datetime,
     ) -> None:
-        rows = [
-            (upload.channel, upload.ts, file_id, code, kind, version, now.isoformat())
-            for file_id, code, kind, version in outcomes
-        ]
+        rows = classification_rows(upload, outcomes, now)
         async with self._pg.transaction() as conn, conn.cursor() as cursor:
             await cursor.executemany(
                 "INSERT INTO classifications"
@@ -108,7 +111,7 @@ class PgUploadStore(UploadStore):
             )
             rows = await cursor.fetchall()
         rows.sort(key=lambda row: (row["received_at"], row["ts"]))
-        return [_upload(row) for row in rows]
+        return [upload_from_row(row) for row in rows]
 
 
 async def _pending(conn: Any, upload: Upload, lock: str) -> bool:
@@ -118,14 +121,3 @@ async def _pending(conn: Any, upload: Upload, lock: str) -> bool:
     )
     row = await cursor.fetchone()
     return row is not None and row["state"] == "pending"
-
-
-def _upload(row: dict[str, Any]) -> Upload:
-    return Upload(
-        channel=row["channel"],
-        ts=row["ts"],
-        thread_ts=row["thread_ts"],
-        user=row["user"],
-        files=tuple(ImageRef(**ref) for ref in json.loads(row["files"])),
-        direct=bool(row["direct"]),
-    )
