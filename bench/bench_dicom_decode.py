@@ -25,32 +25,16 @@ from PIL import Image
 
 
 def to_dicom(image: Image.Image, compress: bool) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import (
-        ExplicitVRLittleEndian,
-        JPEG2000Lossless,
-        SecondaryCaptureImageStorage,
-        generate_uid,
-    )
+    """The film as a 12-bit DICOM with a window, as the tests make them (no patient fields)."""
+    from pydicom.uid import JPEG2000Lossless
+
+    from tests.synthetic_dicom import dicom_dataset, to_bytes
 
     values = (np.asarray(image.convert("L"), dtype=np.uint16) * 16).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-    ds.Rows, ds.Columns = values.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
-    ds.PixelData = values.tobytes()
+    ds = dicom_dataset(values, patient=False, WindowCenter=2048, WindowWidth=4096)
     if compress:
         ds.compress(JPEG2000Lossless, values)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return to_bytes(ds)
 
 
 def timed(data: bytes, side: int, repeat: int) -> float:
