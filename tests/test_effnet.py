@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.optional import NEEDS_TORCH
+
 
 def test_lite0_exports_the_bots_outputs_and_half_weights_keep_its_logits(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     ort = pytest.importorskip("onnxruntime")
     from bot.ml.preprocess import INPUT_SIZE
     from bot.training.effnet import ExportLite, LiteCam, imagenet_lite0
@@ -39,7 +41,7 @@ def test_lite0_exports_the_bots_outputs_and_half_weights_keep_its_logits(tmp_pat
 
 
 def test_the_grey_stem_sees_what_an_rgb_copy_of_the_image_shows():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     from bot.training.effnet import LiteCam, imagenet_lite0
 
     backbone = imagenet_lite0().eval()

@@ -205,7 +205,7 @@ def test_batchnorm_is_recalibrated_on_clean_images():
 
 
 def test_test_time_zooms_and_embedding_survive_the_export(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     import onnxruntime as ort
 
     from bot.training.export import export_onnx
