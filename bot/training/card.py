@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def rescore(card: dict[str, Any], directory: Path, data: Path) -> None:
+def rescore(card: dict[str, Any], directory: Path, data: Path) -> dict[str, Any]:
+    """Score the card's model on its validation splits; returns their (logits, labels)."""
     import numpy as np
 
     from bot.adapters.onnx_classifier import OnnxClassifier
@@ -188,6 +189,7 @@ def rescore(card: dict[str, Any], directory: Path, data: Path) -> None:
     card["limitations"] = limitations(
         metrics_["validation"], metrics_["validation_atypical"], metrics_["uncertain_band"]
     )
+    return scored
 
 
 def promote(card: dict[str, Any], run: Path, version: str, target: Path) -> int:

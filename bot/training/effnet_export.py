@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("--promote", metavar="VERSION", default=None)
     parser.add_argument("--to", type=Path, default=Path("bot/model"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/train224"))
     args = parser.parse_args(argv)
     result = json.loads((args.run / "result.json").read_text())
     source = Path(result["onnx"])
@@ -68,16 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "model_card.json").write_text(json.dumps(card, indent=1, default=float))
     if args.promote:
-        promote(result, target, args.promote, args.to)
+        promote(result, target, args.promote, args.to, args.data)
     return 0
 
 
-def promote(result: dict[str, Any], model: Path, version: str, target: Path) -> None:
-    """The float16 file becomes the bundled model; the old model, guard and report go."""
+def promote(result: dict[str, Any], model: Path, version: str, target: Path, data: Path) -> None:
+    """The float16 file becomes the bundled model (the old model, guard and report go), its
+    figures measured on the shipped file itself."""
     import platform
 
     import torch
 
+    from bot.training.card import rescore
     from bot.training.export import write_model_card
     from bot.training.train import limitations
 
@@ -137,6 +140,8 @@ def promote(result: dict[str, Any], model: Path, version: str, target: Path) -> 
     for old in [*target.glob("*.onnx"), target / "film_guard.npz", target / "guard_report.json"]:
         old.unlink(missing_ok=True)
     shutil.copyfile(model, target / card["file"])
+    (target / "model_card.json").write_text(json.dumps(card, indent=2, default=float) + "\n")
+    rescore(card, target, data)  # the classifier checks the file against the card on disk
     write_model_card(card, target)
 
 

@@ -208,9 +208,14 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         f"Command: `{train['command']}`",
         "",
-        f"{train['description']} {train['epochs']} epochs, best epoch {train['best_epoch']} "
-        f"(selected on validation AUC), {train['seconds'] / 60:.1f} min on "
-        f"{train['threads']} CPU threads, torch {train['torch']}.",
+        train["description"]
+        + (
+            f" {train['epochs']} epochs, best epoch {train['best_epoch']} (selected on "
+            f"validation AUC), {train['seconds'] / 60:.1f} min on {train['threads']} CPU "
+            f"threads, torch {train['torch']}."
+            if "epochs" in train
+            else ""
+        ),
         "",
         "## Decision threshold and calibration",
         "",
