@@ -19,7 +19,7 @@ from bot.core.fleet.guard_notices import KEEP_HOURS, STOP
 from bot.core.ports import Notice
 from bot.services import Services
 from bot.slack.blocks import render
-from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START, slack_text
+from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START, mrkdwn
 from commands.errors import answered
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def register(app: AsyncApp, services: Services) -> None:
             extra={"action": name, "user": user, "episode": int(value), "ok": result.ok},
         )
         if result.message:
-            await _ephemeral(respond, slack_text(result.describe))
+            await _ephemeral(respond, " ".join(mrkdwn(result)))
 
 
 async def _start_press(
