@@ -475,20 +475,22 @@ def operation_line(op: OperationLine, who: Who) -> str:
 
 @words.register
 def _(report: StatusReport, who: Who) -> list[str]:
+    """Status is a page: the serving model, the versions, the work in flight, the notes."""
     lines = [f"Serving: {report.serving}"]
     if report.project:
-        lines.append(f"Rekognition project {report.project}:")
-        if not report.rows:
-            lines.append("  no model versions yet; train one with /cxr train")
-        lines.extend("  " + version_line(row, who) for row in report.rows)
-        if report.hidden_versions:
-            lines.append(f"  … and {report.hidden_versions} older versions")
+        rows = [
+            f":arrow_forward: *{version_line(r, who)}*" if r.serving else version_line(r, who)
+            for r in report.rows
+        ]
+        rows += [f"… and {report.hidden_versions} older versions"] if report.hidden_versions else []
+        empty = " no model versions yet; train one with `/cxr train s3://bucket/prefix`."
+        lines.append(f"Rekognition project {report.project}:" + ("\n  ".join(["", *rows]) or empty))
     if report.local_card is not None:
-        lines.extend(card_lines(report.local_card))
+        lines.append("\n".join(card_lines(report.local_card)))
     lines.extend(f"In progress: {operation_line(op, who)}" for op in report.operations)
     lines.extend(report.notes)
     if report.audit:
-        lines.extend(["Recent actions:", *(f"  {audit_line(a, who)}" for a in report.audit)])
+        lines.append("\n  ".join(["Recent actions:", *(audit_line(a, who) for a in report.audit)]))
     return lines
 
 
@@ -588,38 +590,7 @@ LOOKS: dict[type, Callable[[Any], Rendered]] = {
     g.StopFailed: partial(laid_out, ":warning:"),
     g.ScheduleNotice: partial(laid_out, lambda s: ":alarm_clock:" if s.ok else ":warning:"),
     g.SpendSummary: partial(laid_out, ":bar_chart:"),
+    StatusReport: partial(laid_out, ":robot_face:", details=section),
 }
 for _kind, _look in LOOKS.items():
     render.register(_kind, _look)
-
-
-@render.register
-def _(report: StatusReport) -> Rendered:
-    """Status is a page, not a sentence: the serving model, the versions, the work in flight."""
-    who, marked = mentioning()
-    blocks = [section(f":robot_face: *Serving:* {escape(report.serving)}")]
-    if report.project:
-        title = f"*Rekognition project {escape(report.project)}*"
-        lines = [
-            f":arrow_forward: *{marked(version_line(r, who))}*"
-            if r.serving
-            else marked(version_line(r, who))
-            for r in report.rows
-        ]
-        if report.hidden_versions:
-            lines.append(f"… and {report.hidden_versions} older versions")
-        empty = ": no model versions yet. Train one with `/cxr train s3://bucket/prefix`."
-        blocks.append(section(title + ("\n" + "\n".join(lines) if lines else empty)))
-    if report.local_card is not None:
-        blocks.append(section("\n".join(escape(line) for line in card_lines(report.local_card))))
-    if report.operations:
-        ops = [
-            f":hourglass_flowing_sand: {marked(operation_line(op, who))}"
-            for op in report.operations
-        ]
-        blocks.append(section("*In progress*\n" + "\n".join(ops)))
-    blocks.extend(context(escape(note)) for note in report.notes)
-    if report.audit:
-        audit = "\n".join(marked(audit_line(a, who)) for a in report.audit)
-        blocks.append(context("*Recent actions*\n" + audit))
-    return rendered("\n".join(mrkdwn(report)), blocks)
