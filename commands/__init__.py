@@ -71,10 +71,12 @@ async def answer(services: Services, command: Command, user: str, channel: str) 
     assert lifecycle is not None  # always attached (local-only too)
     if isinstance(command, Status):
         return await learning.status(services, await lifecycle.status())
-    if isinstance(command, Review | Export) or (
-        isinstance(command, Promote) and services.promoter is not None
-    ):
-        return await learning.answer(services, command, user)
+    if isinstance(command, Review):
+        return await services.reviewing.report(command.days)
+    if isinstance(command, Export):
+        return await learning.export(services, command, user)
+    if isinstance(command, Promote) and services.promoter is not None:
+        return await services.promoter.propose(user, command.version)
     if not lifecycle.rekognition or isinstance(command, Promote):
         return lifecycle.rekognition_only(type(command).__name__.lower())
     if isinstance(command, Start):
