@@ -153,9 +153,12 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines = [
         f"# Model card: {card['name']} {card['version']}",
         "",
-        "A small convolutional network that screens a frontal chest X-ray for pneumonia "
-        "(Normal vs Pneumonia). **A screening aid, not a diagnosis.** Trained from scratch "
-        "(no pretrained weights) by this project; runs on a CPU with onnxruntime. Films from "
+        "A network that screens a frontal chest X-ray for pneumonia (Normal vs Pneumonia). "
+        "**A screening aid, not a diagnosis.** "
+        + card["architecture"].get(
+            "summary", "A small CNN trained from scratch (no pretrained weights) by this project"
+        )
+        + "; runs on a CPU with onnxruntime. Films from "
         "a hospital or machine it has not seen may score lower than the figures below, and an "
         "Uncertain verdict is where a human must look.",
         "",
