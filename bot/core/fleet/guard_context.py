@@ -144,11 +144,7 @@ class GuardContext:
         """Post in the ops channel; None when there is none (logged instead) or Slack failed."""
         if not self.config.channel:
             log.info(
-                "cost_guard.notice",
-                extra={
-                    "notice": type(notice).__name__,
-                    "version": getattr(notice, "version_name", ""),
-                },
+                "cost_guard.notice", extra={"notice": type(notice).__name__, "facts": vars(notice)}
             )
             return None
         try:
