@@ -40,7 +40,6 @@ from bot.core.fleet.guard_notices import (
     plural,
 )
 from bot.core.fleet.idle import IdleRules, Observer
-from bot.core.fleet.notices import Who, plain
 from bot.core.fleet.state import Episode, GuardMemory, Store
 from bot.core.fleet.stops import ScheduledActions, StopOrder, Stopper
 from bot.core.leadership import FencedOutbox, Leadership
@@ -245,9 +244,6 @@ class PressResult:
     ok: bool
     message: str = ""  # for the presser only (ephemeral); empty when the alert says it all
     by: str | None = None  # who handled the alert already, for "{by}" in the message
-
-    def describe(self, who: Who = plain) -> str:
-        return self.message.replace("{by}", f" by {who(self.by)}" if self.by else "")
 
 
 class ButtonPresses:

@@ -143,7 +143,9 @@ class GuardContext:
     async def post(self, notice: Notice, *, thread_ts: str | None = None) -> PostedMessage | None:
         """Post in the ops channel; None when there is none (logged instead) or Slack failed."""
         if not self.config.channel:
-            log.info("cost_guard.notice", extra={"text": notice.text})
+            log.info(
+                "cost_guard.notice", extra={"notice": type(notice).__name__, "facts": vars(notice)}
+            )
             return None
         try:
             return await self.outbox.post(self.config.channel, notice, thread_ts=thread_ts)
