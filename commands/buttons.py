@@ -206,22 +206,19 @@ async def _show_review(
 async def _metadata_of(
     client: AsyncWebClient, channel: str, thread_ts: str, ts: str
 ) -> dict[str, Any] | None:
-    """A message's metadata, from conversations.replies with include_all_metadata."""
+    """A message's metadata, from conversations.replies with include_all_metadata (the SDK's
+    iteration follows the cursor)."""
     try:
-        cursor = None
-        while True:
-            response = await client.conversations_replies(
-                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor
-            )
-            for found in response.get("messages") or []:
+        replies = await client.conversations_replies(
+            channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+        )
+        async for page in replies:
+            for found in page.get("messages") or []:
                 if found.get("ts") == ts:
                     return found.get("metadata") or None
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if not response.get("has_more") or not cursor:
-                return None
     except SlackApiError as exc:
         log.warning("review.metadata_unread", extra={"error": exc.response.get("error")})
-        return None
+    return None
 
 
 def _user(body: dict[str, Any]) -> str:
