@@ -38,6 +38,8 @@ from bot.slack.escaping import plain as one_line
 
 Who = Callable[[str], str]
 Emoji = str | Callable[[Any], str]
+Buttons = Callable[[Any], Block | None] | None
+Wording = Callable[[Any, Who], list[str]]
 
 # Buttons. A start proposal's value carries the version and units (JSON); an idle alert's
 # action_ids are "cost_guard:<action>" and the value is the episode id.
@@ -122,11 +124,8 @@ def named(actor: str | None, who: Who) -> str:
 
 def ran_for(seconds: float | None, cost: float | None, words: str) -> str:
     """A run's length and cost in `words` ("{time}", "{cost}"), or "" when either is unknown."""
-    return (
-        ""
-        if seconds is None or cost is None
-        else words.format(time=duration(seconds), cost=usd(cost))
-    )
+    known = seconds is not None and cost is not None
+    return words.format(time=duration(seconds or 0), cost=usd(cost or 0)) if known else ""
 
 
 # --- mentions --------------------------------------------------------------------------------
@@ -165,7 +164,7 @@ def button(text: str, action: str, value: str, **style: Any) -> ButtonElement:
     return ButtonElement(text=text[:75], action_id=action, value=value[:2000], **style)
 
 
-def laid_out(emoji: Emoji, buttons: Callable[[Any], Block | None] | None, notice: Any) -> Rendered:
+def laid_out(emoji: Emoji, buttons: Buttons, notice: Any) -> Rendered:
     """The first paragraph behind the emoji, the others as context (or sections), the buttons."""
     first, *rest = mrkdwn(notice)
     mark = emoji(notice) if callable(emoji) else emoji
@@ -188,12 +187,8 @@ def words(notice: Any, who: Who) -> list[str]:
 
 
 def says(
-    kind: type,
-    emoji: Emoji = "",
-    *,
-    page: bool = False,
-    buttons: Callable[[Any], Block | None] | None = None,
-) -> Callable[[Callable[[Any, Who], list[str]]], Callable[[Any, Who], list[str]]]:
+    kind: type, emoji: Emoji = "", *, page: bool = False, buttons: Buttons = None
+) -> Callable[[Wording], Wording]:
     """Registers a kind's words, and (with an emoji) its look: the first paragraph behind the
     emoji, the others as context (as sections on a `page`), then the `buttons`."""
     PAGES.update([kind] if page else [])
@@ -484,22 +479,18 @@ def _(s: g.SpendSummary, who: Who) -> list[str]:
 
 # --- /cxr status -----------------------------------------------------------------------------
 def version_line(row: VersionRow, who: Who) -> str:
-    parts = [f"{row.name}: {row.status}", *(["serving"] if row.serving else [])]
-    if row.f1 is not None:
-        parts.append(f"F1 {row.f1:.3f}")
-    if row.labels:
-        parts.append(metrics_phrase(list(row.labels)))
-    if row.created:
-        parts.append(f"created {row.created:%Y-%m-%d}")
-    if row.min_units is not None:
-        parts.append(units_phrase(row.min_units, row.max_units))
-    parts.append(
-        ran_for(row.running_seconds, row.cost_so_far, "running {time}, about {cost} so far")
-    )
-    if row.status_message and row.status in ("FAILED", "TRAINING_FAILED"):
-        parts.append(row.status_message)
-    if row.operation:
-        parts.append(f"{row.operation}, asked by {who(row.operation_by)}")
+    failed = row.status in ("FAILED", "TRAINING_FAILED")
+    parts = [
+        f"{row.name}: {row.status}",
+        "serving" if row.serving else "",
+        f"F1 {row.f1:.3f}" if row.f1 is not None else "",
+        metrics_phrase(list(row.labels)),
+        f"created {row.created:%Y-%m-%d}" if row.created else "",
+        units_phrase(row.min_units, row.max_units) if row.min_units is not None else "",
+        ran_for(row.running_seconds, row.cost_so_far, "running {time}, about {cost} so far"),
+        row.status_message if failed else "",
+        f"{row.operation}, asked by {who(row.operation_by)}" if row.operation else "",
+    ]
     return ", ".join(p for p in parts if p)
 
 
