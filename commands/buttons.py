@@ -86,7 +86,7 @@ def register(app: AsyncApp, services: Services) -> None:
     @answered
     async def promote_press(ack, body: dict[str, Any], action: dict[str, Any], respond) -> None:
         await ack()
-        user, channel, value = _user(body), _channel(body), _value(action)
+        user, channel, value = _user(body), _channel(body), value_of(action)
         promoter, lifecycle = services.promoter, services.lifecycle
         if value is None or promoter is None or lifecycle is None:
             await _ephemeral(respond, EXPIRED.format("promote VERSION"))
@@ -156,7 +156,7 @@ def register(app: AsyncApp, services: Services) -> None:
         ack, body: dict[str, Any], action: dict[str, Any], respond, client: AsyncWebClient
     ) -> None:
         await ack()
-        days = (_value(action) or {}).get("days")
+        days = (value_of(action) or {}).get("days")
         report = await services.reviewing.report(int(days) if days else None)
         title = "Reviewed verdicts, " + (f"last {report.days} days" if report.days else "all time")
         channel = services.settings.cxr_ops_channel
@@ -231,7 +231,7 @@ def _channel(body: dict[str, Any]) -> str:
     )
 
 
-def _value(action: dict[str, Any]) -> dict[str, Any] | None:
+def value_of(action: dict[str, Any]) -> dict[str, Any] | None:
     """A button's JSON value, or None for one this code didn't write."""
     try:
         value = json.loads(action.get("value") or "")
@@ -242,7 +242,7 @@ def _value(action: dict[str, Any]) -> dict[str, Any] | None:
 
 def _start_value(action: dict[str, Any]) -> dict[str, Any] | None:
     """A start proposal's version and units, or None."""
-    value = _value(action)
+    value = value_of(action)
     try:
         if value is not None and isinstance(value.get("arn"), str):
             high = value.get("max")
