@@ -225,7 +225,7 @@ class NoServing:
     def has_fallback(self) -> bool:
         return False
 
-    def serve(self, version_arn: str) -> None: ...
+    async def serve(self, version_arn: str) -> None: ...
 
     def stopped(self, version_arn: str) -> None: ...
 
@@ -244,7 +244,7 @@ async def simulate(
     catalog = SimCatalog(clock, units)
     requests = RequestLog(catalog)
     outbox = Outbox()
-    db = Database(":memory:")
+    db = await asyncio.to_thread(Database, ":memory:")
     guard = poller = None
     if policy != "no guard":
         store = SqliteStore(db)

@@ -119,7 +119,7 @@ class Services:
         await self.intake.stop(drain_seconds)
         for close in self.closers:
             await close()
-        self.db.close()
+        await asyncio.to_thread(self.db.close)
 
 
 async def _forever(job: BackgroundJob) -> None:
@@ -171,19 +171,19 @@ def build_local_classifier(settings: Settings) -> Classifier:
     )
 
 
-def initial_served_version(settings: Settings, serving: ServingStore) -> str | None:
+async def initial_served_version(settings: Settings, serving: ServingStore) -> str | None:
     """The version to serve at start: the stored one (a promotion, or what last served), else
     `CXR_PROJECT_VERSION_ARN`, which is only the initial value."""
     if not settings.cxr_project_arn:
         return None
-    stored = serving.served()
+    stored = await serving.served()
     project = settings.cxr_project_arn.rsplit("/", 1)[0]
     if stored is not None and stored.version_arn.startswith(project):
         return stored.version_arn
     return settings.cxr_project_version_arn
 
 
-def build_services(
+async def build_services(
     settings: Settings,
     *,
     outbox: Outbox,
@@ -196,7 +196,7 @@ def build_services(
 ) -> Services:
     """Wire the domain. `local` and `aws` let tests and benchmarks swap adapters."""
     clock = clock or SystemClock()
-    db = open_database(settings)
+    db = await asyncio.to_thread(open_database, settings)  # migrations: off the loop
     clients = AwsClients(settings, dict(aws or {}))
     shared = coordination_stores(db)
     store = SqliteStore(db)  # on PostgreSQL too: the same SQL, translated
@@ -207,7 +207,7 @@ def build_services(
     serving = ServingStore(db)
     audit = store.audit
     primary: Classifier | None = None
-    served = initial_served_version(settings, serving)
+    served = await initial_served_version(settings, serving)
     if served:
         from bot.adapters.rekognition import RekognitionClassifier
 

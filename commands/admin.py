@@ -93,7 +93,7 @@ def admin_only(services: Services, admins: Admins) -> Callable[..., Awaitable[An
         if request is None or await admins.allows(user):
             await next()
             return None
-        _audit_refusal(services, request, user, admins.refusal_reason(user))
+        await _audit_refusal(services, request, user, admins.refusal_reason(user))
         log.info("admin.refused", extra={"action": request.action, "user": user})
         if request.button:
             await respond(
@@ -106,11 +106,11 @@ def admin_only(services: Services, admins: Admins) -> Callable[..., Awaitable[An
     return middleware
 
 
-def _audit_refusal(services: Services, request: Guarded, user: str, reason: str) -> None:
+async def _audit_refusal(services: Services, request: Guarded, user: str, reason: str) -> None:
     if request.episode_id is not None and services.cost_guard is not None:
-        services.cost_guard.record_refusal(request.episode_id, request.action, user, reason)
+        await services.cost_guard.record_refusal(request.episode_id, request.action, user, reason)
     elif services.lifecycle is not None:
-        services.lifecycle.refused(user, request.action, request.target, reason)
+        await services.lifecycle.refused(user, request.action, request.target, reason)
 
 
 def register(app: AsyncApp, services: Services, admins: Admins) -> None:

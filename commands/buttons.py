@@ -85,7 +85,7 @@ async def _start_press(
             user, channel, value["arn"], value["min"], value["max"]
         )
     else:
-        notice = lifecycle.cancel_start(user, str(value.get("name") or value["arn"]))
+        notice = await lifecycle.cancel_start(user, str(value.get("name") or value["arn"]))
     rendered = render(notice)
     await respond(text=rendered.text, blocks=rendered.blocks, replace_original=True)
 

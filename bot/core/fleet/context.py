@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -83,7 +83,9 @@ class Serving(Protocol):
         """Whether the local model answers while the Rekognition version isn't running."""
         ...
 
-    def serve(self, version_arn: str) -> None: ...
+    async def serve(self, version_arn: str) -> None:
+        """Answer with `version_arn` from now on (and remember it, where stored)."""
+        ...
 
     def stopped(self, version_arn: str) -> None: ...
 
@@ -104,7 +106,11 @@ class RouterServing:
     def has_fallback(self) -> bool:
         return bool(self.router.fallback)
 
-    def serve(self, version_arn: str) -> None:
+    async def serve(self, version_arn: str) -> None:
+        self.switch(version_arn)
+
+    def switch(self, version_arn: str) -> None:
+        """Switch this instance's router only."""
         primary = self.router.primary
         if primary is not None and hasattr(primary, "version_arn"):
             primary.version_arn = version_arn
@@ -210,7 +216,7 @@ class LifecycleContext:
     serving: Serving
     model_card: Callable[[], dict[str, Any] | None]
     # Lines from the cost guard's meter (idle time, snooze, auto-stop) for /cxr status.
-    meter: Callable[[], list[str]] = lambda: []
+    meter: Callable[[], Awaitable[list[str]]] = field(default=lambda: _no_lines())
     # The cost guard, told when one of its stops is confirmed or doesn't take effect.
     guard_stops: GuardStops | None = None
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by version ARN
@@ -287,25 +293,25 @@ class LifecycleContext:
             **more,
         )
 
-    def patient(self, op: Operation) -> bool:
+    async def patient(self, op: Operation) -> bool:
         """Tolerate a few unexpected readings (DescribeProjectVersions can lag a request)."""
         seen = int(op.data.get("unexpected", 0)) + 1
         if seen >= UNEXPECTED_READINGS:
             return False
-        self.ops.update(op.id, data={"unexpected": seen})
+        await self.ops.update(op.id, data={"unexpected": seen})
         return True
 
-    def finish_quietly(self, op: Operation, result: str) -> None:
+    async def finish_quietly(self, op: Operation, result: str) -> None:
         """Close and audit the operation; its outcome is someone else's to post."""
         now = self.clock.now()
-        self.ops.finish(op.id, now, result)
-        self.audit.record(now, op.user, op.kind, op.version_name, result)
+        await self.ops.finish(op.id, now, result)
+        await self.audit.record(now, op.user, op.kind, op.version_name, result)
 
     async def finish(self, op: Operation, result: str, notice: Notice) -> None:
         """Close the operation, record it, and post its outcome where it was asked for."""
         now = self.clock.now()
-        self.ops.finish(op.id, now, result)
-        self.audit.record(now, op.user, op.kind, op.version_name, result)
+        await self.ops.finish(op.id, now, result)
+        await self.audit.record(now, op.user, op.kind, op.version_name, result)
         log.info(
             "lifecycle.finished",
             extra={"kind": op.kind, "version": op.version_name, "result": result},
@@ -326,13 +332,17 @@ class LifecycleContext:
         return None
 
     # --- serving --------------------------------------------------------------------------
-    def sync(self, snapshot: VersionSnapshot) -> None:
+    async def sync(self, snapshot: VersionSnapshot) -> None:
         """Keep the serving version in line with what Rekognition says. (Runs started or
         stopped outside the bot are the cost guard's to meter: it watches every version.)"""
         serving = self.serving.version_arn()
         running = [v for v in snapshot.newest_first() if v.running]
         if running and self.config.serve_running_on_start:
             if serving is None or all(v.arn != serving for v in running):
-                self.serving.serve(running[0].arn)
+                await self.serving.serve(running[0].arn)
         elif serving and any(v.arn == serving and not v.running for v in snapshot.by_name.values()):
             self.serving.stopped(serving)
+
+
+async def _no_lines() -> list[str]:
+    return []

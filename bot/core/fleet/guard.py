@@ -88,21 +88,21 @@ class Meter:
     def __init__(self, context: GuardContext) -> None:
         self.context = context
 
-    def lines(self, now: datetime) -> list[MeterLine]:
+    async def lines(self, now: datetime) -> list[MeterLine]:
         """One line per open run, as of `now`."""
         context = self.context
         store, prices = context.store, context.prices
         lines = []
-        for run in context.runs.open_runs():
-            watch = store.watch(run.version_arn)
+        for run in await context.runs.open_runs():
+            watch = await store.watch(run.version_arn)
             hourly = prices.hourly(run.units)
             idle_since = (watch.idle_since if watch else None) or run.started_at
             idle_seconds = max(0.0, (now - idle_since).total_seconds())
-            snooze = store.snooze(run.version_arn)
+            snooze = await store.snooze(run.version_arn)
             snoozed = snooze.until if snooze and now < snooze.until else None
             lines.append(
                 MeterLine(
-                    version_name=context.version_name(run.version_arn),
+                    version_name=await context.version_name(run.version_arn),
                     units=run.units,
                     hourly=hourly,
                     running_since=run.started_at,
@@ -111,11 +111,11 @@ class Meter:
                     idle_seconds=idle_seconds,
                     idle_cost=hourly * idle_seconds / 3600,
                     snoozed_until=snoozed,
-                    alerted=store.open_episode(run.version_arn) is not None,
+                    alerted=await store.open_episode(run.version_arn) is not None,
                     auto_stop_at=None
                     if snoozed
                     else context.config.auto_stop_at(
-                        idle_since, context.version_name(run.version_arn)
+                        idle_since, await context.version_name(run.version_arn)
                     ),
                 )
             )
@@ -128,7 +128,7 @@ REKOGNITION = "rekognition"  # the model kind the bot records for Rekognition's 
 class ClassificationCounts(Protocol):
     """How many images the bot classified (`bot.state.uploads.UploadStore`)."""
 
-    def classified_count(
+    async def classified_count(
         self, model_kind: str, since: datetime, until: datetime, model_version: str | None = None
     ) -> int: ...
 
@@ -152,20 +152,20 @@ class SpendSummaries:
         """Post yesterday's summary once the local summary time has passed (once per day)."""
         context = self.context
         if self.first_started is None:
-            self.first_started = context.store.note_started(now)
+            self.first_started = await context.store.note_started(now)
         day = summary_day(
             now,
             at=context.config.summary_time,
             zone=context.config.zone,
             first_started=self.first_started,
         )
-        if day is None or context.store.summary_sent(day):
+        if day is None or await context.store.summary_sent(day):
             return
         try:
             summary = await self.summarise(day, now)
             if not summary.rows and not summary.running_now:
                 # Nothing ran and nothing runs: no message (a first start, a quiet weekend).
-                context.store.record_summary(day, now, None, None)
+                await context.store.record_summary(day, now, None, None)
                 return
             posted = await context.post(summary)
         except Exception:
@@ -173,7 +173,7 @@ class SpendSummaries:
             return
         if posted is None and context.config.channel:
             return  # try again next tick
-        context.store.record_summary(
+        await context.store.record_summary(
             day, now, posted.channel if posted else None, posted.ts if posted else None
         )
 
@@ -184,7 +184,7 @@ class SpendSummaries:
         start = wall_time(day, time(0, 0), zone)
         end = min(wall_time(day + timedelta(days=1), time(0, 0), zone), now)
         per_version: dict[str, _VersionDay] = {}
-        for run in context.runs.overlapping(start, end):
+        for run in await context.runs.overlapping(start, end):
             begin, finish = max(run.started_at, start), min(run.stopped_at or now, end)
             if finish <= begin:
                 continue
@@ -194,9 +194,9 @@ class SpendSummaries:
             entry.units = max(entry.units, run.units)
         rows = []
         for arn, entry in per_version.items():
-            name = context.version_name(arn)
+            name = await context.version_name(arn)
             usage = await context.usage.usage(project_name(arn), name, start, end)
-            idle_seconds, idle_cost = self._idle_in(arn, start, end, now)
+            idle_seconds, idle_cost = await self._idle_in(arn, start, end, now)
             rows.append(
                 SpendRow(
                     version_name=name,
@@ -204,31 +204,33 @@ class SpendSummaries:
                     units=entry.units,
                     cost=entry.cost,
                     requests=usage.requests if usage.ok else None,
-                    images=self._images(name, start, end),
+                    images=await self._images(name, start, end),
                     idle_seconds=idle_seconds,
                     idle_cost=idle_cost,
                 )
             )
         rows.sort(key=lambda row: -row.cost)
-        running = [context.version_name(run.version_arn) for run in context.runs.open_runs()]
+        running = [
+            await context.version_name(run.version_arn) for run in await context.runs.open_runs()
+        ]
         return SpendSummary(
             day=day, rows=rows, running_now=sorted(running), zone=context.config.zone
         )
 
-    def _images(self, version_name: str, start: datetime, end: datetime) -> int:
+    async def _images(self, version_name: str, start: datetime, end: datetime) -> int:
         """Images the bot classified with this Rekognition version in [start, end)."""
         if self.classifications is None:
             return 0
-        return self.classifications.classified_count(
+        return await self.classifications.classified_count(
             REKOGNITION, start, end, model_version=version_name
         )
 
-    def _idle_in(
+    async def _idle_in(
         self, arn: str, start: datetime, end: datetime, now: datetime
     ) -> tuple[float, float]:
         """Seconds and cost of the version's idle episodes inside [start, end)."""
         seconds = cost = 0.0
-        for episode in self.context.store.episodes():
+        for episode in await self.context.store.episodes():
             if episode.version_arn != arn:
                 continue
             finish = episode.outcome_at or now
@@ -262,7 +264,7 @@ class ButtonPresses:
     async def press(self, episode_id: int, action: str, user: str, now: datetime) -> PressResult:
         """An admin pressed `action` on the alert of episode `episode_id`."""
         store = self.context.store
-        episode = store.episode(episode_id)
+        episode = await store.episode(episode_id)
         if episode is None:
             return PressResult(False, "I don't know that alert any more.")
         if not episode.open:
@@ -273,22 +275,24 @@ class ButtonPresses:
             return await self._stop(episode, user, now)
         if action in KEEP_HOURS:
             until = now + timedelta(hours=KEEP_HOURS[action])
-            store.set_snooze(episode.version_arn, until, user, now, episode.id)
-            store.set_note(episode.id, None)
-            self.context.audit.record(
+            await store.set_snooze(episode.version_arn, until, user, now, episode.id)
+            await store.set_note(episode.id, None)
+            await self.context.audit.record(
                 now, user, "snooze", episode.version_name, f"ok: until {until.isoformat()}"
             )
             await self.alerts.refresh(episode, now)
             return PressResult(True)
         return PressResult(False, f"Unknown action {action!r}.")
 
-    def record_refusal(
+    async def record_refusal(
         self, episode_id: int, action: str, user: str, now: datetime, reason: str
     ) -> None:
         """Someone who may not press pressed: audited, nothing else changes."""
-        episode = self.context.store.episode(episode_id)
+        episode = await self.context.store.episode(episode_id)
         target = episode.version_name if episode else f"episode {episode_id}"
-        self.context.audit.record(now, user, f"refused:{action}", target, f"refused: {reason}")
+        await self.context.audit.record(
+            now, user, f"refused:{action}", target, f"refused: {reason}"
+        )
 
     async def _stop(self, episode: Episode, user: str, now: datetime) -> PressResult:
         try:
@@ -306,7 +310,7 @@ class ButtonPresses:
             await self.alerts.close(episode, STOPPED_ELSEWHERE, None, now, idle_end=now)
             status = version.status.lower() if version else "gone"
             return PressResult(False, f"{episode.version_name} is already {status}.")
-        watch = self.context.store.watch(episode.version_arn)
+        watch = await self.context.store.watch(episode.version_arn)
         order = StopOrder(version.arn, version.name, STOPPED, user, episode=episode, watch=watch)
         ok, error = await self.stopper.stop(order, now)
         if not ok:
@@ -428,17 +432,17 @@ class CostGuard:
         async with self.lock:
             return await self.presses.press(episode_id, action, user, self.context.now())
 
-    def record_refusal(
+    async def record_refusal(
         self, episode_id: int, action: str, user: str, reason: str = "not an admin"
     ) -> None:
         """A non-admin pressed a button: audited, nothing else changes."""
-        self.presses.record_refusal(episode_id, action, user, self.context.now(), reason)
+        await self.presses.record_refusal(episode_id, action, user, self.context.now(), reason)
 
     # --- reports -----------------------------------------------------------------------------
     async def spend_summary(self, day: date, now: datetime | None = None) -> SpendSummary:
         """What each version cost on one local day (up to `now` if the day isn't over)."""
         return await self.summaries.summarise(day, now or self.context.now())
 
-    def meter(self, now: datetime | None = None) -> list[MeterLine]:
+    async def meter(self, now: datetime | None = None) -> list[MeterLine]:
         """Every version the guard sees running, from SQLite (no AWS calls)."""
-        return self.status_meter.lines(now or self.context.now())
+        return await self.status_meter.lines(now or self.context.now())

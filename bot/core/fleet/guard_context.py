@@ -130,8 +130,8 @@ class GuardContext:
     def now(self) -> datetime:
         return self.clock.now().astimezone(UTC)
 
-    def version_name(self, arn: str) -> str:
-        watch = self.store.watch(arn)
+    async def version_name(self, arn: str) -> str:
+        watch = await self.store.watch(arn)
         return watch.version_name if watch else version_name(arn)
 
     def tell_router(self, arn: str, running: bool) -> None:
@@ -176,7 +176,7 @@ class EpisodeAlerts:
             return  # another leader alerted on this idle stretch, or we lead no more
         config = self.context.config
         gap = config.alert_after
-        episode = self.context.store.create_episode(
+        episode = await self.context.store.create_episode(
             version.arn,
             version.name,
             watch.idle_since,
@@ -204,10 +204,10 @@ class EpisodeAlerts:
         """
         if not self.context.config.channel:
             return True
-        posted = await self.context.post(self._alert(episode, now))
+        posted = await self.context.post(await self._alert(episode, now))
         if posted is None:
             return False
-        self.context.store.set_message(episode.id, posted.channel, posted.ts)
+        await self.context.store.set_message(episode.id, posted.channel, posted.ts)
         return True
 
     async def remind(
@@ -241,30 +241,32 @@ class EpisodeAlerts:
             posted = await self.context.post(notice, thread_ts=episode.ts)
             if posted is None:
                 return  # try again next tick
-        self.context.store.record_follow_up(episode.id, now, now + gap, gap.total_seconds() / 60)
+        await self.context.store.record_follow_up(
+            episode.id, now, now + gap, gap.total_seconds() / 60
+        )
         await self.refresh(episode, now)
 
     async def close(
         self, episode: Episode, outcome: str, by: str | None, now: datetime, *, idle_end: datetime
     ) -> None:
         """End an episode (traffic, a stop) and show its outcome on the alert."""
-        if not self.context.store.close_episode(episode.id, idle_end, outcome, by):
+        if not await self.context.store.close_episode(episode.id, idle_end, outcome, by):
             return
-        alert = self._alert(episode, idle_end, state=outcome, actor=by, acted_at=now)
+        alert = await self._alert(episode, idle_end, state=outcome, actor=by, acted_at=now)
         await self.context.update(episode, alert)
 
     async def refresh(self, episode: Episode, now: datetime) -> None:
         """Re-render an open episode's alert with the current figures and state."""
         store = self.context.store
-        fresh = store.episode(episode.id) or episode
-        watch = store.watch(episode.version_arn)
-        snooze = store.snooze(episode.version_arn)
+        fresh = await store.episode(episode.id) or episode
+        watch = await store.watch(episode.version_arn)
+        snooze = await store.snooze(episode.version_arn)
         state, actor, acted_at, until, detail = OPEN, None, None, None, ""
         if snooze is not None and now < snooze.until:
             state, actor, acted_at, until = SNOOZED, snooze.by, snooze.at, snooze.until
         elif fresh.note and watch and watch.stop_failed_at:
             state, actor, acted_at, detail = STOP_FAILED, None, watch.stop_failed_at, fresh.note
-        alert = self._alert(
+        alert = await self._alert(
             fresh,
             now,
             units=watch.units if watch else fresh.units,
@@ -283,7 +285,7 @@ class EpisodeAlerts:
             cloudwatch_error=self.context.usage_errors.get(version_arn, ""),
         )
 
-    def _alert(
+    async def _alert(
         self,
         episode: Episode,
         now: datetime,
@@ -300,7 +302,7 @@ class EpisodeAlerts:
         units = episode.units if units is None else units
         hourly = context.prices.hourly(units)
         idle_seconds = max(0.0, (now - episode.idle_since).total_seconds())
-        run = context.runs.current(episode.version_arn)
+        run = await context.runs.current(episode.version_arn)
         return IdleAlert(
             episode_id=episode.id,
             version_name=episode.version_name,

@@ -57,17 +57,17 @@ class Observer:
             except Exception:
                 log.exception("cost_guard.observe_failed", extra={"version": version.name})
         if versions:  # a version that vanished (deleted) is not running any more
-            for run in self.context.runs.open_runs():
+            for run in await self.context.runs.open_runs():
                 if run.version_arn not in listed:
-                    self.context.runs.close_run(run.version_arn, now)
+                    await self.context.runs.close_run(run.version_arn, now)
 
     async def _running(self, version: ModelVersion, now: datetime) -> None:
         context = self.context
         store, runs = context.store, context.runs
-        watch = store.watch(version.arn)
+        watch = await store.watch(version.arn)
         if watch and watch.stop_requested_at and now - watch.stop_requested_at < STOP_GRACE:
             return  # we asked for a stop; DescribeProjectVersions hasn't caught up yet
-        run = runs.current(version.arn)
+        run = await runs.current(version.arn)
         # While an operation is open the poller ticks every few seconds; CloudWatch is read at
         # most about twice per guard interval all the same (GetMetricData is billed, and
         # throttled). In between: no news from it.
@@ -91,12 +91,12 @@ class Observer:
             source = "observed"
             if watch and watch.stop_requested_at:  # the stop we asked for never happened
                 started = watch.stop_requested_at
-                store.mark_stop_requested(version.arn, None, None)
+                await store.mark_stop_requested(version.arn, None, None)
             elif watch and watch.start_requested_at:
                 source = "schedule"
-            run = runs.open_run(version.arn, min(started, now), units, source)
-            store.mark_start_requested(version.arn, None)
-            context.audit.record(
+            run = await runs.open_run(version.arn, min(started, now), units, source)
+            await store.mark_start_requested(version.arn, None)
+            await context.audit.record(
                 now, WATCHER, "observed:running", version.name, f"ok: {units} units ({source})"
             )
             log.info(
@@ -105,11 +105,11 @@ class Observer:
             )
             context.tell_router(version.arn, running=True)
         elif run.units != units and usage.units:
-            runs.set_units(version.arn, units)
+            await runs.set_units(version.arn, units)
         last_request = latest(usage.last_request, own.last_request)
         known = latest(last_request, watch.last_request_at if watch else None)
         idle_since = max(run.started_at, known) if known else run.started_at
-        store.save_watch(
+        await store.save_watch(
             version.arn,
             version.name,
             version.status,
@@ -145,23 +145,25 @@ class Observer:
         snooze (a button's Stop also lands here when the console was quicker)."""
         context = self.context
         store, runs = context.store, context.runs
-        watch = store.watch(version.arn)
-        if runs.current(version.arn) is not None:
-            runs.close_run(version.arn, now)
-            context.audit.record(now, WATCHER, "observed:stopped", version.name, version.status)
+        watch = await store.watch(version.arn)
+        if await runs.current(version.arn) is not None:
+            await runs.close_run(version.arn, now)
+            await context.audit.record(
+                now, WATCHER, "observed:stopped", version.name, version.status
+            )
             context.tell_router(version.arn, running=False)
-        episode = store.open_episode(version.arn)
+        episode = await store.open_episode(version.arn)
         if episode is not None:
             await self.alerts.close(episode, STOPPED_ELSEWHERE, None, now, idle_end=now)
         if watch is None and version.status != STARTING:
             return  # never ran while we watched: nothing to remember
-        store.save_watch(
+        await store.save_watch(
             version.arn, version.name, version.status, now, units=watch.units if watch else 1
         )
         if watch and (watch.stop_requested_at or watch.stop_failed_at):
-            store.mark_stop_requested(version.arn, None, None)
-            store.mark_stop_failed(version.arn, None)
-        store.clear_snooze(version.arn)
+            await store.mark_stop_requested(version.arn, None, None)
+            await store.mark_stop_failed(version.arn, None)
+        await store.clear_snooze(version.arn)
 
 
 class IdleRules:
@@ -183,12 +185,12 @@ class IdleRules:
         """Apply the rules to one RUNNING version after it has been observed this tick."""
         context = self.context
         store, config = context.store, context.config
-        watch = store.watch(version.arn)
-        run = context.runs.current(version.arn)
+        watch = await store.watch(version.arn)
+        run = await context.runs.current(version.arn)
         if watch is None or run is None or watch.idle_since is None:
             return  # not metered
-        episode = store.open_episode(version.arn)
-        snooze = store.snooze(version.arn)
+        episode = await store.open_episode(version.arn)
+        snooze = await store.snooze(version.arn)
         facts = IdleFacts(
             idle_since=watch.idle_since,
             episode_idle_since=episode.idle_since if episode else None,
@@ -211,7 +213,7 @@ class IdleRules:
                 await self.alerts.close(episode, RESUMED, None, now, idle_end=watch.idle_since)
                 episode = None
             elif action is Idle.EXPIRE_SNOOZE:
-                store.mark_snooze_expired(version.arn)
+                await store.mark_snooze_expired(version.arn)
             elif action is Idle.REMIND_AFTER_SNOOZE and episode is not None and snooze:
                 await self.alerts.remind(episode, watch, now, snooze_ended_by=snooze.by)
             elif action is Idle.AUTO_STOP:

@@ -43,34 +43,36 @@ class InFlight:
         self.start_stop = start_stop
         self.training = training
 
-    def open_count(self) -> int:
-        return len(self.ctx.ops.open())
+    async def open_count(self) -> int:
+        return len(await self.ctx.ops.open())
 
-    def needs_versions(self) -> bool:
-        return any(op.kind != TRAIN or op.phase == TRAINING for op in self.ctx.ops.open())
+    async def needs_versions(self) -> bool:
+        return any(op.kind != TRAIN or op.phase == TRAINING for op in await self.ctx.ops.open())
 
     async def prepare(self) -> None:
         """At start-up: close what a restart cut short, and (with a project but no configured
         version) serve whichever version is running."""
         ctx = self.ctx
         try:
-            for op in ctx.ops.open():
+            for op in await ctx.ops.open():
+                if op.id in ctx.in_command or await ctx.commanded_elsewhere(op):
+                    continue  # checking its images right now, here or on another instance
                 if op.kind == TRAIN and op.phase == VALIDATING:
                     await self.training.interrupted(op)
             if ctx.config.serve_running_on_start and ctx.catalog is not None:
                 try:
-                    ctx.sync(await ctx.versions())
+                    await ctx.sync(await ctx.versions())
                 except Exception as exc:
                     log.warning("lifecycle.discovery_failed", extra={"error": aws_error(exc)})
-            if ctx.ops.open():
-                log.info("lifecycle.resumed", extra={"operations": len(ctx.ops.open())})
+            if await ctx.ops.open():
+                log.info("lifecycle.resumed", extra={"operations": len(await ctx.ops.open())})
         except Exception:
             log.exception("lifecycle.resume_failed")
 
     async def advance(self, versions: list[ModelVersion] | None) -> None:
         """One poll's worth: move every open operation along on the versions just read."""
         ctx = self.ctx
-        ops = ctx.ops.open()
+        ops = await ctx.ops.open()
         if ctx.catalog is None:
             return
         snapshot = VersionSnapshot.of(versions) if versions is not None else None
@@ -85,7 +87,7 @@ class InFlight:
             except Exception:
                 log.exception("lifecycle.step_failed", extra={"op": op.id, "kind": op.kind})
         if snapshot is not None:
-            ctx.sync(snapshot)
+            await ctx.sync(snapshot)
 
 
 class Lifecycle:
@@ -164,9 +166,9 @@ class Lifecycle:
             actor, channel, version_arn, min_units, max_units
         )
 
-    def cancel_start(self, actor: str, version_name: str) -> Notice:
+    async def cancel_start(self, actor: str, version_name: str) -> Notice:
         """The Cancel button: record it, and say so in place of the proposal."""
-        return self.start_stop.cancel_start(actor, version_name)
+        return await self.start_stop.cancel_start(actor, version_name)
 
     async def stop(self, actor: str, channel: str, version: str | None = None) -> Notice:
         """`/cxr stop`: StopProjectVersion, then follow it until it has stopped."""
@@ -179,9 +181,9 @@ class Lifecycle:
         return await self._training.train(actor, channel, source_text, version_name)
 
     # --- permissions and the local-only mode --------------------------------------------------
-    def refused(self, actor: str, action: str, target: str, reason: str) -> None:
+    async def refused(self, actor: str, action: str, target: str, reason: str) -> None:
         """Record a refusal decided by the chat layer (e.g. not an admin)."""
-        self.context.audit.record(
+        await self.context.audit.record(
             self.context.clock.now(), actor, action, target or "-", f"refused: {reason}"
         )
 
@@ -192,7 +194,7 @@ class Lifecycle:
     async def resume(self) -> None:
         """At start-up: pick up what a previous run left open, and follow it."""
         await self.in_flight.prepare()
-        if self.context.ops.open():
+        if await self.context.ops.open():
             self.poller.follow(immediately=True)
 
     @property
@@ -227,7 +229,11 @@ class Lifecycle:
         the leader's poller acts. Returns that poller, the bot's background job."""
         ctx = self.context
         ctx.guard_stops = guard.stopper
-        ctx.meter = lambda: [line.describe(zone) for line in guard.meter()]
+
+        async def meter() -> list[str]:
+            return [line.describe(zone) for line in await guard.meter()]
+
+        ctx.meter = meter
         ctx.leases, ctx.owner = leases, owner
         self.poller = Poller(
             clock=ctx.clock,

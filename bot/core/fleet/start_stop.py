@@ -70,7 +70,7 @@ class StartStopCommands:
         chosen = self._choose_to_start(snapshot, version)
         if isinstance(chosen, Notice):
             return chosen
-        blocker = self._start_blocker(chosen, actor)
+        blocker = await self._start_blocker(chosen, actor)
         if blocker:
             return blocker
         others = [v.name for v in snapshot.by_name.values() if v.running and v.arn != chosen.arn]
@@ -96,7 +96,7 @@ class StartStopCommands:
         version = snapshot.find(version_arn)
         if version is None:
             return reply("That model version doesn't exist any more. Run `/cxr status`.", "refused")
-        blocker = self._start_blocker(version, actor, channel)
+        blocker = await self._start_blocker(version, actor, channel)
         if blocker:
             return blocker
         catalog = self.ctx.catalog
@@ -123,8 +123,8 @@ class StartStopCommands:
             by=actor,
         )
 
-    def cancel_start(self, actor: str, version_name: str) -> Notice:
-        self.ctx.audit.record(self.ctx.clock.now(), actor, "start", version_name, "cancelled")
+    async def cancel_start(self, actor: str, version_name: str) -> Notice:
+        await self.ctx.audit.record(self.ctx.clock.now(), actor, "start", version_name, "cancelled")
         return StartCancelled(version_name=version_name, by=actor)
 
     async def _start_checks(
@@ -197,15 +197,15 @@ class StartStopCommands:
             "refused",
         )
 
-    def _start_blocker(
+    async def _start_blocker(
         self, version: ModelVersion, actor: str, channel: str | None = None
     ) -> Notice | None:
-        op = self.ctx.ops.open_for(version.name)
+        op = await self.ctx.ops.open_for(version.name)
         if op is not None:
             return self._already(version, op, actor)
         status = version.status
         if status == mv.RUNNING:
-            run = self.ctx.runs.current(version.arn)
+            run = await self.ctx.runs.current(version.arn)
             since = f" for {duration(run.seconds(self.ctx.clock.now()))}" if run else ""
             return reply(
                 f"{version.name} is already running{since} "
@@ -215,7 +215,7 @@ class StartStopCommands:
             )
         if status == mv.STARTING:
             if channel is not None:
-                self._adopt(START, version, actor, channel)
+                await self._adopt(START, version, actor, channel)
             return reply(
                 f"{version.name} is already starting (not asked by me, or before a restart). "
                 "I'll post in this channel when it's running."
@@ -250,15 +250,15 @@ class StartStopCommands:
         if isinstance(snapshot, Notice):
             return snapshot
         now = ctx.clock.now()
-        ctx.sync(snapshot)
+        await ctx.sync(snapshot)
         chosen = self._choose_to_stop(snapshot, version)
         if isinstance(chosen, Notice):
             return chosen
-        op = ctx.ops.open_for(chosen.name)
+        op = await ctx.ops.open_for(chosen.name)
         if op is not None and op.kind in (STOP, TRAIN):
             return self._already(chosen, op, actor)
         if chosen.status == mv.STOPPING:
-            self._adopt(STOP, chosen, actor, channel)
+            await self._adopt(STOP, chosen, actor, channel)
             return reply(
                 f"{chosen.name} is already stopping. I'll post in this channel when it has "
                 "stopped.",
@@ -270,8 +270,8 @@ class StartStopCommands:
                 "busy",
             )
         if op is not None:  # a start in flight: the stop takes over
-            ctx.ops.finish(op.id, now, "superseded by a stop")
-        run = ctx.runs.current(chosen.arn)
+            await ctx.ops.finish(op.id, now, "superseded by a stop")
+        run = await ctx.runs.current(chosen.arn)
         catalog = ctx.catalog
         refused = await self._request(
             STOP, chosen, actor, channel, now, lambda: catalog.stop(chosen.arn)
@@ -318,11 +318,11 @@ class StartStopCommands:
         assert ctx.catalog is not None
         catalog = ctx.catalog
         now = ctx.clock.now()
-        op = ctx.ops.open_for(version.name)
+        op = await ctx.ops.open_for(version.name)
         if op is not None and op.kind == STOP:
             return None
         if op is not None and op.kind == START:
-            ctx.ops.finish(op.id, now, "superseded by a stop")
+            await ctx.ops.finish(op.id, now, "superseded by a stop")
         refused = await self._request(
             STOP,
             version,
@@ -377,30 +377,30 @@ class StartStopCommands:
         status). None when Rekognition accepted it (recorded, and to be followed); else what
         to reply: it is already busy, or why Rekognition refused."""
         ctx = self.ctx
-        op = self._claim(kind, version, actor, channel, now, REQUESTED, data)
+        op = await self._claim(kind, version, actor, channel, now, REQUESTED, data)
         if op is None:
-            return self._already(version, ctx.ops.open_for(version.name), actor)
+            return self._already(version, await ctx.ops.open_for(version.name), actor)
         async with ctx.commanding(op.id):
             try:
                 status = await call()
             except Exception as exc:
                 reason = aws_error(exc)
-                ctx.ops.finish(op.id, ctx.clock.now(), f"failed: {reason}")
-                ctx.audit.record(now, actor, kind, version.name, f"failed: {reason}")
+                await ctx.ops.finish(op.id, ctx.clock.now(), f"failed: {reason}")
+                await ctx.audit.record(now, actor, kind, version.name, f"failed: {reason}")
                 return reply(f"Rekognition didn't {kind} {version.name}: {reason}", "error")
-        ctx.ops.update(op.id, status=status, phase=FOLLOWING)
+        await ctx.ops.update(op.id, status=status, phase=FOLLOWING)
         if requested is not None:
-            ctx.audit.record(now, actor, kind, version.name, requested)
+            await ctx.audit.record(now, actor, kind, version.name, requested)
         return None
 
-    def _adopt(self, kind: str, version: ModelVersion, actor: str, channel: str) -> None:
+    async def _adopt(self, kind: str, version: ModelVersion, actor: str, channel: str) -> None:
         """Follow a change started elsewhere (console, before a restart) to post its outcome."""
         data = {"adopted": True, "min_units": version.min_units or 1}
-        op = self._claim(kind, version, actor, channel, self.ctx.clock.now(), FOLLOWING, data)
+        op = await self._claim(kind, version, actor, channel, self.ctx.clock.now(), FOLLOWING, data)
         if op is not None:
             self.follow()
 
-    def _claim(
+    async def _claim(
         self,
         kind: str,
         version: ModelVersion,
@@ -410,7 +410,7 @@ class StartStopCommands:
         phase: str,
         data: dict[str, Any] | None,
     ) -> Operation | None:
-        return self.ctx.ops.claim(
+        return await self.ctx.ops.claim(
             kind,
             version.name,
             version_arn=version.arn,
@@ -452,7 +452,7 @@ class StartStopOutcomes:
         version = snapshot.find(op.version_arn or op.version_name)
         now = ctx.clock.now()
         if version is not None and version.status != op.status:
-            op = ctx.ops.update(op.id, status=version.status)
+            op = await ctx.ops.update(op.id, status=version.status)
         step = operation_step(
             OperationFacts(
                 kind=op.kind,
@@ -466,7 +466,7 @@ class StartStopOutcomes:
         if step is Step.WAIT:
             return
         if step is Step.TOLERATE:
-            ctx.ops.update(op.id, data={"unexpected": int(op.data.get("unexpected", 0)) + 1})
+            await ctx.ops.update(op.id, data={"unexpected": int(op.data.get("unexpected", 0)) + 1})
             return
         if version is None:
             await self._failed(op, None, "the version no longer exists in the project")
@@ -475,7 +475,7 @@ class StartStopOutcomes:
         elif step is Step.STOPPED:
             await self._stopped(op, version, now)
         elif step is Step.SLOW:
-            ctx.ops.update(op.id, data={"slow": True})
+            await ctx.ops.update(op.id, data={"slow": True})
             slow = f"it is still STOPPING after {duration(SLOW_STOP.total_seconds())}"
             await self._failed(op, version, slow, final=False)
         else:
@@ -503,10 +503,10 @@ class StartStopOutcomes:
         ctx = self.ctx
         low = version.min_units or op.data.get("min_units") or 1
         high = version.max_units or op.data.get("max_units")
-        ctx.runs.open_run(version.arn, now, int(low), op.data.get("source", "bot"))
-        ctx.serving.serve(version.arn)
+        await ctx.runs.open_run(version.arn, now, int(low), op.data.get("source", "bot"))
+        await ctx.serving.serve(version.arn)
         if op.data.get("quiet"):  # the schedule announced it: audited, not posted again
-            ctx.finish_quietly(op, "ok: RUNNING")
+            await ctx.finish_quietly(op, "ok: RUNNING")
             return
         await ctx.finish(
             op,
@@ -525,11 +525,13 @@ class StartStopOutcomes:
     async def _stopped(self, op: Operation, version: ModelVersion, now: datetime) -> None:
         """Confirmed at STOPPED: the run ends here (a STOPPING model is still billed)."""
         ctx = self.ctx
-        run = ctx.runs.close_run(version.arn, now) or ctx.runs.latest(version.arn, op.started_at)
+        run = await ctx.runs.close_run(version.arn, now) or await ctx.runs.latest(
+            version.arn, op.started_at
+        )
         ctx.serving.stopped(version.arn)
         report = op.data.get("report")
         if report is not None and ctx.guard_stops is not None:
-            ctx.finish_quietly(op, report.get("result", "ok: STOPPED"))
+            await ctx.finish_quietly(op, report.get("result", "ok: STOPPED"))
             await ctx.guard_stops.stopped(op, run, now)
             return
         stopped_at = run.stopped_at if run and run.stopped_at else now
@@ -559,7 +561,7 @@ class StartStopOutcomes:
             return
         if op.data.get("report") is not None and ctx.guard_stops is not None:
             if final:
-                ctx.finish_quietly(op, f"failed: {reason}")
+                await ctx.finish_quietly(op, f"failed: {reason}")
             await ctx.guard_stops.not_stopped(op, reason)
             return
         stop_failed = ModelStopFailed(version_name=op.version_name, reason=reason, by=op.user)

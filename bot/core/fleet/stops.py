@@ -67,9 +67,9 @@ class Stopper:
         if error is not None:
             await self._failed(order, now, error)
             return False, error
-        context.store.mark_stop_requested(order.arn, now, order.actor)
-        context.store.mark_stop_failed(order.arn, None)
-        context.store.clear_snooze(order.arn)
+        await context.store.mark_stop_requested(order.arn, now, order.actor)
+        await context.store.mark_stop_failed(order.arn, None)
+        await context.store.clear_snooze(order.arn)
         context.tell_router(order.arn, running=False)
         log.warning("cost_guard.stopping", extra={"version": order.name, "reason": order.reason})
         return True, ""
@@ -78,9 +78,9 @@ class Stopper:
         context, episode, watch = self.context, order.episode, order.watch
         log.warning("cost_guard.stop_failed", extra={"version": order.name, "error": error})
         first_failure = watch is None or watch.stop_failed_at is None
-        context.store.mark_stop_failed(order.arn, now)
+        await context.store.mark_stop_failed(order.arn, now)
         if episode is not None:
-            context.store.set_note(episode.id, error)
+            await context.store.set_note(episode.id, error)
             await self.alerts.refresh(episode, now)
         if first_failure and order.actor in (ACTOR, SCHEDULE_ACTOR):
             hourly = context.prices.hourly(watch.units if watch else 1)
@@ -117,7 +117,7 @@ class Stopper:
             else None,
             zone=context.config.zone,
         )
-        episode = self._episode(report)
+        episode = await self._episode(report)
         await context.post(notice, thread_ts=episode.ts if episode else None)
         if episode is not None:
             await self.alerts.close(
@@ -129,7 +129,7 @@ class Stopper:
         """The stop didn't take effect (or is slow): say so where the stop would be reported."""
         context = self.context
         report = op.data["report"]
-        episode = self._episode(report)
+        episode = await self._episode(report)
         failed = StopFailed(
             version_name=op.version_name,
             reason=report["reason"],
@@ -138,9 +138,9 @@ class Stopper:
         )
         await context.post(failed, thread_ts=episode.ts if episode else None)
 
-    def _episode(self, report: dict[str, Any]) -> Episode | None:
+    async def _episode(self, report: dict[str, Any]) -> Episode | None:
         episode_id = report.get("episode")
-        return self.context.store.episode(int(episode_id)) if episode_id else None
+        return await self.context.store.episode(int(episode_id)) if episode_id else None
 
 
 class ScheduledActions:
@@ -173,22 +173,22 @@ class ScheduledActions:
         if due is None:
             return
         key, occurrence = due
-        if store.schedule_done(key):
+        if await store.schedule_done(key):
             return
         arn = context.serving_version()
         version = next((v for v in versions if v.arn == arn), None)
         if version is None:
-            store.record_schedule(key, now, "skipped: no serving version")
+            await store.record_schedule(key, now, "skipped: no serving version")
             return
         if version.status in (RUNNING, STARTING):
-            store.record_schedule(key, now, f"skipped: already {version.status}")
+            await store.record_schedule(key, now, f"skipped: already {version.status}")
             return
         if occurrence.end - now <= config.start_lead or version.status not in STARTABLE:
-            store.record_schedule(key, now, f"skipped: {version.status}, window nearly over")
+            await store.record_schedule(key, now, f"skipped: {version.status}, window nearly over")
             return
         if not await context.act_once(f"schedule:{key}"):
             return  # fenced: another leader, or we lead no more
-        if not store.record_schedule(key, now, "requested"):
+        if not await store.record_schedule(key, now, "requested"):
             return
         units = config.schedule_units
         assert context.stops is not None, "the schedule starts through the fleet's start path"
@@ -196,8 +196,8 @@ class ScheduledActions:
             version, SCHEDULE_ACTOR, config.channel or "", units, "schedule"
         )
         if error is None:
-            store.save_watch(version.arn, version.name, STARTING, now, units=units)
-            store.mark_start_requested(version.arn, now)
+            await store.save_watch(version.arn, version.name, STARTING, now, units=units)
+            await store.mark_start_requested(version.arn, now)
         error = error or ""
         notice = ScheduleNotice(
             version_name=version.name,
@@ -219,24 +219,24 @@ class ScheduledActions:
         what, key, ended_at = schedule_stop_due(
             schedule, now, lead=config.start_lead, grace=config.schedule_grace
         )
-        if what is ScheduledStop.NONE or store.schedule_done(key):
+        if what is ScheduledStop.NONE or await store.schedule_done(key):
             return
         if what is ScheduledStop.MISSED:
-            store.record_schedule(key, now, "missed: the bot was not running")
+            await store.record_schedule(key, now, "missed: the bot was not running")
             return
         if what is ScheduledStop.FOLLOWED:
-            store.record_schedule(key, now, "skipped: the next window follows")
+            await store.record_schedule(key, now, "skipped: the next window follows")
             return
-        if not store.record_schedule(key, now, "done"):
+        if not await store.record_schedule(key, now, "done"):
             return
         assert ended_at is not None
         for version in versions:
-            run = context.runs.current(version.arn)
+            run = await context.runs.current(version.arn)
             if version.status != RUNNING or run is None or run.started_at >= ended_at:
                 continue  # started after the window: idle alerts look after it
-            snooze = store.snooze(version.arn)
+            snooze = await store.snooze(version.arn)
             if snooze is not None and now < snooze.until:
-                context.audit.record(
+                await context.audit.record(
                     now, SCHEDULE_ACTOR, "stop", version.name, f"skipped: kept by {snooze.by}"
                 )
                 continue
@@ -245,7 +245,7 @@ class ScheduledActions:
                 version.name,
                 SCHEDULE_STOPPED,
                 SCHEDULE_ACTOR,
-                episode=store.open_episode(version.arn),
-                watch=store.watch(version.arn),
+                episode=await store.open_episode(version.arn),
+                watch=await store.watch(version.arn),
             )
             await self.stopper.stop(order, now)

@@ -67,7 +67,7 @@ async def _press(services: Services, body: dict[str, Any], respond: Any, which: 
                 summary=str(value.get("why") or ""),
             )
         elif which == CANCEL:
-            notice = promoter.cancel(user, name)
+            notice = await promoter.cancel(user, name)
         else:
             notice = await lifecycle.stop(user, channel, str(value["arn"]))
     except Exception:
