@@ -45,8 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.core.fleet import guard_notices as cn
 from bot.core.fleet.context import LifecycleConfig
-from bot.core.fleet.guard import CostGuard
-from bot.core.fleet.guard_context import GuardConfig
+from bot.core.fleet.guard import CostGuard, GuardConfig
 from bot.core.fleet.lifecycle import Lifecycle
 from bot.core.model_versions import RUNNING, STARTING, STOPPED, STOPPING, ModelVersion
 from bot.core.ports import PostedMessage

@@ -355,8 +355,7 @@ def _attach_cost_guard(services: Services) -> None:
     if services.models is None:
         return  # no Rekognition project: nothing bills by the hour
     from bot.adapters.cloudwatch_usage import CloudWatchUsage
-    from bot.core.fleet.guard import CostGuard
-    from bot.core.fleet.guard_context import GuardConfig
+    from bot.core.fleet.guard import CostGuard, GuardConfig
     from bot.core.usage import NoUsage, OwnTraffic
 
     settings = services.settings

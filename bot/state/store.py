@@ -3,7 +3,11 @@ billing meter), the cost guard's memory and the audit log, beside the uploads an
 
 Every call is async and runs on the database's own thread (`Database.run`), one short
 statement or transaction each, so a locked or slow database never stalls the event loop. The
-same SQL serves PostgreSQL through `bot.state.postgres.database` (translated).
+same SQL serves PostgreSQL through `bot.state.postgres.database` (translated). One operation
+is open per version (a unique index): a second claim finds the first. A run opens when a
+version is seen RUNNING and closes when it is seen stopped. The guard's memory (sightings,
+idle episodes, snoozes, schedule actions, summaries) is what lets a restart neither forget
+an alert nor repeat one.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -20,18 +25,38 @@ from bot.state.leases import LeaseStore, in_transaction
 from bot.state.uploads import UploadStore
 
 T = TypeVar("T")
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+OPERATION = "SELECT * FROM lifecycle_operations WHERE id = ?"
+OPEN_RUN = "SELECT * FROM model_runs WHERE version_arn = ? AND stopped_at IS NULL"
+EPISODE = "SELECT * FROM cost_episodes WHERE id = ?"
+FIRST_STARTED = "SELECT value FROM fleet_facts WHERE key = 'first_started'"
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _read(noun: type[T], row: Any) -> T:
+    """A noun from its row, column by field name: ISO text to datetimes, JSON to dicts."""
+    values = {}
+    for f in fields(noun):  # type: ignore[arg-type]
+        value, kind = row[f.name], str(f.type)
+        if "datetime" in kind and value:
+            value = datetime.fromisoformat(value)
+        elif kind.startswith("dict"):
+            value = json.loads(value or "{}")
+        elif kind == "bool":
+            value = bool(value)
+        values[f.name] = value
+    return noun(**values)
+
+
+def _one(c: sqlite3.Connection, noun: type[T], sql: str, params: tuple = ()) -> T | None:
+    row = c.execute(sql, params).fetchone()
+    return _read(noun, row) if row else None
+
+
 class _Table:
-    """Statements on the database thread: `_write` (the row count), `_rows`, `_row`."""
+    """Statements on the database thread: `_write` (the row count), `_get`, `_all`, `_atomic`."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -39,20 +64,18 @@ class _Table:
     async def _write(self, sql: str, params: tuple = ()) -> int:
         return await self._db.run(lambda c: c.execute(sql, params).rowcount)
 
-    async def _rows(self, sql: str, params: tuple = ()) -> list[Any]:
-        return await self._db.run(lambda c: c.execute(sql, params).fetchall())
+    async def _get(self, noun: type[T], sql: str, params: tuple = ()) -> T | None:
+        return await self._db.run(lambda c: _one(c, noun, sql, params))
 
-    async def _row(self, sql: str, params: tuple = ()) -> Any:
-        return await self._db.run(lambda c: c.execute(sql, params).fetchone())
+    async def _all(self, noun: type[T], sql: str, params: tuple = ()) -> list[T]:
+        rows = await self._db.run(lambda c: c.execute(sql, params).fetchall())
+        return [_read(noun, row) for row in rows]
 
     async def _atomic(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
 
 
-# --- operations in flight ---------------------------------------------------------------------
 class OperationStore(_Table):
-    """A row is claimed before AWS is asked; one open operation per version (a unique index)."""
-
     async def claim(
         self,
         kind: str,
@@ -78,7 +101,7 @@ class OperationStore(_Table):
                 )
             except sqlite3.IntegrityError:
                 return None
-            return _get_operation(c, int(cursor.lastrowid or 0))
+            return _one(c, Operation, OPERATION, (int(cursor.lastrowid or 0),))
 
         return await self._db.run(work)
 
@@ -94,22 +117,20 @@ class OperationStore(_Table):
         """Change some fields; `data` is merged into the stored data."""
 
         def work(c: sqlite3.Connection) -> Operation:
-            current = _get_operation(c, op_id)
-            assert current is not None
+            now = _one(c, Operation, OPERATION, (op_id,))
+            assert now is not None
             c.execute(
                 "UPDATE lifecycle_operations SET status = ?, phase = ?, version_arn = ?, data = ?"
                 " WHERE id = ?",
                 (
-                    status or current.status,
-                    phase or current.phase,
-                    version_arn or current.version_arn,
-                    json.dumps({**current.data, **(data or {})}),
+                    status or now.status,
+                    phase or now.phase,
+                    version_arn or now.version_arn,
+                    json.dumps({**now.data, **(data or {})}),
                     op_id,
                 ),
             )
-            updated = _get_operation(c, op_id)
-            assert updated is not None
-            return updated
+            return _one(c, Operation, OPERATION, (op_id,))  # type: ignore[return-value]
 
         return await self._atomic(work)
 
@@ -123,60 +144,33 @@ class OperationStore(_Table):
         )
 
     async def get(self, op_id: int) -> Operation | None:
-        return await self._db.run(lambda c: _get_operation(c, op_id))
+        return await self._get(Operation, OPERATION, (op_id,))
 
     async def open(self) -> list[Operation]:
-        rows = await self._rows(
-            "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL ORDER BY id"
+        return await self._all(
+            Operation, "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL ORDER BY id"
         )
-        return [_operation(r) for r in rows]
 
     async def open_for(self, version_name: str) -> Operation | None:
-        row = await self._row(
+        return await self._get(
+            Operation,
             "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL AND version_name = ?",
             (version_name,),
         )
-        return _operation(row) if row else None
 
     async def open_training(self) -> Operation | None:
-        row = await self._row(
-            "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL AND kind = 'train'"
+        return await self._get(
+            Operation,
+            "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL AND kind = 'train'",
         )
-        return _operation(row) if row else None
 
     async def recent(self, limit: int = 10) -> list[Operation]:
-        rows = await self._rows(
-            "SELECT * FROM lifecycle_operations ORDER BY id DESC LIMIT ?", (limit,)
+        return await self._all(
+            Operation, "SELECT * FROM lifecycle_operations ORDER BY id DESC LIMIT ?", (limit,)
         )
-        return [_operation(r) for r in rows]
 
 
-def _get_operation(c: sqlite3.Connection, op_id: int) -> Operation | None:
-    row = c.execute("SELECT * FROM lifecycle_operations WHERE id = ?", (op_id,)).fetchone()
-    return _operation(row) if row else None
-
-
-def _operation(row: Any) -> Operation:
-    return Operation(
-        id=row["id"],
-        kind=row["kind"],
-        version_name=row["version_name"],
-        version_arn=row["version_arn"],
-        channel=row["channel"],
-        user=row["user"],
-        started_at=datetime.fromisoformat(row["started_at"]),
-        status=row["status"],
-        phase=row["phase"],
-        data=json.loads(row["data"] or "{}"),
-        finished_at=_dt(row["finished_at"]),
-        result=row["result"],
-    )
-
-
-# --- runs: the meter --------------------------------------------------------------------------
 class RunStore(_Table):
-    """A run opens when a version is seen RUNNING and closes when it is seen stopped."""
-
     async def open_run(
         self, version_arn: str, started_at: datetime, units: int, source: str
     ) -> Run:
@@ -188,9 +182,7 @@ class RunStore(_Table):
                 " VALUES (?, ?, ?, ?)",
                 (version_arn, started_at.isoformat(), units, source),
             )
-            current = _current_run(c, version_arn)
-            assert current is not None
-            return current
+            return _one(c, Run, OPEN_RUN, (version_arn,))  # type: ignore[return-value]
 
         return await self._atomic(work)
 
@@ -202,67 +194,43 @@ class RunStore(_Table):
 
     async def close_run(self, version_arn: str, stopped_at: datetime) -> Run | None:
         def work(c: sqlite3.Connection) -> Run | None:
-            current = _current_run(c, version_arn)
-            if current is None:
+            run = _one(c, Run, OPEN_RUN, (version_arn,))
+            if run is None:
                 return None
             c.execute(
                 "UPDATE model_runs SET stopped_at = ? WHERE id = ?",
-                (stopped_at.isoformat(), current.id),
+                (stopped_at.isoformat(), run.id),
             )
-            row = c.execute("SELECT * FROM model_runs WHERE id = ?", (current.id,)).fetchone()
-            return _run(row)
+            return _one(c, Run, "SELECT * FROM model_runs WHERE id = ?", (run.id,))
 
         return await self._atomic(work)
 
     async def current(self, version_arn: str) -> Run | None:
-        return await self._db.run(lambda c: _current_run(c, version_arn))
+        return await self._get(Run, OPEN_RUN, (version_arn,))
 
     async def latest(self, version_arn: str, since: datetime) -> Run | None:
         """The version's last run if it ended at or after `since` (a stop confirmed late)."""
-        row = await self._row(
+        return await self._get(
+            Run,
             "SELECT * FROM model_runs WHERE version_arn = ? AND stopped_at >= ?"
             " ORDER BY stopped_at DESC LIMIT 1",
             (version_arn, since.isoformat()),
         )
-        return _run(row) if row else None
 
     async def open_runs(self) -> list[Run]:
-        return [
-            _run(r) for r in await self._rows("SELECT * FROM model_runs WHERE stopped_at IS NULL")
-        ]
+        return await self._all(Run, "SELECT * FROM model_runs WHERE stopped_at IS NULL")
 
     async def overlapping(self, start: datetime, end: datetime) -> list[Run]:
         """Runs that were on at any moment in [start, end) (for daily summaries)."""
-        rows = await self._rows(
+        return await self._all(
+            Run,
             "SELECT * FROM model_runs WHERE started_at < ? AND (stopped_at IS NULL OR stopped_at > ?)"
             " ORDER BY started_at",
             (end.isoformat(), start.isoformat()),
         )
-        return [_run(r) for r in rows]
 
 
-def _current_run(c: sqlite3.Connection, version_arn: str) -> Run | None:
-    row = c.execute(
-        "SELECT * FROM model_runs WHERE version_arn = ? AND stopped_at IS NULL", (version_arn,)
-    ).fetchone()
-    return _run(row) if row else None
-
-
-def _run(row: Any) -> Run:
-    return Run(
-        id=row["id"],
-        version_arn=row["version_arn"],
-        started_at=datetime.fromisoformat(row["started_at"]),
-        stopped_at=_dt(row["stopped_at"]),
-        units=row["units"],
-        source=row["source"],
-    )
-
-
-# --- the audit log ----------------------------------------------------------------------------
 class AuditLog(_Table):
-    """Who did what to the model, when, and how it ended."""
-
     async def record(self, at: datetime, actor: str, action: str, target: str, result: str) -> None:
         await self._write(
             "INSERT INTO audit_log (at, actor, action, target, result) VALUES (?, ?, ?, ?, ?)",
@@ -270,28 +238,19 @@ class AuditLog(_Table):
         )
 
     async def recent(self, limit: int = 5) -> list[AuditEntry]:
-        rows = await self._rows("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,))
-        return [
-            AuditEntry(
-                datetime.fromisoformat(r["at"]), r["actor"], r["action"], r["target"], r["result"]
-            )
-            for r in rows
-        ]
+        return await self._all(
+            AuditEntry, "SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)
+        )
 
 
-# --- the cost guard's memory ------------------------------------------------------------------
 class CostGuardStore(_Table):
-    """What each version was last seen doing, idle episodes and their alerts, snoozes, schedule
-    actions done and summaries sent: a restart neither forgets an alert nor repeats one."""
-
     async def watch(self, version_arn: str) -> Watch | None:
-        row = await self._row("SELECT * FROM cost_watch WHERE version_arn = ?", (version_arn,))
-        return _watch(row) if row else None
+        return await self._get(
+            Watch, "SELECT * FROM cost_watch WHERE version_arn = ?", (version_arn,)
+        )
 
     async def watches(self) -> list[Watch]:
-        return [
-            _watch(r) for r in await self._rows("SELECT * FROM cost_watch ORDER BY version_name")
-        ]
+        return await self._all(Watch, "SELECT * FROM cost_watch ORDER BY version_name")
 
     async def save_watch(
         self,
@@ -357,21 +316,22 @@ class CostGuardStore(_Table):
         )
 
     async def open_episode(self, version_arn: str) -> Episode | None:
-        row = await self._row(
-            "SELECT * FROM cost_episodes WHERE version_arn = ? AND state = 'open'", (version_arn,)
+        return await self._get(
+            Episode,
+            "SELECT * FROM cost_episodes WHERE version_arn = ? AND state = 'open'",
+            (version_arn,),
         )
-        return _episode(row) if row else None
 
     async def episode(self, episode_id: int) -> Episode | None:
-        row = await self._row("SELECT * FROM cost_episodes WHERE id = ?", (episode_id,))
-        return _episode(row) if row else None
+        return await self._get(Episode, EPISODE, (episode_id,))
 
     async def open_episodes(self) -> list[Episode]:
-        rows = await self._rows("SELECT * FROM cost_episodes WHERE state = 'open' ORDER BY id")
-        return [_episode(r) for r in rows]
+        return await self._all(
+            Episode, "SELECT * FROM cost_episodes WHERE state = 'open' ORDER BY id"
+        )
 
     async def episodes(self) -> list[Episode]:
-        return [_episode(r) for r in await self._rows("SELECT * FROM cost_episodes ORDER BY id")]
+        return await self._all(Episode, "SELECT * FROM cost_episodes ORDER BY id")
 
     async def create_episode(
         self,
@@ -389,22 +349,9 @@ class CostGuardStore(_Table):
         outcome: str | None = None,
         outcome_by: str | None = None,
     ) -> Episode:
-        values = (
-            version_arn,
-            version_name,
-            idle_since.isoformat(),
-            units,
-            now.isoformat(),
-            channel,
-            ts,
-            now.isoformat(),
-            next_alert_at.isoformat(),
-            gap_minutes,
-            state,
-            outcome,
-            outcome_by,
-            now.isoformat() if state != "open" else None,
-        )
+        at = now.isoformat()
+        values = (version_arn, version_name, idle_since.isoformat(), units, at, channel, ts, at)
+        closed = (state, outcome, outcome_by, at if state != "open" else None)
 
         def work(c: sqlite3.Connection) -> Episode:
             cursor = c.execute(
@@ -412,12 +359,9 @@ class CostGuardStore(_Table):
                 " opened_at, channel, ts, last_alert_at, next_alert_at, gap_minutes, state,"
                 " outcome, outcome_by, outcome_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
+                (*values, next_alert_at.isoformat(), gap_minutes, *closed),
             )
-            row = c.execute(
-                "SELECT * FROM cost_episodes WHERE id = ?", (int(cursor.lastrowid or 0),)
-            ).fetchone()
-            return _episode(row)
+            return _one(c, Episode, EPISODE, (int(cursor.lastrowid or 0),))  # type: ignore[return-value]
 
         return await self._atomic(work)
 
@@ -443,24 +387,18 @@ class CostGuardStore(_Table):
     ) -> bool:
         """Close an open episode when its idle stretch ended (a request, a stop); False if it
         was already closed (a second press, a race)."""
-        closed = await self._write(
-            "UPDATE cost_episodes SET state = 'closed', outcome = ?, outcome_by = ?,"
-            " outcome_at = ? WHERE id = ? AND state = 'open'",
-            (outcome, by, idle_end.isoformat(), episode_id),
+        return (
+            await self._write(
+                "UPDATE cost_episodes SET state = 'closed', outcome = ?, outcome_by = ?,"
+                " outcome_at = ? WHERE id = ? AND state = 'open'",
+                (outcome, by, idle_end.isoformat(), episode_id),
+            )
+            == 1
         )
-        return closed == 1
 
     async def snooze(self, version_arn: str) -> Snooze | None:
-        row = await self._row("SELECT * FROM cost_snoozes WHERE version_arn = ?", (version_arn,))
-        if row is None:
-            return None
-        return Snooze(
-            version_arn=row["version_arn"],
-            until=datetime.fromisoformat(row["until"]),
-            by=row["by"],
-            at=datetime.fromisoformat(row["at"]),
-            episode_id=row["episode_id"],
-            expired=bool(row["expired"]),
+        return await self._get(
+            Snooze, "SELECT * FROM cost_snoozes WHERE version_arn = ?", (version_arn,)
         )
 
     async def set_snooze(
@@ -481,17 +419,22 @@ class CostGuardStore(_Table):
         await self._write("DELETE FROM cost_snoozes WHERE version_arn = ?", (version_arn,))
 
     async def schedule_done(self, key: str) -> bool:
-        return (
-            await self._row("SELECT 1 FROM cost_schedule_actions WHERE key = ?", (key,)) is not None
+        return await self._db.run(
+            lambda c: (
+                c.execute("SELECT 1 FROM cost_schedule_actions WHERE key = ?", (key,)).fetchone()
+                is not None
+            )
         )
 
     async def record_schedule(self, key: str, at: datetime, result: str) -> bool:
         """Claim a schedule action; False if it was already done."""
-        inserted = await self._write(
-            "INSERT OR IGNORE INTO cost_schedule_actions (key, done_at, result) VALUES (?, ?, ?)",
-            (key, at.isoformat(), result),
+        return (
+            await self._write(
+                "INSERT OR IGNORE INTO cost_schedule_actions (key, done_at, result) VALUES (?, ?, ?)",
+                (key, at.isoformat(), result),
+            )
+            == 1
         )
-        return inserted == 1
 
     async def note_started(self, at: datetime) -> datetime:
         """Remember when the bot first watched the fleet (kept from the first call on)."""
@@ -501,71 +444,34 @@ class CostGuardStore(_Table):
                 "INSERT OR IGNORE INTO fleet_facts (key, value) VALUES ('first_started', ?)",
                 (at.isoformat(),),
             )
-            started = _first_started(c)
-            assert started is not None
-            return started
+            return datetime.fromisoformat(c.execute(FIRST_STARTED).fetchone()["value"])
 
         return await self._atomic(work)
 
     async def first_started(self) -> datetime | None:
-        return await self._db.run(_first_started)
+        row = await self._db.run(lambda c: c.execute(FIRST_STARTED).fetchone())
+        return datetime.fromisoformat(row["value"]) if row else None
 
     async def summary_sent(self, day: date) -> bool:
-        row = await self._row("SELECT 1 FROM cost_summaries WHERE day = ?", (day.isoformat(),))
-        return row is not None
+        return await self._db.run(
+            lambda c: (
+                c.execute(
+                    "SELECT 1 FROM cost_summaries WHERE day = ?", (day.isoformat(),)
+                ).fetchone()
+                is not None
+            )
+        )
 
     async def record_summary(
         self, day: date, at: datetime, channel: str | None = None, ts: str | None = None
     ) -> bool:
-        inserted = await self._write(
-            "INSERT OR IGNORE INTO cost_summaries (day, sent_at, channel, ts) VALUES (?, ?, ?, ?)",
-            (day.isoformat(), at.isoformat(), channel, ts),
+        return (
+            await self._write(
+                "INSERT OR IGNORE INTO cost_summaries (day, sent_at, channel, ts) VALUES (?, ?, ?, ?)",
+                (day.isoformat(), at.isoformat(), channel, ts),
+            )
+            == 1
         )
-        return inserted == 1
-
-
-def _first_started(c: sqlite3.Connection) -> datetime | None:
-    row = c.execute("SELECT value FROM fleet_facts WHERE key = 'first_started'").fetchone()
-    return _dt(row["value"]) if row else None
-
-
-def _watch(row: Any) -> Watch:
-    return Watch(
-        version_arn=row["version_arn"],
-        version_name=row["version_name"],
-        status=row["status"],
-        units=row["units"],
-        last_request_at=_dt(row["last_request_at"]),
-        idle_since=_dt(row["idle_since"]),
-        metrics_until=_dt(row["metrics_until"]),
-        seen_at=datetime.fromisoformat(row["seen_at"]),
-        stop_requested_at=_dt(row["stop_requested_at"]),
-        stop_requested_by=row["stop_requested_by"],
-        start_requested_at=_dt(row["start_requested_at"]),
-        stop_failed_at=_dt(row["stop_failed_at"]),
-    )
-
-
-def _episode(row: Any) -> Episode:
-    return Episode(
-        id=row["id"],
-        version_arn=row["version_arn"],
-        version_name=row["version_name"],
-        idle_since=datetime.fromisoformat(row["idle_since"]),
-        units=row["units"],
-        opened_at=datetime.fromisoformat(row["opened_at"]),
-        channel=row["channel"],
-        ts=row["ts"],
-        alerts=row["alerts"],
-        last_alert_at=datetime.fromisoformat(row["last_alert_at"]),
-        next_alert_at=datetime.fromisoformat(row["next_alert_at"]),
-        gap_minutes=row["gap_minutes"],
-        state=row["state"],
-        outcome=row["outcome"],
-        outcome_by=row["outcome_by"],
-        outcome_at=_dt(row["outcome_at"]),
-        note=row["note"],
-    )
 
 
 class SqliteStore:
