@@ -44,9 +44,8 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.core.fleet import guard_notices as cn
-from bot.core.fleet.context import LifecycleConfig
 from bot.core.fleet.guard import CostGuard, GuardConfig
-from bot.core.fleet.lifecycle import Lifecycle
+from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig
 from bot.core.model_versions import RUNNING, STARTING, STOPPED, STOPPING, ModelVersion
 from bot.core.ports import PostedMessage
 from bot.core.pricing import Prices, usd

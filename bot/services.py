@@ -291,8 +291,7 @@ async def build_services(
 
 def _attach_lifecycle(services: Services) -> None:
     """Model lifecycle (train, start, stop, operations in flight): issue 4."""
-    from bot.core.fleet.context import LifecycleConfig
-    from bot.core.fleet.lifecycle import Lifecycle
+    from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig
     from bot.core.learning.serving import StoredServing
     from bot.core.training_data import S3Uri
 

@@ -17,9 +17,8 @@ import pytest
 
 from bot.core.clock import FakeClock
 from bot.core.fleet import guard_notices as cn
-from bot.core.fleet.context import LifecycleConfig
 from bot.core.fleet.guard import CostGuard, GuardConfig
-from bot.core.fleet.lifecycle import Lifecycle
+from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig
 from bot.core.model_versions import (
     RUNNING,
     STARTING,

@@ -15,8 +15,7 @@ from bot.adapters.rekognition_models import RekognitionModels
 from bot.adapters.rekognition_training import RekognitionTraining
 from bot.adapters.s3_images import S3Images
 from bot.core.clock import FakeClock
-from bot.core.fleet.context import LifecycleConfig, RouterServing
-from bot.core.fleet.lifecycle import Lifecycle
+from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig, RouterServing
 from bot.core.labels import ModelInfo, Prediction
 from bot.core.ports import Notice, PostedMessage
 from bot.core.pricing import Prices

@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 from bot.core.fleet.arns import dataset_type, project_name
-from bot.core.fleet.context import DatasetInfo, Evaluation
+from bot.core.fleet.training import DatasetInfo, Evaluation
 from bot.core.model_versions import LabelMetrics
 from bot.core.training_data import ImageStore
 

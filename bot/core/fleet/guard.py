@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot.core.fleet.arns import project_name, version_name
-from bot.core.fleet.context import aws_error
 from bot.core.fleet.decisions import (
     AUTO_STOP_ALLOWED,
     STARTABLE,
@@ -67,6 +66,7 @@ from bot.core.fleet.guard_notices import (
     local_time,
     plural,
 )
+from bot.core.fleet.lifecycle import aws_error
 from bot.core.fleet.notices import Who, plain
 from bot.core.fleet.state import Audit, Episode, GuardMemory, Operation, Run, Runs, Store, Watch
 from bot.core.leadership import FencedOutbox, Leadership

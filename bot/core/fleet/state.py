@@ -20,6 +20,13 @@ from bot.core.leases import Lease
 TRAIN = "train"
 START = "start"
 STOP = "stop"
+# a training's phases (`Operation.phase`), in order; a start or a stop is "requested", then
+# "following" (`bot.core.fleet.lifecycle`)
+VALIDATING = "validating"
+DATASETS = "datasets"
+CREATING = "creating"
+SPLITTING = "splitting"
+TRAINING = "training"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.core.fleet.context import LifecycleContext, VersionSnapshot, aws_error
+from bot.core.fleet.lifecycle import LifecycleContext, VersionSnapshot, aws_error
 from bot.core.fleet.notices import (
     Described,
     Who,

@@ -12,18 +12,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bot.core import model_versions as mv
-from bot.core.fleet.context import Evaluation, LifecycleContext, VersionSnapshot, aws_error, reply
+from bot.core.fleet.lifecycle import LifecycleContext, VersionSnapshot, aws_error, reply
 from bot.core.fleet.notices import (
     TrainingCompleted,
     TrainingFailed,
     TrainingProgress,
     TrainingRefused,
 )
-from bot.core.fleet.state import TRAIN, Operation
+from bot.core.fleet.state import (
+    CREATING,
+    DATASETS,
+    SPLITTING,
+    TRAIN,
+    TRAINING,
+    VALIDATING,
+    Operation,
+)
+from bot.core.model_versions import LabelMetrics
 from bot.core.ports import Notice, PostedMessage
 from bot.core.training_data import (
     Problem,
@@ -37,12 +47,48 @@ from bot.core.training_data import (
 
 log = logging.getLogger(__package__)
 
-# phases (Operation.phase)
-VALIDATING = "validating"
-DATASETS = "datasets"
-CREATING = "creating"
-SPLITTING = "splitting"
-TRAINING = "training"
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    arn: str
+    type: str  # TRAIN | TEST
+    status: str
+    status_message: str = ""
+    total: int | None = None
+    labelled: int | None = None
+    errors: int | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The training results summary file: overall and per-label metrics."""
+
+    f1: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    labels: tuple[LabelMetrics, ...] = ()
+    train_images: int | None = None
+    test_images: int | None = None
+
+
+class TrainingBackend(Protocol):
+    """Rekognition's datasets and training (the adapter: `bot.adapters.rekognition_training`)."""
+
+    async def project_datasets(self) -> list[DatasetInfo]: ...
+
+    async def describe_dataset(self, arn: str) -> DatasetInfo: ...
+
+    async def create_dataset(self, dataset_type: str, manifest: tuple[str, str] | None) -> str:
+        """Create the TRAIN (from a manifest: (bucket, key)) or an empty TEST dataset."""
+        ...
+
+    async def delete_dataset(self, arn: str) -> None: ...
+
+    async def distribute(self, train_arn: str, test_arn: str) -> None: ...
+
+    async def create_version(self, name: str, output_bucket: str, output_prefix: str) -> str: ...
+
+    async def evaluation(self, summary: tuple[str, str]) -> Evaluation: ...
 
 
 class TrainingPhases:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.core.clock import Clock
-from bot.core.fleet.context import RouterServing
+from bot.core.fleet.lifecycle import RouterServing
 from bot.core.learning.ports import ServedVersions
 
 
