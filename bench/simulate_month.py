@@ -276,7 +276,7 @@ async def simulate(
                 zone=ZONE.key,
                 sole_client=True,  # the simulated team is the model's only client
             ),
-            stops=lifecycle.start_stop,
+            stops=lifecycle,
         )
         poller = lifecycle.join_guard(
             guard,

@@ -378,7 +378,7 @@ def _attach_cost_guard(services: Services) -> None:
         router=router,
         serving_version=serving_version,
         classifications=services.uploads,
-        stops=services.lifecycle.start_stop if services.lifecycle is not None else None,
+        stops=services.lifecycle,
     )
     services.cost_guard = guard
     if settings.cxr_auto_stop_minutes and not (

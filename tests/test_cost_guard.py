@@ -249,7 +249,7 @@ class World:
             config=GuardConfig(**self.config_values),
             router=self.router,
             serving_version=lambda: self.serving,
-            stops=self.lifecycle.start_stop,
+            stops=self.lifecycle,
         )
         self.poller = self.lifecycle.join_guard(
             guard,

@@ -940,7 +940,9 @@ class InFlight:
             await ctx.sync(snapshot)
 
 
-class Lifecycle:
+class Lifecycle(StartStopCommands):
+    """The start and stop commands (`StartStopCommands`), training, status, and the poller."""
+
     def __init__(
         self,
         *,
@@ -972,8 +974,8 @@ class Lifecycle:
         from bot.core.fleet.status import StatusReporter
         from bot.core.fleet.training import TrainingLauncher, TrainingPhases
 
+        super().__init__(self.context, follow=self._follow)
         self._status = StatusReporter(self.context)
-        self.start_stop = StartStopCommands(self.context, follow=self._follow)
         self._training = TrainingLauncher(self.context, follow=self._follow)
         self.in_flight = InFlight(
             self.context, StartStopOutcomes(self.context), TrainingPhases(self.context)
@@ -1004,28 +1006,6 @@ class Lifecycle:
     async def status(self) -> StatusReport:
         """`/cxr status`: the serving model, the versions, what is in flight, recent actions."""
         return await self._status.report()
-
-    async def propose_start(
-        self, actor: str, version: str | None, min_units: int | None, max_units: int | None
-    ) -> Notice:
-        """`/cxr start`: the cost, to be confirmed with a button; or why not."""
-        return await self.start_stop.propose_start(actor, version, min_units, max_units)
-
-    async def confirm_start(
-        self, actor: str, channel: str, version_arn: str, min_units: int, max_units: int | None
-    ) -> Notice:
-        """The Start button: StartProjectVersion, then follow it until it runs."""
-        return await self.start_stop.confirm_start(
-            actor, channel, version_arn, min_units, max_units
-        )
-
-    async def cancel_start(self, actor: str, version_name: str) -> Notice:
-        """The Cancel button: record it, and say so in place of the proposal."""
-        return await self.start_stop.cancel_start(actor, version_name)
-
-    async def stop(self, actor: str, channel: str, version: str | None = None) -> Notice:
-        """`/cxr stop`: StopProjectVersion, then follow it until it has stopped."""
-        return await self.start_stop.stop(actor, channel, version)
 
     async def train(
         self, actor: str, channel: str, source_text: str, version_name: str | None = None
