@@ -299,7 +299,7 @@ def _attach_lifecycle(services: Services) -> None:
     aws = services.aws
     training = images = None
     if services.models is not None and settings.cxr_project_arn:
-        from bot.adapters.rekognition_training import RekognitionTraining
+        from bot.adapters.rekognition_models import RekognitionTraining
         from bot.adapters.s3_images import S3Images
 
         images = S3Images(lambda: aws.s3)

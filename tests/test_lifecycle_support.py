@@ -11,8 +11,7 @@ from typing import Any
 
 from botocore.stub import ANY
 
-from bot.adapters.rekognition_models import RekognitionModels
-from bot.adapters.rekognition_training import RekognitionTraining
+from bot.adapters.rekognition_models import RekognitionModels, RekognitionTraining
 from bot.adapters.s3_images import S3Images
 from bot.core.clock import FakeClock
 from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig, RouterServing

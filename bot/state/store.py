@@ -249,9 +249,6 @@ class CostGuardStore(_Table):
             Watch, "SELECT * FROM cost_watch WHERE version_arn = ?", (version_arn,)
         )
 
-    async def watches(self) -> list[Watch]:
-        return await self._all(Watch, "SELECT * FROM cost_watch ORDER BY version_name")
-
     async def save_watch(
         self,
         version_arn: str,

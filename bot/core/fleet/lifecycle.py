@@ -353,11 +353,9 @@ async def _no_lines() -> list[str]:
     return []
 
 
-log = logging.getLogger(__package__)
-
 VERSIONS_NAMED = 10  # in "there's no version …": the newest ones
 
-# phases (Operation.phase)
+# a start's or a stop's phases (Operation.phase)
 REQUESTED = "requested"  # claimed, AWS not (yet) known to have accepted
 FOLLOWING = "following"  # AWS accepted, or the change was already under way
 
@@ -880,9 +878,6 @@ class StartStopOutcomes:
             await ctx.finish(op, f"failed: {reason}", stop_failed)
         else:
             await ctx.post(op.channel, stop_failed)
-
-
-log = logging.getLogger(__package__)
 
 
 class InFlight:

@@ -183,7 +183,6 @@ class GuardMemory(Protocol):
     """The cost guard's memory: watches, episodes, snoozes, schedule actions, summaries."""
 
     async def watch(self, version_arn: str) -> Watch | None: ...
-    async def watches(self) -> list[Watch]: ...
     async def save_watch(
         self,
         version_arn: str,

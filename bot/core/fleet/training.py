@@ -72,7 +72,7 @@ class Evaluation:
 
 
 class TrainingBackend(Protocol):
-    """Rekognition's datasets and training (the adapter: `bot.adapters.rekognition_training`)."""
+    """Rekognition's datasets and training (the adapter: `bot.adapters.rekognition_models`)."""
 
     async def project_datasets(self) -> list[DatasetInfo]: ...
 
