@@ -1,23 +1,20 @@
 """The whole `/cxr` surface: the slash command, its buttons, the admin check, the errors.
 
-- `/cxr help|status|start|stop|train`: one listener acknowledges at once (the usage for a bad
-  command, a short "checking" note for a training, nothing otherwise), then answers through the
-  command's response_url, ephemeral; outcomes that come later (running, stopped, trained) are
-  posted in the channel by the fleet's poller.
-- `commands.buttons`: Start / Cancel, and the idle alert's Stop now / Keep running.
-- `commands.admin`: one Bolt middleware lets only admins start, stop and train.
-- `commands.errors`: the one `@app.error` handler: a listener that fails gets one short
-  apology, never a trace.
+One listener acknowledges `/cxr` at once (the usage for a bad command, a short note for a slow
+one, nothing otherwise), then answers through the command's response_url, ephemeral; outcomes
+that come later (running, stopped, trained) are posted in the channel by the fleet's poller.
+`commands.buttons`: Start / Cancel and the idle alert's buttons. `commands.admin`: the one
+middleware that lets only admins start, stop, train, promote and export. `commands.errors`:
+the one `@app.error` handler.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import astuple
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.core.fleet.lifecycle import Lifecycle
 from bot.core.ports import Notice
 from bot.services import Services
 from bot.slack.blocks import render
@@ -26,6 +23,7 @@ from bot.slack.permissions import Admins
 from commands import admin, buttons, learning
 from commands.errors import answered, apologise
 from commands.parser import (
+    Command,
     Export,
     Help,
     Promote,
@@ -38,14 +36,17 @@ from commands.parser import (
     usage,
 )
 
-log = logging.getLogger(__name__)
+SLOW = {  # what a slow command says at once about its first argument
+    Export: "Fetching the reviewed images for `{}`…",
+    Promote: "Comparing `{}` with the served version…",
+    Train: "Checking `{}`… (a minute or so for thousands of images)",
+}
 
 
 def register(app: AsyncApp, services: Services, admins: Admins) -> None:
-    admin.register(app, services, admins)
-    buttons.register(app, services)
-
+    app.use(admin.admin_only(services, admins))
     app.error(apologise)
+    buttons.register(app, services)
 
     @app.command("/cxr")
     @answered
@@ -54,40 +55,29 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
         if isinstance(parsed, Help):
             await ack(text=usage(parsed))
             return
-        if isinstance(parsed, Export):
-            await ack(text=f"Fetching the reviewed images for `{user_text(parsed.destination)}`…")
-        elif isinstance(parsed, Promote) and services.promoter is not None:
-            await ack(text=f"Comparing `{user_text(parsed.version)}` with the served version…")
-        elif isinstance(parsed, Train):
-            source = user_text(parsed.source)
-            await ack(text=f"Checking `{source}`… (a minute or so for thousands of images)")
+        slow = SLOW.get(type(parsed))
+        if slow and (services.promoter is not None or not isinstance(parsed, Promote)):
+            await ack(text=slow.format(user_text(astuple(parsed)[0])))
         else:
             await ack()
-        lifecycle = services.lifecycle
-        assert lifecycle is not None  # always attached (local-only too)
         user, channel = command.get("user_id", ""), command.get("channel_id", "")
-        if isinstance(parsed, Review | Export) or (
-            isinstance(parsed, Promote) and services.promoter is not None
-        ):
-            await _reply(respond, await learning.answer(services, parsed, user))
-            return
-        if isinstance(parsed, Promote):
-            await _reply(respond, lifecycle.rekognition_only("promote"))
-            return
-        if isinstance(parsed, Status):
-            await _reply(respond, await learning.status(services, await lifecycle.status()))
-            return
-        await _reply(respond, await answer(lifecycle, parsed, user, channel))
+        rendered = render(await answer(services, parsed, user, channel))
+        await respond(text=rendered.text, blocks=rendered.blocks or None, response_type="ephemeral")
 
 
-async def answer(
-    lifecycle: Lifecycle, command: Status | Start | Stop | Train, user: str, channel: str
-) -> Notice:
-    """What `/cxr <command>` answers (admins only for start, stop, train, promote and export:
-    `commands.admin`; review, promote and export are `commands.learning`'s)."""
+async def answer(services: Services, command: Command, user: str, channel: str) -> Notice:
+    """What `/cxr <command>` answers (for admins only, where `commands.admin` says so)."""
+    lifecycle = services.lifecycle
+    assert lifecycle is not None  # always attached (local-only too)
     if isinstance(command, Status):
-        return await lifecycle.status()
-    if not lifecycle.rekognition:
+        return await learning.status(services, await lifecycle.status())
+    if isinstance(command, Review):
+        return await services.reviewing.report(command.days)
+    if isinstance(command, Export):
+        return await learning.export(services, command, user)
+    if isinstance(command, Promote) and services.promoter is not None:
+        return await services.promoter.propose(user, command.version)
+    if not lifecycle.rekognition or isinstance(command, Promote):
         return lifecycle.rekognition_only(type(command).__name__.lower())
     if isinstance(command, Start):
         return await lifecycle.propose_start(
@@ -96,9 +86,3 @@ async def answer(
     if isinstance(command, Stop):
         return await lifecycle.stop(user, channel, command.version)
     return await lifecycle.train(user, channel, command.source, command.version_name)
-
-
-async def _reply(respond: Any, notice: Notice) -> None:
-    """An ephemeral answer through the command's response_url (usable for 30 minutes)."""
-    rendered = render(notice)
-    await respond(text=rendered.text, blocks=rendered.blocks or None, response_type="ephemeral")

@@ -1,9 +1,7 @@
-"""The learning loop's part of `/cxr`: `review [days]`, `promote VERSION` (admins),
-`export s3://bucket/prefix` (admins), and what it adds to `status`.
-
-Each returns the `Notice` to answer with, so the command listener only acknowledges, checks
-who may, and replies; the buttons live in `bot.slack.listeners.review_actions` (Post chart) and
-`bot.slack.listeners.promote_actions` (Promote, Cancel, Stop the old version).
+"""The learning loop's part of `/cxr`: `export s3://bucket/prefix` (admins) and what it adds
+to `status`; `review` and `promote` answer straight from their services. The buttons live in
+`bot.slack.listeners.review_actions` (Post chart) and `.promote_actions` (Promote, Cancel,
+Stop the old version).
 """
 
 from __future__ import annotations
@@ -14,23 +12,13 @@ from bot.core.learning.reviewing import StatusWithFigures
 from bot.core.ports import Notice
 from bot.core.training_data import S3Uri
 from bot.services import Services
-from commands.parser import Export, Promote, Review
+from commands.parser import Export
 
 STATUS_REVIEW_DAYS = 30
 NOTHING_TO_EXPORT = (
     "There are no reviewed images to export yet: reviewers label verdicts with the buttons "
     "under them (`CXR_REVIEWERS`)."
 )
-
-
-async def answer(services: Services, command: Review | Promote | Export, user: str) -> Notice:
-    """What `/cxr review|promote|export` answers (the admin check comes before this)."""
-    if isinstance(command, Review):
-        return await services.reviewing.report(command.days)
-    if isinstance(command, Promote):
-        assert services.promoter is not None  # the listener says "local only" otherwise
-        return await services.promoter.propose(user, command.version)
-    return await export(services, command, user)
 
 
 async def export(services: Services, command: Export, user: str) -> Notice:

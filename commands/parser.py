@@ -1,14 +1,4 @@
-"""`/cxr <text>` → one command, or the usage message for anything else.
-
-/cxr help
-/cxr status
-/cxr start [version] [min-units] [max-units]
-/cxr stop [version]
-/cxr train s3://bucket/prefix [version-name]
-/cxr review [days]
-/cxr promote VERSION
-/cxr export s3://bucket/prefix
-"""
+"""`/cxr <text>` → one command, or the usage (saying why) for anything else."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from bot.adapters.onnx_classifier import OnnxClassifier
 from bot.core.labels import Label
+from bot.ml.model_card import load_model_card
 from tests.harness import BotHarness, replies_in_thread
 from tests.test_core_loop import expect_detect, xray_jpeg
 from tests.test_review_wire import CHANNEL, REVIEWER, press
@@ -56,7 +57,8 @@ async def test_two_models_disagree_and_the_review_counts_for_both(
 
         assert "first.jpeg: Uncertain: the two models disagree (" in disagreed["text"]
         assert "Rekognition cxr cxr.2026-01-01: " in disagreed["text"]
-        assert "local cxr-cnn v1: " + local_says.value in disagreed["text"]
+        card = load_model_card()
+        assert f"local {card.name} {card.version}: {local_says.value}" in disagreed["text"]
         assert "*Uncertain: the two models disagree*" in str(disagreed["blocks"])
         assert "disagree" not in agreed["text"]
         assert f"second.jpeg: {local_says.value}, 95.0%" in agreed["text"]

@@ -31,6 +31,7 @@ from bot.core.ports import PostedMessage
 from bot.core.pricing import Prices
 from bot.core.schedule import Schedule
 from bot.core.usage import OwnTraffic, Usage
+from bot.slack.fleet import said
 from bot.state.db import Database
 from bot.state.store import SqliteStore
 from tests.harness import open_database
@@ -313,7 +314,7 @@ async def test_a_model_started_in_the_console_and_left_idle_gets_one_alert_threa
     assert notice.version_name == "cxr.v1" and notice.units == 1 and notice.hourly == 4.0
     assert notice.idle_seconds == 30 * 60 and notice.idle_cost == pytest.approx(2.0)
     assert notice.actions == (cn.STOP, cn.KEEP_1H, cn.KEEP_4H)
-    assert "has served no request for 30 min" in notice.text and "$2.00 spent idle" in notice.text
+    assert "has served no request for 30 min" in said(notice) and "$2.00 spent idle" in said(notice)
 
     # Reminders back off in the same thread: at 60, 120, 240, 480 min idle, then every 4 h.
     reminders_at = []
@@ -326,8 +327,8 @@ async def test_a_model_started_in_the_console_and_left_idle_gets_one_alert_threa
     assert reminders_at == [60, 120, 240, 480, 720]
     assert len(world.alerts()) == 1  # one thread, not a message per poll
     reminder = world.outbox.thread(alert.ts)[0].notice
-    assert (
-        isinstance(reminder, cn.IdleFollowUp) and "still running idle: 1 h 00 min" in reminder.text
+    assert isinstance(reminder, cn.IdleFollowUp) and "still running idle: 1 h 00 min" in said(
+        reminder
     )
     # the alert itself is refreshed in place with the idle time so far
     assert world.outbox.current(alert.ts).idle_seconds == 720 * 60
@@ -365,7 +366,7 @@ async def test_traffic_ends_an_episode_and_a_new_idle_stretch_opens_a_new_thread
     await world.run_for(5)
     resumed = world.outbox.current(first.ts)
     assert resumed.state == cn.RESUMED and resumed.actions == ()
-    assert "back in use" in resumed.text
+    assert "back in use" in said(resumed)
     await world.run_for(30)
     assert len(world.alerts()) == 2
     assert world.alerts()[1].ts != first.ts
@@ -393,7 +394,7 @@ async def test_snooze_then_alert_again_in_the_same_thread(world):
     assert result.ok
     snoozed = world.outbox.current(alert.ts)
     assert snoozed.state == cn.SNOOZED and snoozed.actions == (cn.STOP,)
-    assert f"Kept running by {ADMIN} at 09:30 UTC until 10:30 UTC" in snoozed.text
+    assert f"Kept running by {ADMIN} at 09:30 UTC until 10:30 UTC" in said(snoozed)
     assert (ADMIN, "snooze", "ok") in await world.audit_actions()
 
     await world.run_for(55)  # quiet during the snooze (a reminder was due at 60 min idle)
@@ -401,7 +402,7 @@ async def test_snooze_then_alert_again_in_the_same_thread(world):
     await world.run_for(5)  # the snooze is over: a reminder in the same thread
     [reminder] = world.outbox.thread(alert.ts)
     assert reminder.notice.snooze_ended_by == ADMIN
-    assert f"The snooze by {ADMIN} is over" in reminder.notice.text
+    assert f"The snooze by {ADMIN} is over" in said(reminder.notice)
     assert world.outbox.current(alert.ts).actions == (cn.STOP, cn.KEEP_1H, cn.KEEP_4H)
     # the back-off starts again from N: next reminder 30 min later, then 60
     await world.run_for(30)
@@ -445,14 +446,14 @@ async def test_stop_now_stops_records_and_reports(world):
     assert await world.runs.current(arn) is None  # the meter stops at STOPPED
     stopped = world.outbox.current(alert.ts)
     assert stopped.state == cn.STOPPED and stopped.actions == ()
-    assert f"stopped by {ADMIN} at 09:45 UTC after 45 min idle" in stopped.text
+    assert f"stopped by {ADMIN} at 09:45 UTC after 45 min idle" in said(stopped)
     [note] = world.outbox.thread(alert.ts)
     assert isinstance(note.notice, cn.ModelStopped)
-    assert "/cxr start cxr.v1" in note.notice.text
+    assert "/cxr start cxr.v1" in said(note.notice)
     assert (ADMIN, "stop", "ok") in await world.audit_actions()
     # a second press (someone else, a moment later) changes nothing
     again = await world.guard.press(alert.notice.episode_id, cn.STOP, "U0ADMIN02")
-    assert not again.ok and f"Already handled: cxr.v1 stopped by {ADMIN}" in again.describe()
+    assert not again.ok and f"Already handled: cxr.v1 stopped by {ADMIN}" in said(again)
     assert world.catalog.calls == [("stop", arn)]
     # the version goes STOPPING, then STOPPED: no new run, no new alert
     await world.run_for(120)
@@ -509,7 +510,7 @@ async def test_auto_stop_after_the_idle_limit(tmp_path):
     await world.run_for(30)
     [alert] = world.alerts()
     assert alert.notice.auto_stop_at == T0 + minutes(90)
-    assert "Auto-stop at 10:30 UTC" in alert.notice.text
+    assert "Auto-stop at 10:30 UTC" in said(alert.notice)
     await world.run_for(55)
     assert world.catalog.calls == []
     await world.run_for(5)
@@ -518,7 +519,7 @@ async def test_auto_stop_after_the_idle_limit(tmp_path):
     await world.run_for(5)  # confirmed at STOPPED, billed until then
     assert await world.runs.current(arn) is None
     [stopped] = [p for p in world.outbox.thread(alert.ts) if isinstance(p.notice, cn.ModelStopped)]
-    text = stopped.notice.text
+    text = said(stopped.notice)
     assert "Stopped cxr.v1 automatically after 1 h 30 min without a request" in text
     assert "It ran 1 h 35 min on 2 units ($12.67)" in text
     assert "This saves $8.00 for every hour it would have stayed up ($192.00 a day)" in text
@@ -539,7 +540,7 @@ async def test_auto_stop_before_the_alert_posts_a_message_of_its_own(tmp_path):
     await world.run_for(5)  # confirmed at STOPPED
     assert world.alerts() == []
     [stopped] = world.outbox.roots(cn.ModelStopped)
-    assert "after 20 min without a request" in stopped.notice.text
+    assert "after 20 min without a request" in said(stopped.notice)
 
 
 async def test_auto_stop_acts_only_where_the_bot_sees_all_traffic_and_the_alert_says_so(tmp_path):
@@ -551,7 +552,7 @@ async def test_auto_stop_acts_only_where_the_bot_sees_all_traffic_and_the_alert_
     await world.run_for(90)
     assert world.catalog.calls == []  # other clients might be using it: alert only
     [alert] = world.alerts()
-    text = world.outbox.current(alert.ts).text
+    text = said(world.outbox.current(alert.ts))
     assert "I can't read CloudWatch just now (no answer)" in text
     assert "I won't stop it automatically" in text and "Auto-stop at" not in text
     world.metrics.broken = False
@@ -571,7 +572,7 @@ async def test_a_failed_auto_stop_is_reported_once_and_retried(tmp_path):
     assert world.catalog.calls == [("stop", arn)] * 4
     [alert] = world.alerts()
     failures = [p for p in world.outbox.thread(alert.ts) if isinstance(p.notice, cn.StopFailed)]
-    assert len(failures) == 1 and "I couldn't stop cxr.v1" in failures[0].notice.text
+    assert len(failures) == 1 and "I couldn't stop cxr.v1" in said(failures[0].notice)
     await world.run_for(5)  # the 4th try worked: confirmed at STOPPED
     assert world.outbox.current(alert.ts).state == cn.AUTO_STOPPED
 
@@ -606,7 +607,7 @@ async def test_schedule_across_midnight_on_a_dst_night(tmp_path):
     await world.run_for(5)  # 21:45 EST: start 15 minutes ahead
     assert world.catalog.calls == [("start", arn)]
     [started] = world.outbox.roots(cn.ScheduleNotice)
-    assert "Starting cxr.v1 for its scheduled window (22:00 EST–06:00 EDT" in started.notice.text
+    assert "Starting cxr.v1 for its scheduled window (22:00 EST–06:00 EDT" in said(started.notice)
     await world.run_for(10)
     assert (await world.runs.current(arn)).source == "schedule"
     # idle all night inside the window: no alert
@@ -618,8 +619,8 @@ async def test_schedule_across_midnight_on_a_dst_night(tmp_path):
     await world.run_for(5)  # confirmed at STOPPED
     [stop] = world.outbox.roots(cn.ModelStopped)
     assert stop.notice.reason == cn.SCHEDULE_STOPPED
-    assert "its scheduled running window is over" in stop.notice.text
-    assert "until the next scheduled start, Sat 14 Mar 22:00 EDT" in stop.notice.text
+    assert "its scheduled running window is over" in said(stop.notice)
+    assert "until the next scheduled start, Sat 14 Mar 22:00 EDT" in said(stop.notice)
     assert ("schedule", "start", "requested") in await world.audit_actions()
     assert ("schedule", "stop", "ok") in await world.audit_actions()
     # a restart right after changes nothing: the actions are remembered
@@ -664,7 +665,7 @@ async def test_daily_spend_summary_once_a_day(tmp_path):
     assert row.hours == pytest.approx(10.0, abs=0.1)
     assert row.cost == pytest.approx(80.0, abs=1)
     assert row.requests == 60
-    assert "Rekognition spend for Mon 5 Jan 2026 (UTC)" in monday.text
+    assert "Rekognition spend for Mon 5 Jan 2026 (UTC)" in said(monday)
     await world.restart()
     await world.run_for(60)
     assert len(world.outbox.roots(cn.SpendSummary)) == 1

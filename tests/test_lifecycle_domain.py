@@ -27,6 +27,7 @@ from bot.core.fleet.notices import (
 from bot.core.fleet.state import START, TRAIN
 from bot.core.fleet.status import StatusReport
 from bot.slack.blocks import render
+from bot.slack.fleet import said
 from tests.synthetic import chest_xray, jpeg_bytes
 from tests.test_lifecycle_support import (
     DATA_BUCKET,
@@ -73,7 +74,7 @@ async def launch_training(built, rekognition, s3, name: str = "v2") -> None:
     expect_versions(rekognition, completed("v1"))
     expect_project(rekognition)
     reply = await built.lifecycle.train(ADMIN, LAB, SOURCE, name)
-    assert isinstance(reply, LifecycleReply) and reply.tone == "ok", reply.text
+    assert isinstance(reply, LifecycleReply) and reply.tone == "ok", said(reply)
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ async def test_train_writes_the_manifest_and_follows_training_to_its_metrics(
     assert (await built.ops.open())[0].phase == "training"
     phases = [n.phase for _, n in built.outbox.updates]
     assert phases == ["creating", "splitting", "training"]
-    assert "16 training and 4 test images" in built.outbox.updates[-1][1].text
+    assert "16 training and 4 test images" in said(built.outbox.updates[-1][1])
 
     expect_versions(rekognition, completed("v1"), version("v2", "TRAINING_IN_PROGRESS"))
     await poll(built)
@@ -116,12 +117,12 @@ async def test_train_writes_the_manifest_and_follows_training_to_its_metrics(
     await poll(built)
     [(channel, done)] = built.outbox.of(TrainingCompleted)
     assert channel == LAB
-    assert "Training v2 finished (asked by U0ADMIN01): F1 0.912." in done.text
+    assert "Training v2 finished (asked by U0ADMIN01): F1 0.912." in said(done)
     assert "Normal: precision 87.5%, recall 90.0%; Pneumonia: precision 95.0%, recall 91.0%" in (
-        done.text
+        said(done)
     )
-    assert "Billable training time 1 h 30 min, an estimated $1.50" in done.text
-    assert "Tested on 4 images, trained on 16" in done.text
+    assert "Billable training time 1 h 30 min, an estimated $1.50" in said(done)
+    assert "Tested on 4 images, trained on 16" in said(done)
     assert built.outbox.updates[-1][1].done
     assert await built.ops.open() == [] and not built.lifecycle.watching
     assert [(a.action, a.target, a.result) for a in await built.audit.recent(2)] == [
@@ -139,7 +140,7 @@ async def test_train_replaces_the_projects_old_datasets(built, rekognition, s3):
     expect_project(rekognition, (old_train, "TRAIN", "UPDATE_COMPLETE"))
     await built.lifecycle.train(ADMIN, LAB, SOURCE, "v2")
     assert built.outbox.posts[0][1].replacing
-    assert "current datasets are replaced" in built.outbox.posts[0][1].text
+    assert "current datasets are replaced" in said(built.outbox.posts[0][1])
 
     stub = rekognition.stubber
     expect_project(
@@ -168,7 +169,7 @@ async def test_training_failure_is_posted_with_rekognitions_reason(built, rekogn
     await poll(built)
     [(channel, failed)] = built.outbox.of(TrainingFailed)
     assert channel == LAB
-    assert failed.text == (
+    assert said(failed) == (
         "Training v2 failed (asked by U0ADMIN01): The manifest file contains too many errors."
     )
     assert (await built.audit.recent(1))[0].result.startswith("failed: The manifest file")
@@ -184,7 +185,7 @@ async def test_a_dataset_that_fails_to_import_ends_the_training(built, rekogniti
     expect_dataset(rekognition, TEST_DATASET, "CREATE_COMPLETE")
     await poll(built)
     [(_, failed)] = built.outbox.of(TrainingFailed)
-    assert "the TRAIN dataset failed: Manifest has errors" in failed.text
+    assert "the TRAIN dataset failed: Manifest has errors" in said(failed)
     assert await built.ops.open() == []
 
 
@@ -212,8 +213,8 @@ async def test_train_refusals_name_the_problem(built, rekognition, s3, setup, so
         put_tree(s3, bucket="cxr-data-eu")
     expect_versions(rekognition, completed("v1"))
     reply = await built.lifecycle.train(ADMIN, LAB, source, "v2")
-    assert isinstance(reply, TrainingRefused), reply.text
-    assert expected in reply.text and expected in render(reply).text
+    assert isinstance(reply, TrainingRefused), said(reply)
+    assert expected in said(reply) and expected in render(reply).text
     assert await built.ops.open() == [] and built.outbox.posts == []
     assert (await built.audit.recent(1))[0].result.startswith("refused: ")
     assert not s3.list_objects_v2(Bucket=OUTPUT_BUCKET).get("Contents")  # no manifest
@@ -223,14 +224,14 @@ async def test_train_refusals_name_the_problem(built, rekognition, s3, setup, so
 async def test_train_refuses_a_name_already_used(built, rekognition, s3):
     expect_versions(rekognition, completed("v1"))
     reply = await built.lifecycle.train(ADMIN, LAB, SOURCE, "v1")
-    assert reply.tone == "refused" and "`v1` is already used" in reply.text
+    assert reply.tone == "refused" and "`v1` is already used" in said(reply)
     assert (await built.audit.recent(1))[0].action == "train"
 
 
 async def test_train_without_an_output_location_says_which_setting(tmp_path, rekognition, s3):
     b = build(tmp_path / "cxr.db", rekognition, s3, output=None)
     reply = await b.lifecycle.train(ADMIN, LAB, SOURCE)
-    assert "CXR_TRAINING_OUTPUT_S3" in reply.text
+    assert "CXR_TRAINING_OUTPUT_S3" in said(reply)
 
 
 async def test_a_second_train_while_training_says_what_is_happening(built, rekognition, s3):
@@ -238,7 +239,7 @@ async def test_a_second_train_while_training_says_what_is_happening(built, rekog
     await built.clock.advance(600)
     again = await built.lifecycle.train("U0OTHER01", LAB, SOURCE, "v3")
     assert isinstance(again, Busy)
-    assert again.text == (
+    assert said(again) == (
         "v2 is already training (asked by U0ADMIN01 10 min ago, now creating the project's "
         "datasets from the manifest). One training at a time. I'll post the outcome in C0LAB0001."
     )
@@ -248,7 +249,7 @@ async def test_a_second_train_while_training_says_what_is_happening(built, rekog
 async def test_train_while_rekognition_is_training_outside_the_bot(built, rekognition, s3):
     expect_versions(rekognition, version("v1", "TRAINING_IN_PROGRESS"))
     reply = await built.lifecycle.train(ADMIN, LAB, SOURCE, "v2")
-    assert reply.tone == "busy" and "v1 is already training" in reply.text
+    assert reply.tone == "busy" and "v1 is already training" in said(reply)
 
 
 async def test_default_version_names_are_dated_and_unique(built, rekognition, s3):
@@ -256,7 +257,7 @@ async def test_default_version_names_are_dated_and_unique(built, rekognition, s3
     expect_versions(rekognition, completed("cxr.2026-01-05"))
     expect_project(rekognition)
     reply = await built.lifecycle.train(ADMIN, LAB, SOURCE)
-    assert "Training cxr.2026-01-05.2 from" in reply.text
+    assert "Training cxr.2026-01-05.2 from" in said(reply)
 
 
 async def test_a_check_cut_short_by_a_restart_is_reported_after_it(tmp_path, rekognition, s3):
@@ -275,8 +276,8 @@ async def test_a_check_cut_short_by_a_restart_is_reported_after_it(tmp_path, rek
     second = build(tmp_path / "cxr.db", rekognition, s3, serving_arn=arn("v1"))
     await second.lifecycle.resume()
     [(channel, failed)] = second.outbox.of(TrainingFailed)
-    assert channel == LAB and "restarted while it was checking the images" in failed.text
-    assert f"/cxr train {SOURCE}/" in failed.text and await second.ops.open() == []
+    assert channel == LAB and "restarted while it was checking the images" in said(failed)
+    assert f"/cxr train {SOURCE}/" in said(failed) and await second.ops.open() == []
 
 
 # --- start ----------------------------------------------------------------------------------
@@ -286,8 +287,8 @@ async def test_start_shows_the_cost_then_runs_and_serves_the_version(built, reko
     expect_versions(rekognition, *versions)
     proposal = await built.lifecycle.propose_start(ADMIN, None, 1, 3)
     assert isinstance(proposal, StartProposal) and proposal.version_name == "v2"  # the newest
-    assert "$4.00–$12.00/hour (about $96.00–$288.00/day)" in proposal.text
-    assert "1–3 inference units (auto-scaling)" in proposal.text
+    assert "$4.00–$12.00/hour (about $96.00–$288.00/day)" in said(proposal)
+    assert "1–3 inference units (auto-scaling)" in said(proposal)
 
     expect_versions(rekognition, *versions)
     rekognition.stubber.add_response(
@@ -300,7 +301,7 @@ async def test_start_shows_the_cost_then_runs_and_serves_the_version(built, reko
 
     expect_versions(rekognition, completed("v1"), version("v2", "STARTING"))
     again = await built.lifecycle.confirm_start("U0OTHER01", LAB, arn("v2"), 1, 3)
-    assert isinstance(again, Busy) and "v2 is already starting (asked by U0ADMIN01" in again.text
+    assert isinstance(again, Busy) and "v2 is already starting (asked by U0ADMIN01" in said(again)
 
     expect_versions(rekognition, completed("v1"), version("v2", "STARTING"))
     await poll(built)
@@ -313,7 +314,7 @@ async def test_start_shows_the_cost_then_runs_and_serves_the_version(built, reko
     await poll(built)
     [(channel, running)] = built.outbox.of(ModelRunning)
     assert channel == LAB
-    assert running.text.startswith(
+    assert said(running).startswith(
         "v2 is running with 1–3 inference units (auto-scaling) (started by U0ADMIN01, took 1 min)"
     )
     assert built.router.primary.version_arn == arn("v2")  # the bot now serves it
@@ -333,32 +334,31 @@ async def test_a_failed_start_is_posted_with_rekognitions_message(built, rekogni
     await poll(built)
     [(channel, failed)] = built.outbox.of(ModelStartFailed)
     assert channel == LAB
-    assert failed.text == (
+    assert said(failed) == (
         "v1 failed to start (asked by U0ADMIN01): Insufficient capacity in us-east-1."
     )
     assert await built.runs.current(arn("v1")) is None and await built.ops.open() == []
 
 
 async def test_start_refuses_what_would_be_a_mistake(built, rekognition):
-    assert (
-        "more than the 5 inference units"
-        in (await built.lifecycle.propose_start(ADMIN, "v1", 2, 9)).text
+    assert "more than the 5 inference units" in said(
+        await built.lifecycle.propose_start(ADMIN, "v1", 2, 9)
     )
     expect_versions(rekognition, version("v1", "RUNNING", MinInferenceUnits=1))
     running = await built.lifecycle.propose_start(ADMIN, "v1", None, None)
-    assert running.tone == "busy" and "v1 is already running" in running.text
+    assert running.tone == "busy" and "v1 is already running" in said(running)
     expect_versions(rekognition, version("v1", "TRAINING_FAILED", message="Bad data"))
-    assert "failed to train" in (await built.lifecycle.propose_start(ADMIN, "v1", 1, None)).text
+    assert "failed to train" in said(await built.lifecycle.propose_start(ADMIN, "v1", 1, None))
     expect_versions(rekognition, completed("v1"))
     unknown = await built.lifecycle.propose_start(ADMIN, "v7", 1, None)
-    assert "There's no version `v7`" in unknown.text and "Versions: v1" in unknown.text
+    assert "There's no version `v7`" in said(unknown) and "Versions: v1" in said(unknown)
     rekognition.stubber.assert_no_pending_responses()
 
 
 async def test_a_start_already_under_way_elsewhere_is_followed(built, rekognition):
     expect_versions(rekognition, version("v1", "STARTING"))
     reply = await built.lifecycle.confirm_start(ADMIN, LAB, arn("v1"), 1, None)
-    assert reply.tone == "busy" and "I'll post in this channel when it's running" in reply.text
+    assert reply.tone == "busy" and "I'll post in this channel when it's running" in said(reply)
     expect_versions(rekognition, version("v1", "RUNNING", MinInferenceUnits=1))
     await poll(built)
     assert [c for c, _ in built.outbox.of(ModelRunning)] == [LAB]
@@ -375,11 +375,11 @@ async def test_stop_reports_how_long_it_ran_and_what_it_cost(tmp_path, rekogniti
     )
     requested = await b.lifecycle.stop(ADMIN, LAB)  # the only running version
     assert isinstance(requested, StopRequested)
-    assert "running for 2 h 00 min, about $16.00 so far" in requested.text
+    assert "running for 2 h 00 min, about $16.00 so far" in said(requested)
 
     expect_versions(rekognition, version("v1", "STOPPING"))
     again = await b.lifecycle.stop("U0OTHER01", LAB, "v1")
-    assert isinstance(again, Busy) and "v1 is stopping (asked by U0ADMIN01" in again.text
+    assert isinstance(again, Busy) and "v1 is stopping (asked by U0ADMIN01" in said(again)
 
     expect_versions(rekognition, version("v1", "STOPPING"))
     await poll(b)
@@ -387,7 +387,7 @@ async def test_stop_reports_how_long_it_ran_and_what_it_cost(tmp_path, rekogniti
     await poll(b)
     [(channel, stopped)] = b.outbox.of(ModelStopped)
     assert channel == LAB
-    assert stopped.text == (
+    assert said(stopped) == (
         "v1 has stopped (asked by U0ADMIN01). It ran for 2 h 01 min, an estimated $16.13."
     )
     assert await b.runs.current(arn("v1")) is None
@@ -399,10 +399,10 @@ async def test_stop_reports_how_long_it_ran_and_what_it_cost(tmp_path, rekogniti
 async def test_stop_of_a_stopped_model_calls_nothing(built, rekognition):
     expect_versions(rekognition, version("v1", "STOPPED"))
     reply = await built.lifecycle.stop(ADMIN, LAB, "v1")
-    assert reply.text == "v1 isn't running (it is STOPPED), so there's nothing to stop."
+    assert said(reply) == "v1 isn't running (it is STOPPED), so there's nothing to stop."
     expect_versions(rekognition, version("v1", "STOPPED"), completed("v2"))
     nothing = await built.lifecycle.stop(ADMIN, LAB)
-    assert "No model version is running" in nothing.text
+    assert "No model version is running" in said(nothing)
     rekognition.stubber.assert_no_pending_responses()
     assert await built.ops.open() == []
 
@@ -410,7 +410,7 @@ async def test_stop_of_a_stopped_model_calls_nothing(built, rekognition):
 async def test_stop_with_two_running_asks_which(built, rekognition):
     expect_versions(rekognition, version("v1", "RUNNING"), version("v2", "RUNNING"))
     reply = await built.lifecycle.stop(ADMIN, LAB)
-    assert "Several versions are running" in reply.text and "/cxr stop" in reply.text
+    assert "Several versions are running" in said(reply) and "/cxr stop" in said(reply)
 
 
 async def test_outcome_goes_to_the_ops_channel_when_the_channel_refuses(built, rekognition):
@@ -494,7 +494,7 @@ async def test_local_model_only_status_shows_its_card(tmp_path, rekognition):
     assert "Validation: accuracy 95.0%, sensitivity 96.0%, auc 99.0% (n = 800)" in text
     assert "need CXR_PROJECT_ARN" in text
     for action in ("start", "stop", "train"):
-        assert "this bot runs only its local model" in b.lifecycle.rekognition_only(action).text
-    assert "this bot runs only" in (await b.lifecycle.stop(ADMIN, LAB)).text
+        assert "this bot runs only its local model" in said(b.lifecycle.rekognition_only(action))
+    assert "this bot runs only" in said(await b.lifecycle.stop(ADMIN, LAB))
     no_card = build(tmp_path / "other.db", rekognition, project=False, card=None)
     assert "no model card found" in render(await no_card.lifecycle.status()).text

@@ -11,6 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.ml.model_card import load_model_card
+
+BUNDLED = load_model_card()
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,7 +44,7 @@ async def test_http_mode_serves_healthz_and_stops_on_sigterm(slack, tmp_path, un
                     await asyncio.sleep(0.1)
         assert body is not None, "the bot never served /healthz"
         assert body["status"] == "ok" and body["transport"] == "http"
-        assert body["model"] == "local cxr-cnn v1"
+        assert body["model"] == f"local {BUNDLED.name} {BUNDLED.version}"
         bot.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(bot.communicate(), 30)
     finally:

@@ -8,8 +8,11 @@ from botocore.stub import ANY
 
 from bot.adapters.onnx_classifier import OnnxClassifier
 from bot.core.clock import FakeClock
+from bot.ml.model_card import load_model_card
 from tests.harness import VERSION_ARN, BotHarness, labels_response, replies_in_thread
 from tests.synthetic import chest_xray, jpeg_bytes
+
+BUNDLED = load_model_card()
 
 CHANNEL = "C0CLINIC1"
 DETECT = {"ProjectVersionArn": VERSION_ARN, "Image": {"Bytes": ANY}, "MinConfidence": 0}
@@ -38,7 +41,7 @@ async def test_local_model_answers_without_aws(slack, tmp_path):
     finally:
         await harness.stop()
     [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
-    assert "(local cxr-cnn v1)" in reply["text"]
+    assert f"(local {BUNDLED.name} {BUNDLED.version})" in reply["text"]
     [heatmap] = slack.calls_to("files.completeUploadExternal")
     assert heatmap.params["thread_ts"] == envelope["event"]["ts"]
     uploaded = [f for f in slack.files.values() if f.name == "a-heatmap.png"]
@@ -80,7 +83,7 @@ async def test_stopped_rekognition_model_falls_back_to_the_local_model(
         await harness.stop()
     for envelope in (first, second):
         [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
-        assert "(local cxr-cnn v1)" in reply["text"]
+        assert f"(local {BUNDLED.name} {BUNDLED.version})" in reply["text"]
         assert "isn't running, so the local model answered" in reply["text"]
     [reply] = replies_in_thread(slack, CHANNEL, third["event"]["ts"])
     assert "c.jpeg: Pneumonia, 90.0% (Rekognition cxr cxr.2026-01-01)." in reply["text"]
@@ -97,4 +100,4 @@ async def test_without_fallback_a_stopped_model_is_reported(slack, rekognition, 
         await harness.stop()
     [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
     assert "isn't running right now" in reply["text"] and "/cxr start" in reply["text"]
-    assert "local cxr-cnn" not in reply["text"]
+    assert f"local {BUNDLED.name}" not in reply["text"]

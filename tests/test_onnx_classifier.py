@@ -170,7 +170,7 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
 
 
 def test_the_status_card_shows_both_validation_splits_and_the_caveats():
-    from bot.core.fleet.status import card_lines
+    from bot.slack.fleet import card_lines
 
     text = "\n".join(card_lines(load_model_card().raw))
     assert "Validation: accuracy" in text

@@ -14,7 +14,10 @@ from typing import ClassVar
 
 import pytest
 
+from bot.ml.model_card import load_model_card
 from tests.synthetic import chest_xray, color_photo, jpeg_bytes, png_bytes
+
+BUNDLED = "{0.name} {0.version}".format(load_model_card())
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,13 +78,13 @@ def test_piped_session_answers_every_line_and_exits_0(tmp_path, images):
     for name in ("lungs_a.jpeg", "lungs_b.png"):
         assert f"{name}: " in out
         assert (tmp_path / "cxr-heatmaps" / f"{Path(name).stem}-heatmap.png").is_file()
-    assert out.count("Model: local cxr-cnn v1") == 2
+    assert out.count(f"Model: local {BUNDLED}") == 2
     assert "Screening aid only, not a diagnosis." in out
     assert "I can't find" in out and "missing.jpeg" in out
     assert "notes.txt" in out and "This isn't an image" in out
     assert "cat.jpg" in out and "doesn't look like a chest X-ray" in out
     assert "cxr-bot (only you)> " in out and "/cxr status" in out  # help, ephemeral
-    assert "Serving: local cxr-cnn v1" in out
+    assert f"Serving: local {BUNDLED}" in out
     assert "CXR_PROJECT_ARN" in out  # /cxr start: only for Rekognition, and how to set it up
     assert "Traceback" not in out + result.stderr
     assert (tmp_path / "cxr.db").is_file()
@@ -206,7 +209,7 @@ def test_help_speaks_of_the_terminal_and_prints_no_slack_markup(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "type its path" in out and "in a DM" not in out
     assert "`" not in out and ":arrow_forward:" not in out
-    assert "Serving: local cxr-cnn v1" in out  # "/cxr<TAB>status" is /cxr status
+    assert f"Serving: local {BUNDLED}" in out  # "/cxr<TAB>status" is /cxr status
     assert "Unhandled request" not in result.stderr
     assert "will be unused" not in result.stderr
 
@@ -277,7 +280,7 @@ def test_dicom_paths_are_screened_with_or_without_an_extension(tmp_path):
     result = run_shell(tmp_path, f"{folder}\n")
     assert result.returncode == 0, result.stderr
     assert "IM000001: " in result.stdout and "chest.dcm: " in result.stdout
-    assert result.stdout.count("Model: local cxr-cnn v1") == 2
+    assert result.stdout.count(f"Model: local {BUNDLED}") == 2
     assert "notes.txt" not in result.stdout  # a folder gives its images only
     assert result.stdout.count("carries patient identifiers (") == 2  # kinds, never values
     assert "In Slack, post a de-identified copy, not this file" in result.stdout

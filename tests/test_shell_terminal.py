@@ -10,6 +10,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from bot.ml.model_card import load_model_card
 from tests.synthetic import chest_xray, jpeg_bytes
 from tests.test_shell import shell_env
 
@@ -131,7 +132,7 @@ def test_the_dataset_root_takes_its_class_folders_in_batches(tmp_path):
     assert "5 images: sending them 2 at a time" in out
     for name in ("im0", "im1", "im10", "im11", "im12"):
         assert f"{name}.jpeg: " in out
-    assert out.count("Model: local cxr-cnn") == 5
+    assert out.count(f"Model: local {load_model_card().name}") == 5
 
 
 def test_images_with_the_same_name_get_distinct_heatmaps(tmp_path):

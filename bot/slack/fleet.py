@@ -1,10 +1,10 @@
-"""The model fleet in Slack: Block Kit for every fleet notice, built with
-`slack_sdk.models.blocks` (the SDK checks the shapes; texts are cut to Slack's limits here).
+"""Every word the model fleet says in Slack, and its Block Kit (`slack_sdk.models.blocks`).
 
-`/cxr` answers (status, the start proposal and its buttons, outcomes of operations), idle
-alerts with their buttons, reminders, stops, the schedule and the daily spend summary. The
-fallback `text` carries the same facts as the blocks, with Slack mentions, for notifications,
-screen readers and the local shell (which renders these same blocks).
+The core's fleet notices are facts; `words(notice, who)` words each kind once, as paragraphs
+(`who` turns a user or channel ID into a name: a mention here, the ID itself in `said`).
+`render` lays those paragraphs out (the first behind the kind's emoji, the rest as context,
+then the buttons the notice offers) and joins the same paragraphs into the fallback `text`
+that notifications, screen readers and the local shell read: one wording.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from functools import partial
+from functools import partial, singledispatch
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -25,44 +25,18 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.core.fleet.guard_notices import (
-    KEEP_1H,
-    KEEP_4H,
-    OPEN,
-    SNOOZED,
-    STOP,
-    STOP_FAILED,
-    IdleAlert,
-    IdleFollowUp,
-    ScheduleNotice,
-    SpendSummary,
-    StopFailed,
-    local_time,
-    sentence,
-)
-from bot.core.fleet.guard_notices import ModelStopped as GuardStopped
-from bot.core.fleet.notices import (
-    Busy,
-    Described,
-    LifecycleReply,
-    ModelRunning,
-    ModelStartFailed,
-    ModelStopFailed,
-    ModelStopped,
-    StartCancelled,
-    StartProposal,
-    StartRequested,
-    StopRequested,
-    TrainingCompleted,
-    TrainingFailed,
-    TrainingProgress,
-    TrainingRefused,
-    percent,
-)
-from bot.core.fleet.status import StatusReport, VersionRow, audit_line, card_lines, version_line
+from bot.core.fleet import guard_notices as g
+from bot.core.fleet import notices as n
+from bot.core.fleet.guard import PressResult
+from bot.core.fleet.guard_notices import local_time, plural
+from bot.core.fleet.status import AuditLine, OperationLine, StatusReport, VersionRow
+from bot.core.model_versions import LabelMetrics
 from bot.core.pricing import duration, usd
 from bot.slack.blocks import Rendered, render
-from bot.slack.escaping import escape, user_text
+from bot.slack.escaping import escape
+from bot.slack.escaping import plain as one_line
+
+Who = Callable[[str], str]
 
 # Buttons. A start proposal's value carries the version and units (JSON); an idle alert's
 # action_ids are "cost_guard:<action>" and the value is the episode id.
@@ -70,53 +44,76 @@ START_BLOCK = "lifecycle_start"
 CONFIRM_START = "lifecycle.start.confirm"
 CANCEL_START = "lifecycle.start.cancel"
 ACTION_PREFIX = "cost_guard:"
-BUTTON_LABELS = {STOP: "Stop now", KEEP_1H: "Keep running 1 h", KEEP_4H: "Keep running 4 h"}
-
-TONE_EMOJI = {
-    "ok": ":white_check_mark:",
-    "info": ":information_source:",
-    "refused": ":information_source:",
-    "busy": ":hourglass_flowing_sand:",
-    "error": ":warning:",
-}
-OUTCOME_EMOJI = {SNOOZED: ":zzz:", STOP_FAILED: ":warning:"}  # alert states that stay open
+BUTTON_LABELS = {g.STOP: "Stop now", g.KEEP_1H: "Keep running 1 h", g.KEEP_4H: "Keep running 4 h"}
 MAX_BLOCKS = 50
+
+TONE_EMOJI = {"ok": ":white_check_mark:", "busy": ":hourglass_flowing_sand:", "error": ":warning:"}
+TRAIN_PHASES = {
+    "validating": "checking the images",
+    "datasets": "creating the project's datasets from the manifest",
+    "creating": "importing the images into the datasets",
+    "splitting": "moving 20% of the images to the test dataset",
+    "training": "training",
+}
+FAILED = {
+    n.ModelStartFailed: "{} failed to start",
+    n.ModelStopFailed: "{} did not stop",
+    n.TrainingFailed: "Training {} failed",
+}
+OUTCOMES = {  # how an idle alert ended (or paused)
+    g.SNOOZED: "kept running by {actor} at {at} until {until}",
+    g.STOPPED: "stopped by {actor} at {at} after {idle} idle",
+    g.AUTO_STOPPED: "stopped automatically at {at} after {idle} idle",
+    g.SCHEDULE_STOPPED: "stopped by the schedule at {at}",
+    g.STOPPED_ELSEWHERE: "stopped outside the bot (seen at {at})",
+    g.RESUMED: "back in use at {at} after {idle} idle",
+    g.STOP_FAILED: "stop{by} failed at {at}: {detail}",
+}
+SEES_ALL = {
+    "sole-client": " (the bot is this project's only client, so it sees every request)",
+    "owned": " (only the bot calls this version, so it sees every request)",
+}
+NOT_VISIBLE = (
+    "I won't stop it automatically: other applications may call this version, and AWS reports "
+    "no per-version request count, so I can't tell that nobody uses it (CXR_SOLE_CLIENT or "
+    "CXR_OWNED_VERSIONS lets me). Stop it with the button if it's unused."
+)
 
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
+_PLACEHOLDER = re.compile("\x00(\\d+)\x00")
 
 
-# --- Block Kit, through the SDK's models -----------------------------------------------------
-def _md(text: str, limit: int = 3000) -> MarkdownTextObject:
-    return MarkdownTextObject(text=text[:limit])
+# --- shared phrases --------------------------------------------------------------------------
+def units_phrase(low: int, high: int | None = None) -> str:
+    if high is None or high == low:
+        return plural(low, "inference unit")
+    return f"{low}–{high} inference units (auto-scaling)"
 
 
-def section(text: str) -> Block:
-    return SectionBlock(text=_md(text))
+def hourly_phrase(low: float, high: float) -> str:
+    if abs(high - low) < 0.005:
+        return f"{usd(low)}/hour (about {usd(low * 24)}/day)"
+    return f"{usd(low)}–{usd(high)}/hour (about {usd(low * 24)}–{usd(high * 24)}/day)"
 
 
-def fields(*pairs: tuple[str, str]) -> Block:
-    return SectionBlock(fields=[_md(f"*{label}*\n{value}", 2000) for label, value in pairs])
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
 
 
-def context(*texts: str) -> Block:
-    return ContextBlock(elements=[_md(t) for t in texts[:10]])
-
-
-def button(
-    text: str, action_id: str, value: str, style: str | None = None, confirm: Any = None
-) -> ButtonElement:
-    return ButtonElement(
-        text=text[:75], action_id=action_id, value=value[:2000], style=style, confirm=confirm
+def metrics_phrase(labels: list[LabelMetrics]) -> str:
+    return "; ".join(
+        f"{m.label}: precision {percent(m.precision)}, recall {percent(m.recall)}" for m in labels
     )
 
 
-def rendered(text: str, blocks: list[Block]) -> Rendered:
-    return Rendered(text=text, blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]])
+def asked(by: str, who: Who) -> str:
+    return f"(asked by {who(by)})"
 
 
-def action_id(action: str) -> str:
-    return ACTION_PREFIX + action
+def named(actor: str | None, who: Who) -> str:
+    """Who acted ("someone" when nobody is known)."""
+    return who(actor) if actor else "someone"
 
 
 # --- mentions --------------------------------------------------------------------------------
@@ -126,245 +123,474 @@ def ref(identifier: str) -> str:
         return f"<@{identifier}>"
     if _CHANNEL.match(identifier):
         return f"<#{identifier}>"
-    if identifier.startswith("D"):
-        return "a direct message"
-    return escape(identifier)
+    return "a direct message" if identifier.startswith("D") else escape(identifier)
 
 
-def slack_text(describe: Callable[[Callable[[str], str]], str]) -> str:
-    """`describe(who)` as Slack mrkdwn: the words escaped, the IDs turned into mentions."""
+def mentioning() -> tuple[Who, Callable[[str], str]]:
+    """A `who` leaving placeholders, and the function turning words with them into mrkdwn:
+    the words escaped, the IDs as mentions."""
     mentions: list[str] = []
 
-    def token(identifier: str) -> str:
+    def who(identifier: str) -> str:
         mentions.append(ref(identifier))
         return f"\x00{len(mentions) - 1}\x00"
 
-    text = escape(describe(token))
-    return re.sub("\x00(\\d+)\x00", lambda m: mentions[int(m.group(1))], text)
+    return who, lambda text: _PLACEHOLDER.sub(lambda m: mentions[int(m[1])], escape(text))
 
 
-# --- /cxr answers and the outcomes of operations ---------------------------------------------
-def _simple(emoji: str, notice: Described) -> Rendered:
-    """One section: the emoji, then the notice's own sentence."""
-    text = slack_text(notice.describe)
-    return rendered(text, [section(f"{emoji} {text}")])
+def said(notice: Any) -> str:
+    """A notice's words as plain text, IDs as they are (for logs, the CLI and tests)."""
+    return JOIN.get(type(notice), " ").join(words(notice, str))
 
 
-ONE_SECTION: dict[type[Described], str] = {
-    Busy: ":hourglass_flowing_sand:",
-    StartRequested: ":rocket:",
-    StartCancelled: ":information_source:",
-    StopRequested: ":octagonal_sign:",
-    ModelRunning: ":rocket:",
-    ModelStartFailed: ":warning:",
-    ModelStopped: ":zzz:",
-    ModelStopFailed: ":warning:",
-    TrainingFailed: ":warning:",
-}
-for _notice_type, _emoji in ONE_SECTION.items():
-    render.register(_notice_type, partial(_simple, _emoji))
+def mrkdwn(notice: Any) -> list[str]:
+    """A notice's paragraphs as Slack mrkdwn."""
+    who, marked = mentioning()
+    return [marked(p) for p in words(notice, who)]
 
 
-@render.register
-def _(notice: LifecycleReply) -> Rendered:
-    return _simple(TONE_EMOJI.get(notice.tone, ":information_source:"), notice)
+# --- the words, one function per kind -------------------------------------------------------
+@singledispatch
+def words(notice: Any, who: Who) -> list[str]:
+    """A notice in paragraphs; a notice whose words came with it (`LifecycleReply`) says them."""
+    return [notice.text]
 
 
-@render.register
-def _(notice: TrainingProgress) -> Rendered:
-    return _simple(":bar_chart:" if notice.done else ":hourglass_flowing_sand:", notice)
+@words.register
+def _(b: n.Busy, who: Who) -> list[str]:
+    by = "you" if b.by == b.asker else who(b.by)
+    now = f", now {TRAIN_PHASES.get(b.phase, b.phase)}" if b.phase else ""
+    text = f"{b.version_name} is {b.what} (asked by {by} {duration(b.age_seconds)} ago{now})."
+    text += f" {b.note}" if b.note else ""
+    return [text + (f" I'll post the outcome in {who(b.channel)}." if b.channel else "")]
 
 
-@render.register
-def _(notice: TrainingRefused) -> Rendered:
-    blocks = [section(f":x: *I can't train from {user_text(notice.source)}:*")]
-    for problem in notice.problems[: MAX_BLOCKS - 2]:
-        items = "\n".join(f"• `{escape(item)}`" for item in problem.lines())
-        blocks.append(section(escape(problem.title) + (f"\n{items}" if items else "")))
-    blocks.append(context("Fix these and run `/cxr train` again; nothing was sent to Rekognition."))
-    return rendered(slack_text(notice.describe), blocks)
-
-
-@render.register
-def _(notice: StartProposal) -> Rendered:
-    text = slack_text(notice.describe)
-    facts = [f"Version: *{escape(notice.version_name)}* ({notice.status})"]
-    if notice.f1 is not None:
-        facts.append(f"F1 {notice.f1:.3f}")
-    value = json.dumps(notice.button_value)
-    blocks = [
-        section(f":moneybag: {text}"),
-        context(" · ".join(facts) + " · prices are estimates from the configured rates"),
-        ActionsBlock(
-            block_id=START_BLOCK,
-            elements=[
-                button("Start it", CONFIRM_START, value, style="primary"),
-                button("Cancel", CANCEL_START, value),
-            ],
-        ),
+@words.register
+def _(r: n.TrainingRefused, who: Who) -> list[str]:
+    problems = [p.title + "".join(f"\n• `{item}`" for item in p.lines()) for p in r.problems]
+    head = f"I can't train from {one_line(r.source)}:"
+    return [
+        head,
+        *problems,
+        "Fix these and run `/cxr train` again; nothing was sent to Rekognition.",
     ]
-    return rendered(text, blocks)
 
 
-@render.register
-def _(notice: TrainingCompleted) -> Rendered:
-    text = slack_text(notice.describe)
-    head = f":white_check_mark: *Training {escape(notice.version_name)} finished*"
-    if notice.f1 is not None:
-        head += f": F1 *{notice.f1:.3f}*"
-    blocks = [section(head)]
-    if notice.labels:
-        lines = [
-            f"*{escape(m.label)}*: precision {percent(m.precision)}, recall {percent(m.recall)}"
-            for m in notice.labels
-        ]
-        blocks.append(section("\n".join(lines)))
-    blocks.append(context(text))
-    return rendered(text, blocks)
+@words.register
+def _(p: n.StartProposal, who: Who) -> list[str]:
+    text = (
+        f"Start {p.version_name} with {units_phrase(p.min_units, p.max_units)}? It costs an "
+        f"estimated {hourly_phrase(p.hourly_low, p.hourly_high)} for as long as it runs, used or "
+        "not, until someone stops it."
+    )
+    if p.others_running:
+        text += f" Already running (and billing): {', '.join(p.others_running)}."
+    f1 = f", F1 {p.f1:.3f}" if p.f1 is not None else ""
+    facts = f"Version {p.version_name} ({p.status}{f1}); prices are estimates from the configured rates."
+    return [text, facts]
 
 
-@render.register
-def _(report: StatusReport) -> Rendered:
-    blocks = [section(f":robot_face: *Serving:* {escape(report.serving)}")]
+@words.register
+def _(s: n.StartRequested, who: Who) -> list[str]:
+    return [
+        f"{who(s.by)} confirmed: starting {s.version_name} with "
+        f"{units_phrase(s.min_units, s.max_units)}, an estimated "
+        f"{hourly_phrase(s.hourly_low, s.hourly_high)}. Starting takes a few minutes; I'll post "
+        "in this channel when it's running."
+    ]
+
+
+@words.register
+def _(r: n.ModelRunning, who: Who) -> list[str]:
+    text = (
+        f"{r.version_name} is running with {units_phrase(r.min_units, r.max_units)} (started by "
+        f"{who(r.by)}, took {duration(r.took_seconds)}). It costs an estimated "
+        f"{hourly_phrase(r.hourly_low, r.hourly_high)} until it is stopped with "
+        f"`/cxr stop {r.version_name}`."
+    )
+    return [text + (" X-rays posted from now on are screened by it." if r.serving else "")]
+
+
+@words.register
+def _(c: n.StartCancelled, who: Who) -> list[str]:
+    return [f"{who(c.by)} cancelled: {c.version_name} was not started."]
+
+
+@words.register
+def _(s: n.StopRequested, who: Who) -> list[str]:
+    ran = ""
+    if s.ran_seconds is not None and s.cost is not None:
+        ran = f" (running for {duration(s.ran_seconds)}, about {usd(s.cost)} so far)"
+    return [f"Stopping {s.version_name}{ran}. I'll post in this channel when it has stopped."]
+
+
+@words.register
+def _(s: n.ModelStopped, who: Who) -> list[str]:
+    if s.ran_seconds is not None and s.cost is not None:
+        cost = f"It ran for {duration(s.ran_seconds)}, an estimated {usd(s.cost)}."
+    else:
+        cost = "I have no record of when it started, so no cost for this run."
+    return [f"{s.version_name} has stopped {asked(s.by, who)}. {cost}"]
+
+
+@words.register
+def _(f: n.OperationFailed, who: Who) -> list[str]:
+    reason = f.reason or "Rekognition gave no reason"
+    return [f"{FAILED[type(f)].format(f.version_name)} {asked(f.by, who)}: {reason}"]
+
+
+@words.register
+def _(t: n.TrainingProgress, who: Who) -> list[str]:
+    images = ", ".join(f"{count:,} {label}" for label, count in t.counts.items())
+    text = f"Training {t.version_name} from {t.source} ({images} images), asked by {who(t.by)}."
+    if t.done:
+        return [text + " Finished: see below."]
+    text += f" Now: {TRAIN_PHASES.get(t.phase, t.phase)}." + (f" {t.detail}" if t.detail else "")
+    if t.replacing and t.phase == "datasets":
+        text += " The project's current datasets are replaced (trained versions keep theirs)."
+    return [text + " Training usually takes 30 minutes to a few hours; I'll post when it ends."]
+
+
+@words.register
+def _(t: n.TrainingCompleted, who: Who) -> list[str]:
+    f1 = "unknown" if t.f1 is None else f"{t.f1:.3f}"
+    lines = [f"Training {t.version_name} finished {asked(t.by, who)}: F1 {f1}."]
+    if t.labels:
+        lines.append(metrics_phrase(t.labels) + ".")
+    if t.test_images:
+        lines.append(f"Tested on {t.test_images:,} images, trained on {t.train_images or 0:,}.")
+    if t.billable_seconds is not None and t.cost is not None:
+        lines.append(
+            f"Billable training time {duration(t.billable_seconds)}, an estimated {usd(t.cost)}."
+        )
+    return [*lines, f"Start it with `/cxr start {t.version_name}`."]
+
+
+@words.register
+def _(result: PressResult, who: Who) -> list[str]:
+    return [result.message.replace("{by}", f" by {who(result.by)}" if result.by else "")]
+
+
+# --- the cost guard's words ------------------------------------------------------------------
+def sight_words(sight: g.Sight, auto_stop_at: Any, zone: str) -> list[str]:
+    """What the guard can see of the traffic, and so whether (and when) it stops the model."""
+    lines = []
+    if sight.cloudwatch_error:
+        lines.append(
+            f"I can't read CloudWatch just now ({sight.cloudwatch_error}), so requests from "
+            "other applications are invisible to me."
+        )
+    if auto_stop_at:
+        why = SEES_ALL.get(sight.auto_stop, "")
+        lines.append(f"Auto-stop at {local_time(auto_stop_at, zone)}{why}.")
+    elif sight.auto_stop == "not-visible":
+        lines.append(NOT_VISIBLE)
+    return lines
+
+
+def outcome(a: g.IdleAlert, who: Who) -> str:
+    return OUTCOMES.get(a.state, "").format(
+        actor=named(a.actor, who),
+        by=f" by {named(a.actor, who)}" if a.actor else "",
+        at=local_time(a.acted_at, a.zone),
+        until=local_time(a.snoozed_until, a.zone),
+        idle=duration(a.idle_seconds),
+        detail=a.detail or "see the logs",
+    )
+
+
+@words.register
+def _(a: g.IdleAlert, who: Who) -> list[str]:
+    if a.state in (g.OPEN, g.SNOOZED, g.STOP_FAILED):
+        head = (
+            f"Idle model: {a.version_name} has served no request for "
+            f"{duration(a.idle_seconds)} and is still running."
+        )
+    else:
+        head = f"Idle model {a.version_name}: {outcome(a, who)}."
+    lines = [
+        head,
+        f"{plural(a.units, 'inference unit')} at {usd(a.hourly)}/h; idle since "
+        f"{local_time(a.idle_since, a.zone, day=True)}, {usd(a.idle_cost)} spent idle so far.",
+    ]
+    if a.state in (g.SNOOZED, g.STOP_FAILED):
+        said_ = outcome(a, who)
+        lines.append(said_[:1].upper() + said_[1:] + ".")
+    elif a.state != g.OPEN:
+        lines.append(f"Idle cost for this episode: {usd(a.idle_cost)}.")
+    else:
+        lines.append(f"Alerted after {a.threshold_minutes:g} min without a request.")
+    if a.state in (g.OPEN, g.STOP_FAILED):
+        lines.extend(sight_words(a.sight, a.auto_stop_at, a.zone))
+    return lines
+
+
+@words.register
+def _(f: g.IdleFollowUp, who: Who) -> list[str]:
+    head = (
+        f"The snooze by {named(f.snooze_ended_by, who)} is over and {f.version_name} is"
+        if f.snooze_ended_by
+        else f"Reminder: {f.version_name} is"
+    )
+    lines = [
+        f"{head} still running idle: {duration(f.idle_seconds)} without a request, "
+        f"{usd(f.idle_cost)} so far at {usd(f.hourly)}/h.",
+        *sight_words(f.sight, f.auto_stop_at, f.zone),
+    ]
+    if f.next_at and not f.auto_stop_at:
+        lines.append(f"Next reminder at {local_time(f.next_at, f.zone)}.")
+    return [*lines, "Use the buttons on the alert above."]
+
+
+@words.register
+def _(s: g.ModelStopped, who: Who) -> list[str]:
+    name = s.version_name
+    if s.reason == g.AUTO_STOPPED:
+        head = f"Stopped {name} automatically after {duration(s.idle_seconds)} without a request."
+    elif s.reason == g.SCHEDULE_STOPPED:
+        head = f"Stopped {name}: its scheduled running window is over."
+    else:
+        head = f"Stopped {name} at the request of {named(s.by, who)}."
+    saves = f"This saves {usd(s.hourly)} for every hour it would have stayed up"
+    if s.saved_until_next_window is not None and s.next_window is not None:
+        until = local_time(s.next_window, s.zone, day=True)
+        saves += f" ({usd(s.saved_until_next_window)} until the next scheduled start, {until})."
+    else:
+        saves += f" ({usd(s.hourly * 24)} a day)."
+    return [
+        head,
+        f"It ran {duration(s.run_seconds)} on {plural(s.units, 'unit')} ({usd(s.run_cost)}), "
+        f"{duration(s.idle_seconds)} of it idle ({usd(s.idle_cost)}).",
+        saves,
+        f"Start it again with `/cxr start {name}` (ready in a few minutes).",
+    ]
+
+
+@words.register
+def _(f: g.StopFailed, who: Who) -> list[str]:
+    return [
+        f"I couldn't stop {f.version_name} ({f.error or 'unknown error'}); it still costs "
+        f"{usd(f.hourly)}/h. I'll keep trying; an admin may need to stop it in the Rekognition "
+        "console."
+    ]
+
+
+@words.register
+def _(s: g.ScheduleNotice, who: Who) -> list[str]:
+    span = f"{local_time(s.window_start, s.zone)}–{local_time(s.window_end, s.zone)}"
+    if not s.ok:
+        error = s.error or "unknown error"
+        return [f"Scheduled start of {s.version_name} for the {span} window failed: {error}."]
+    return [
+        f"Starting {s.version_name} for its scheduled window ({span}, {s.window}): "
+        f"{plural(s.units, 'unit')} at {usd(s.hourly)}/h. It takes a few minutes to be ready; "
+        "I'll stop it when the window ends."
+    ]
+
+
+def spend_line(row: g.SpendRow) -> str:
+    requests = "requests unknown" if row.requests is None else f"{row.requests} requests"
+    per_image = (
+        f"{usd(row.cost_per_image)} per classified image"
+        if row.cost_per_image is not None
+        else "no images classified by the bot"
+    )
+    idle = f"; {usd(row.idle_cost)} of it in idle alerts" if row.idle_cost else ""
+    return (
+        f"{row.version_name}: {row.hours:.1f} h on {plural(row.units, 'unit')}, {usd(row.cost)}; "
+        f"{requests}, {row.images} images classified, {per_image}{idle}."
+    )
+
+
+@words.register
+def _(s: g.SpendSummary, who: Who) -> list[str]:
+    day = f"{s.day:%a} {s.day.day} {s.day:%b %Y}" if s.day else "?"
+    head = f"Rekognition spend for {day} ({s.zone}): {usd(s.total)}."
+    if not s.rows:
+        return [head, "No model ran."]
+    running = [f"Still running: {', '.join(s.running_now)}."] if s.running_now else []
+    return [head, *map(spend_line, s.rows), *running]
+
+
+# --- /cxr status -----------------------------------------------------------------------------
+def version_line(row: VersionRow, who: Who) -> str:
+    parts = [f"{row.name}: {row.status}", *(["serving"] if row.serving else [])]
+    if row.f1 is not None:
+        parts.append(f"F1 {row.f1:.3f}")
+    if row.labels:
+        parts.append(metrics_phrase(list(row.labels)))
+    if row.created:
+        parts.append(f"created {row.created:%Y-%m-%d}")
+    if row.min_units is not None:
+        parts.append(units_phrase(row.min_units, row.max_units))
+    if row.running_seconds is not None and row.cost_so_far is not None:
+        parts.append(
+            f"running {duration(row.running_seconds)}, about {usd(row.cost_so_far)} so far"
+        )
+    if row.status_message and row.status in ("FAILED", "TRAINING_FAILED"):
+        parts.append(row.status_message)
+    if row.operation:
+        parts.append(f"{row.operation}, asked by {who(row.operation_by)}")
+    return ", ".join(parts)
+
+
+def audit_line(a: AuditLine, who: Who) -> str:
+    return f"{a.at:%Y-%m-%d %H:%M} {who(a.actor)} {a.action} {a.target}: {a.result}"
+
+
+def card_lines(card: dict[str, Any]) -> list[str]:
+    """The local model card in a few lines (fields read defensively: the card may change)."""
+    if not card:
+        return ["Local model: no model card found."]
+    name = f"{card.get('name', 'local model')} {card.get('version', '')}".strip()
+    created = f", created {card['created']}" if card.get("created") else ""
+    lines = [f"Local model {name}{created}"]
+    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+    splits = {
+        "validation": "Validation",
+        "validation_atypical": "Harder validation (films atypical for their class)",
+    }
+    for key, title in splits.items():
+        split = metrics.get(key)
+        if not isinstance(split, dict):
+            continue
+        names = ("accuracy", "sensitivity", "specificity", "f1", "auc")
+        shown = [f"{m} {percent(split[m])}" for m in names if isinstance(split.get(m), int | float)]
+        if shown:
+            size = f" (n = {split['n']})" if split.get("n") else ""
+            lines.append(f"  {title}: " + ", ".join(shown) + size)
+    counts = card.get("data", {}).get("counts") if isinstance(card.get("data"), dict) else None
+    if isinstance(counts, dict) and counts:
+        lines.append("  Trained on " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    limitations = card.get("limitations")
+    if isinstance(limitations, list):
+        lines.extend(f"  Limitation: {item}" for item in limitations[:5] if isinstance(item, str))
+    return lines
+
+
+def operation_line(op: OperationLine, who: Who) -> str:
+    at = f"{op.started_at:%Y-%m-%d %H:%M} UTC"
+    return f"{op.kind} {op.version_name} ({op.phase}), asked by {who(op.user)} {at}"
+
+
+@words.register
+def _(report: StatusReport, who: Who) -> list[str]:
+    """Status is a page: the serving model, the versions, the work in flight, the notes."""
+    lines = [f"Serving: {report.serving}"]
     if report.project:
-        title = f"*Rekognition project {escape(report.project)}*"
-        if report.rows:
-            lines = [_row_line(row) for row in report.rows]
-            if report.hidden_versions:
-                lines.append(f"… and {report.hidden_versions} older versions")
-            blocks.append(section(title + "\n" + "\n".join(lines)))
-        else:
-            blocks.append(
-                section(
-                    f"{title}: no model versions yet. "
-                    "Train one with `/cxr train s3://bucket/prefix`."
-                )
-            )
-    if report.local_card is not None:
-        blocks.append(section("\n".join(escape(line) for line in card_lines(report.local_card))))
-    if report.operations:
-        lines = [
-            f":hourglass_flowing_sand: {op.kind} *{escape(op.version_name)}* ({op.phase}), "
-            f"asked by {ref(op.user)} {op.started_at:%Y-%m-%d %H:%M} UTC"
-            for op in report.operations
+        rows = [
+            f":arrow_forward: *{version_line(r, who)}*" if r.serving else version_line(r, who)
+            for r in report.rows
         ]
-        blocks.append(section("*In progress*\n" + "\n".join(lines)))
-    blocks.extend(context(escape(note)) for note in report.notes)
+        rows += [f"… and {report.hidden_versions} older versions"] if report.hidden_versions else []
+        empty = " no model versions yet; train one with `/cxr train s3://bucket/prefix`."
+        lines.append(f"Rekognition project {report.project}:" + ("\n  ".join(["", *rows]) or empty))
+    if report.local_card is not None:
+        lines.append("\n".join(card_lines(report.local_card)))
+    lines.extend(f"In progress: {operation_line(op, who)}" for op in report.operations)
+    lines.extend(report.notes)
     if report.audit:
-        audit = "\n".join(slack_text(partial(audit_line, a)) for a in report.audit)
-        blocks.append(context("*Recent actions*\n" + audit))
-    return rendered(slack_text(report.describe), blocks)
+        lines.append("\n  ".join(["Recent actions:", *(audit_line(a, who) for a in report.audit)]))
+    return lines
 
 
-def _row_line(row: VersionRow) -> str:
-    line = slack_text(lambda who: version_line(row, who))
-    return f":arrow_forward: *{line}*" if row.serving else line
+JOIN = {StatusReport: "\n", n.TrainingRefused: "\n"}  # paragraphs on lines of their own
 
 
-# --- the cost guard: alerts, reminders, stops, the schedule, the summary ---------------------
-def _stop_confirm(alert: IdleAlert) -> ConfirmObject:
-    return ConfirmObject(
+# --- Block Kit -------------------------------------------------------------------------------
+def _md(text: str, limit: int = 3000) -> MarkdownTextObject:
+    return MarkdownTextObject(text=text[:limit])
+
+
+def section(text: str) -> Block:
+    return SectionBlock(text=_md(text))
+
+
+def context(*texts: str) -> Block:
+    return ContextBlock(elements=[_md(t) for t in texts[:10]])
+
+
+def button(text: str, action: str, value: str, **style: Any) -> ButtonElement:
+    return ButtonElement(text=text[:75], action_id=action, value=value[:2000], **style)
+
+
+def rendered(text: str, blocks: list[Block]) -> Rendered:
+    return Rendered(text=text, blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]])
+
+
+def laid_out(
+    emoji: str | Callable[[Any], str],
+    notice: Any,
+    *,
+    details: Callable[[str], Block] = context,
+    buttons: Callable[[Any], Block | None] = lambda notice: None,
+) -> Rendered:
+    """The first paragraph behind the emoji, the others as `details`, then the buttons."""
+    first, *rest = mrkdwn(notice)
+    mark = emoji(notice) if callable(emoji) else emoji
+    row = buttons(notice)
+    blocks = [section(f"{mark} {first}"), *map(details, rest), *([row] if row else [])]
+    return rendered(JOIN.get(type(notice), " ").join([first, *rest]), blocks)
+
+
+def proposal_buttons(p: n.StartProposal) -> Block:
+    value = json.dumps(
+        {"arn": p.version_arn, "name": p.version_name, "min": p.min_units, "max": p.max_units}
+    )
+    start = button("Start it", CONFIRM_START, value, style="primary")
+    return ActionsBlock(
+        block_id=START_BLOCK, elements=[start, button("Cancel", CANCEL_START, value)]
+    )
+
+
+def alert_buttons(a: g.IdleAlert) -> Block | None:
+    if not a.actions:
+        return None
+    confirm = ConfirmObject(
         title="Stop the model?",
         text=_md(
-            f"*{escape(alert.version_name)}* stops serving until someone starts it again "
-            "(a start takes a few minutes)."
+            f"*{escape(a.version_name)}* stops serving until someone starts it again (a start "
+            "takes a few minutes)."
         ),
         confirm="Stop it",
         deny="Cancel",
     )
-
-
-@render.register
-def _(alert: IdleAlert) -> Rendered:
-    name = f"*{escape(alert.version_name)}*"
-    if alert.state in (OPEN, SNOOZED, STOP_FAILED):
-        head = (
-            f":hourglass_flowing_sand: Idle model: {name} has served no request for "
-            f"*{duration(alert.idle_seconds)}* and is still running."
+    stop = {"style": "danger", "confirm": confirm}
+    elements = [
+        button(
+            BUTTON_LABELS[x], ACTION_PREFIX + x, str(a.episode_id), **(stop if x == g.STOP else {})
         )
-    else:
-        head = f":white_check_mark: Idle model {name}: {alert.outcome_line(ref)}."
-    blocks = [
-        section(head),
-        fields(
-            ("Inference units", str(alert.units)),
-            ("Cost", f"{usd(alert.hourly)} per hour"),
-            ("Idle since", local_time(alert.idle_since, alert.zone, day=True)),
-            ("Spent idle", usd(alert.idle_cost)),
-        ),
+        for x in a.actions
     ]
-    notes = []
-    if alert.state in OUTCOME_EMOJI:
-        notes.append(f"{OUTCOME_EMOJI[alert.state]} {sentence(alert.outcome_line(ref))}.")
-    if alert.state == OPEN:
-        threshold = f"Alerted after {alert.threshold_minutes:g} min without a request."
-        notes.append(" ".join([threshold, *alert.sight.sentences(alert.auto_stop_at, alert.zone)]))
-    if notes:
-        blocks.append(context(*notes))
-    if alert.actions:
-        elements = [
-            button(
-                BUTTON_LABELS[name_],
-                action_id(name_),
-                str(alert.episode_id),
-                style="danger" if name_ == STOP else None,
-                confirm=_stop_confirm(alert) if name_ == STOP else None,
-            )
-            for name_ in alert.actions
-        ]
-        blocks.append(ActionsBlock(block_id=f"cost_guard:{alert.episode_id}", elements=elements))
-    return rendered(slack_text(alert.describe), blocks)
+    return ActionsBlock(block_id=f"cost_guard:{a.episode_id}", elements=elements)
 
 
-@render.register
-def _(notice: IdleFollowUp | StopFailed | ScheduleNotice) -> Rendered:
-    """Notices that are one paragraph: their text behind an emoji."""
-    warning = isinstance(notice, StopFailed) or (
-        isinstance(notice, ScheduleNotice) and not notice.ok
-    )
-    emoji = ":warning:" if warning else ":alarm_clock:"
-    text = slack_text(notice.describe)
-    return rendered(text, [section(f"{emoji} {text}")])
-
-
-@render.register
-def _(notice: GuardStopped) -> Rendered:
-    blocks = [
-        section(f":octagonal_sign: *{slack_text(notice.headline)}.*"),
-        fields(
-            ("Ran", f"{duration(notice.run_seconds)} ({usd(notice.run_cost)})"),
-            ("Idle", f"{duration(notice.idle_seconds)} ({usd(notice.idle_cost)})"),
-            ("Inference units", str(notice.units)),
-            ("Saves", f"{usd(notice.hourly)} per hour"),
-        ),
-        context(notice.savings() + ".", notice.restart_hint()),
-    ]
-    return rendered(slack_text(notice.describe), blocks)
-
-
-@render.register
-def _(summary: SpendSummary) -> Rendered:
-    blocks = [
-        section(
-            f":bar_chart: *Rekognition spend for {summary.day_label()}*: "
-            f"{usd(summary.total)} ({summary.zone})"
-        )
-    ]
-    if not summary.rows:
-        blocks.append(context("No model ran that day."))
-    for row in summary.rows[:20]:
-        per_image = usd(row.cost_per_image) if row.cost_per_image is not None else "n/a"
-        requests = "unknown" if row.requests is None else str(row.requests)
-        idle = f" · Idle (alerted): {usd(row.idle_cost)}" if row.idle_cost else ""
-        blocks.append(
-            section(f"*{escape(row.version_name)}*: {row.running_phrase()}, *{usd(row.cost)}*")
-        )
-        blocks.append(
-            context(
-                f"Requests served: {requests} · Images classified: {row.images}"
-                f" · Per classified image: {per_image}{idle}"
-            )
-        )
-    if summary.running_now:
-        blocks.append(context("Still running: " + ", ".join(map(escape, summary.running_now))))
-    return rendered(summary.text, blocks)
+LOOKS: dict[type, Callable[[Any], Rendered]] = {
+    n.LifecycleReply: partial(laid_out, lambda r: TONE_EMOJI.get(r.tone, ":information_source:")),
+    n.Busy: partial(laid_out, ":hourglass_flowing_sand:"),
+    n.TrainingRefused: partial(laid_out, ":x:", details=section),
+    n.StartProposal: partial(laid_out, ":moneybag:", buttons=proposal_buttons),
+    n.StartRequested: partial(laid_out, ":rocket:"),
+    n.ModelRunning: partial(laid_out, ":rocket:"),
+    n.StartCancelled: partial(laid_out, ":information_source:"),
+    n.StopRequested: partial(laid_out, ":octagonal_sign:"),
+    n.ModelStopped: partial(laid_out, ":zzz:"),
+    n.OperationFailed: partial(laid_out, ":warning:"),
+    n.TrainingProgress: partial(
+        laid_out, lambda t: ":bar_chart:" if t.done else ":hourglass_flowing_sand:"
+    ),
+    n.TrainingCompleted: partial(laid_out, ":white_check_mark:"),
+    g.IdleAlert: partial(
+        laid_out,
+        lambda a: ":white_check_mark:" if not a.actions else ":hourglass_flowing_sand:",
+        buttons=alert_buttons,
+    ),
+    g.IdleFollowUp: partial(laid_out, ":alarm_clock:"),
+    g.ModelStopped: partial(laid_out, ":octagonal_sign:"),
+    g.StopFailed: partial(laid_out, ":warning:"),
+    g.ScheduleNotice: partial(laid_out, lambda s: ":alarm_clock:" if s.ok else ":warning:"),
+    g.SpendSummary: partial(laid_out, ":bar_chart:"),
+    StatusReport: partial(laid_out, ":robot_face:", details=section),
+}
+for _kind, _look in LOOKS.items():
+    render.register(_kind, _look)

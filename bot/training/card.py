@@ -4,8 +4,9 @@
     python -m bot.training.card RUN_DIR --promote v2 --to bot/model
     python -m bot.training.card DIR --rescore DATA
 
-`--rescore` (for a model trained on the patient-level split only, like cxr-cnn v1) scores the
-model on its own validation patients again and on the harder subset of them: the films
+`--rescore` (for a model trained on the patient-level split only, like the bundled one) scores
+the model file itself, through the bot's decode path, on its own validation patients again
+(metrics and calibration error) and on the harder subset of them: the films
 `bot.training.data.split_by_atypical_acquisition` holds out that fall among those patients
 (never trained on). It records both, the Uncertain band, and brings the limitations up to date.
 
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def rescore(card: dict[str, Any], directory: Path, data: Path) -> None:
+def rescore(card: dict[str, Any], directory: Path, data: Path) -> dict[str, Any]:
+    """Score the card's model on its validation splits; returns their (logits, labels)."""
     import numpy as np
 
     from bot.adapters.onnx_classifier import OnnxClassifier
@@ -157,6 +159,18 @@ def rescore(card: dict[str, Any], directory: Path, data: Path) -> None:
     t, offset = card["calibration"]["temperature"], card["threshold"]["logit"]
     scored = {"validation": logits(val), "atypical": logits(harder)}
     metrics_ = card["metrics"]
+    vx, vy = scored["validation"]
+    metrics_["validation"] = metrics.summarize(
+        vy, calibration.calibrated_probability(vx, t, offset)
+    )
+    metrics_["validation_raw"] = metrics.summarize(vy, calibration.sigmoid(vx - offset))
+    card["calibration"].update(
+        bins=15,
+        ece_before=metrics_["validation_raw"]["ece"],
+        ece_after=metrics_["validation"]["ece"],
+        nll_before=calibration.nll(vx, vy, 1.0, offset),
+        nll_after=calibration.nll(vx, vy, t, offset),
+    )
     lx, ly = scored["atypical"]
     metrics_["validation_atypical"] = metrics.summarize(
         ly, calibration.calibrated_probability(lx, t, offset)
@@ -175,6 +189,7 @@ def rescore(card: dict[str, Any], directory: Path, data: Path) -> None:
     card["limitations"] = limitations(
         metrics_["validation"], metrics_["validation_atypical"], metrics_["uncertain_band"]
     )
+    return scored
 
 
 def promote(card: dict[str, Any], run: Path, version: str, target: Path) -> int:

@@ -3,7 +3,10 @@ the ablation runs (`bot.training.ablate`): raw logit >= 0 on the patient-level v
 on the harder (atypical acquisition) split, then BatchNorm re-estimated on clean images.
 
     python -m bot.training.effnet NAME [--size 160] [--epochs 4] [--freeze-epochs 1]
-        [--stop-after K] [--out runs/effnet]
+        [--stop-after K] [--out runs/effnet] [--split three-way|patient]
+
+`--split patient` trains the model to ship: cxr-cnn v1's patient-level split (harder films in
+training too), scored on v1's validation patients and on the harder films among them.
 
 Cheap enough for two shared CPU cores: the bot's 224 x 224 grayscale input is resized inside
 the network (to `--size`), the ImageNet stem takes the grey image on one channel (its three
@@ -30,7 +33,12 @@ from torch import nn
 
 from bot.ml import calibration, metrics
 from bot.training.augment import augment
-from bot.training.data import list_samples, three_way_split
+from bot.training.data import (
+    list_samples,
+    split_by_atypical_acquisition,
+    split_by_patient,
+    three_way_split,
+)
 from bot.training.export import export_onnx, onnx_agreement, sha256_file
 from bot.training.model import ExportNet
 from bot.training.train import (
@@ -166,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="steps per epoch (timing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--split",
+        choices=("three-way", "patient"),
+        default="three-way",
+        help="three-way: compare recipes (harder films held out of training); patient: the "
+        "model to ship, on cxr-cnn v1's split (harder films among its validation patients)",
+    )
+    parser.add_argument(
         "--finish-from",
         type=Path,
         default=None,
@@ -186,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     samples = list_samples(args.data)
-    train_set, val_set, atypical_set = three_way_split(samples, 0.15, args.seed)
+    if args.split == "patient":
+        train_set, val_set = split_by_patient(samples, 0.15, args.seed)
+        held = {s.path for s in split_by_atypical_acquisition(samples)[1]}
+        atypical_set = [s for s in val_set if s.path in held]
+    else:
+        train_set, val_set, atypical_set = three_way_split(samples, 0.15, args.seed)
     log(
         f"train {_counts(train_set)}, validation {_counts(val_set)}, "
         f"atypical {_counts(atypical_set)}"

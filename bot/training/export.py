@@ -153,9 +153,12 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines = [
         f"# Model card: {card['name']} {card['version']}",
         "",
-        "A small convolutional network that screens a frontal chest X-ray for pneumonia "
-        "(Normal vs Pneumonia). **A screening aid, not a diagnosis.** Trained from scratch "
-        "(no pretrained weights) by this project; runs on a CPU with onnxruntime. Films from "
+        "A network that screens a frontal chest X-ray for pneumonia (Normal vs Pneumonia). "
+        "**A screening aid, not a diagnosis.** "
+        + card["architecture"].get(
+            "summary", "A small CNN trained from scratch (no pretrained weights) by this project"
+        )
+        + "; runs on a CPU with onnxruntime. Films from "
         "a hospital or machine it has not seen may score lower than the figures below, and an "
         "Uncertain verdict is where a human must look.",
         "",
@@ -205,9 +208,14 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         f"Command: `{train['command']}`",
         "",
-        f"{train['description']} {train['epochs']} epochs, best epoch {train['best_epoch']} "
-        f"(selected on validation AUC), {train['seconds'] / 60:.1f} min on "
-        f"{train['threads']} CPU threads, torch {train['torch']}.",
+        train["description"]
+        + (
+            f" {train['epochs']} epochs, best epoch {train['best_epoch']} (selected on "
+            f"validation AUC), {train['seconds'] / 60:.1f} min on {train['threads']} CPU "
+            f"threads, torch {train['torch']}."
+            if "epochs" in train
+            else ""
+        ),
         "",
         "## Decision threshold and calibration",
         "",

@@ -67,7 +67,6 @@ from bot.core.fleet.guard_notices import (
     plural,
 )
 from bot.core.fleet.lifecycle import aws_error
-from bot.core.fleet.notices import Who, plain
 from bot.core.fleet.state import Audit, Episode, GuardMemory, Operation, Run, Runs, Store, Watch
 from bot.core.leadership import FencedOutbox, Leadership
 from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelCatalog, ModelVersion
@@ -197,7 +196,9 @@ class GuardContext:
     async def post(self, notice: Notice, *, thread_ts: str | None = None) -> PostedMessage | None:
         """Post in the ops channel; None when there is none (logged instead) or Slack failed."""
         if not self.config.channel:
-            log.info("cost_guard.notice", extra={"text": notice.text})
+            log.info(
+                "cost_guard.notice", extra={"notice": type(notice).__name__, "facts": vars(notice)}
+            )
             return None
         try:
             return await self.outbox.post(self.config.channel, notice, thread_ts=thread_ts)
@@ -1000,9 +1001,6 @@ class PressResult:
     ok: bool
     message: str = ""  # for the presser only (ephemeral); empty when the alert says it all
     by: str | None = None  # who handled the alert already, for "{by}" in the message
-
-    def describe(self, who: Who = plain) -> str:
-        return self.message.replace("{by}", f" by {who(self.by)}" if self.by else "")
 
 
 class ButtonPresses:

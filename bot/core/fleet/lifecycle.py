@@ -645,7 +645,7 @@ class StartStopCommands:
         if refused is None:
             self.follow()
             return None
-        return refused.text.split(": ", 1)[-1]
+        return _reason(refused)
 
     async def request_start(
         self, version: ModelVersion, actor: str, channel: str, units: int, source: str
@@ -667,7 +667,7 @@ class StartStopCommands:
         if refused is None:
             self.follow()
             return None
-        return refused.text.split(": ", 1)[-1]
+        return _reason(refused)
 
     # === shared by start and stop ===========================================================
     async def _request(
@@ -735,6 +735,13 @@ class StartStopCommands:
         if op is None:
             return reply(f"{version.name} is busy; try again in a moment.", "busy")
         return self.ctx.busy(op, actor, BUSY_WITH.get(op.kind, op.kind))
+
+
+def _reason(refused: Notice) -> str:
+    """Why a request was refused, for the guard's and the schedule's notices."""
+    if isinstance(refused, Busy):
+        return f"{refused.version_name} is {refused.what}"
+    return refused.text.split(": ", 1)[-1]
 
 
 def _no_such_version(snapshot: VersionSnapshot, wanted: str) -> LifecycleReply:

@@ -14,17 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from bot.core.fleet.lifecycle import LifecycleContext, VersionSnapshot, aws_error
-from bot.core.fleet.notices import (
-    Described,
-    Who,
-    label_metrics_phrase,
-    percent,
-    plain,
-    units_phrase,
-)
 from bot.core.fleet.state import START, STOP, TRAIN, Operation
 from bot.core.model_versions import LabelMetrics, ModelVersion
-from bot.core.pricing import duration, usd
+from bot.core.ports import Notice
+from bot.core.pricing import usd
 
 
 @dataclass(frozen=True)
@@ -66,7 +59,7 @@ class AuditLine:
 
 
 @dataclass
-class StatusReport(Described):
+class StatusReport(Notice):
     project: str | None = None
     rows: list[VersionRow] = field(default_factory=list)
     hidden_versions: int = 0
@@ -77,90 +70,6 @@ class StatusReport(Described):
     local_card: dict[str, Any] | None = None  # the local model's card (local-only mode)
     now: datetime | None = None
     inference_unit_hour: float = 0.0
-
-    def describe(self, who: Who = plain) -> str:
-        lines = [f"Serving: {self.serving}"]
-        if self.project:
-            lines.append(f"Rekognition project {self.project}:")
-            if not self.rows:
-                lines.append("  no model versions yet; train one with /cxr train")
-            for row in self.rows:
-                lines.append("  " + version_line(row, who))
-            if self.hidden_versions:
-                lines.append(f"  … and {self.hidden_versions} older versions")
-        if self.local_card is not None:
-            lines.extend(card_lines(self.local_card))
-        for op in self.operations:
-            lines.append(
-                f"In progress: {op.kind} {op.version_name} ({op.phase}), asked by {who(op.user)}"
-            )
-        lines.extend(self.notes)
-        if self.audit:
-            lines.append("Recent actions:")
-            lines.extend(f"  {audit_line(a, who)}" for a in self.audit)
-        return "\n".join(lines)
-
-
-def version_line(row: VersionRow, who: Who = plain) -> str:
-    parts = [f"{row.name}: {row.status}"]
-    if row.serving:
-        parts.append("serving")
-    if row.f1 is not None:
-        parts.append(f"F1 {row.f1:.3f}")
-    if row.labels:
-        parts.append(label_metrics_phrase(list(row.labels)))
-    if row.created:
-        parts.append(f"created {row.created:%Y-%m-%d}")
-    if row.min_units is not None:
-        parts.append(units_phrase(row.min_units, row.max_units))
-    if row.running_seconds is not None and row.cost_so_far is not None:
-        parts.append(
-            f"running {duration(row.running_seconds)}, about {usd(row.cost_so_far)} so far"
-        )
-    if row.status_message and row.status in ("FAILED", "TRAINING_FAILED"):
-        parts.append(row.status_message)
-    if row.operation:
-        parts.append(f"{row.operation}, asked by {who(row.operation_by)}")
-    return ", ".join(parts)
-
-
-def audit_line(entry: AuditLine, who: Who = plain) -> str:
-    return f"{entry.at:%Y-%m-%d %H:%M} {who(entry.actor)} {entry.action} {entry.target}: {entry.result}"
-
-
-def card_lines(card: dict[str, Any]) -> list[str]:
-    """The local model card in a few lines (fields read defensively: the card may change)."""
-    if not card:
-        return ["Local model: no model card found."]
-    name = f"{card.get('name', 'local model')} {card.get('version', '')}".strip()
-    lines = [
-        f"Local model {name}" + (f", created {card['created']}" if card.get("created") else "")
-    ]
-    metrics = card.get("metrics")
-    splits = (
-        ("validation", "Validation"),
-        ("validation_atypical", "Harder validation (films atypical for their class)"),
-    )
-    for key, title in splits:
-        validation = metrics.get(key) if isinstance(metrics, dict) else None
-        if not isinstance(validation, dict):
-            continue
-        shown = [
-            f"{name} {percent(validation[name])}"
-            for name in ("accuracy", "sensitivity", "specificity", "f1", "auc")
-            if isinstance(validation.get(name), int | float)
-        ]
-        n = validation.get("n")
-        if shown:
-            lines.append(f"  {title}: " + ", ".join(shown) + (f" (n = {n})" if n else ""))
-    data = card.get("data")
-    counts = data.get("counts") if isinstance(data, dict) else None
-    if isinstance(counts, dict) and counts:
-        lines.append("  Trained on " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    limitations = card.get("limitations")
-    if isinstance(limitations, list):
-        lines.extend(f"  Limitation: {item}" for item in limitations[:5] if isinstance(item, str))
-    return lines
 
 
 log = logging.getLogger(__package__)

@@ -1,0 +1,53 @@
+"""Fleet notices are facts in the core and words in `bot.slack.fleet`: every kind has its own
+wording, renders Block Kit the SDK accepts, and its fallback text says what its blocks say."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from bot.core.fleet import guard_notices, notices
+from bot.core.ports import Notice
+from bot.slack.blocks import render
+from bot.slack.fleet import mrkdwn, said, words
+
+KINDS = [
+    kind
+    for module in (notices, guard_notices)
+    for kind in vars(module).values()
+    if inspect.isclass(kind)
+    and issubclass(kind, Notice)
+    and kind.__module__ == module.__name__
+    and not kind.__subclasses__()  # the facts a family shares are not a message of their own
+]
+
+
+def test_every_kind_is_found():
+    names = {kind.__name__ for kind in KINDS}
+    assert {"Busy", "StartProposal", "TrainingFailed", "IdleAlert", "SpendSummary"} <= names
+    assert "UnitsNotice" not in names and "VersionNotice" not in names
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda kind: kind.__name__)
+def test_the_core_carries_facts_and_slack_words_them(kind):
+    assert not hasattr(kind, "describe")
+    notice = kind(version_name="v<1>") if "version_name" in vars(kind()) else kind()
+    assert notice.text == ""  # nothing worded in the core
+    if kind is notices.LifecycleReply:  # the one notice whose words come with it
+        assert words.dispatch(kind) is words.dispatch(object)
+        return
+    assert words.dispatch(kind) is not words.dispatch(object)
+    rendered = render(notice)  # the SDK's models validate the blocks here
+    assert rendered.blocks and rendered.text
+    for paragraph in mrkdwn(notice):  # one wording: each block's words are in the fallback
+        assert paragraph in rendered.text
+    if "version_name" in vars(notice):
+        assert "v&lt;1&gt;" in rendered.text and "v<1>" in said(notice)
+
+
+def test_ids_are_mentions_in_slack_and_ids_in_plain_text():
+    busy = notices.Busy(version_name="v1", what="stopping", by="U0ADMIN01", channel="C0LAB0001")
+    assert "asked by <@U0ADMIN01>" in render(busy).text and "in <#C0LAB0001>" in render(busy).text
+    assert "asked by U0ADMIN01" in said(busy) and "in C0LAB0001" in said(busy)
+    assert "asked by you" in said(notices.Busy(version_name="v1", by="U1", asker="U1"))
