@@ -116,6 +116,8 @@ async def press(bot: BotHarness, message: dict[str, Any], label: str, user: str 
 
 async def poll(bot: BotHarness, clock: FakeClock, times: int = 1) -> None:
     for _ in range(times):
+        if bot.services.promoter is not None:
+            await bot.services.promoter.settle()  # paused on the clock: the advance wakes it
         await clock.advance(POLL)
         await bot.services.lifecycle.settle()
 
@@ -352,7 +354,9 @@ async def test_two_instances_on_one_database_switch_together_and_say_it_once(
         await press(first, proposal, "Promote cxr.v3")
         world.set("cxr.v3", "RUNNING", MinInferenceUnits=1)
         for _ in range(3):
-            for clock in clocks:
+            for bot, clock in zip((first, second), clocks, strict=True):
+                assert bot.services.promoter is not None
+                await bot.services.promoter.settle()  # paused, so the advance wakes it
                 await clock.advance(POLL)
         await slack.wait_for(
             lambda: serving_arn(first) == serving_arn(second) == arn("cxr.v3"),

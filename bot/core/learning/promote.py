@@ -122,6 +122,7 @@ class Promoter:
         self.tolerance = tolerance  # the answer contract, as the router applies it
         self.owner = owner or new_owner()
         self._wake = asyncio.Event()
+        self._resting = False  # paused between rounds (see `settle`)
         self._held: str | None = None  # the promotion lease this instance holds
 
     # --- /cxr promote ------------------------------------------------------------------------
@@ -356,12 +357,25 @@ class Promoter:
     async def _pause(self) -> None:
         sleep = asyncio.ensure_future(self.clock.sleep(self.poll_seconds))
         woken = asyncio.ensure_future(self._wake.wait())
+        await asyncio.sleep(0)  # the clock holds the sleep before `settle` calls it a pause
+        self._resting = True
         try:
             await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._resting = False
             for waiter in (sleep, woken):
                 waiter.cancel()
             self._wake.clear()
+
+    async def settle(self, within: float = 10.0) -> None:
+        """Tests: wait until the background job pauses on the clock, so that moving a fake
+        clock wakes it (moved mid-round, it would wake nothing)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not self._resting:
+            if loop.time() > deadline:
+                raise TimeoutError("the promoter did not settle")
+            await asyncio.sleep(0.005)
 
     async def _start(self, promotion: Promotion, candidate: ModelVersion) -> None:
         """Ask for the candidate to run, and remember that it was asked (a restart between the
