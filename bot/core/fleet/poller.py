@@ -179,7 +179,9 @@ class Poller:
         await asyncio.sleep(0)  # a job scheduled just before (the bot's start) begins first
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while self.running and not (self._sleeping and not self.lock.locked()):
+        while self.running and not (
+            self._sleeping and not self._woken.is_set() and not self.lock.locked()
+        ):  # asleep on the clock, with no wake-up (a `follow`: it plans again) pending
             if loop.time() > deadline:
                 raise TimeoutError("the fleet poller did not settle")
             await asyncio.sleep(0.005)
