@@ -3,8 +3,8 @@
 One listener acknowledges `/cxr` at once (the usage for a bad command, a short note for a slow
 one, nothing otherwise), then answers through the command's response_url, ephemeral; outcomes
 that come later (running, stopped, trained) are posted in the channel by the fleet's poller.
-`commands.buttons`: Start / Cancel and the idle alert's buttons. `commands.admin`: the one
-middleware that lets only admins start, stop, train, promote and export. `commands.errors`:
+`commands.buttons`: every button (start, promote, idle alert, review). `commands.admin`: the
+one middleware that lets only admins start, stop, train, promote and export. `commands.errors`:
 the one `@app.error` handler.
 """
 

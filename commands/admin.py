@@ -9,7 +9,6 @@ explains that only the local model runs.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +19,7 @@ from bot.services import Services
 from bot.slack.blocks.promote import CANCEL, CONFIRM, STOP_OLD
 from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START
 from bot.slack.permissions import Admins
+from commands.buttons import value_of
 from commands.parser import Export, Promote, Start, Stop, Train, parse
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,8 @@ def guarded(body: dict[str, Any], services: Services) -> tuple[str, str, int | N
         return action_id.removeprefix(ACTION_PREFIX), value, episode
     if action_id not in BUTTONS:
         return None
-    try:
-        fields = json.loads(value or "{}")
-        name = str(fields.get("name") or fields.get("arn") or "-")
-    except (TypeError, ValueError, AttributeError):
-        name = "-"
-    return BUTTONS[action_id], name, None
+    fields = value_of(action) or {}
+    return BUTTONS[action_id], str(fields.get("name") or fields.get("arn") or "-"), None
 
 
 def admin_only(services: Services, admins: Admins) -> Callable[..., Awaitable[Any]]:

@@ -1,7 +1,6 @@
 """The learning loop's part of `/cxr`: `export s3://bucket/prefix` (admins) and what it adds
-to `status`; `review` and `promote` answer straight from their services. The buttons live in
-`bot.slack.listeners.review_actions` (Post chart) and `.promote_actions` (Promote, Cancel,
-Stop the old version).
+to `status`; `review` and `promote` answer straight from their services, and their buttons are
+in `commands.buttons`.
 """
 
 from __future__ import annotations

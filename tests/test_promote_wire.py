@@ -220,6 +220,34 @@ async def test_a_worse_candidate_is_refused_unless_confirmed_twice(slack, tmp_pa
         await bot.stop()
 
 
+async def test_only_admins_press_promote_buttons_and_a_garbled_one_has_expired(
+    slack, tmp_path, world, s3
+):
+    world.add(completed("cxr.v3", f1=0.95))
+    bot = await harness(slack, tmp_path, world, FakeClock()).start()
+    try:
+        proposal = await command(bot, "promote cxr.v3")
+        for label in ("Promote cxr.v3", "Cancel"):
+            refusal = await press(bot, proposal, label, user=MEMBER)
+            assert refusal["text"].startswith("Sorry, only the bot's admins")
+            assert refusal["response_type"] == "ephemeral" and refusal["replace_original"] is False
+        garbled = {
+            "type": "button",
+            "action_id": "promote_confirm",
+            "text": {"type": "plain_text", "text": "Promote"},
+            "value": "{not json",
+        }
+        expired = await press(
+            bot, {"text": "?", "blocks": [{"block_id": "p", "elements": [garbled]}]}, "Promote"
+        )
+        assert expired["text"] == "This button no longer works. Run `/cxr promote VERSION` again."
+        assert expired["response_type"] == "ephemeral" and expired["replace_original"] is False
+        assert not world.called("StartProjectVersion")
+        assert "Promoting" not in (await command(bot, "status", user=MEMBER))["text"]
+    finally:
+        await bot.stop()
+
+
 async def test_a_restart_in_the_middle_of_a_promotion_still_switches(slack, tmp_path, world, s3):
     world.add(completed("cxr.v3", f1=0.95))
     clock = FakeClock()

@@ -1,10 +1,10 @@
 """Every word the model fleet says in Slack, and its Block Kit (`slack_sdk.models.blocks`).
 
-The core's fleet notices are facts; `words(notice, who)` words each kind once, as paragraphs
-(`who` turns a user or channel ID into a name: a mention here, the ID itself in `said`).
-`render` lays those paragraphs out (the first behind the kind's emoji, the rest as context,
-then the buttons the notice offers) and joins the same paragraphs into the fallback `text`
-that notifications, screen readers and the local shell read: one wording.
+The core's fleet notices are facts; `@says(kind, emoji)` words each kind once, as paragraphs
+(`who` turns a user or channel ID into a name: a mention here, the ID itself in `said`), and
+lays them out: the first behind the emoji, the rest as context, then the buttons the notice
+offers. The fallback `text` that notifications, screen readers and the local shell read joins
+the same paragraphs: one wording.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ from bot.slack.escaping import escape
 from bot.slack.escaping import plain as one_line
 
 Who = Callable[[str], str]
+Emoji = str | Callable[[Any], str]
+Buttons = Callable[[Any], Block | None] | None
+Wording = Callable[[Any, Who], list[str]]
 
 # Buttons. A start proposal's value carries the version and units (JSON); an idle alert's
 # action_ids are "cost_guard:<action>" and the value is the episode id.
@@ -47,7 +50,8 @@ ACTION_PREFIX = "cost_guard:"
 BUTTON_LABELS = {g.STOP: "Stop now", g.KEEP_1H: "Keep running 1 h", g.KEEP_4H: "Keep running 4 h"}
 MAX_BLOCKS = 50
 
-TONE_EMOJI = {"ok": ":white_check_mark:", "busy": ":hourglass_flowing_sand:", "error": ":warning:"}
+WAIT, WARN = ":hourglass_flowing_sand:", ":warning:"
+TONE_EMOJI = {"ok": ":white_check_mark:", "busy": WAIT, "error": WARN}
 TRAIN_PHASES = {
     "validating": "checking the images",
     "datasets": "creating the project's datasets from the manifest",
@@ -78,6 +82,12 @@ NOT_VISIBLE = (
     "no per-version request count, so I can't tell that nobody uses it (CXR_SOLE_CLIENT or "
     "CXR_OWNED_VERSIONS lets me). Stop it with the button if it's unused."
 )
+CARD_SPLITS = {
+    "validation": "Validation",
+    "validation_atypical": "Harder validation (films atypical for their class)",
+}
+CARD_MEASURES = ("accuracy", "sensitivity", "specificity", "f1", "auc")
+PAGES: set[type] = set()  # kinds whose paragraphs are sections, on lines of their own
 
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
@@ -107,13 +117,15 @@ def metrics_phrase(labels: list[LabelMetrics]) -> str:
     )
 
 
-def asked(by: str, who: Who) -> str:
-    return f"(asked by {who(by)})"
-
-
 def named(actor: str | None, who: Who) -> str:
     """Who acted ("someone" when nobody is known)."""
     return who(actor) if actor else "someone"
+
+
+def ran_for(seconds: float | None, cost: float | None, words: str) -> str:
+    """A run's length and cost in `words` ("{time}", "{cost}"), or "" when either is unknown."""
+    known = seconds is not None and cost is not None
+    return words.format(time=duration(seconds or 0), cost=usd(cost or 0)) if known else ""
 
 
 # --- mentions --------------------------------------------------------------------------------
@@ -126,27 +138,45 @@ def ref(identifier: str) -> str:
     return "a direct message" if identifier.startswith("D") else escape(identifier)
 
 
-def mentioning() -> tuple[Who, Callable[[str], str]]:
-    """A `who` leaving placeholders, and the function turning words with them into mrkdwn:
-    the words escaped, the IDs as mentions."""
+def said(notice: Any) -> str:
+    """A notice's words as plain text, IDs as they are (for logs, the CLI and tests)."""
+    return ("\n" if type(notice) in PAGES else " ").join(words(notice, str))
+
+
+def mrkdwn(notice: Any) -> list[str]:
+    """A notice's paragraphs as Slack mrkdwn: the words escaped, the IDs as mentions (`who`
+    leaves a placeholder for each, so that escaping can't touch them)."""
     mentions: list[str] = []
 
     def who(identifier: str) -> str:
         mentions.append(ref(identifier))
         return f"\x00{len(mentions) - 1}\x00"
 
-    return who, lambda text: _PLACEHOLDER.sub(lambda m: mentions[int(m[1])], escape(text))
+    return [_PLACEHOLDER.sub(lambda m: mentions[int(m[1])], escape(p)) for p in words(notice, who)]
 
 
-def said(notice: Any) -> str:
-    """A notice's words as plain text, IDs as they are (for logs, the CLI and tests)."""
-    return JOIN.get(type(notice), " ").join(words(notice, str))
+# --- Block Kit -------------------------------------------------------------------------------
+def _md(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=text[:3000])
 
 
-def mrkdwn(notice: Any) -> list[str]:
-    """A notice's paragraphs as Slack mrkdwn."""
-    who, marked = mentioning()
-    return [marked(p) for p in words(notice, who)]
+def button(text: str, action: str, value: str, **style: Any) -> ButtonElement:
+    return ButtonElement(text=text[:75], action_id=action, value=value[:2000], **style)
+
+
+def laid_out(emoji: Emoji, buttons: Buttons, notice: Any) -> Rendered:
+    """The first paragraph behind the emoji, the others as context (or sections), the buttons."""
+    first, *rest = mrkdwn(notice)
+    mark = emoji(notice) if callable(emoji) else emoji
+    page = type(notice) in PAGES
+    row = buttons(notice) if buttons else None
+    blocks: list[Block] = [
+        SectionBlock(text=_md(f"{mark} {first}")),
+        *(SectionBlock(text=_md(p)) if page else ContextBlock(elements=[_md(p)]) for p in rest),
+        *([row] if row else []),
+    ]
+    text = ("\n" if page else " ").join([first, *rest])
+    return Rendered(text=text, blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]])
 
 
 # --- the words, one function per kind -------------------------------------------------------
@@ -156,7 +186,18 @@ def words(notice: Any, who: Who) -> list[str]:
     return [notice.text]
 
 
-@words.register
+def says(
+    kind: type, emoji: Emoji = "", *, page: bool = False, buttons: Buttons = None
+) -> Callable[[Wording], Wording]:
+    """Registers a kind's words, and (with an emoji) its look: the first paragraph behind the
+    emoji, the others as context (as sections on a `page`), then the `buttons`."""
+    PAGES.update([kind] if page else [])
+    if emoji:
+        render.register(kind, partial(laid_out, emoji, buttons))
+    return lambda wording: words.register(kind, wording)
+
+
+@says(n.Busy, WAIT)
 def _(b: n.Busy, who: Who) -> list[str]:
     by = "you" if b.by == b.asker else who(b.by)
     now = f", now {TRAIN_PHASES.get(b.phase, b.phase)}" if b.phase else ""
@@ -165,18 +206,26 @@ def _(b: n.Busy, who: Who) -> list[str]:
     return [text + (f" I'll post the outcome in {who(b.channel)}." if b.channel else "")]
 
 
-@words.register
+@says(n.TrainingRefused, ":x:", page=True)
 def _(r: n.TrainingRefused, who: Who) -> list[str]:
-    problems = [p.title + "".join(f"\n• `{item}`" for item in p.lines()) for p in r.problems]
-    head = f"I can't train from {one_line(r.source)}:"
     return [
-        head,
-        *problems,
+        f"I can't train from {one_line(r.source)}:",
+        *(p.title + "".join(f"\n• `{item}`" for item in p.lines()) for p in r.problems),
         "Fix these and run `/cxr train` again; nothing was sent to Rekognition.",
     ]
 
 
-@words.register
+def proposal_buttons(p: n.StartProposal) -> Block:
+    value = json.dumps(
+        {"arn": p.version_arn, "name": p.version_name, "min": p.min_units, "max": p.max_units}
+    )
+    start = button("Start it", CONFIRM_START, value, style="primary")
+    return ActionsBlock(
+        block_id=START_BLOCK, elements=[start, button("Cancel", CANCEL_START, value)]
+    )
+
+
+@says(n.StartProposal, ":moneybag:", buttons=proposal_buttons)
 def _(p: n.StartProposal, who: Who) -> list[str]:
     text = (
         f"Start {p.version_name} with {units_phrase(p.min_units, p.max_units)}? It costs an "
@@ -190,7 +239,7 @@ def _(p: n.StartProposal, who: Who) -> list[str]:
     return [text, facts]
 
 
-@words.register
+@says(n.StartRequested, ":rocket:")
 def _(s: n.StartRequested, who: Who) -> list[str]:
     return [
         f"{who(s.by)} confirmed: starting {s.version_name} with "
@@ -200,7 +249,7 @@ def _(s: n.StartRequested, who: Who) -> list[str]:
     ]
 
 
-@words.register
+@says(n.ModelRunning, ":rocket:")
 def _(r: n.ModelRunning, who: Who) -> list[str]:
     text = (
         f"{r.version_name} is running with {units_phrase(r.min_units, r.max_units)} (started by "
@@ -211,35 +260,31 @@ def _(r: n.ModelRunning, who: Who) -> list[str]:
     return [text + (" X-rays posted from now on are screened by it." if r.serving else "")]
 
 
-@words.register
+@says(n.StartCancelled, ":information_source:")
 def _(c: n.StartCancelled, who: Who) -> list[str]:
     return [f"{who(c.by)} cancelled: {c.version_name} was not started."]
 
 
-@words.register
+@says(n.StopRequested, ":octagonal_sign:")
 def _(s: n.StopRequested, who: Who) -> list[str]:
-    ran = ""
-    if s.ran_seconds is not None and s.cost is not None:
-        ran = f" (running for {duration(s.ran_seconds)}, about {usd(s.cost)} so far)"
+    ran = ran_for(s.ran_seconds, s.cost, " (running for {time}, about {cost} so far)")
     return [f"Stopping {s.version_name}{ran}. I'll post in this channel when it has stopped."]
 
 
-@words.register
+@says(n.ModelStopped, ":zzz:")
 def _(s: n.ModelStopped, who: Who) -> list[str]:
-    if s.ran_seconds is not None and s.cost is not None:
-        cost = f"It ran for {duration(s.ran_seconds)}, an estimated {usd(s.cost)}."
-    else:
-        cost = "I have no record of when it started, so no cost for this run."
-    return [f"{s.version_name} has stopped {asked(s.by, who)}. {cost}"]
+    cost = ran_for(s.ran_seconds, s.cost, "It ran for {time}, an estimated {cost}.")
+    cost = cost or "I have no record of when it started, so no cost for this run."
+    return [f"{s.version_name} has stopped (asked by {who(s.by)}). {cost}"]
 
 
-@words.register
+@says(n.OperationFailed, WARN)
 def _(f: n.OperationFailed, who: Who) -> list[str]:
     reason = f.reason or "Rekognition gave no reason"
-    return [f"{FAILED[type(f)].format(f.version_name)} {asked(f.by, who)}: {reason}"]
+    return [f"{FAILED[type(f)].format(f.version_name)} (asked by {who(f.by)}): {reason}"]
 
 
-@words.register
+@says(n.TrainingProgress, lambda t: ":bar_chart:" if t.done else WAIT)
 def _(t: n.TrainingProgress, who: Who) -> list[str]:
     images = ", ".join(f"{count:,} {label}" for label, count in t.counts.items())
     text = f"Training {t.version_name} from {t.source} ({images} images), asked by {who(t.by)}."
@@ -251,22 +296,20 @@ def _(t: n.TrainingProgress, who: Who) -> list[str]:
     return [text + " Training usually takes 30 minutes to a few hours; I'll post when it ends."]
 
 
-@words.register
+@says(n.TrainingCompleted, ":white_check_mark:")
 def _(t: n.TrainingCompleted, who: Who) -> list[str]:
     f1 = "unknown" if t.f1 is None else f"{t.f1:.3f}"
-    lines = [f"Training {t.version_name} finished {asked(t.by, who)}: F1 {f1}."]
-    if t.labels:
-        lines.append(metrics_phrase(t.labels) + ".")
+    lines = [f"Training {t.version_name} finished (asked by {who(t.by)}): F1 {f1}."]
+    lines += [metrics_phrase(t.labels) + "."] if t.labels else []
     if t.test_images:
         lines.append(f"Tested on {t.test_images:,} images, trained on {t.train_images or 0:,}.")
-    if t.billable_seconds is not None and t.cost is not None:
-        lines.append(
-            f"Billable training time {duration(t.billable_seconds)}, an estimated {usd(t.cost)}."
-        )
-    return [*lines, f"Start it with `/cxr start {t.version_name}`."]
+    billed = ran_for(
+        t.billable_seconds, t.cost, "Billable training time {time}, an estimated {cost}."
+    )
+    return [*lines, *([billed] if billed else []), f"Start it with `/cxr start {t.version_name}`."]
 
 
-@words.register
+@says(PressResult)  # said to the presser only, never posted
 def _(result: PressResult, who: Who) -> list[str]:
     return [result.message.replace("{by}", f" by {who(result.by)}" if result.by else "")]
 
@@ -299,7 +342,29 @@ def outcome(a: g.IdleAlert, who: Who) -> str:
     )
 
 
-@words.register
+def alert_buttons(a: g.IdleAlert) -> Block | None:
+    if not a.actions:
+        return None
+    confirm = ConfirmObject(
+        title="Stop the model?",
+        text=_md(
+            f"*{escape(a.version_name)}* stops serving until someone starts it again (a start "
+            "takes a few minutes)."
+        ),
+        confirm="Stop it",
+        deny="Cancel",
+    )
+    stop = {"style": "danger", "confirm": confirm}
+    elements = [
+        button(
+            BUTTON_LABELS[x], ACTION_PREFIX + x, str(a.episode_id), **(stop if x == g.STOP else {})
+        )
+        for x in a.actions
+    ]
+    return ActionsBlock(block_id=f"cost_guard:{a.episode_id}", elements=elements)
+
+
+@says(g.IdleAlert, lambda a: WAIT if a.actions else ":white_check_mark:", buttons=alert_buttons)
 def _(a: g.IdleAlert, who: Who) -> list[str]:
     if a.state in (g.OPEN, g.SNOOZED, g.STOP_FAILED):
         head = (
@@ -325,7 +390,7 @@ def _(a: g.IdleAlert, who: Who) -> list[str]:
     return lines
 
 
-@words.register
+@says(g.IdleFollowUp, ":alarm_clock:")
 def _(f: g.IdleFollowUp, who: Who) -> list[str]:
     head = (
         f"The snooze by {named(f.snooze_ended_by, who)} is over and {f.version_name} is"
@@ -342,7 +407,7 @@ def _(f: g.IdleFollowUp, who: Who) -> list[str]:
     return [*lines, "Use the buttons on the alert above."]
 
 
-@words.register
+@says(g.ModelStopped, ":octagonal_sign:")
 def _(s: g.ModelStopped, who: Who) -> list[str]:
     name = s.version_name
     if s.reason == g.AUTO_STOPPED:
@@ -366,7 +431,7 @@ def _(s: g.ModelStopped, who: Who) -> list[str]:
     ]
 
 
-@words.register
+@says(g.StopFailed, WARN)
 def _(f: g.StopFailed, who: Who) -> list[str]:
     return [
         f"I couldn't stop {f.version_name} ({f.error or 'unknown error'}); it still costs "
@@ -375,7 +440,7 @@ def _(f: g.StopFailed, who: Who) -> list[str]:
     ]
 
 
-@words.register
+@says(g.ScheduleNotice, lambda s: ":alarm_clock:" if s.ok else WARN)
 def _(s: g.ScheduleNotice, who: Who) -> list[str]:
     span = f"{local_time(s.window_start, s.zone)}–{local_time(s.window_end, s.zone)}"
     if not s.ok:
@@ -402,7 +467,7 @@ def spend_line(row: g.SpendRow) -> str:
     )
 
 
-@words.register
+@says(g.SpendSummary, ":bar_chart:")
 def _(s: g.SpendSummary, who: Who) -> list[str]:
     day = f"{s.day:%a} {s.day.day} {s.day:%b %Y}" if s.day else "?"
     head = f"Rekognition spend for {day} ({s.zone}): {usd(s.total)}."
@@ -414,28 +479,19 @@ def _(s: g.SpendSummary, who: Who) -> list[str]:
 
 # --- /cxr status -----------------------------------------------------------------------------
 def version_line(row: VersionRow, who: Who) -> str:
-    parts = [f"{row.name}: {row.status}", *(["serving"] if row.serving else [])]
-    if row.f1 is not None:
-        parts.append(f"F1 {row.f1:.3f}")
-    if row.labels:
-        parts.append(metrics_phrase(list(row.labels)))
-    if row.created:
-        parts.append(f"created {row.created:%Y-%m-%d}")
-    if row.min_units is not None:
-        parts.append(units_phrase(row.min_units, row.max_units))
-    if row.running_seconds is not None and row.cost_so_far is not None:
-        parts.append(
-            f"running {duration(row.running_seconds)}, about {usd(row.cost_so_far)} so far"
-        )
-    if row.status_message and row.status in ("FAILED", "TRAINING_FAILED"):
-        parts.append(row.status_message)
-    if row.operation:
-        parts.append(f"{row.operation}, asked by {who(row.operation_by)}")
-    return ", ".join(parts)
-
-
-def audit_line(a: AuditLine, who: Who) -> str:
-    return f"{a.at:%Y-%m-%d %H:%M} {who(a.actor)} {a.action} {a.target}: {a.result}"
+    failed = row.status in ("FAILED", "TRAINING_FAILED")
+    parts = [
+        f"{row.name}: {row.status}",
+        "serving" if row.serving else "",
+        f"F1 {row.f1:.3f}" if row.f1 is not None else "",
+        metrics_phrase(list(row.labels)),
+        f"created {row.created:%Y-%m-%d}" if row.created else "",
+        units_phrase(row.min_units, row.max_units) if row.min_units is not None else "",
+        ran_for(row.running_seconds, row.cost_so_far, "running {time}, about {cost} so far"),
+        row.status_message if failed else "",
+        f"{row.operation}, asked by {who(row.operation_by)}" if row.operation else "",
+    ]
+    return ", ".join(p for p in parts if p)
 
 
 def card_lines(card: dict[str, Any]) -> list[str]:
@@ -443,19 +499,17 @@ def card_lines(card: dict[str, Any]) -> list[str]:
     if not card:
         return ["Local model: no model card found."]
     name = f"{card.get('name', 'local model')} {card.get('version', '')}".strip()
-    created = f", created {card['created']}" if card.get("created") else ""
-    lines = [f"Local model {name}{created}"]
+    lines = [
+        f"Local model {name}" + (f", created {card['created']}" if card.get("created") else "")
+    ]
     metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
-    splits = {
-        "validation": "Validation",
-        "validation_atypical": "Harder validation (films atypical for their class)",
-    }
-    for key, title in splits.items():
-        split = metrics.get(key)
-        if not isinstance(split, dict):
-            continue
-        names = ("accuracy", "sensitivity", "specificity", "f1", "auc")
-        shown = [f"{m} {percent(split[m])}" for m in names if isinstance(split.get(m), int | float)]
+    for key, title in CARD_SPLITS.items():
+        split = metrics.get(key) if isinstance(metrics.get(key), dict) else {}
+        shown = [
+            f"{m} {percent(split[m])}"
+            for m in CARD_MEASURES
+            if isinstance(split.get(m), int | float)
+        ]
         if shown:
             size = f" (n = {split['n']})" if split.get("n") else ""
             lines.append(f"  {title}: " + ", ".join(shown) + size)
@@ -473,7 +527,11 @@ def operation_line(op: OperationLine, who: Who) -> str:
     return f"{op.kind} {op.version_name} ({op.phase}), asked by {who(op.user)} {at}"
 
 
-@words.register
+def audit_line(a: AuditLine, who: Who) -> str:
+    return f"{a.at:%Y-%m-%d %H:%M} {who(a.actor)} {a.action} {a.target}: {a.result}"
+
+
+@says(StatusReport, ":robot_face:", page=True)
 def _(report: StatusReport, who: Who) -> list[str]:
     """Status is a page: the serving model, the versions, the work in flight, the notes."""
     lines = [f"Serving: {report.serving}"]
@@ -494,103 +552,7 @@ def _(report: StatusReport, who: Who) -> list[str]:
     return lines
 
 
-JOIN = {StatusReport: "\n", n.TrainingRefused: "\n"}  # paragraphs on lines of their own
-
-
-# --- Block Kit -------------------------------------------------------------------------------
-def _md(text: str, limit: int = 3000) -> MarkdownTextObject:
-    return MarkdownTextObject(text=text[:limit])
-
-
-def section(text: str) -> Block:
-    return SectionBlock(text=_md(text))
-
-
-def context(*texts: str) -> Block:
-    return ContextBlock(elements=[_md(t) for t in texts[:10]])
-
-
-def button(text: str, action: str, value: str, **style: Any) -> ButtonElement:
-    return ButtonElement(text=text[:75], action_id=action, value=value[:2000], **style)
-
-
-def rendered(text: str, blocks: list[Block]) -> Rendered:
-    return Rendered(text=text, blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]])
-
-
-def laid_out(
-    emoji: str | Callable[[Any], str],
-    notice: Any,
-    *,
-    details: Callable[[str], Block] = context,
-    buttons: Callable[[Any], Block | None] = lambda notice: None,
-) -> Rendered:
-    """The first paragraph behind the emoji, the others as `details`, then the buttons."""
-    first, *rest = mrkdwn(notice)
-    mark = emoji(notice) if callable(emoji) else emoji
-    row = buttons(notice)
-    blocks = [section(f"{mark} {first}"), *map(details, rest), *([row] if row else [])]
-    return rendered(JOIN.get(type(notice), " ").join([first, *rest]), blocks)
-
-
-def proposal_buttons(p: n.StartProposal) -> Block:
-    value = json.dumps(
-        {"arn": p.version_arn, "name": p.version_name, "min": p.min_units, "max": p.max_units}
-    )
-    start = button("Start it", CONFIRM_START, value, style="primary")
-    return ActionsBlock(
-        block_id=START_BLOCK, elements=[start, button("Cancel", CANCEL_START, value)]
-    )
-
-
-def alert_buttons(a: g.IdleAlert) -> Block | None:
-    if not a.actions:
-        return None
-    confirm = ConfirmObject(
-        title="Stop the model?",
-        text=_md(
-            f"*{escape(a.version_name)}* stops serving until someone starts it again (a start "
-            "takes a few minutes)."
-        ),
-        confirm="Stop it",
-        deny="Cancel",
-    )
-    stop = {"style": "danger", "confirm": confirm}
-    elements = [
-        button(
-            BUTTON_LABELS[x], ACTION_PREFIX + x, str(a.episode_id), **(stop if x == g.STOP else {})
-        )
-        for x in a.actions
-    ]
-    return ActionsBlock(block_id=f"cost_guard:{a.episode_id}", elements=elements)
-
-
-LOOKS: dict[type, Callable[[Any], Rendered]] = {
-    n.LifecycleReply: partial(laid_out, lambda r: TONE_EMOJI.get(r.tone, ":information_source:")),
-    n.Busy: partial(laid_out, ":hourglass_flowing_sand:"),
-    n.TrainingRefused: partial(laid_out, ":x:", details=section),
-    n.StartProposal: partial(laid_out, ":moneybag:", buttons=proposal_buttons),
-    n.StartRequested: partial(laid_out, ":rocket:"),
-    n.ModelRunning: partial(laid_out, ":rocket:"),
-    n.StartCancelled: partial(laid_out, ":information_source:"),
-    n.StopRequested: partial(laid_out, ":octagonal_sign:"),
-    n.ModelStopped: partial(laid_out, ":zzz:"),
-    n.OperationFailed: partial(laid_out, ":warning:"),
-    n.TrainingProgress: partial(
-        laid_out, lambda t: ":bar_chart:" if t.done else ":hourglass_flowing_sand:"
-    ),
-    n.TrainingCompleted: partial(laid_out, ":white_check_mark:"),
-    g.IdleAlert: partial(
-        laid_out,
-        lambda a: ":white_check_mark:" if not a.actions else ":hourglass_flowing_sand:",
-        buttons=alert_buttons,
-    ),
-    g.IdleFollowUp: partial(laid_out, ":alarm_clock:"),
-    g.ModelStopped: partial(laid_out, ":octagonal_sign:"),
-    g.StopFailed: partial(laid_out, ":warning:"),
-    g.ScheduleNotice: partial(laid_out, lambda s: ":alarm_clock:" if s.ok else ":warning:"),
-    g.SpendSummary: partial(laid_out, ":bar_chart:"),
-    StatusReport: partial(laid_out, ":robot_face:", details=section),
-}
-for _kind, _look in LOOKS.items():
-    render.register(_kind, _look)
+render.register(
+    n.LifecycleReply,
+    partial(laid_out, lambda r: TONE_EMOJI.get(r.tone, ":information_source:"), None),
+)

@@ -111,7 +111,7 @@ def _verdict_blocks(outcome: FileOutcome, review_ts: str | None) -> list[Block]:
 
 
 def _review_buttons(message_ts: str, file_id: str) -> ActionsBlock:
-    """Normal / Pneumonia / Not assessable (`bot.slack.listeners.review_actions`)."""
+    """Normal / Pneumonia / Not assessable (`commands.buttons`)."""
     value = button_value(message_ts, file_id)
     return ActionsBlock(
         block_id=BLOCK_PREFIX + file_id,

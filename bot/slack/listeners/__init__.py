@@ -9,10 +9,8 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from bot.slack.listeners import messages, promote_actions, review_actions
+from bot.slack.listeners import messages
 
 
 def register(app: AsyncApp, services: Services) -> None:
     messages.register(app, services)
-    review_actions.register(app, services)
-    promote_actions.register(app, services)
