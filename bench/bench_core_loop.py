@@ -88,7 +88,7 @@ async def main(
         cxr_db_path=Path(tmp.name) / "bench.db",
         cxr_log_level="WARNING",
     )
-    services, client = slack_services(
+    services, client = await slack_services(
         settings,
         slack.bot_token,
         slack.api_url,

@@ -44,10 +44,8 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.core.fleet import guard_notices as cn
-from bot.core.fleet.context import LifecycleConfig
-from bot.core.fleet.guard import CostGuard
-from bot.core.fleet.guard_context import GuardConfig
-from bot.core.fleet.lifecycle import Lifecycle
+from bot.core.fleet.guard import CostGuard, GuardConfig
+from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig
 from bot.core.model_versions import RUNNING, STARTING, STOPPED, STOPPING, ModelVersion
 from bot.core.ports import PostedMessage
 from bot.core.pricing import Prices, usd
@@ -225,7 +223,7 @@ class NoServing:
     def has_fallback(self) -> bool:
         return False
 
-    def serve(self, version_arn: str) -> None: ...
+    async def serve(self, version_arn: str) -> None: ...
 
     def stopped(self, version_arn: str) -> None: ...
 
@@ -244,7 +242,7 @@ async def simulate(
     catalog = SimCatalog(clock, units)
     requests = RequestLog(catalog)
     outbox = Outbox()
-    db = Database(":memory:")
+    db = await asyncio.to_thread(Database, ":memory:")
     guard = poller = None
     if policy != "no guard":
         store = SqliteStore(db)
@@ -278,7 +276,7 @@ async def simulate(
                 zone=ZONE.key,
                 sole_client=True,  # the simulated team is the model's only client
             ),
-            stops=lifecycle.start_stop,
+            stops=lifecycle,
         )
         poller = lifecycle.join_guard(
             guard,

@@ -13,6 +13,7 @@ classifier's `max_side`, the not-an-X-ray guard, then the local ONNX classifier.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -459,7 +460,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import asyncio
 
     from bot.settings import load_settings
 
@@ -483,7 +483,7 @@ async def export_to_folder(settings: Settings, folder: Path) -> int:
 
     assert settings.slack_bot_token is not None
     fetcher = SlackFileFetcher(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    db = Database(settings.cxr_db_path)
+    db = await asyncio.to_thread(Database, settings.cxr_db_path)
     try:
         token = settings.slack_bot_token.get_secret_value()
         describer = SlackFileDescriber(web_client(token, settings.slack_api_url))
@@ -497,7 +497,7 @@ async def export_to_folder(settings: Settings, folder: Path) -> int:
         result = await exporter.export(FolderSink(folder), str(folder))
     finally:
         await fetcher.close()
-        db.close()
+        await asyncio.to_thread(db.close)
     print(result.text)
     return 0
 

@@ -51,7 +51,7 @@ async def run_slack(settings: Settings) -> None:
 
     assert settings.slack_bot_token is not None
     token = settings.slack_bot_token.get_secret_value()
-    services, client = slack_services(settings, token, settings.slack_api_url)
+    services, client = await slack_services(settings, token, settings.slack_api_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -119,7 +119,7 @@ class Services:
         await self.intake.stop(drain_seconds)
         for close in self.closers:
             await close()
-        self.db.close()
+        await asyncio.to_thread(self.db.close)
 
 
 async def _forever(job: BackgroundJob) -> None:
@@ -171,19 +171,19 @@ def build_local_classifier(settings: Settings) -> Classifier:
     )
 
 
-def initial_served_version(settings: Settings, serving: ServingStore) -> str | None:
+async def initial_served_version(settings: Settings, serving: ServingStore) -> str | None:
     """The version to serve at start: the stored one (a promotion, or what last served), else
     `CXR_PROJECT_VERSION_ARN`, which is only the initial value."""
     if not settings.cxr_project_arn:
         return None
-    stored = serving.served()
+    stored = await serving.served()
     project = settings.cxr_project_arn.rsplit("/", 1)[0]
     if stored is not None and stored.version_arn.startswith(project):
         return stored.version_arn
     return settings.cxr_project_version_arn
 
 
-def build_services(
+async def build_services(
     settings: Settings,
     *,
     outbox: Outbox,
@@ -196,7 +196,7 @@ def build_services(
 ) -> Services:
     """Wire the domain. `local` and `aws` let tests and benchmarks swap adapters."""
     clock = clock or SystemClock()
-    db = open_database(settings)
+    db = await asyncio.to_thread(open_database, settings)  # migrations: off the loop
     clients = AwsClients(settings, dict(aws or {}))
     shared = coordination_stores(db)
     store = SqliteStore(db)  # on PostgreSQL too: the same SQL, translated
@@ -207,7 +207,7 @@ def build_services(
     serving = ServingStore(db)
     audit = store.audit
     primary: Classifier | None = None
-    served = initial_served_version(settings, serving)
+    served = await initial_served_version(settings, serving)
     if served:
         from bot.adapters.rekognition import RekognitionClassifier
 
@@ -291,8 +291,7 @@ def build_services(
 
 def _attach_lifecycle(services: Services) -> None:
     """Model lifecycle (train, start, stop, operations in flight): issue 4."""
-    from bot.core.fleet.context import LifecycleConfig
-    from bot.core.fleet.lifecycle import Lifecycle
+    from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig
     from bot.core.learning.serving import StoredServing
     from bot.core.training_data import S3Uri
 
@@ -300,7 +299,7 @@ def _attach_lifecycle(services: Services) -> None:
     aws = services.aws
     training = images = None
     if services.models is not None and settings.cxr_project_arn:
-        from bot.adapters.rekognition_training import RekognitionTraining
+        from bot.adapters.rekognition_models import RekognitionTraining
         from bot.adapters.s3_images import S3Images
 
         images = S3Images(lambda: aws.s3)
@@ -355,8 +354,7 @@ def _attach_cost_guard(services: Services) -> None:
     if services.models is None:
         return  # no Rekognition project: nothing bills by the hour
     from bot.adapters.cloudwatch_usage import CloudWatchUsage
-    from bot.core.fleet.guard import CostGuard
-    from bot.core.fleet.guard_context import GuardConfig
+    from bot.core.fleet.guard import CostGuard, GuardConfig
     from bot.core.usage import NoUsage, OwnTraffic
 
     settings = services.settings
@@ -380,7 +378,7 @@ def _attach_cost_guard(services: Services) -> None:
         router=router,
         serving_version=serving_version,
         classifications=services.uploads,
-        stops=services.lifecycle.start_stop if services.lifecycle is not None else None,
+        stops=services.lifecycle,
     )
     services.cost_guard = guard
     if settings.cxr_auto_stop_minutes and not (

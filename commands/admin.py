@@ -67,9 +67,9 @@ def admin_only(services: Services, admins: Admins) -> Callable[..., Awaitable[An
         action, target, episode = request
         reason = admins.refusal_reason(user)
         if episode is not None and services.cost_guard is not None:
-            services.cost_guard.record_refusal(episode, action, user, reason)
+            await services.cost_guard.record_refusal(episode, action, user, reason)
         elif services.lifecycle is not None:
-            services.lifecycle.refused(user, action, target, reason)
+            await services.lifecycle.refused(user, action, target, reason)
         log.info("admin.refused", extra={"action": action, "user": user})
         button = {"replace_original": False} if body.get("type") == "block_actions" else {}
         await respond(text=admins.refusal(user), response_type="ephemeral", **button)

@@ -79,7 +79,7 @@ def register(app: AsyncApp, services: Services) -> None:
             )
         else:
             await _replace(
-                respond, lifecycle.cancel_start(user, str(value.get("name") or value["arn"]))
+                respond, await lifecycle.cancel_start(user, str(value.get("name") or value["arn"]))
             )
 
     @app.action(one_of(CONFIRM, CANCEL, STOP_OLD))
@@ -105,7 +105,7 @@ def register(app: AsyncApp, services: Services) -> None:
                 ),
             )
         elif action["action_id"] == CANCEL:
-            await _replace(respond, promoter.cancel(user, str(value.get("name") or "")))
+            await _replace(respond, await promoter.cancel(user, str(value.get("name") or "")))
         else:
             await _replace(respond, await lifecycle.stop(user, channel, str(value["arn"])))
 

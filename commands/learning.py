@@ -34,7 +34,7 @@ async def export(services: Services, command: Export, user: str) -> Notice:
         result = await services.exporter.export(sink, str(target))
     except Exception as exc:  # credentials, permissions, a missing bucket
         return ExportResult(text=f"I couldn't write to {target}: {aws_error(exc)}")
-    services.audit.record(
+    await services.audit.record(
         services.clock.now(),
         user,
         "export",
@@ -50,7 +50,7 @@ async def status(services: Services, lifecycle_status: Notice) -> Notice:
     return StatusWithFigures(
         status=lifecycle_status,
         report=await services.reviewing.report(STATUS_REVIEW_DAYS),
-        served=services.serving.served(),
+        served=await services.serving.served(),
         configured_arn=services.settings.cxr_project_version_arn,
-        promotion=services.serving.in_flight(),
+        promotion=await services.serving.in_flight(),
     )

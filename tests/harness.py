@@ -6,10 +6,13 @@ HTTP transport), with Rekognition reached through botocore (Stubber or a before-
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -23,12 +26,30 @@ from bot.settings import Settings
 from bot.slack.app import build_app, listeners_settled, slack_services, warm_up
 from bot.slack.http_guard import ConnectionPool
 from bot.slack.transports import start_http
+from bot.state.db import Database
+
+T = TypeVar("T")
 
 SIGNING_SECRET = "test-signing-secret"
 PROJECT_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/1700000000000"
 VERSION_ARN = (
     "arn:aws:rekognition:us-east-1:123456789012:project/cxr/version/cxr.2026-01-01/1700000000001"
 )
+
+
+def off_the_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run a test's synchronous setup (opening a database, say) on a worker thread when an
+    event loop runs here: the databases refuse synchronous SQL on the loop's thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def open_database(path: Path | str) -> Database:
+    return off_the_loop(Database, path)
 
 
 def rekognition_client(**config: Any) -> Any:
@@ -95,7 +116,7 @@ class BotHarness:
 
     async def start(self) -> BotHarness:
         aws = {"rekognition": self._rekognition} if self._rekognition is not None else {}
-        self.services, client = slack_services(
+        self.services, client = await slack_services(
             self.settings,
             self.slack.bot_token,
             self.slack.api_url,

@@ -26,10 +26,10 @@ class Replica:
 def sqlite_replica(path: Any) -> tuple[Replica, list[Any]]:
     import asyncio
 
-    from bot.state.db import Database
     from bot.state.leadership import SqliteLeaderStore
+    from tests.harness import open_database
 
-    db = Database(path)
+    db = open_database(path)
     replica = Replica(UploadStore(db), LeaseStore(db), SqliteLeaderStore(db), db)
     return replica, [lambda: asyncio.to_thread(db.close)]
 
@@ -42,8 +42,9 @@ def postgres_replica(url: str) -> tuple[Replica, list[Any]]:
     from bot.state.postgres.leadership import PgLeaderStore
     from bot.state.postgres.leases import PgLeaseStore
     from bot.state.postgres.uploads import PgUploadStore
+    from tests.harness import off_the_loop
 
-    db = PostgresDatabase(url, max_connections=4)
+    db = off_the_loop(lambda: PostgresDatabase(url, max_connections=4))
     pool = PgDatabase(url, max_connections=6)
     replica = Replica(PgUploadStore(db, pool), PgLeaseStore(pool), PgLeaderStore(pool), db)
     return replica, [pool.close, lambda: asyncio.to_thread(db.close)]

@@ -123,7 +123,7 @@ async def test_a_non_admin_never_reaches_the_start_button(
         [answer] = slack.responses
         assert "only the bot's admins can do that" in answer["text"]
         assert "StartProjectVersion" not in console.calls
-        [entry] = [e for e in bot.services.audit.recent(10) if e.actor == NOBODY]
+        [entry] = [e for e in await bot.services.audit.recent(10) if e.actor == NOBODY]
         assert (entry.action, entry.target, entry.result) == (
             "start",
             "cxr.2026-01-01",

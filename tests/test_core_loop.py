@@ -519,7 +519,7 @@ async def test_channel_gone_for_good_is_not_retried_forever(slack, rekognition, 
         slack.fail("chat.postMessage", status=200, body={"ok": False, "error": "is_archived"})
         envelope = await harness.share(CHANNEL, [("a.jpeg", xray_jpeg())])
         await harness.drain()
-        assert harness.services.uploads.is_answered(CHANNEL, envelope["event"]["ts"])
+        assert await harness.services.uploads.is_answered(CHANNEL, envelope["event"]["ts"])
     finally:
         await harness.stop()
     assert len(slack.calls_to("chat.postMessage")) == 1

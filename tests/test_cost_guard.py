@@ -6,6 +6,7 @@ runs the same rules over the wire (LocalSlack, botocore, moto's CloudWatch).
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -16,10 +17,8 @@ import pytest
 
 from bot.core.clock import FakeClock
 from bot.core.fleet import guard_notices as cn
-from bot.core.fleet.context import LifecycleConfig
-from bot.core.fleet.guard import CostGuard
-from bot.core.fleet.guard_context import GuardConfig
-from bot.core.fleet.lifecycle import Lifecycle
+from bot.core.fleet.guard import CostGuard, GuardConfig
+from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig
 from bot.core.model_versions import (
     RUNNING,
     STARTING,
@@ -35,6 +34,7 @@ from bot.core.usage import OwnTraffic, Usage
 from bot.slack.fleet import said
 from bot.state.db import Database
 from bot.state.store import SqliteStore
+from tests.harness import open_database
 
 PROJECT = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/1700000000000"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
@@ -129,7 +129,7 @@ class FakeClassifications:
     def __init__(self) -> None:
         self.last: dict[str, datetime] = {}
 
-    def last_classified_at(self, model_kind: str, model_version: str | None = None):
+    async def last_classified_at(self, model_kind: str, model_version: str | None = None):
         return self.last.get(model_version or "")
 
 
@@ -197,7 +197,7 @@ class Serving:
     def version_arn(self) -> str | None:
         return self.arn
 
-    def serve(self, version_arn: str) -> None:
+    async def serve(self, version_arn: str) -> None:
         self.arn = version_arn
 
     def stopped(self, version_arn: str) -> None:
@@ -225,7 +225,7 @@ class World:
         self.guard = self._build()
 
     def _build(self) -> CostGuard:
-        self.db = Database(self.path)
+        self.db = open_database(self.path)
         state = SqliteStore(self.db)
         self.runs, self.audit, self.store = state.runs, state.audit, state.guard
         self.lifecycle = Lifecycle(
@@ -250,7 +250,7 @@ class World:
             config=GuardConfig(**self.config_values),
             router=self.router,
             serving_version=lambda: self.serving,
-            stops=self.lifecycle.start_stop,
+            stops=self.lifecycle,
         )
         self.poller = self.lifecycle.join_guard(
             guard,
@@ -265,9 +265,9 @@ class World:
         """One poll of the fleet: operations in flight, then the guard (as the bot polls)."""
         await self.poller.tick()
 
-    def restart(self) -> None:
+    async def restart(self) -> None:
         assert self.db is not None
-        self.db.close()
+        await asyncio.to_thread(self.db.close)
         self.guard = self._build()
 
     async def run_for(self, minutes: float) -> None:
@@ -280,9 +280,10 @@ class World:
     def alerts(self) -> list[Post]:
         return self.outbox.roots(cn.IdleAlert)
 
-    def audit_actions(self) -> list[tuple[str, str, str]]:
+    async def audit_actions(self) -> list[tuple[str, str, str]]:
         return [
-            (e.actor, e.action, e.result.split(":")[0]) for e in reversed(self.audit.recent(50))
+            (e.actor, e.action, e.result.split(":")[0])
+            for e in reversed(await self.audit.recent(50))
         ]
 
 
@@ -300,9 +301,9 @@ async def test_a_model_started_in_the_console_and_left_idle_gets_one_alert_threa
     arn = world.catalog.add("cxr.v1", RUNNING)
     world.metrics.running_since["cxr.v1"] = T0 - minutes(10)  # started before the bot looked
     await world.tick()
-    run = world.runs.current(arn)
+    run = await world.runs.current(arn)
     assert run.started_at == T0 - minutes(10) and run.source == "observed"
-    assert ("watcher", "observed:running", "ok") in world.audit_actions()
+    assert ("watcher", "observed:running", "ok") in await world.audit_actions()
 
     await world.run_for(15)  # 25 min idle: nothing yet
     assert world.alerts() == []
@@ -380,7 +381,7 @@ async def test_the_alert_waits_for_slack_and_is_posted_once(world):
     world.outbox.down = False
     await world.run_for(5)
     assert len(world.alerts()) == 1
-    assert world.store.open_episodes()[0].ts == world.alerts()[0].ts
+    assert (await world.store.open_episodes())[0].ts == world.alerts()[0].ts
 
 
 # --- buttons ---------------------------------------------------------------------------------
@@ -394,7 +395,7 @@ async def test_snooze_then_alert_again_in_the_same_thread(world):
     snoozed = world.outbox.current(alert.ts)
     assert snoozed.state == cn.SNOOZED and snoozed.actions == (cn.STOP,)
     assert f"Kept running by {ADMIN} at 09:30 UTC until 10:30 UTC" in said(snoozed)
-    assert (ADMIN, "snooze", "ok") in world.audit_actions()
+    assert (ADMIN, "snooze", "ok") in await world.audit_actions()
 
     await world.run_for(55)  # quiet during the snooze (a reminder was due at 60 min idle)
     assert world.outbox.thread(alert.ts) == []
@@ -410,7 +411,7 @@ async def test_snooze_then_alert_again_in_the_same_thread(world):
     assert len(world.outbox.thread(alert.ts)) == 2
     await world.run_for(5)
     assert len(world.outbox.thread(alert.ts)) == 3
-    assert len(world.alerts()) == 1 and world.runs.current(arn) is not None
+    assert len(world.alerts()) == 1 and await world.runs.current(arn) is not None
 
 
 async def test_a_snooze_also_holds_auto_stop(tmp_path):
@@ -437,26 +438,26 @@ async def test_stop_now_stops_records_and_reports(world):
     assert world.catalog.calls == [("stop", arn)]
     assert world.router.told[-1] is False  # the local model answers at once
     # STOPPING is still billed, and the stop is confirmed only at STOPPED (the next poll)
-    assert world.runs.current(arn) is not None
+    assert await world.runs.current(arn) is not None
     assert world.outbox.current(alert.ts).state == cn.OPEN and world.outbox.thread(alert.ts) == []
     pressed = await world.guard.press(alert.notice.episode_id, cn.STOP, "U0ADMIN02")
     assert not pressed.ok and "already stopping" in pressed.message
     await world.run_for(5)
-    assert world.runs.current(arn) is None  # the meter stops at STOPPED
+    assert await world.runs.current(arn) is None  # the meter stops at STOPPED
     stopped = world.outbox.current(alert.ts)
     assert stopped.state == cn.STOPPED and stopped.actions == ()
     assert f"stopped by {ADMIN} at 09:45 UTC after 45 min idle" in said(stopped)
     [note] = world.outbox.thread(alert.ts)
     assert isinstance(note.notice, cn.ModelStopped)
     assert "/cxr start cxr.v1" in said(note.notice)
-    assert (ADMIN, "stop", "ok") in world.audit_actions()
+    assert (ADMIN, "stop", "ok") in await world.audit_actions()
     # a second press (someone else, a moment later) changes nothing
     again = await world.guard.press(alert.notice.episode_id, cn.STOP, "U0ADMIN02")
     assert not again.ok and f"Already handled: cxr.v1 stopped by {ADMIN}" in said(again)
     assert world.catalog.calls == [("stop", arn)]
     # the version goes STOPPING, then STOPPED: no new run, no new alert
     await world.run_for(120)
-    assert world.runs.current(arn) is None and len(world.alerts()) == 1
+    assert await world.runs.current(arn) is None and len(world.alerts()) == 1
 
 
 async def test_stop_now_on_a_model_already_stopped_in_the_console(world):
@@ -476,7 +477,7 @@ async def test_a_restart_between_alert_and_press_forgets_nothing(world):
     await world.tick()
     await world.run_for(30)
     [alert] = world.alerts()
-    world.restart()
+    await world.restart()
     await world.run_for(5)
     await world.tick()  # twice at the same moment: still nothing new
     assert len(world.outbox.posts) == 1
@@ -492,7 +493,7 @@ async def test_a_restart_keeps_the_reminder_schedule(world):
     await world.run_for(60)
     [alert] = world.alerts()
     assert len(world.outbox.thread(alert.ts)) == 1  # the 60-minute reminder
-    world.restart()
+    await world.restart()
     await world.run_for(55)
     assert len(world.outbox.thread(alert.ts)) == 1
     await world.run_for(5)
@@ -516,7 +517,7 @@ async def test_auto_stop_after_the_idle_limit(tmp_path):
     assert world.catalog.calls == [("stop", arn)]
     assert world.router.told[-1] is False
     await world.run_for(5)  # confirmed at STOPPED, billed until then
-    assert world.runs.current(arn) is None
+    assert await world.runs.current(arn) is None
     [stopped] = [p for p in world.outbox.thread(alert.ts) if isinstance(p.notice, cn.ModelStopped)]
     text = said(stopped.notice)
     assert "Stopped cxr.v1 automatically after 1 h 30 min without a request" in text
@@ -524,7 +525,7 @@ async def test_auto_stop_after_the_idle_limit(tmp_path):
     assert "This saves $8.00 for every hour it would have stayed up ($192.00 a day)" in text
     assert "Start it again with `/cxr start cxr.v1`" in text
     assert world.outbox.current(alert.ts).state == cn.AUTO_STOPPED
-    assert ("cost-guard", "stop", "ok") in world.audit_actions()
+    assert ("cost-guard", "stop", "ok") in await world.audit_actions()
     await world.run_for(60)
     assert world.catalog.calls == [("stop", arn)]  # stopped stays stopped, no more alerts
     assert len(world.alerts()) == 1
@@ -556,7 +557,7 @@ async def test_auto_stop_acts_only_where_the_bot_sees_all_traffic_and_the_alert_
     assert "I won't stop it automatically" in text and "Auto-stop at" not in text
     world.metrics.broken = False
     world.config_values["owned_versions"] = frozenset({"cxr.v1"})  # only the bot calls it
-    world.restart()
+    await world.restart()
     await world.run_for(5)
     assert world.catalog.calls == [("stop", arn)]
 
@@ -583,9 +584,9 @@ async def test_a_model_stopped_elsewhere_closes_the_run_and_the_episode(world):
     [alert] = world.alerts()
     world.catalog.set(arn, STOPPED)
     await world.run_for(5)
-    assert world.runs.current(arn) is None
+    assert await world.runs.current(arn) is None
     assert world.outbox.current(alert.ts).state == cn.STOPPED_ELSEWHERE
-    assert ("watcher", "observed:stopped", "STOPPED") in world.audit_actions()
+    assert ("watcher", "observed:stopped", "STOPPED") in await world.audit_actions()
 
 
 # --- the schedule ----------------------------------------------------------------------------
@@ -597,7 +598,7 @@ async def test_schedule_across_midnight_on_a_dst_night(tmp_path):
     )
     world.clock = FakeClock(datetime(2026, 3, 8, 2, 0, tzinfo=UTC))  # Sat 21:00 EST
     world.catalog.clock = world.clock
-    world.restart()  # the poller, the lifecycle and the guard on the new clock
+    await world.restart()  # the poller, the lifecycle and the guard on the new clock
     arn = world.catalog.add("cxr.v1", STOPPED)
     world.serving = arn
     await world.tick()
@@ -608,7 +609,7 @@ async def test_schedule_across_midnight_on_a_dst_night(tmp_path):
     [started] = world.outbox.roots(cn.ScheduleNotice)
     assert "Starting cxr.v1 for its scheduled window (22:00 EST–06:00 EDT" in said(started.notice)
     await world.run_for(10)
-    assert world.runs.current(arn).source == "schedule"
+    assert (await world.runs.current(arn)).source == "schedule"
     # idle all night inside the window: no alert
     await world.run_for(7 * 60)  # to 05:55 EDT (09:55 UTC)
     assert world.alerts() == [] and world.catalog.calls == [("start", arn)]
@@ -620,10 +621,10 @@ async def test_schedule_across_midnight_on_a_dst_night(tmp_path):
     assert stop.notice.reason == cn.SCHEDULE_STOPPED
     assert "its scheduled running window is over" in said(stop.notice)
     assert "until the next scheduled start, Sat 14 Mar 22:00 EDT" in said(stop.notice)
-    assert ("schedule", "start", "requested") in world.audit_actions()
-    assert ("schedule", "stop", "ok") in world.audit_actions()
+    assert ("schedule", "start", "requested") in await world.audit_actions()
+    assert ("schedule", "stop", "ok") in await world.audit_actions()
     # a restart right after changes nothing: the actions are remembered
-    world.restart()
+    await world.restart()
     await world.run_for(30)
     assert world.catalog.calls == [("start", arn), ("stop", arn)]
 
@@ -665,7 +666,7 @@ async def test_daily_spend_summary_once_a_day(tmp_path):
     assert row.cost == pytest.approx(80.0, abs=1)
     assert row.requests == 60
     assert "Rekognition spend for Mon 5 Jan 2026 (UTC)" in said(monday)
-    world.restart()
+    await world.restart()
     await world.run_for(60)
     assert len(world.outbox.roots(cn.SpendSummary)) == 1
 
@@ -684,7 +685,7 @@ async def test_meter_for_cxr_status(tmp_path):
     world.metrics.running_since["cxr.v1"] = T0
     await world.tick()
     await world.run_for(45)
-    [line] = world.guard.meter()
+    [line] = await world.guard.meter()
     assert line.version_name == "cxr.v1" and line.alerted
     assert line.idle_seconds == 45 * 60 and line.run_cost == pytest.approx(3.0)
     assert line.auto_stop_at == T0 + minutes(120)
@@ -703,4 +704,4 @@ async def test_busy_polls_read_cloudwatch_at_most_twice_per_interval(world):
         await world.tick()
     reads = [r for r in world.metrics.reads if r[0] == "cxr.v1"]
     assert 2 <= len(reads) <= 3
-    assert world.runs.current(version_arn("cxr.v1")) is not None
+    assert await world.runs.current(version_arn("cxr.v1")) is not None

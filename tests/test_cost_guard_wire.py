@@ -125,6 +125,7 @@ async def started(slack, tmp_path, console, clock, **settings: Any) -> BotHarnes
     )
     await bot.start()
     await ticks_done(bot, 1)  # the watcher polls once at start
+    await bot.services.lifecycle.settle()  # and is asleep on the clock
     return bot
 
 
@@ -203,7 +204,7 @@ async def test_console_started_model_left_idle_alerts_once_then_reminds_in_threa
     in_service(cloudwatch, T0 - timedelta(minutes=20), T0 + timedelta(hours=2))
     bot = await started(slack, tmp_path, console, clock)
     try:
-        run = bot.services.runs.current(VERSION_ARN)
+        run = await bot.services.runs.current(VERSION_ARN)
         assert run.started_at == T0 - timedelta(minutes=20) and run.source == "observed"
         await run_for(bot, clock, 5)  # 09:05, idle 25 min
         assert alerts(slack) == []
@@ -240,7 +241,7 @@ async def test_another_clients_traffic_keeps_the_model_alive(
             )
         await run_for(bot, clock, 130)
         assert alerts(slack) == []
-        watch = bot.services.cost_guard.store.watch(VERSION_ARN)
+        watch = await bot.services.cost_guard.store.watch(VERSION_ARN)
         assert watch.last_request_at == T0 + timedelta(minutes=101)  # the 100-min datapoint's end
         await run_for(bot, clock, 5)  # 11:15: 34 min since the last request
         [alert] = alerts(slack)
@@ -305,7 +306,7 @@ async def test_auto_stop(slack, tmp_path, console, clock, cloudwatch):
         assert "StopProjectVersion" not in console.calls
         await run_for(bot, clock, 5)
         assert console.calls.count("StopProjectVersion") == 1
-        assert bot.services.runs.current(VERSION_ARN) is not None  # STOPPING is billed
+        assert await bot.services.runs.current(VERSION_ARN) is not None  # STOPPING is billed
         assert bot.services.router._primary_down_at == clock.now()  # fallback told at once
         console.status = "STOPPED"
         await run_for(bot, clock, 5)  # the stop is confirmed at STOPPED, then reported
@@ -318,8 +319,8 @@ async def test_auto_stop(slack, tmp_path, console, clock, cloudwatch):
         assert "`/cxr start cxr.2026-01-01`" in stopped["text"]
         assert "stopped automatically at 10:00 UTC" in slack.find_message(OPS, alert["ts"])["text"]
         services = bot.services
-        assert services.runs.current(VERSION_ARN) is None
-        [entry] = [e for e in services.audit.recent(10) if e.action == "stop"]
+        assert await services.runs.current(VERSION_ARN) is None
+        [entry] = [e for e in await services.audit.recent(10) if e.action == "stop"]
         assert (entry.actor, entry.target) == ("cost-guard", VERSION)
         await run_for(bot, clock, 60)
         assert console.calls.count("StopProjectVersion") == 1
@@ -345,7 +346,7 @@ async def test_a_non_admin_pressing_stop_is_refused_and_the_alert_is_unchanged(
         assert "only the bot's admins can do that" in refusal["text"]
         assert json.dumps(slack.find_message(OPS, alert["ts"]), sort_keys=True) == before
         assert slack.calls_to("chat.update") == []
-        [entry] = [e for e in bot.services.audit.recent(10) if e.actor == NOBODY]
+        [entry] = [e for e in await bot.services.audit.recent(10) if e.actor == NOBODY]
         assert entry.action == "refused:stop"
     finally:
         await bot.stop()

@@ -114,11 +114,12 @@ async def test_a_crash_between_the_reply_and_its_record_gives_no_second_reply(
             lambda: bool(slack.calls_to("conversations.replies")), 20, "the thread read"
         )
         await second.drain()
-        await slack.wait_for(
-            lambda: second.services.uploads.is_answered(CHANNEL, envelope["event"]["ts"]),
-            10,
-            "the upload to be recorded as answered",
-        )
+        for _ in range(200):  # the record follows the reply: look every 50 ms, up to 10 s
+            if await second.services.uploads.is_answered(CHANNEL, envelope["event"]["ts"]):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the upload was not recorded as answered")
     finally:
         await second.stop()
     [reply] = replies(slack, envelope)
@@ -172,12 +173,13 @@ async def test_a_full_disk_refuses_the_claim_until_space_returns(slack, rekognit
     is claimed and answered."""
     bot = await BotHarness(slack, tmp_path / "cxr.db", rekognition=rekognition).start()
     try:
-        pages = bot.services.db.one("PRAGMA page_count")[0]
-        bot.services.db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        db = bot.services.db
+        pages = await db.run(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+        await db.run(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))  # the disk is full
         envelopes = [new_envelope(slack, f"f{i}.jpeg") for i in range(40)]
         statuses = [(await bot.post_event(e))[0] for e in envelopes]
         assert 503 in statuses  # the file could not grow: refused, not silently dropped
-        bot.services.db.execute("PRAGMA max_page_count = 1073741823")  # space is back
+        await db.run(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))  # space is back
         refused = [e for e, status in zip(envelopes, statuses, strict=True) if status == 503]
         expect_detect(rekognition, 0.9, times=len(envelopes))
         for envelope in refused:
@@ -322,7 +324,7 @@ async def test_socket_mode_leaves_an_unrecorded_upload_unacked_and_slack_deliver
             host="127.0.0.1",
             port=unused_tcp_port,
         )
-        services, client = slack_services(
+        services, client = await slack_services(
             settings, slack.bot_token, slack.api_url, local=StillModel()
         )
         server = await serve_socket_mode(build_app(services, client), services, slack.app_token)

@@ -126,8 +126,8 @@ async def test_export_to_s3_writes_the_layout_without_metadata(bot, slack, rekog
     assert "<!channel>" not in str(quoted["blocks"])
 
     # the two exported cases are recorded: no held-out comparison counts them any more
-    assert len(bot.services.reviews.exported()) == 2
-    assert bot.services.audit.recent(1)[0].action == "export"
+    assert len(await bot.services.reviews.off_loop(bot.services.reviews.exported)) == 2
+    assert (await bot.services.audit.recent(1))[0].action == "export"
 
 
 async def test_cxr_export_dir_keeps_one_message_in_one_group(bot, slack, rekognition, tmp_path):

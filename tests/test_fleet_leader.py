@@ -7,7 +7,7 @@ import asyncio
 from datetime import datetime, timedelta
 
 from tests import test_cost_guard_wire as wire
-from tests.harness import BotHarness
+from tests.harness import BotHarness, open_database
 from tests.test_cost_guard_wire import OPS, alerts, bot_settings, thread
 
 clock, cloudwatch, console = wire.clock, wire.cloudwatch, wire.console
@@ -26,6 +26,8 @@ async def polled(bots: list[BotHarness], counts: list[int], within: float = 10.0
 async def run_for(bots: list[BotHarness], clock, minutes: int) -> None:
     step = bots[0].services.cost_guard.config.interval.total_seconds()
     for _ in range(round(minutes * 60 / step)):
+        for bot in bots:  # asleep on the clock, so that the advance wakes each poller
+            await bot.services.lifecycle.settle()
         before = [b.services.lifecycle.poller.ticks for b in bots]
         await clock.advance(step)
         await polled(bots, [n + 1 for n in before])
@@ -73,9 +75,7 @@ def leader_term(path, owner: str, expires_at: datetime, epoch: int = 7) -> None:
     """A leader term another replica left in the database, running until `expires_at`."""
     import sqlite3
 
-    from bot.state.db import Database
-
-    Database(path).close()  # the schema
+    open_database(path).close()  # the schema
     conn = sqlite3.connect(path)
     conn.execute(
         "INSERT INTO leader_terms (name, owner, epoch, expires_at, acquired_at)"
@@ -152,13 +152,13 @@ async def test_an_operation_another_instance_is_commanding_is_left_alone(
         conn.commit()
         bot.services.lifecycle.poller.follow()
         await run_for([bot], clock, 10)
-        [op] = bot.services.store.operations.open()
+        [op] = await bot.services.store.operations.open()
         assert op.id == op_id and op.data.get("unexpected") is None  # not judged
         conn.execute("DELETE FROM leases WHERE key = ?", (f"operation:{op_id}",))  # B is gone
         conn.commit()
         conn.close()
         await run_for([bot], clock, 15)
-        assert bot.services.store.operations.open() == []
+        assert await bot.services.store.operations.open() == []
         [failed] = [m["text"] for m in slack.bot_messages(OPS) if "did not stop" in m["text"]]
         assert "never reached Rekognition" in failed
     finally:

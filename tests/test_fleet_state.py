@@ -4,14 +4,13 @@ bot first watched the fleet (so no summary is written for a day before that)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime
 
-from bot.state.cost_guard import CostGuardStore
 from bot.state.db import Database
 from bot.state.migrations import ADOPT_FIRST_SCHEMA, MIGRATIONS, schema_version
-from bot.state.operations import OperationStore
-from bot.state.runs import RunStore
+from bot.state.store import CostGuardStore, OperationStore, RunStore
 from bot.state.uploads import UploadStore
 
 ARN = "arn:aws:rekognition:us-east-1:123456789012:project/cxr/version/cxr.v1/1700000000001"
@@ -45,40 +44,45 @@ def previous_release_db(path) -> None:
     conn.close()
 
 
-def test_a_previous_release_database_upgrades_with_its_uploads_operations_and_runs(tmp_path):
+async def test_a_previous_release_database_upgrades_with_its_uploads_operations_and_runs(tmp_path):
     path = tmp_path / "cxr.db"
     previous_release_db(path)
-    db = Database(path)
+    db = await asyncio.to_thread(Database, path)
     try:
         assert db.schema_version == len(MIGRATIONS) >= 2
-        [pending] = UploadStore(db).pending()
+        [pending] = await UploadStore(db).pending()
         assert pending.ts == "1.000001"
-        [op] = OperationStore(db).open()
+        [op] = await OperationStore(db).open()
         assert (op.kind, op.version_name, op.status, op.data) == (
             "start",
             "cxr.v1",
             "STARTING",
             {"min_units": 1},
         )
-        run = RunStore(db).current(ARN)
+        run = await RunStore(db).current(ARN)
         assert run is not None and run.started_at == datetime(2026, 1, 2, 9, 0, tzinfo=UTC)
         store = CostGuardStore(db)
-        assert store.first_started() == datetime(2026, 1, 2, 9, 0, tzinfo=UTC)  # its earliest row
-        assert store.note_started(datetime(2026, 1, 5, tzinfo=UTC)) == store.first_started()
+        assert await store.first_started() == datetime(
+            2026, 1, 2, 9, 0, tzinfo=UTC
+        )  # its earliest row
+        assert (
+            await store.note_started(datetime(2026, 1, 5, tzinfo=UTC))
+            == await store.first_started()
+        )
     finally:
-        db.close()
+        await asyncio.to_thread(db.close)
 
 
-def test_a_new_database_learns_when_the_bot_first_watched(tmp_path):
-    db = Database(tmp_path / "cxr.db")
+async def test_a_new_database_learns_when_the_bot_first_watched(tmp_path):
+    db = await asyncio.to_thread(Database, tmp_path / "cxr.db")
     try:
         store = CostGuardStore(db)
-        assert store.first_started() is None
+        assert await store.first_started() is None
         first = datetime(2026, 1, 5, 9, tzinfo=UTC)
-        assert store.note_started(first) == first
-        assert store.note_started(datetime(2026, 1, 6, tzinfo=UTC)) == first  # kept
+        assert await store.note_started(first) == first
+        assert await store.note_started(datetime(2026, 1, 6, tzinfo=UTC)) == first  # kept
     finally:
-        db.close()
+        await asyncio.to_thread(db.close)
     conn = sqlite3.connect(tmp_path / "cxr.db")
     assert schema_version(conn) == len(MIGRATIONS)
     conn.close()

@@ -28,7 +28,7 @@ async def test_a_stop_that_does_not_take_effect_is_reported(
         [failed] = [m["text"] for m in thread(slack, alert["ts"]) if "couldn't stop" in m["text"]]
         assert "the stop did not take effect: it is RUNNING" in failed
         assert not [m for m in thread(slack, alert["ts"]) if m["text"].startswith("Stopped")]
-        assert bot.services.runs.current(wire.VERSION_ARN) is not None  # still billed
+        assert await bot.services.runs.current(wire.VERSION_ARN) is not None  # still billed
     finally:
         await bot.stop()
 
@@ -57,7 +57,7 @@ async def test_a_slow_stop_is_reported_once_and_confirmed_later(
         await run_for(bot, clock, 5)
         [stopped] = [m for m in thread(slack, alert["ts"]) if m["text"].startswith("Stopped")]
         # billed from 09:00 until STOPPED was seen (10:45 at the earliest), not until 10:00
-        run = bot.services.runs.latest(wire.VERSION_ARN, wire.T0)
+        run = await bot.services.runs.latest(wire.VERSION_ARN, wire.T0)
         assert run is not None and run.started_at == wire.T0
         assert wire.T0 + timedelta(minutes=105) <= run.stopped_at <= clock.now()
         assert f"It ran {duration(run.seconds(clock.now()))}" in stopped["text"]

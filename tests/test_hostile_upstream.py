@@ -57,7 +57,7 @@ async def test_admin_check_that_cannot_be_made_refuses_and_says_why(
         assert "please try again in a minute" in response["text"]
         assert "Something went wrong" not in response["text"]
     assert not world.called("StopProjectVersion")
-    [entry] = bot.services.audit.recent(1)
+    [entry] = await bot.services.audit.recent(1)
     assert entry.result.startswith("refused: admin check unavailable (")
     if status >= 500:  # server errors are retried before giving up
         assert len(slack.calls_to("usergroups.users.list")) >= 4 * len(users)

@@ -47,6 +47,7 @@ class Pause:
 
 async def one_poll(bot: BotHarness, clock) -> None:
     poller = bot.services.lifecycle.poller
+    await bot.services.lifecycle.settle()  # asleep on the clock, so the advance wakes it
     before = poller.ticks
     await clock.advance(bot.services.cost_guard.config.interval.total_seconds())
     await polled([bot], [before + 1])
@@ -78,6 +79,8 @@ async def test_a_paused_leader_that_lost_its_term_neither_alerts_nor_stops(
         await polled([second], [1])
         await run_for([first, second], clock, before)
         assert first.services.lifecycle.poller.led > 0 and second.services.lifecycle.poller.led == 0
+        for bot in (first, second):
+            await bot.services.lifecycle.settle()
         await clock.advance(5 * 60)
         await asyncio.wait_for(pause.reached.wait(), 10)
         # the first replica is frozen; its term lapses and the second takes over within a poll

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from bot.core.leases import Lease, LeaseTerms, acquire, may_release, new_owner, renew
 from bot.state.db import Database
 from bot.state.leases import LeaseStore
+from tests.harness import open_database
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -36,7 +37,7 @@ def test_owner_names_are_unique_per_process_start():
 
 
 async def test_two_instances_on_one_database_never_both_hold_a_lease(tmp_path):
-    first, second = Database(tmp_path / "cxr.db"), Database(tmp_path / "cxr.db")
+    first, second = open_database(tmp_path / "cxr.db"), open_database(tmp_path / "cxr.db")
     a, b = LeaseStore(first), LeaseStore(second)
     assert await a.acquire("upload:C1:1.0", "a", T0, TTL) is not None
     assert await b.acquire("upload:C1:1.0", "b", T0 + timedelta(seconds=5), TTL) is None

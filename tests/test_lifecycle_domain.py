@@ -24,10 +24,10 @@ from bot.core.fleet.notices import (
     TrainingProgress,
     TrainingRefused,
 )
+from bot.core.fleet.state import START, TRAIN
 from bot.core.fleet.status import StatusReport
 from bot.slack.blocks import render
 from bot.slack.fleet import said
-from bot.state.operations import START, TRAIN
 from tests.synthetic import chest_xray, jpeg_bytes
 from tests.test_lifecycle_support import (
     DATA_BUCKET,
@@ -103,7 +103,7 @@ async def test_train_writes_the_manifest_and_follows_training_to_its_metrics(
 
     expect_training_setup(rekognition, "v2")
     await poll(built, 3)  # create the datasets; split them when imported; train when split
-    assert built.ops.open()[0].phase == "training"
+    assert (await built.ops.open())[0].phase == "training"
     phases = [n.phase for _, n in built.outbox.updates]
     assert phases == ["creating", "splitting", "training"]
     assert "16 training and 4 test images" in said(built.outbox.updates[-1][1])
@@ -124,8 +124,8 @@ async def test_train_writes_the_manifest_and_follows_training_to_its_metrics(
     assert "Billable training time 1 h 30 min, an estimated $1.50" in said(done)
     assert "Tested on 4 images, trained on 16" in said(done)
     assert built.outbox.updates[-1][1].done
-    assert built.ops.open() == [] and not built.lifecycle.watching
-    assert [(a.action, a.target, a.result) for a in built.audit.recent(2)] == [
+    assert await built.ops.open() == [] and not built.lifecycle.watching
+    assert [(a.action, a.target, a.result) for a in await built.audit.recent(2)] == [
         ("train", "v2", "ok: F1 0.912"),
         ("train", "v2", f"requested (20 images from {SOURCE}/)"),
     ]
@@ -151,10 +151,10 @@ async def test_train_replaces_the_projects_old_datasets(built, rekognition, s3):
     await poll(built)
     expect_project(rekognition, (old_test, "TEST", "DELETE_IN_PROGRESS"))
     await poll(built)  # still deleting: wait
-    assert built.ops.open()[0].phase == "datasets"
+    assert (await built.ops.open())[0].phase == "datasets"
     expect_training_setup(rekognition, "v2")
     await poll(built, 3)
-    assert built.ops.open()[0].phase == "training"
+    assert (await built.ops.open())[0].phase == "training"
     stub.assert_no_pending_responses()
 
 
@@ -172,7 +172,7 @@ async def test_training_failure_is_posted_with_rekognitions_reason(built, rekogn
     assert said(failed) == (
         "Training v2 failed (asked by U0ADMIN01): The manifest file contains too many errors."
     )
-    assert built.audit.recent(1)[0].result.startswith("failed: The manifest file")
+    assert (await built.audit.recent(1))[0].result.startswith("failed: The manifest file")
 
 
 async def test_a_dataset_that_fails_to_import_ends_the_training(built, rekognition, s3):
@@ -186,7 +186,7 @@ async def test_a_dataset_that_fails_to_import_ends_the_training(built, rekogniti
     await poll(built)
     [(_, failed)] = built.outbox.of(TrainingFailed)
     assert "the TRAIN dataset failed: Manifest has errors" in said(failed)
-    assert built.ops.open() == []
+    assert await built.ops.open() == []
 
 
 @pytest.mark.parametrize(
@@ -215,8 +215,8 @@ async def test_train_refusals_name_the_problem(built, rekognition, s3, setup, so
     reply = await built.lifecycle.train(ADMIN, LAB, source, "v2")
     assert isinstance(reply, TrainingRefused), said(reply)
     assert expected in said(reply) and expected in render(reply).text
-    assert built.ops.open() == [] and built.outbox.posts == []
-    assert built.audit.recent(1)[0].result.startswith("refused: ")
+    assert await built.ops.open() == [] and built.outbox.posts == []
+    assert (await built.audit.recent(1))[0].result.startswith("refused: ")
     assert not s3.list_objects_v2(Bucket=OUTPUT_BUCKET).get("Contents")  # no manifest
     rekognition.stubber.assert_no_pending_responses()
 
@@ -225,7 +225,7 @@ async def test_train_refuses_a_name_already_used(built, rekognition, s3):
     expect_versions(rekognition, completed("v1"))
     reply = await built.lifecycle.train(ADMIN, LAB, SOURCE, "v1")
     assert reply.tone == "refused" and "`v1` is already used" in said(reply)
-    assert built.audit.recent(1)[0].action == "train"
+    assert (await built.audit.recent(1))[0].action == "train"
 
 
 async def test_train_without_an_output_location_says_which_setting(tmp_path, rekognition, s3):
@@ -262,7 +262,7 @@ async def test_default_version_names_are_dated_and_unique(built, rekognition, s3
 
 async def test_a_check_cut_short_by_a_restart_is_reported_after_it(tmp_path, rekognition, s3):
     first = build(tmp_path / "cxr.db", rekognition, s3, serving_arn=arn("v1"))
-    first.ops.claim(
+    await first.ops.claim(
         TRAIN,
         "v2",
         channel=LAB,
@@ -277,7 +277,7 @@ async def test_a_check_cut_short_by_a_restart_is_reported_after_it(tmp_path, rek
     await second.lifecycle.resume()
     [(channel, failed)] = second.outbox.of(TrainingFailed)
     assert channel == LAB and "restarted while it was checking the images" in said(failed)
-    assert f"/cxr train {SOURCE}/" in said(failed) and second.ops.open() == []
+    assert f"/cxr train {SOURCE}/" in said(failed) and await second.ops.open() == []
 
 
 # --- start ----------------------------------------------------------------------------------
@@ -318,9 +318,9 @@ async def test_start_shows_the_cost_then_runs_and_serves_the_version(built, reko
         "v2 is running with 1–3 inference units (auto-scaling) (started by U0ADMIN01, took 1 min)"
     )
     assert built.router.primary.version_arn == arn("v2")  # the bot now serves it
-    run = built.runs.current(arn("v2"))
+    run = await built.runs.current(arn("v2"))
     assert run is not None and run.source == "bot" and run.units == 1
-    assert [a.result for a in built.audit.recent(2)] == ["ok: RUNNING", "requested (1–3 IU)"]
+    assert [a.result for a in await built.audit.recent(2)] == ["ok: RUNNING", "requested (1–3 IU)"]
     rekognition.stubber.assert_no_pending_responses()
 
 
@@ -337,7 +337,7 @@ async def test_a_failed_start_is_posted_with_rekognitions_message(built, rekogni
     assert said(failed) == (
         "v1 failed to start (asked by U0ADMIN01): Insufficient capacity in us-east-1."
     )
-    assert built.runs.current(arn("v1")) is None and built.ops.open() == []
+    assert await built.runs.current(arn("v1")) is None and await built.ops.open() == []
 
 
 async def test_start_refuses_what_would_be_a_mistake(built, rekognition):
@@ -367,7 +367,7 @@ async def test_a_start_already_under_way_elsewhere_is_followed(built, rekognitio
 # --- stop -----------------------------------------------------------------------------------
 async def test_stop_reports_how_long_it_ran_and_what_it_cost(tmp_path, rekognition, s3):
     b = build(tmp_path / "cxr.db", rekognition, s3, serving_arn=arn("v1"))
-    b.runs.open_run(arn("v1"), b.clock.now(), 2, "bot")
+    await b.runs.open_run(arn("v1"), b.clock.now(), 2, "bot")
     await b.clock.advance(2 * 3600)
     expect_versions(rekognition, version("v1", "RUNNING", MinInferenceUnits=2))
     rekognition.stubber.add_response(
@@ -390,7 +390,7 @@ async def test_stop_reports_how_long_it_ran_and_what_it_cost(tmp_path, rekogniti
     assert said(stopped) == (
         "v1 has stopped (asked by U0ADMIN01). It ran for 2 h 01 min, an estimated $16.13."
     )
-    assert b.runs.current(arn("v1")) is None
+    assert await b.runs.current(arn("v1")) is None
     assert b.router._primary_skipped()  # the local model answers meanwhile
     rekognition.stubber.assert_no_pending_responses()
     await b.lifecycle.close()
@@ -404,7 +404,7 @@ async def test_stop_of_a_stopped_model_calls_nothing(built, rekognition):
     nothing = await built.lifecycle.stop(ADMIN, LAB)
     assert "No model version is running" in said(nothing)
     rekognition.stubber.assert_no_pending_responses()
-    assert built.ops.open() == []
+    assert await built.ops.open() == []
 
 
 async def test_stop_with_two_running_asks_which(built, rekognition):
@@ -432,7 +432,7 @@ async def test_a_start_in_flight_is_followed_after_a_restart(tmp_path, rekogniti
     first.db.close()
 
     second = build(tmp_path / "cxr.db", rekognition, s3, serving_arn=arn("v1"))
-    assert [op.kind for op in second.ops.open()] == [START]
+    assert [op.kind for op in await second.ops.open()] == [START]
     expect_versions(rekognition, version("v1", "RUNNING", MinInferenceUnits=1))
     await second.lifecycle.resume()  # polls at once, then as usual
     await second.lifecycle.settle()
@@ -445,8 +445,8 @@ async def test_status_lists_versions_metrics_runs_costs_and_recent_actions(
     tmp_path, rekognition, s3
 ):
     b = build(tmp_path / "cxr.db", rekognition, s3, serving_arn=arn("v1"))
-    b.runs.open_run(arn("v1"), b.clock.now(), 1, "bot")
-    b.audit.record(b.clock.now(), ADMIN, "start", "v1", "ok: RUNNING")
+    await b.runs.open_run(arn("v1"), b.clock.now(), 1, "bot")
+    await b.audit.record(b.clock.now(), ADMIN, "start", "v1", "ok: RUNNING")
     await b.clock.advance(90 * 60)
     put_summary(s3, "v2")
     expect_versions(

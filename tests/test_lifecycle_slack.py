@@ -106,7 +106,11 @@ async def press(bot: BotHarness, proposal: dict[str, Any], action_id: str, user:
 
 
 async def poll(bot: BotHarness, clock: FakeClock, times: int = 1) -> None:
+    """Let the poller take `times` polls. Each waits first for the poll in progress (the one at
+    start-up may still be reading): moving the clock while the poller is not asleep on it
+    would wake nothing, and it would then sleep a full interval from the new time."""
     for _ in range(times):
+        await bot.services.lifecycle.settle()
         await clock.advance(POLL)
         await bot.services.lifecycle.settle()
         if bot.services.cost_guard is not None:
@@ -155,7 +159,7 @@ async def test_lifecycle_commands_are_for_admins_only(bot, slack, world, text):
     )
     changes = {"StartProjectVersion", "StopProjectVersion", "CreateDataset"}
     assert not [name for name, _ in world.calls if name in changes]
-    [entry] = bot.services.audit.recent(1)
+    [entry] = await bot.services.audit.recent(1)
     assert (entry.actor, entry.action, entry.result) == (
         MEMBER,
         text.split()[0],
@@ -228,7 +232,7 @@ async def test_stop_posts_when_stopped(slack, tmp_path, world, clock):
     world.set(SERVING, "RUNNING", MinInferenceUnits=1)
     bot = await harness(slack, tmp_path, world, clock).start()
     try:
-        bot.services.runs.open_run(VERSION_ARN, clock.now(), 1, "bot")
+        await bot.services.runs.open_run(VERSION_ARN, clock.now(), 1, "bot")
         await clock.advance(3600)
         await bot.services.cost_guard.settle()  # its hourly poll must not overlap the stop
         stopping = await command(bot, "stop")

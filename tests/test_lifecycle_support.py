@@ -11,23 +11,18 @@ from typing import Any
 
 from botocore.stub import ANY
 
-from bot.adapters.rekognition_models import RekognitionModels
-from bot.adapters.rekognition_training import RekognitionTraining
+from bot.adapters.rekognition_models import RekognitionModels, RekognitionTraining
 from bot.adapters.s3_images import S3Images
 from bot.core.clock import FakeClock
-from bot.core.fleet.context import LifecycleConfig, RouterServing
-from bot.core.fleet.lifecycle import Lifecycle
+from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig, RouterServing
 from bot.core.labels import ModelInfo, Prediction
 from bot.core.ports import Notice, PostedMessage
 from bot.core.pricing import Prices
 from bot.core.routing import ModelRouter
 from bot.core.training_data import S3Uri
-from bot.state.audit import AuditLog
 from bot.state.db import Database
-from bot.state.operations import OperationStore
-from bot.state.runs import RunStore
-from bot.state.store import SqliteStore
-from tests.harness import PROJECT_ARN
+from bot.state.store import AuditLog, OperationStore, RunStore, SqliteStore
+from tests.harness import PROJECT_ARN, open_database
 from tests.synthetic import chest_xray, jpeg_bytes, png_bytes
 
 REGION = "us-east-1"
@@ -259,7 +254,7 @@ def build(
     card: dict[str, Any] | None = None,
 ) -> Built:
     clock = clock or FakeClock()
-    db = Database(db_path)
+    db = open_database(db_path)
     outbox = RecordingOutbox()
     primary = None
     if serving_arn:
@@ -302,6 +297,7 @@ def build(
 async def poll(built: Built, times: int = 1) -> None:
     """Let the watcher take `times` polls: advance the fake clock, wait for each to finish."""
     for _ in range(times):
+        await built.lifecycle.settle()  # asleep on the clock, so the advance wakes it
         await built.clock.advance(POLL)
         await built.lifecycle.settle()
 

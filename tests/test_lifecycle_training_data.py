@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from PIL import Image
 
-from bot.adapters.rekognition_training import parse_summary
+from bot.adapters.rekognition_models import parse_summary
 from bot.adapters.s3_images import read_header
 from bot.core.labels import Label
 from bot.core.training_data import (

@@ -9,6 +9,7 @@ import pytest
 
 from bot.state.db import Database
 from bot.state.migrations import ADOPT_FIRST_SCHEMA, MIGRATIONS, Migration, migrate, schema_version
+from tests.harness import open_database
 
 
 def first_release_db(path) -> None:
@@ -65,11 +66,28 @@ def test_a_database_newer_than_the_code_is_refused(tmp_path):
 async def test_statements_run_off_the_event_loop(tmp_path):
     import threading
 
-    db = Database(tmp_path / "cxr.db")
+    db = open_database(tmp_path / "cxr.db")
     thread = await db.run(lambda conn: threading.current_thread().name)
     assert thread.startswith("cxr-db")
     assert thread != threading.current_thread().name
     db.close()
+
+
+async def test_synchronous_sql_on_the_event_loop_is_refused(tmp_path):
+    """The event loop never runs SQL: a synchronous call from its thread fails loudly (a
+    locked database would stall every request), while `run` and worker threads may."""
+    import asyncio
+
+    from bot.state.db import SqlOnTheLoop
+
+    db = open_database(tmp_path / "cxr.db")
+    with pytest.raises(SqlOnTheLoop):
+        db.query("SELECT 1")
+    with pytest.raises(SqlOnTheLoop):
+        db.transaction().__enter__()
+    assert await db.run(lambda conn: conn.execute("SELECT 1").fetchone()[0]) == 1
+    assert (await asyncio.to_thread(db.one, "SELECT 1"))[0] == 1
+    await asyncio.to_thread(db.close)
 
 
 def test_file_names_and_urls_already_stored_are_forgotten_and_the_rows_kept(tmp_path):

@@ -10,7 +10,7 @@ from PIL import Image, PngImagePlugin
 
 from bot import log
 from bot.core.phi import find_phi
-from tests.harness import BotHarness, labels_response, replies_in_thread
+from tests.harness import BotHarness, labels_response, open_database, replies_in_thread
 from tests.synthetic import chest_xray, jpeg_bytes, png_bytes
 from tests.synthetic_dicom import PLANTED, dicom_bytes, xray_values
 
@@ -180,7 +180,6 @@ async def test_the_database_keeps_no_file_names_and_a_resumed_upload_still_names
     from datetime import UTC, datetime, timedelta
 
     from bot.core.ports import ImageRef, Upload
-    from bot.state.db import Database
     from bot.state.uploads import UploadStore
 
     name = "DOE_JANE_19710203.jpeg"
@@ -189,7 +188,7 @@ async def test_the_database_keeps_no_file_names_and_a_resumed_upload_still_names
     ts = slack.file_share_envelope(CHANNEL, [file])["event"]["ts"]  # posted, never delivered
     upload = Upload(CHANNEL, ts, ts, "U0CLINIC1", (ref,))
     db_path = tmp_path / "cxr.db"
-    db = Database(db_path)
+    db = open_database(db_path)
     store = UploadStore(db)
     past = datetime.now(UTC) - timedelta(hours=1)
     assert await store.claim(upload, past, "a-run-that-died", timedelta(seconds=1))

@@ -31,11 +31,13 @@ async def test_verdict_once_with_state_in_postgres_and_no_sqlite_file(
     [reply] = replies_in_thread(slack, CHANNEL, envelope["event"]["ts"])
     assert "Pneumonia, 97.1%" in reply["text"]
     assert not list(tmp_path.glob("cxr.db*")), "no SQLite file with CXR_DATABASE_URL"
-    row = bot.services.db.one(
-        "SELECT state, user FROM uploads WHERE ts = ?", (envelope["event"]["ts"],)
+    row = await bot.services.db.run(
+        lambda c: c.execute(
+            "SELECT state, user FROM uploads WHERE ts = ?", (envelope["event"]["ts"],)
+        ).fetchone()
     )
     assert row["state"] == "answered" and row["user"] == envelope["event"]["user"]
-    assert bot.services.uploads.classified_count("rekognition", *_today(bot)) == 1
+    assert await bot.services.uploads.classified_count("rekognition", *_today(bot)) == 1
     rekognition.stubber.assert_no_pending_responses()
 
 

@@ -16,11 +16,10 @@ from bot.core.clock import FakeClock
 from bot.core.learning.promote import PromoteProposal, Promoter, PromoteReply
 from bot.core.learning.serving import StoredServing
 from bot.core.routing import ModelRouter
-from bot.state.audit import AuditLog
 from bot.state.db import Database
 from bot.state.reviews import ReviewStore
-from bot.state.runs import RunStore
 from bot.state.serving import ServingStore
+from bot.state.store import AuditLog, RunStore
 from tests.harness import PROJECT_ARN, rekognition_client
 from tests.test_lifecycle_support import LocalModel, RecordingOutbox, arn, version
 
@@ -44,13 +43,17 @@ def candidate(status: str, f1: float) -> dict[str, Any]:
 class Rig:
     """A promoter on a Stubber-wrapped Rekognition client and a SQLite file."""
 
-    def __init__(self, db_path, client, clock: FakeClock) -> None:
-        self.db = Database(db_path)
+    @classmethod
+    async def open(cls, db_path, client, clock: FakeClock) -> Rig:
+        db = await asyncio.to_thread(Database, db_path)
+        stored = await ServingStore(db).served()
+        return cls(db, stored.version_arn if stored else arn(SERVED), client, clock)
+
+    def __init__(self, db: Database, start_arn: str, client, clock: FakeClock) -> None:
+        self.db = db
         self.clock = clock
         self.outbox = RecordingOutbox()
         self.store = ServingStore(self.db)
-        stored = self.store.served()
-        start_arn = stored.version_arn if stored else arn(SERVED)
         self.router = ModelRouter(
             RekognitionClassifier(client, start_arn), LocalModel(), fallback=True, clock=clock
         )
@@ -89,7 +92,7 @@ class Rig:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         await self.promoter.close()
-        self.db.close()
+        await asyncio.to_thread(self.db.close)
 
 
 @pytest.fixture
@@ -123,7 +126,7 @@ async def until(condition, what: str) -> None:
 
 async def test_better_candidate_is_started_and_served_only_once_running(rekognition, tmp_path):
     client, stubber = rekognition
-    rig = Rig(tmp_path / "cxr.db", client, FakeClock()).start()
+    rig = (await Rig.open(tmp_path / "cxr.db", client, FakeClock())).start()
     try:
         expect_versions(stubber, served(), candidate("TRAINING_COMPLETED", 0.95))
         proposal = await rig.promoter.propose(ADMIN, CANDIDATE)
@@ -149,8 +152,8 @@ async def test_better_candidate_is_started_and_served_only_once_running(rekognit
         assert channel == LAB and switched.kind == "switched"
         assert switched.previous_arn == arn(SERVED)
         assert rig.router.primary.version_arn == arn(CANDIDATE)
-        assert rig.store.served().version_arn == arn(CANDIDATE)
-        assert rig.store.in_flight() is None
+        assert (await rig.store.served()).version_arn == arn(CANDIDATE)
+        assert await rig.store.in_flight() is None
         stubber.assert_no_pending_responses()
     finally:
         await rig.close()
@@ -158,7 +161,7 @@ async def test_better_candidate_is_started_and_served_only_once_running(rekognit
 
 async def test_worse_running_candidate_needs_two_confirmations_and_no_start(rekognition, tmp_path):
     client, stubber = rekognition
-    rig = Rig(tmp_path / "cxr.db", client, FakeClock())
+    rig = await Rig.open(tmp_path / "cxr.db", client, FakeClock())
     try:
         expect_versions(stubber, served(), candidate("RUNNING", 0.80))
         proposal = await rig.promoter.propose(ADMIN, CANDIDATE)
@@ -176,7 +179,7 @@ async def test_worse_running_candidate_needs_two_confirmations_and_no_start(reko
         assert isinstance(done, PromoteReply) and done.kind == "switched"
         assert rig.router.primary.version_arn == arn(CANDIDATE)
         # both versions bill until the old one is stopped: the candidate's run is open
-        assert arn(CANDIDATE) in {r.version_arn for r in rig.runs.open_runs()}
+        assert arn(CANDIDATE) in {r.version_arn for r in await rig.runs.open_runs()}
         stubber.assert_no_pending_responses()  # no StartProjectVersion was made
     finally:
         await rig.close()
@@ -184,7 +187,7 @@ async def test_worse_running_candidate_needs_two_confirmations_and_no_start(reko
 
 async def test_a_restart_while_the_candidate_starts(rekognition, tmp_path):
     client, stubber = rekognition
-    first = Rig(tmp_path / "cxr.db", client, FakeClock()).start()
+    first = (await Rig.open(tmp_path / "cxr.db", client, FakeClock())).start()
     expect_versions(stubber, served(), candidate("STOPPED", 0.95))
     stubber.add_response(
         "start_project_version",
@@ -196,7 +199,7 @@ async def test_a_restart_while_the_candidate_starts(rekognition, tmp_path):
     await until(lambda: drained(stubber), "the first poll")
     await first.close()  # the bot goes down; the promotion stays open in SQLite
 
-    second = Rig(tmp_path / "cxr.db", client, FakeClock())
+    second = await Rig.open(tmp_path / "cxr.db", client, FakeClock())
     try:
         assert second.router.primary.version_arn == arn(SERVED)
         expect_versions(stubber, served(), candidate("RUNNING", 0.95))
@@ -206,7 +209,7 @@ async def test_a_restart_while_the_candidate_starts(rekognition, tmp_path):
         stubber.assert_no_pending_responses()  # started once, before the restart
     finally:
         await second.close()
-    third = Rig(tmp_path / "cxr.db", client, FakeClock())
+    third = await Rig.open(tmp_path / "cxr.db", client, FakeClock())
     try:
         assert third.router.primary.version_arn == arn(CANDIDATE)  # the promotion outlives it
     finally:
@@ -220,22 +223,28 @@ async def test_cases_exported_for_training_never_enter_the_comparison(rekognitio
     from bot.core.review.records import CaseKey, Review, ReviewLabel
 
     client, _ = rekognition
-    rig = Rig(tmp_path / "cxr.db", client, FakeClock())
+    rig = await Rig.open(tmp_path / "cxr.db", client, FakeClock())
     try:
         now = rig.clock.now()
         reviews = ReviewStore(rig.db)
-        for i, label in enumerate([ReviewLabel.NORMAL, ReviewLabel.PNEUMONIA, ReviewLabel.NORMAL]):
-            ts = f"1760000000.00000{i}"
-            ref = {"file_id": f"F{i}", "name": "x.png", "mimetype": "image/png", "size": 1}
-            rig.db.execute(
-                "INSERT INTO uploads (channel, ts, thread_ts, user, files, received_at)"
-                " VALUES ('C1', ?, ?, 'U1', ?, ?)",
-                (ts, ts, json.dumps([{**ref, "url": "u"}]), now.isoformat()),
+
+        def seed() -> None:  # on a worker thread: the database refuses SQL on the loop
+            for i, label in enumerate(
+                [ReviewLabel.NORMAL, ReviewLabel.PNEUMONIA, ReviewLabel.NORMAL]
+            ):
+                ts = f"1760000000.00000{i}"
+                ref = {"file_id": f"F{i}", "name": "x.png", "mimetype": "image/png", "size": 1}
+                rig.db.execute(
+                    "INSERT INTO uploads (channel, ts, thread_ts, user, files, received_at)"
+                    " VALUES ('C1', ?, ?, 'U1', ?, ?)",
+                    (ts, ts, json.dumps([{**ref, "url": "u"}]), now.isoformat()),
+                )
+                reviews.record(Review(CaseKey("C1", ts, f"F{i}"), "U9", label, now))
+            reviews.mark_exported(
+                [CaseKey("C1", "1760000000.000001", "F1")], "s3://b/p/", now + timedelta(hours=1)
             )
-            reviews.record(Review(CaseKey("C1", ts, f"F{i}"), "U9", label, now))
-        reviews.mark_exported(
-            [CaseKey("C1", "1760000000.000001", "F1")], "s3://b/p/", now + timedelta(hours=1)
-        )
+
+        await asyncio.to_thread(seed)
         cases = await rig.promoter._reviewed_cases()
         assert sorted(ref.file_id for ref, _ in cases) == ["F0", "F2"]
     finally:

@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from bot.core.clock import FakeClock
 from bot.localslack import LocalSlack
-from tests.harness import BotHarness, labels_response, rekognition_client
+from tests.harness import BotHarness, labels_response, open_database, rekognition_client
 from tests.test_core_loop import xray_jpeg
 from tests.test_lifecycle_support import (
     OUTPUT,
@@ -116,6 +116,8 @@ async def press(bot: BotHarness, message: dict[str, Any], label: str, user: str 
 
 async def poll(bot: BotHarness, clock: FakeClock, times: int = 1) -> None:
     for _ in range(times):
+        if bot.services.promoter is not None:
+            await bot.services.promoter.settle()  # paused on the clock: the advance wakes it
         await clock.advance(POLL)
         await bot.services.lifecycle.settle()
 
@@ -164,10 +166,10 @@ async def test_a_better_candidate_starts_switches_when_running_and_offers_the_ol
             lambda: any("now serves" in m["text"] for m in slack.bot_messages(LAB))
         )
         assert serving_arn(bot) == arn("cxr.v3")
-        assert bot.services.serving.served().version_arn == arn("cxr.v3")
-        assert bot.services.serving.served().by == ADMIN
+        assert (await bot.services.serving.served()).version_arn == arn("cxr.v3")
+        assert (await bot.services.serving.served()).by == ADMIN
         # both bill while they overlap: the candidate's run is open beside the old one's
-        assert {r.version_arn for r in bot.services.runs.open_runs()} == {
+        assert {r.version_arn for r in await bot.services.runs.open_runs()} == {
             arn(SERVING),
             arn("cxr.v3"),
         }
@@ -202,7 +204,7 @@ async def test_a_worse_candidate_is_refused_unless_confirmed_twice(slack, tmp_pa
             in (second["text"])
         )
         assert serving_arn(bot) == arn(SERVING)  # one press changed nothing
-        assert bot.services.serving.served() is None
+        assert await bot.services.serving.served() is None
 
         cancelled = await press(bot, second, "Cancel")
         assert "cancelled; nothing changed" in cancelled["text"]
@@ -212,7 +214,7 @@ async def test_a_worse_candidate_is_refused_unless_confirmed_twice(slack, tmp_pa
         assert second["text"].startswith(":white_check_mark: *cxr.v3* now serves")
         assert serving_arn(bot) == arn("cxr.v3")
         assert not world.called("StartProjectVersion")  # it ran already
-        actions = [(a.action, a.result) for a in bot.services.audit.recent(10)]
+        actions = [(a.action, a.result) for a in await bot.services.audit.recent(10)]
         assert ("promote", "requested (worse, confirmed twice)") in actions
     finally:
         await bot.stop()
@@ -271,7 +273,7 @@ async def test_a_restart_in_the_middle_of_a_promotion_still_switches(slack, tmp_
     third = await harness(slack, tmp_path, world, FakeClock()).start()
     try:
         assert serving_arn(third) == arn("cxr.v3")
-        assert third.services.serving.in_flight() is None
+        assert await third.services.serving.in_flight() is None
     finally:
         await third.stop()
 
@@ -336,12 +338,13 @@ async def test_a_promotion_recorded_but_never_sent_is_started_after_the_restart(
     slack, tmp_path, world
 ):
     """The bot went down between recording the promotion and asking Rekognition to start."""
-    from bot.state.db import Database
     from bot.state.serving import ServingStore
 
     world.add(completed("cxr.v3", f1=0.95))
-    db = Database(tmp_path / "cxr.db")
-    ServingStore(db).open_promotion(arn("cxr.v3"), arn(SERVING), LAB, ADMIN, 2, FakeClock().now())
+    db = open_database(tmp_path / "cxr.db")
+    await ServingStore(db).open_promotion(
+        arn("cxr.v3"), arn(SERVING), LAB, ADMIN, 2, FakeClock().now()
+    )
     db.close()
 
     clock = FakeClock()
@@ -379,7 +382,9 @@ async def test_two_instances_on_one_database_switch_together_and_say_it_once(
         await press(first, proposal, "Promote cxr.v3")
         world.set("cxr.v3", "RUNNING", MinInferenceUnits=1)
         for _ in range(3):
-            for clock in clocks:
+            for bot, clock in zip((first, second), clocks, strict=True):
+                assert bot.services.promoter is not None
+                await bot.services.promoter.settle()  # paused, so the advance wakes it
                 await clock.advance(POLL)
         await slack.wait_for(
             lambda: serving_arn(first) == serving_arn(second) == arn("cxr.v3"),

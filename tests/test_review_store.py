@@ -15,7 +15,7 @@ from bot.state.db import Database
 from bot.state.migrations import ADOPT_FIRST_SCHEMA
 from bot.state.reviews import ReviewStore
 from bot.state.serving import ServingStore
-from tests.harness import PROJECT_ARN, VERSION_ARN
+from tests.harness import PROJECT_ARN, VERSION_ARN, open_database
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CASE = CaseKey("C1", "1760000001.000002", "F001")
@@ -33,18 +33,19 @@ def test_every_review_is_kept_and_the_latest_counts(tmp_path):
 
 
 async def test_answers_by_time_and_exports(tmp_path):
-    store = ReviewStore(Database(tmp_path / "cxr.db"))
+    store = ReviewStore(open_database(tmp_path / "cxr.db"))
     await store.record_answers([Answer(CASE, REK, Label.PNEUMONIA, True)], T0)
     other = CaseKey("C1", "1760000009.000001", "F002")
     await store.record_answers([Answer(other, REK, Label.NORMAL)], T0 + timedelta(days=5))
-    assert store.answers() == [
+    assert await store.off_loop(store.answers) == [
         Answer(CASE, REK, Label.PNEUMONIA, True),
         Answer(other, REK, Label.NORMAL, False),
     ]
-    assert [a.case for a in store.answers(since=T0 + timedelta(days=1))] == [other]
-    store.mark_exported([CASE], "s3://b/p", T0)
-    store.mark_exported([CASE], "s3://b/p", T0)  # twice: one row
-    assert store.exported() == frozenset({CASE})
+    later = await store.off_loop(store.answers, T0 + timedelta(days=1))
+    assert [a.case for a in later] == [other]
+    await store.off_loop(store.mark_exported, [CASE], "s3://b/p", T0)
+    await store.off_loop(store.mark_exported, [CASE], "s3://b/p", T0)  # twice: one row
+    assert await store.off_loop(store.exported) == frozenset({CASE})
 
 
 def test_reviewed_images_carry_the_file_reference_but_no_image(tmp_path):
@@ -89,26 +90,26 @@ def settings(**kw) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def test_the_stored_version_wins_over_the_setting_and_outlives_a_restart(tmp_path):
+async def test_the_stored_version_wins_over_the_setting_and_outlives_a_restart(tmp_path):
     promoted = VERSION_ARN.replace("cxr.2026-01-01", "cxr.2026-02-01")
     path = tmp_path / "cxr.db"
-    store = ServingStore(Database(path))
+    store = ServingStore(open_database(path))
     configured = settings(cxr_project_version_arn=VERSION_ARN)
-    assert initial_served_version(configured, store) == VERSION_ARN  # the initial value
-    store.serve(promoted, "U0ADMIN", T0)
-    assert initial_served_version(configured, ServingStore(Database(path))) == promoted
-    assert ServingStore(Database(path)).served().by == "U0ADMIN"
+    assert await initial_served_version(configured, store) == VERSION_ARN  # the initial value
+    await store.serve(promoted, "U0ADMIN", T0)
+    assert await initial_served_version(configured, ServingStore(open_database(path))) == promoted
+    assert (await ServingStore(open_database(path)).served()).by == "U0ADMIN"
     # a stored version of another project (the setting changed) doesn't count
     elsewhere = settings(
         cxr_project_arn=PROJECT_ARN.replace("project/cxr/", "project/other/"),
     )
-    assert initial_served_version(elsewhere, store) is None
+    assert await initial_served_version(elsewhere, store) is None
 
 
-def test_only_one_promotion_at_a_time(tmp_path):
-    store = ServingStore(Database(tmp_path / "cxr.db"))
-    first = store.open_promotion("arn:new", "arn:old", "C1", "U1", 1, T0)
-    assert first is not None and store.in_flight().id == first.id
-    assert store.open_promotion("arn:other", "arn:old", "C1", "U1", 1, T0) is None
-    store.finish(first.id, "serving", T0)
-    assert store.in_flight() is None
+async def test_only_one_promotion_at_a_time(tmp_path):
+    store = ServingStore(open_database(tmp_path / "cxr.db"))
+    first = await store.open_promotion("arn:new", "arn:old", "C1", "U1", 1, T0)
+    assert first is not None and (await store.in_flight()).id == first.id
+    assert await store.open_promotion("arn:other", "arn:old", "C1", "U1", 1, T0) is None
+    await store.finish(first.id, "serving", T0)
+    assert await store.in_flight() is None

@@ -106,15 +106,15 @@ async def test_a_reviewer_confirms_and_a_group_member_corrects(bot, slack, rekog
         assert call.params["metadata"] == posted
     assert message["metadata"] == posted
 
-    reviewing = bot.services.reviewing
     case = CaseKey(CHANNEL, ts, reply_file_id(reply))
-    history = bot.services.reviews.history(case)
+    reviews = bot.services.reviews
+    history = await reviews.off_loop(reviews.history, case)
     assert [(r.reviewer, r.label.value) for r in history] == [
         (REVIEWER, "Pneumonia"),
         (GROUP_MEMBER, "Normal"),
     ]
-    assert reviewing.store.current(case).label.value == "Normal"
-    audit = bot.services.audit.recent(5)
+    assert (await reviews.off_loop(reviews.current, case)).label.value == "Normal"
+    audit = await bot.services.audit.recent(5)
     assert [(a.actor, a.action) for a in audit[:2]] == [
         (GROUP_MEMBER, "review"),
         (REVIEWER, "review"),
@@ -135,8 +135,8 @@ async def test_a_non_reviewer_is_told_politely_and_nothing_changes(bot, slack, r
     assert refusal["text"].startswith("Thanks for looking! Only the configured reviewers")
     assert not slack.calls_to("chat.update")
     assert review_line(bot, reply) == ""
-    assert bot.services.reviews.current_all() == {}
-    assert bot.services.audit.recent(1)[0].action == "refused:review"
+    assert await bot.services.reviews.off_loop(bot.services.reviews.current_all) == {}
+    assert (await bot.services.audit.recent(1))[0].action == "refused:review"
 
 
 async def test_a_button_for_an_unknown_verdict_is_refused_kindly(bot, slack, rekognition):
@@ -149,7 +149,7 @@ async def test_a_button_for_an_unknown_verdict_is_refused_kindly(bot, slack, rek
     slack.find_message(CHANNEL, reply["ts"])["blocks"] = forged["blocks"]
     await press(bot, reply, "Normal", REVIEWER)
     assert "no verdict on record" in slack.responses[-1]["text"]
-    assert bot.services.reviews.current_all() == {}
+    assert await bot.services.reviews.off_loop(bot.services.reviews.current_all) == {}
 
 
 # The hand-computed table (model: Pneumonia when its score is 0.9, Normal at 0.1):

@@ -28,7 +28,7 @@ async def socket_bot(slack, rekognition, tmp_path, unused_tcp_port):
         host="127.0.0.1",
         port=unused_tcp_port,
     )
-    services, client = slack_services(
+    services, client = await slack_services(
         settings, slack.bot_token, slack.api_url, aws={"rekognition": rekognition}
     )
     app = build_app(services, client)

@@ -30,8 +30,8 @@ async def test_a_retry_on_another_replica_is_dropped_and_answered_is_final(repli
     await a.uploads.mark_answered(first, T0 + 2 * S, "a")
     assert await b.leases.holder("upload:" + first.key) is None
     assert await b.uploads.claim(first, T0 + 2 * TTL, "b", TTL) == "", "answered: never again"
-    assert b.uploads.is_answered(first.channel, first.ts)
-    assert b.uploads.classified_count("local", T0, T0 + TTL) == 1
+    assert await b.uploads.is_answered(first.channel, first.ts)
+    assert await b.uploads.classified_count("local", T0, T0 + TTL) == 1
 
 
 async def test_simultaneous_deliveries_to_three_replicas_give_one_claim_each(replicas):
@@ -99,4 +99,4 @@ async def test_abandon_gives_up_a_channels_pending_uploads_only(replicas):
     await a.uploads.claim(upload(3), T0, "a", TTL)
     gone = await a.uploads.abandon("D0SHELL", T0 + 2 * S)
     assert [u.ts for u in gone] == [upload(1).ts, upload(2).ts]
-    assert [u.channel for u in a.uploads.pending()] == ["C0CLINIC1"]
+    assert [u.channel for u in await a.uploads.pending()] == ["C0CLINIC1"]

@@ -39,7 +39,7 @@ class UsageSource(Protocol):
 class ClassificationLog(Protocol):
     """The bot's own record of classifications (`bot.state.uploads.UploadStore`)."""
 
-    def last_classified_at(
+    async def last_classified_at(
         self, model_kind: str, model_version: str | None = None
     ) -> datetime | None: ...
 
@@ -59,7 +59,7 @@ class OwnTraffic:
         self.model_kind = model_kind
 
     async def usage(self, project: str, version: str, start: datetime, end: datetime) -> Usage:
-        last = self.log.last_classified_at(self.model_kind, version)
+        last = await self.log.last_classified_at(self.model_kind, version)
         return Usage(last_request=last, requests=None)
 
 

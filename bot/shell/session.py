@@ -126,7 +126,7 @@ class Shell:
 
         await self.slack.start()
         self.slack.listeners.append(self._show)
-        self.services, client = slack_services(
+        self.services, client = await slack_services(
             self.settings, self.slack.bot_token, self.slack.api_url
         )
         self.app = build_app(self.services, client)

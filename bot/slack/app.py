@@ -20,7 +20,7 @@ from bot.slack.outbox import SlackOutbox
 from bot.slack.permissions import Admins
 
 
-def slack_services(
+async def slack_services(
     settings: Settings, token: str, api_url: str, **overrides: Any
 ) -> tuple[Services, AsyncWebClient]:
     """The services wired to a Slack Web API (Slack's, LocalSlack's): the client with its
@@ -30,7 +30,7 @@ def slack_services(
     from bot.slack.files_info import SlackFileDescriber
 
     client = web_client(token, api_url)
-    services = build_services(
+    services = await build_services(
         settings,
         outbox=SlackOutbox(client),
         fetcher=SlackFileFetcher(

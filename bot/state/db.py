@@ -2,7 +2,8 @@
 
 Every statement runs on one dedicated thread, so the event loop never waits on a lock or a slow
 disk: async code awaits `run(fn)`, which hands `fn(connection)` to that thread. The synchronous
-methods remain for worker threads and start-up code; they take the same lock.
+methods remain for worker threads, start-up code and the CLI; they take the same lock, and
+refuse to run on a thread that runs an event loop (`on_the_loop`), so SQL on the loop fails loudly.
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ from bot.state.migrations import migrate
 T = TypeVar("T")
 
 
+class SqlOnTheLoop(RuntimeError):
+    """Synchronous SQL was asked for on the event loop's thread: it would stall the loop while
+    the database is locked (await `Database.run` instead)."""
+
+
+def on_the_loop() -> None:
+    """Raise `SqlOnTheLoop` when called on a thread that is running an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise SqlOnTheLoop("synchronous SQL on the event loop; await Database.run(fn) instead")
+
+
 class Database:
     """A thin wrapper over one `sqlite3` connection in WAL mode, with a thread of its own."""
 
@@ -35,6 +50,7 @@ class Database:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        on_the_loop()
         with self._lock:
             self.schema_version = migrate(self._conn)
 
@@ -48,20 +64,24 @@ class Database:
             return fn(self._conn)
 
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        on_the_loop()
         with self._lock:
             return self._conn.execute(sql, params)
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        on_the_loop()
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
     def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+        on_the_loop()
         with self._lock:
             return self._conn.execute(sql, params).fetchone()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT, rolled back on error."""
+        on_the_loop()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:

@@ -146,35 +146,47 @@ class UploadStore:
 
         return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
 
-    # --- reports (synchronous: worker threads, the cost guard) ------------------------------
-    def pending(self) -> list[Upload]:
-        rows = self._db.query(
-            "SELECT * FROM uploads WHERE state = 'pending' ORDER BY received_at, ts"
+    # --- reports ------------------------------------------------------------------------------
+    async def pending(self) -> list[Upload]:
+        rows = await self._db.run(
+            lambda c: c.execute(
+                "SELECT * FROM uploads WHERE state = 'pending' ORDER BY received_at, ts"
+            ).fetchall()
         )
         return [upload_from_row(row) for row in rows]
 
-    def is_answered(self, channel: str, ts: str) -> bool:
-        row = self._db.one("SELECT state FROM uploads WHERE channel = ? AND ts = ?", (channel, ts))
+    async def is_answered(self, channel: str, ts: str) -> bool:
+        row = await self._db.run(
+            lambda c: c.execute(
+                "SELECT state FROM uploads WHERE channel = ? AND ts = ?", (channel, ts)
+            ).fetchone()
+        )
         return bool(row and row["state"] == "answered")
 
-    def classified_count(
+    async def classified_count(
         self, model_kind: str, since: datetime, until: datetime, model_version: str | None = None
     ) -> int:
         """Images a model kind (one version of it, if given) answered in [since, until): for
         cost per classified image."""
         where, params = _model_filter(model_kind, model_version)
-        row = self._db.one(
-            f"SELECT COUNT(*) AS n FROM classifications WHERE {where} AND at >= ? AND at < ?",
-            (*params, since.isoformat(), until.isoformat()),
+        row = await self._db.run(
+            lambda c: c.execute(
+                f"SELECT COUNT(*) AS n FROM classifications WHERE {where} AND at >= ? AND at < ?",
+                (*params, since.isoformat(), until.isoformat()),
+            ).fetchone()
         )
         return int(row["n"]) if row else 0
 
-    def last_classified_at(
+    async def last_classified_at(
         self, model_kind: str, model_version: str | None = None
     ) -> datetime | None:
         """When a model last answered an image for the bot (an idle signal for the cost guard)."""
         where, params = _model_filter(model_kind, model_version)
-        row = self._db.one(f"SELECT MAX(at) AS at FROM classifications WHERE {where}", params)
+        row = await self._db.run(
+            lambda c: c.execute(
+                f"SELECT MAX(at) AS at FROM classifications WHERE {where}", params
+            ).fetchone()
+        )
         return datetime.fromisoformat(row["at"]) if row and row["at"] else None
 
 

@@ -31,8 +31,8 @@ log = logging.getLogger(__package__)
 class Operations(Protocol):
     """What the poller moves along: the lifecycle's operations in flight."""
 
-    def open_count(self) -> int: ...
-    def needs_versions(self) -> bool: ...
+    async def open_count(self) -> int: ...
+    async def needs_versions(self) -> bool: ...
     async def prepare(self) -> None: ...
     async def advance(self, versions: list[ModelVersion] | None) -> None: ...
 
@@ -92,7 +92,7 @@ class Poller:
 
     async def _loop(self, immediately: bool) -> None:
         first = True
-        while self.idle_seconds is not None or self.operations.open_count():
+        while self.idle_seconds is not None or await self.operations.open_count():
             if not (first and immediately):
                 await self._sleep()
             first = False
@@ -106,25 +106,31 @@ class Poller:
     def follow(self, *, immediately: bool = False) -> None:
         """An operation was opened: make sure it is polled every `busy_seconds` from now."""
         if self._task is not None and not self._task.done():
-            if self._sleeping and (self._planned or 0) > self.busy_seconds:
+            if self._planned is None or self._planned > self.busy_seconds:
                 self._woken.set()  # re-plan: the next poll comes `busy_seconds` from now
             return
         if self.idle_seconds is None:  # with a guard, `run` is the bot's background job
             self._task = asyncio.create_task(self._loop(immediately), name="fleet poller")
 
-    def _interval(self) -> float:
-        if self.operations.open_count() or self.idle_seconds is None:
+    async def _interval(self) -> float:
+        if await self.operations.open_count() or self.idle_seconds is None:
             return self.busy_seconds
         return self.idle_seconds
 
     async def _sleep(self) -> None:
-        self._sleeping = True
         try:
             while True:
+                self._sleeping = False  # planning (again, after a `follow`): not asleep yet
                 self._woken.clear()
-                self._planned = self._interval()
+                self._planned = None  # a `follow` meanwhile makes it plan again
+                self._planned = await self._interval()
                 sleep = asyncio.ensure_future(self.clock.sleep(self._planned))
                 woken = asyncio.ensure_future(self._woken.wait())
+                # Asleep only once the clock holds the sleep (its task has run to its first
+                # await): `settle` returns on `_sleeping`, and a fake clock advanced before
+                # the sleep is registered would wake nothing.
+                await asyncio.sleep(0)
+                self._sleeping = True
                 try:
                     done, _ = await asyncio.wait({sleep, woken}, return_when="FIRST_COMPLETED")
                 finally:
@@ -149,7 +155,7 @@ class Poller:
                 await _logged(self.operations.prepare(), "fleet.prepare_failed")
             versions: list[ModelVersion] | None = None
             if self.catalog is not None and (
-                self.guard is not None or self.operations.needs_versions()
+                self.guard is not None or await self.operations.needs_versions()
             ):
                 try:
                     versions = await self.catalog.versions()
@@ -170,9 +176,12 @@ class Poller:
     async def settle(self, within: float = 10.0) -> None:
         """Wait until the poller is asleep or done (tests: advance a `FakeClock`, then settle,
         and the poll it woke has finished)."""
+        await asyncio.sleep(0)  # a job scheduled just before (the bot's start) begins first
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while self.running and not (self._sleeping and not self.lock.locked()):
+        while self.running and not (
+            self._sleeping and not self._woken.is_set() and not self.lock.locked()
+        ):  # asleep on the clock, with no wake-up (a `follow`: it plans again) pending
             if loop.time() > deadline:
                 raise TimeoutError("the fleet poller did not settle")
             await asyncio.sleep(0.005)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.core.fleet.context import LifecycleContext, VersionSnapshot, aws_error
+from bot.core.fleet.lifecycle import LifecycleContext, VersionSnapshot, aws_error
 from bot.core.fleet.state import START, STOP, TRAIN, Operation
 from bot.core.model_versions import LabelMetrics, ModelVersion
 from bot.core.ports import Notice
@@ -89,11 +89,11 @@ class StatusReporter:
         now = ctx.clock.now()
         audit = [
             AuditLine(a.at, a.actor, a.action, a.target, a.result)
-            for a in ctx.audit.recent(AUDIT_LINES)
+            for a in await ctx.audit.recent(AUDIT_LINES)
         ]
         operations = [
             OperationLine(op.kind, op.version_name, op.user, op.started_at, op.phase, op.channel)
-            for op in ctx.ops.open()
+            for op in await ctx.ops.open()
         ]
         serving = self.serving_phrase()
         common = {
@@ -123,15 +123,15 @@ class StatusReporter:
                 notes=[f"I couldn't read the project's versions: {aws_error(exc)}"],
                 **common,
             )
-        ctx.sync(snapshot)
+        await ctx.sync(snapshot)
         serving = self.serving_phrase(snapshot)
         ordered = snapshot.newest_first()
         shown = ordered[:STATUS_VERSIONS_SHOWN]
         await self._load_evaluations(shown[:EVALUATIONS_FETCHED])
-        open_ops = {op.version_name: op for op in ctx.ops.open()}
+        open_ops = {op.version_name: op for op in await ctx.ops.open()}
         serving_arn = ctx.serving.version_arn()
-        rows = [self._row(v, now, serving_arn, open_ops.get(v.name)) for v in shown]
-        notes = [f"Cost guard: {line}" for line in ctx.meter()]
+        rows = [await self._row(v, now, serving_arn, open_ops.get(v.name)) for v in shown]
+        notes = [f"Cost guard: {line}" for line in await ctx.meter()]
         notes.append(
             f"Prices are estimates: {usd(ctx.prices.inference_unit_hour)} per inference-unit "
             f"hour while running, {usd(ctx.prices.training_hour)} per training hour."
@@ -145,11 +145,11 @@ class StatusReporter:
             **common,
         )
 
-    def _row(
+    async def _row(
         self, version: ModelVersion, now: datetime, serving_arn: str | None, op: Operation | None
     ) -> VersionRow:
         prices = self.ctx.prices
-        run = self.ctx.runs.current(version.arn) if version.running else None
+        run = await self.ctx.runs.current(version.arn) if version.running else None
         evaluation = self.ctx.evaluations.get(version.arn)
         return VersionRow(
             name=version.name,

@@ -12,18 +12,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bot.core import model_versions as mv
-from bot.core.fleet.context import Evaluation, LifecycleContext, VersionSnapshot, aws_error, reply
+from bot.core.fleet.lifecycle import LifecycleContext, VersionSnapshot, aws_error, reply
 from bot.core.fleet.notices import (
     TrainingCompleted,
     TrainingFailed,
     TrainingProgress,
     TrainingRefused,
 )
-from bot.core.fleet.state import TRAIN, Operation
+from bot.core.fleet.state import (
+    CREATING,
+    DATASETS,
+    SPLITTING,
+    TRAIN,
+    TRAINING,
+    VALIDATING,
+    Operation,
+)
+from bot.core.model_versions import LabelMetrics
 from bot.core.ports import Notice, PostedMessage
 from bot.core.training_data import (
     Problem,
@@ -37,12 +47,48 @@ from bot.core.training_data import (
 
 log = logging.getLogger(__package__)
 
-# phases (Operation.phase)
-VALIDATING = "validating"
-DATASETS = "datasets"
-CREATING = "creating"
-SPLITTING = "splitting"
-TRAINING = "training"
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    arn: str
+    type: str  # TRAIN | TEST
+    status: str
+    status_message: str = ""
+    total: int | None = None
+    labelled: int | None = None
+    errors: int | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The training results summary file: overall and per-label metrics."""
+
+    f1: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    labels: tuple[LabelMetrics, ...] = ()
+    train_images: int | None = None
+    test_images: int | None = None
+
+
+class TrainingBackend(Protocol):
+    """Rekognition's datasets and training (the adapter: `bot.adapters.rekognition_models`)."""
+
+    async def project_datasets(self) -> list[DatasetInfo]: ...
+
+    async def describe_dataset(self, arn: str) -> DatasetInfo: ...
+
+    async def create_dataset(self, dataset_type: str, manifest: tuple[str, str] | None) -> str:
+        """Create the TRAIN (from a manifest: (bucket, key)) or an empty TEST dataset."""
+        ...
+
+    async def delete_dataset(self, arn: str) -> None: ...
+
+    async def distribute(self, train_arn: str, test_arn: str) -> None: ...
+
+    async def create_version(self, name: str, output_bucket: str, output_prefix: str) -> str: ...
+
+    async def evaluation(self, summary: tuple[str, str]) -> Evaluation: ...
 
 
 class TrainingPhases:
@@ -100,12 +146,12 @@ class TrainingPhases:
         try:
             train = ours.get("TRAIN") or await training.create_dataset("TRAIN", (bucket, key))
             ours = {**ours, "TRAIN": train}
-            self.ctx.ops.update(op.id, data={"datasets": ours})
+            await self.ctx.ops.update(op.id, data={"datasets": ours})
             test = ours.get("TEST") or await training.create_dataset("TEST", None)
         except Exception as exc:
             await self._failed(op, f"creating the datasets failed: {aws_error(exc)}")
             return
-        self.ctx.ops.update(op.id, phase=CREATING, data={"datasets": {**ours, "TEST": test}})
+        await self.ctx.ops.update(op.id, phase=CREATING, data={"datasets": {**ours, "TEST": test}})
         await self._progress(op.id)
 
     async def _wait(self, op: Operation, action: str, next_phase: str) -> None:
@@ -139,14 +185,16 @@ class TrainingPhases:
             detail = f"{train.labelled or train.total:,} images imported"
             if train.errors:
                 detail += f" ({train.errors} with errors, skipped)"
-            ctx.ops.update(op.id, phase=next_phase, data={"detail": detail + ".", "unexpected": 0})
+            await ctx.ops.update(
+                op.id, phase=next_phase, data={"detail": detail + ".", "unexpected": 0}
+            )
             await self._progress(op.id)
             return
         if not test.total:
-            if test.status == "UPDATE_COMPLETE" or not ctx.patient(op):
+            if test.status == "UPDATE_COMPLETE" or not await ctx.patient(op):
                 await self._failed(op, "the split left the test dataset empty")
             return  # else: the split hasn't shown up yet
-        ctx.ops.update(
+        await ctx.ops.update(
             op.id,
             phase=next_phase,
             data={
@@ -154,7 +202,7 @@ class TrainingPhases:
                 "split": [train.total, test.total],
             },
         )
-        await self._create_version(ctx.ops.get(op.id) or op)
+        await self._create_version(await ctx.ops.get(op.id) or op)
 
     async def _create_version(self, op: Operation) -> None:
         ctx = self.ctx
@@ -167,7 +215,7 @@ class TrainingPhases:
         except Exception as exc:
             await self._failed(op, f"CreateProjectVersion failed: {aws_error(exc)}")
             return
-        ctx.ops.update(op.id, version_arn=arn, status=mv.TRAINING_IN_PROGRESS)
+        await ctx.ops.update(op.id, version_arn=arn, status=mv.TRAINING_IN_PROGRESS)
         await self._progress(op.id)
 
     async def _follow(self, op: Operation, snapshot: VersionSnapshot) -> None:
@@ -178,7 +226,7 @@ class TrainingPhases:
                 await self._create_version(op)
             return
         if version.status != op.status:
-            ctx.ops.update(op.id, status=version.status, version_arn=version.arn)
+            await ctx.ops.update(op.id, status=version.status, version_arn=version.arn)
         if version.status == mv.TRAINING_IN_PROGRESS:
             return
         if version.status == mv.TRAINING_FAILED:
@@ -222,7 +270,7 @@ class TrainingPhases:
 
     async def _progress(self, op_id: int, *, done: bool = False) -> None:
         """Update the training's progress message in place."""
-        op = self.ctx.ops.get(op_id)
+        op = await self.ctx.ops.get(op_id)
         if op is None or not op.data.get("message"):
             return
         channel, ts = op.data["message"]
@@ -269,11 +317,11 @@ class TrainingLauncher:
                 "must set CXR_TRAINING_OUTPUT_S3 (s3://bucket/prefix, in the bot's region).",
                 "refused",
             )
-        busy = ctx.ops.open_training()
+        busy = await ctx.ops.open_training()
         if busy is not None:
             return self._training_busy(busy, actor)
         if version_name is not None and not valid_version_name(version_name):
-            return self._refuse_name(
+            return await self._refuse_name(
                 actor,
                 version_name,
                 f"`{version_name}` can't be a version name: use 1 to 255 letters, digits, "
@@ -293,15 +341,15 @@ class TrainingLauncher:
             )
         now = ctx.clock.now()
         if version_name is None:
-            version_name = self._free_name(snapshot, now)
+            version_name = await self._free_name(snapshot, now)
         elif snapshot.find(version_name) is not None:
-            return self._refuse_name(
+            return await self._refuse_name(
                 actor,
                 version_name,
                 f"The name `{version_name}` is already used by a version in this project. "
                 "Pick another, or leave it out and I'll choose one.",
             )
-        op = ctx.ops.claim(
+        op = await ctx.ops.claim(
             TRAIN,
             version_name,
             channel=channel,
@@ -312,7 +360,7 @@ class TrainingLauncher:
             data={"source": str(source)},
         )
         if op is None:
-            busy = ctx.ops.open_training() or ctx.ops.open_for(version_name)
+            busy = await ctx.ops.open_training() or await ctx.ops.open_for(version_name)
             if busy is not None:
                 return self._training_busy(busy, actor)
             return reply("Another operation is using that name; try again.", "busy")
@@ -322,8 +370,8 @@ class TrainingLauncher:
             except Exception as exc:
                 reason = aws_error(exc)
                 log.warning("lifecycle.train_check_failed", extra={"error": reason})
-                ctx.ops.finish(op.id, ctx.clock.now(), f"failed: {reason}")
-                ctx.audit.record(now, actor, "train", version_name, f"failed: {reason}")
+                await ctx.ops.finish(op.id, ctx.clock.now(), f"failed: {reason}")
+                await ctx.audit.record(now, actor, "train", version_name, f"failed: {reason}")
                 return reply(f"I couldn't check {source}: {reason}", "error")
 
     async def _validate_and_launch(
@@ -334,15 +382,15 @@ class TrainingLauncher:
         assert images is not None
         problems = await self._region_problems(source, output)
         if problems:
-            return self._refuse_images(op, actor, source, problems)
+            return await self._refuse_images(op, actor, source, problems)
         found = scan(source, await images.list_objects(source.bucket, source.prefix))
         problems = layout_problems(found, ctx.config.min_images_per_label)
         if problems:
-            return self._refuse_images(op, actor, source, problems)
+            return await self._refuse_images(op, actor, source, problems)
         headers = await images.probe(source.bucket, [i.key for i in found.images])
         problems = image_problems(found, headers)
         if problems:
-            return self._refuse_images(op, actor, source, problems)
+            return await self._refuse_images(op, actor, source, problems)
 
         now = ctx.clock.now()
         manifest_key = output.key("manifests", f"{op.version_name}.manifest")
@@ -367,12 +415,12 @@ class TrainingLauncher:
             "counts": counts,
             "old_datasets": [d.arn for d in existing],
         }
-        ctx.ops.update(op.id, status="PREPARING", phase=DATASETS, data=data)
+        await ctx.ops.update(op.id, status="PREPARING", phase=DATASETS, data=data)
         message = await ctx.post(channel, progress)
         if message is not None:
-            ctx.ops.update(op.id, data={"message": [message.channel, message.ts]})
+            await ctx.ops.update(op.id, data={"message": [message.channel, message.ts]})
         total = sum(counts.values())
-        ctx.audit.record(
+        await ctx.audit.record(
             now, actor, "train", op.version_name, f"requested ({total} images from {source})"
         )
         log.info("lifecycle.train_requested", extra={"version": op.version_name, "images": total})
@@ -401,20 +449,22 @@ class TrainingLauncher:
                 )
         return problems
 
-    def _refuse_images(
+    async def _refuse_images(
         self, op: Operation, actor: str, source: S3Uri, problems: list[Problem]
     ) -> Notice:
         """The images failed a check: close the claimed operation and list the problems."""
         summary = problems[0].title
-        self.ctx.ops.finish(op.id, self.ctx.clock.now(), f"refused: {summary}")
-        self.ctx.audit.record(
+        await self.ctx.ops.finish(op.id, self.ctx.clock.now(), f"refused: {summary}")
+        await self.ctx.audit.record(
             self.ctx.clock.now(), actor, "train", op.version_name, f"refused: {summary}"
         )
         return TrainingRefused(source=str(source), problems=problems)
 
-    def _refuse_name(self, actor: str, target: str, reason: str) -> Notice:
+    async def _refuse_name(self, actor: str, target: str, reason: str) -> Notice:
         """Refuse before anything is claimed (a bad or taken name), and record it."""
-        self.ctx.audit.record(self.ctx.clock.now(), actor, "train", target, f"refused: {reason}")
+        await self.ctx.audit.record(
+            self.ctx.clock.now(), actor, "train", target, f"refused: {reason}"
+        )
         return reply(reason, "refused")
 
     def _training_busy(self, op: Operation, actor: str) -> Notice:
@@ -422,10 +472,10 @@ class TrainingLauncher:
             op, actor, "already training", note="One training at a time.", phase=op.phase
         )
 
-    def _free_name(self, snapshot: VersionSnapshot, now: datetime) -> str:
+    async def _free_name(self, snapshot: VersionSnapshot, now: datetime) -> str:
         base = f"{self.ctx.config.project_name or 'cxr'}.{now:%Y-%m-%d}"
         name, n = base, 1
-        while snapshot.find(name) is not None or self.ctx.ops.open_for(name) is not None:
+        while snapshot.find(name) is not None or await self.ctx.ops.open_for(name) is not None:
             n += 1
             name = f"{base}.{n}"
         return name

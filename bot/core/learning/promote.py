@@ -122,6 +122,7 @@ class Promoter:
         self.tolerance = tolerance  # the answer contract, as the router applies it
         self.owner = owner or new_owner()
         self._wake = asyncio.Event()
+        self._resting = False  # paused between rounds (see `settle`)
         self._held: str | None = None  # the promotion lease this instance holds
 
     # --- /cxr promote ------------------------------------------------------------------------
@@ -140,7 +141,7 @@ class Promoter:
             return PromoteReply(
                 text=f"*{candidate.name}* can't serve: it is {candidate.status}.", kind="error"
             )
-        flight = self.store.in_flight()
+        flight = await self.store.in_flight()
         if flight is not None:
             return PromoteReply(
                 text=f"A promotion is already under way ({_name(flight.candidate_arn)}).",
@@ -148,7 +149,7 @@ class Promoter:
             )
         served = _find(versions, served_arn) if served_arn else None
         comparison = await self.compare(candidate, served)
-        self.audit.record(
+        await self.audit.record(
             self.clock.now(), actor, "promote:compare", candidate.name,
             f"{comparison.measure.value}: {_fmt(comparison.candidate.value)} vs "
             f"{_fmt(comparison.served.value)}",
@@ -266,7 +267,9 @@ class Promoter:
             return PromoteReply(text="That version no longer exists.", kind="error")
         served_arn = self.serving.version_arn()
         if step < 2 and worse:
-            self.audit.record(self.clock.now(), actor, "promote", candidate.name, "confirm 1 of 2")
+            await self.audit.record(
+                self.clock.now(), actor, "promote", candidate.name, "confirm 1 of 2"
+            )
             return PromoteProposal(
                 candidate=candidate.name,
                 candidate_arn=candidate.arn,
@@ -277,12 +280,12 @@ class Promoter:
                 worse=True,
                 summary=summary,
             )
-        promotion = self.store.open_promotion(
+        promotion = await self.store.open_promotion(
             candidate.arn, served_arn, channel, actor, units, self.clock.now()
         )
         if promotion is None:
             return PromoteReply(text="A promotion is already under way.", kind="error")
-        self.audit.record(
+        await self.audit.record(
             self.clock.now(), actor, "promote", candidate.name,
             "requested (worse, confirmed twice)" if step >= 2 else "requested",
         )  # fmt: skip
@@ -291,8 +294,8 @@ class Promoter:
                 await self._start(promotion, candidate)
             except Exception as exc:
                 reason = aws_error(exc)
-                self.store.finish(promotion.id, "failed", self.clock.now(), reason)
-                self.audit.record(
+                await self.store.finish(promotion.id, "failed", self.clock.now(), reason)
+                await self.audit.record(
                     self.clock.now(), actor, "promote", candidate.name, f"failed: {reason}"
                 )
                 return PromoteReply(
@@ -310,8 +313,8 @@ class Promoter:
             )
         return await self._switch(promotion, candidate)
 
-    def cancel(self, actor: str, candidate: str) -> Notice:
-        self.audit.record(self.clock.now(), actor, "promote", candidate, "cancelled")
+    async def cancel(self, actor: str, candidate: str) -> Notice:
+        await self.audit.record(self.clock.now(), actor, "promote", candidate, "cancelled")
         return PromoteReply(text=f"Promotion of *{candidate}* cancelled; nothing changed.")
 
     # --- following a start; every instance serving what is stored ---------------------------
@@ -322,11 +325,11 @@ class Promoter:
         once; a promotion a stopped or dead instance left open is picked up here."""
         while True:
             try:
-                self.sync()
-                flight = self.store.in_flight()
+                await self.sync()
+                flight = await self.store.in_flight()
                 if flight is not None and await self._lease(flight):
                     await self.tick()
-                    self.sync()
+                    await self.sync()
             except Exception as exc:
                 log.warning("promote.poll_failed", extra={"error": aws_error(exc)})
             await self._pause()
@@ -335,9 +338,9 @@ class Promoter:
         """Poll now rather than at the next round (a promotion has just begun)."""
         self._wake.set()
 
-    def sync(self) -> None:
+    async def sync(self) -> None:
         """Switch this instance's router to the stored served version, if it differs."""
-        stored = self.store.served()
+        stored = await self.store.served()
         if stored is not None and stored.version_arn != self.serving.version_arn():
             self.serving.switch(stored.version_arn)
             log.info("promote.synced", extra={"version": _name(stored.version_arn)})
@@ -354,22 +357,35 @@ class Promoter:
     async def _pause(self) -> None:
         sleep = asyncio.ensure_future(self.clock.sleep(self.poll_seconds))
         woken = asyncio.ensure_future(self._wake.wait())
+        await asyncio.sleep(0)  # the clock holds the sleep before `settle` calls it a pause
+        self._resting = True
         try:
             await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._resting = False
             for waiter in (sleep, woken):
                 waiter.cancel()
             self._wake.clear()
+
+    async def settle(self, within: float = 10.0) -> None:
+        """Tests: wait until the background job pauses on the clock, so that moving a fake
+        clock wakes it (moved mid-round, it would wake nothing)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not self._resting:
+            if loop.time() > deadline:
+                raise TimeoutError("the promoter did not settle")
+            await asyncio.sleep(0.005)
 
     async def _start(self, promotion: Promotion, candidate: ModelVersion) -> None:
         """Ask for the candidate to run, and remember that it was asked (a restart between the
         two asks again; one after it waits for the start it asked for)."""
         if candidate.status != STARTING:
             await self.catalog.start(candidate.arn, promotion.units, None)
-        self.store.note(promotion.id, START_REQUESTED)
+        await self.store.note(promotion.id, START_REQUESTED)
 
     async def tick(self) -> None:
-        promotion = self.store.in_flight()
+        promotion = await self.store.in_flight()
         if promotion is None:
             return
         candidate = _find(await self.catalog.versions(), promotion.candidate_arn)
@@ -387,8 +403,8 @@ class Promoter:
             reason = (candidate.status_message if candidate else "") or f"it is {status}"
             if overdue and candidate is not None and candidate.status not in (FAILED, "STOPPED"):
                 reason = f"it was still {status} after {START_PATIENCE.seconds // 60} minutes"
-            self.store.finish(promotion.id, "failed", self.clock.now(), reason)
-            self.audit.record(
+            await self.store.finish(promotion.id, "failed", self.clock.now(), reason)
+            await self.audit.record(
                 self.clock.now(),
                 promotion.user,
                 "promote",
@@ -413,12 +429,12 @@ class Promoter:
 
     async def _switch(self, promotion: Promotion, candidate: ModelVersion) -> Notice:
         now = self.clock.now()
-        if not self.store.complete(promotion.id, candidate.arn, promotion.user, now):
-            self.sync()  # another instance switched first: follow it, say nothing
+        if not await self.store.complete(promotion.id, candidate.arn, promotion.user, now):
+            await self.sync()  # another instance switched first: follow it, say nothing
             return PromoteReply(text=f"*{candidate.name}* already serves.")
-        self.runs.open_run(candidate.arn, now, candidate.min_units or promotion.units, "bot")
+        await self.runs.open_run(candidate.arn, now, candidate.min_units or promotion.units, "bot")
         self.serving.switch(candidate.arn)
-        self.audit.record(now, promotion.user, "promote", candidate.name, "ok: serving")
+        await self.audit.record(now, promotion.user, "promote", candidate.name, "ok: serving")
         log.info("promote.switched", extra={"version": candidate.name})
         previous = promotion.previous_arn or ""
         text = f":white_check_mark: *{candidate.name}* now serves every new image."

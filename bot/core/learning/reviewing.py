@@ -58,10 +58,18 @@ class Reviewing:
 
     async def review(self, case: CaseKey, reviewer: str, label: ReviewLabel) -> Reviewed:
         """Record the review (the audit trail too), off the event loop."""
-        return await self.store.off_loop(self._review, case, reviewer, label)
+        reviewed = await self.store.off_loop(self._review, case, reviewer, label)
+        previous = reviewed.previous
+        result = f"ok: {label.value}" + (
+            f" (was {previous.label.value} by {previous.reviewer})" if previous else ""
+        )
+        await self.audit.record(reviewed.review.at, reviewer, "review", _target(case), result)
+        return reviewed
 
     async def refused(self, case: CaseKey, user: str) -> None:
-        await self.store.off_loop(self._refused, case, user)
+        await self.audit.record(
+            self.clock.now(), user, "refused:review", _target(case), "refused: not a reviewer"
+        )
 
     async def report(self, days: int | None = None) -> ReviewReport:
         return await self.store.off_loop(self._report, days)
@@ -70,16 +78,7 @@ class Reviewing:
         previous = self.store.current(case)
         review = Review(case, reviewer, label, self.clock.now())
         self.store.record(review)
-        result = f"ok: {label.value}" + (
-            f" (was {previous.label.value} by {previous.reviewer})" if previous else ""
-        )
-        self.audit.record(review.at, reviewer, "review", _target(case), result)
         return Reviewed(review, previous)
-
-    def _refused(self, case: CaseKey, user: str) -> None:
-        self.audit.record(
-            self.clock.now(), user, "refused:review", _target(case), "refused: not a reviewer"
-        )
 
     def _report(self, days: int | None = None) -> ReviewReport:
         since = self.clock.now() - timedelta(days=days) if days else None

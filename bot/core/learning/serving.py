@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.core.clock import Clock
-from bot.core.fleet.context import RouterServing
+from bot.core.fleet.lifecycle import RouterServing
 from bot.core.learning.ports import ServedVersions
 
 
@@ -23,11 +23,7 @@ class StoredServing(RouterServing):
         self.store = store
         self.clock = clock
 
-    def serve(self, version_arn: str, by: str = "lifecycle") -> None:
+    async def serve(self, version_arn: str, by: str = "lifecycle") -> None:
         """Switch, and store it: what serves now still serves after a restart."""
-        super().serve(version_arn)
-        self.store.serve(version_arn, by, self.clock.now())
-
-    def switch(self, version_arn: str) -> None:
-        """Switch this instance's router only (the version is stored already)."""
-        super().serve(version_arn)
+        self.switch(version_arn)
+        await self.store.serve(version_arn, by, self.clock.now())

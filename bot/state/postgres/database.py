@@ -2,7 +2,7 @@
 
 A pool of synchronous connections (autocommit). `run(fn)` hands `fn` a connection of its own on
 a worker thread, so async callers never block the loop; the synchronous methods serve start-up
-code and worker threads, as with SQLite. Statements are translated from the stores' SQLite
+code and worker threads and, as with SQLite, refuse to run on the event loop. Statements are translated from the stores' SQLite
 dialect by `bot.state.postgres.dialect`, and rows read by name or by position like
 `sqlite3.Row`.
 """
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from bot.state.db import on_the_loop
 from bot.state.postgres.dialect import SchemaFacts, translate
 from bot.state.postgres.migrations import migrate_sync
 
@@ -99,6 +100,7 @@ class PostgresDatabase:
     """`bot.state.db.Database` for PostgreSQL (`CXR_DATABASE_URL`)."""
 
     def __init__(self, url: str, *, max_connections: int = 8, timeout_s: float = 10.0) -> None:
+        on_the_loop()
         parts = urlsplit(url)
         self.path = f"{parts.hostname}:{parts.port or 5432}{parts.path}"  # no password in logs
         self.url = url
@@ -126,6 +128,7 @@ class PostgresDatabase:
             return fn(Connection(conn, self.facts))
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        on_the_loop()
         return self._with_connection(lambda c: c.execute(sql, params))
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
@@ -137,6 +140,7 @@ class PostgresDatabase:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """BEGIN IMMEDIATE … COMMIT, as SQLite's: one writer at a time, rolled back on error."""
+        on_the_loop()
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
             yield Connection(conn, self.facts)
