@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -54,7 +55,12 @@ def run_shell(settings: Settings, stdin: TextIO | None = None, stdout: TextIO | 
     log.configure("WARNING", "text")
     # Bolt's developer hints ("Unhandled request", sample listener code) mean nothing here.
     logging.getLogger("slack_bolt").setLevel(logging.ERROR)
-    return Shell(settings, stdin or sys.stdin, stdout or sys.stdout).main()
+    shell = Shell(settings, stdin or sys.stdin, stdout or sys.stdout)
+    if shell.interactive:
+        # Someone at a terminal expects Ctrl-C to work, even if whatever started us (a script's
+        # `&`, a supervisor) left SIGINT ignored, as POSIX shells do for background commands.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return shell.main()
 
 
 def greeting(settings: Settings, model: str) -> str:
