@@ -552,7 +552,93 @@ def _(report: StatusReport, who: Who) -> list[str]:
     return lines
 
 
+# --- answers to the person who asked (ephemeral) ---------------------------------------------
+def toned(answer: n.Answer) -> str:
+    return TONE_EMOJI.get(answer.tone, ":information_source:")
+
+
+def iu(low: int, high: int | None) -> str:
+    return f"{low} IU" if high is None or high == low else f"{low}–{high} IU"
+
+
+REFUSALS: dict[str, Callable[[n.Refused], str]] = {
+    "rekognition-only": lambda r: (
+        f"`/cxr {r.action}` manages a Rekognition Custom Labels model, and this bot runs only "
+        f"its local model ({r.detail}). To use Rekognition, an admin sets CXR_PROJECT_ARN and "
+        "AWS_REGION (see the README)."
+    ),
+    "gone": lambda r: "That model version doesn't exist any more. Run `/cxr status`.",
+    "bad-units": lambda r: (
+        "Inference units: the minimum must be at least 1 and the maximum at least the "
+        "minimum, e.g. `/cxr start cxr.v2 1 3`."
+    ),
+    "over-cap": lambda r: (
+        f"That's more than the {r.cap} inference units I'm allowed to start "
+        f"(about {usd(r.hourly)}/hour at {r.cap}). Ask an admin to "
+        "raise CXR_MAX_INFERENCE_UNITS if you really need more."
+    ),
+    "no-versions": lambda r: (
+        "The project has no model versions yet. Train one with `/cxr train s3://bucket/prefix`."
+    ),
+    "none-ready": lambda r: (
+        "No version is ready to start (none has finished training). See `/cxr status`."
+    ),
+    "no-such-version": lambda r: (
+        f"There's no version `{r.wanted}` in the project. Versions: {', '.join(r.names) or 'none'}."
+    ),
+    "already-running": lambda r: (
+        f"{r.version_name} is already running"
+        + ("" if r.ran_seconds is None else f" for {duration(r.ran_seconds)}")
+        + f" ({iu(r.min_units, r.max_units)}). "
+        f"Nothing to do; `/cxr stop {r.version_name}` stops it."
+    ),
+    "already-starting": lambda r: (
+        f"{r.version_name} is already starting (not asked by me, or before a restart). "
+        "I'll post in this channel when it's running."
+        if r.posting
+        else f"{r.version_name} is already starting."
+    ),
+    "stopping": lambda r: (
+        f"{r.version_name} is stopping right now; start it again once it has stopped."
+    ),
+    "still-training": lambda r: f"{r.version_name} is still training.",
+    "failed-to-train": lambda r: (
+        f"{r.version_name} failed to train, so it can't be started: {r.detail or 'no reason given'}"
+    ),
+    "cannot-start": lambda r: f"{r.version_name} can't be started in its state ({r.status}).",
+    "already-stopping": lambda r: (
+        f"{r.version_name} is already stopping. I'll post in this channel when it has stopped."
+    ),
+    "not-running": lambda r: (
+        f"{r.version_name} isn't running (it is {r.status}), so there's nothing to stop."
+    ),
+    "nothing-running": lambda r: (
+        "No model version is running, so there's nothing to stop (and nothing "
+        "being billed for inference)."
+    ),
+    "several-running": lambda r: (
+        f"Several versions are running: {', '.join(r.names)}. "
+        f"Say which: `/cxr stop {r.names[0] if r.names else ''}`."
+    ),
+}
+
+
+@says(n.Refused, toned)
+def _(r: n.Refused, who: Who) -> list[str]:
+    return [REFUSALS[r.reason](r)]
+
+
+@says(n.VersionsUnreadable, toned)
+def _(u: n.VersionsUnreadable, who: Who) -> list[str]:
+    return [f"I couldn't read the model versions: {u.error}"]
+
+
+@says(n.RequestFailed, toned)
+def _(f: n.RequestFailed, who: Who) -> list[str]:
+    return [f"Rekognition didn't {f.action} {f.version_name}: {f.error}"]
+
+
 render.register(
     n.LifecycleReply,
-    partial(laid_out, lambda r: TONE_EMOJI.get(r.tone, ":information_source:"), None),
+    partial(laid_out, toned, None),
 )

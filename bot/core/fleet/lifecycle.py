@@ -42,10 +42,13 @@ from bot.core.fleet.notices import (
     ModelStartFailed,
     ModelStopFailed,
     ModelStopped,
+    Refused,
+    RequestFailed,
     StartCancelled,
     StartProposal,
     StartRequested,
     StopRequested,
+    VersionsUnreadable,
 )
 from bot.core.fleet.poller import Leader, Poller
 from bot.core.fleet.state import (
@@ -65,7 +68,7 @@ from bot.core.fleet.state import (
 from bot.core.labels import ModelInfo
 from bot.core.model_versions import ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
-from bot.core.pricing import Prices, duration, usd
+from bot.core.pricing import Prices, duration
 from bot.core.training_data import ImageStore, S3Uri
 
 if TYPE_CHECKING:  # (training and status import this module: they are imported when used)
@@ -236,20 +239,16 @@ class LifecycleContext:
         assert self.catalog is not None
         return VersionSnapshot.of(await self.catalog.versions())
 
-    async def versions_or_reply(self) -> VersionSnapshot | LifecycleReply:
+    async def versions_or_reply(self) -> VersionSnapshot | VersionsUnreadable:
         """The versions, or the reply a command gives when Rekognition can't be read."""
         try:
             return await self.versions()
         except Exception as exc:
-            return reply(f"I couldn't read the model versions: {aws_error(exc)}", "error")
+            return VersionsUnreadable(error=aws_error(exc))
 
     def rekognition_only(self, action: str) -> Notice:
-        return reply(
-            f"`/cxr {action}` manages a Rekognition Custom Labels model, and this bot runs only "
-            f"its local model ({self.serving.current().describe()}). To use Rekognition, an "
-            "admin sets CXR_PROJECT_ARN and AWS_REGION (see the README).",
-            "refused",
-        )
+        local = self.serving.current().describe()
+        return Refused(reason="rekognition-only", action=action, detail=local)
 
     # --- operations -----------------------------------------------------------------------
     @asynccontextmanager
@@ -404,7 +403,7 @@ class StartStopCommands:
         low, high, snapshot = checked
         version = snapshot.find(version_arn)
         if version is None:
-            return reply("That model version doesn't exist any more. Run `/cxr status`.", "refused")
+            return Refused(reason="gone")
         blocker = await self._start_blocker(version, actor, channel)
         if blocker:
             return blocker
@@ -460,22 +459,13 @@ class StartStopCommands:
             return (
                 low,
                 high,
-                reply(
-                    "Inference units: the minimum must be at least 1 and the maximum at least the "
-                    "minimum, e.g. `/cxr start cxr.v2 1 3`.",
-                    "refused",
-                ),
+                Refused(reason="bad-units", min_units=low, max_units=high),
             )
         if max(low, high or low) > cap:
             return (
                 low,
                 high,
-                reply(
-                    f"That's more than the {cap} inference units I'm allowed to start "
-                    f"(about {usd(self.ctx.prices.hourly(cap))}/hour at {cap}). Ask an admin to "
-                    "raise CXR_MAX_INFERENCE_UNITS if you really need more.",
-                    "refused",
-                ),
+                Refused(reason="over-cap", cap=cap, hourly=self.ctx.prices.hourly(cap)),
             )
         return low, high, None
 
@@ -483,11 +473,7 @@ class StartStopCommands:
         self, snapshot: VersionSnapshot, wanted: str | None
     ) -> ModelVersion | Notice:
         if not snapshot.by_name:
-            return reply(
-                "The project has no model versions yet. Train one with "
-                "`/cxr train s3://bucket/prefix`.",
-                "refused",
-            )
+            return Refused(reason="no-versions")
         if wanted:
             return snapshot.find(wanted) or _no_such_version(snapshot, wanted)
         serving = self.ctx.serving.version_arn()
@@ -501,10 +487,7 @@ class StartStopCommands:
         busy = next((v for v in ordered if v.status in STOPPABLE), None)
         if busy is not None:
             return busy  # reported as "already running/starting" by the blocker
-        return reply(
-            "No version is ready to start (none has finished training). See `/cxr status`.",
-            "refused",
-        )
+        return Refused(reason="none-ready")
 
     async def _start_blocker(
         self, version: ModelVersion, actor: str, channel: str | None = None
@@ -515,38 +498,30 @@ class StartStopCommands:
         status = version.status
         if status == mv.RUNNING:
             run = await self.ctx.runs.current(version.arn)
-            since = f" for {duration(run.seconds(self.ctx.clock.now()))}" if run else ""
-            return reply(
-                f"{version.name} is already running{since} "
-                f"({_units_text(version.min_units or 1, version.max_units)}). "
-                f"Nothing to do; `/cxr stop {version.name}` stops it.",
-                "busy",
+            return Refused(
+                reason="already-running",
+                tone="busy",
+                version_name=version.name,
+                min_units=version.min_units or 1,
+                max_units=version.max_units,
+                ran_seconds=run.seconds(self.ctx.clock.now()) if run else None,
             )
         if status == mv.STARTING:
             if channel is not None:
                 await self._adopt(START, version, actor, channel)
-            return reply(
-                f"{version.name} is already starting (not asked by me, or before a restart). "
-                "I'll post in this channel when it's running."
-                if channel
-                else f"{version.name} is already starting.",
-                "busy",
+            posting = bool(channel)
+            return Refused(
+                reason="already-starting", tone="busy", version_name=version.name, posting=posting
             )
         if status == mv.STOPPING:
-            return reply(
-                f"{version.name} is stopping right now; start it again once it has stopped.",
-                "busy",
-            )
+            return Refused(reason="stopping", tone="busy", version_name=version.name)
         if status == mv.TRAINING_IN_PROGRESS:
-            return reply(f"{version.name} is still training.", "busy")
+            return Refused(reason="still-training", tone="busy", version_name=version.name)
         if status == mv.TRAINING_FAILED:
-            return reply(
-                f"{version.name} failed to train, so it can't be started: "
-                f"{version.status_message or 'no reason given'}",
-                "refused",
-            )
+            reason = version.status_message or ""
+            return Refused(reason="failed-to-train", version_name=version.name, detail=reason)
         if status not in STARTABLE:
-            return reply(f"{version.name} can't be started in its state ({status}).", "refused")
+            return Refused(reason="cannot-start", version_name=version.name, status=status)
         return None
 
     # === /cxr stop ==========================================================================
@@ -568,15 +543,10 @@ class StartStopCommands:
             return self._already(chosen, op, actor)
         if chosen.status == mv.STOPPING:
             await self._adopt(STOP, chosen, actor, channel)
-            return reply(
-                f"{chosen.name} is already stopping. I'll post in this channel when it has "
-                "stopped.",
-                "busy",
-            )
+            return Refused(reason="already-stopping", tone="busy", version_name=chosen.name)
         if chosen.status not in STOPPABLE:
-            return reply(
-                f"{chosen.name} isn't running (it is {chosen.status}), so there's nothing to stop.",
-                "busy",
+            return Refused(
+                reason="not-running", tone="busy", version_name=chosen.name, status=chosen.status
             )
         if op is not None:  # a start in flight: the stop takes over
             await ctx.ops.finish(op.id, now, "superseded by a stop")
@@ -603,17 +573,9 @@ class StartStopCommands:
             return snapshot.find(wanted) or _no_such_version(snapshot, wanted)
         live = [v for v in snapshot.newest_first() if v.status in STOPPABLE | {mv.STOPPING}]
         if not live:
-            return reply(
-                "No model version is running, so there's nothing to stop (and nothing "
-                "being billed for inference).",
-                "busy",
-            )
+            return Refused(reason="nothing-running", tone="busy")
         if len(live) > 1:
-            names = ", ".join(v.name for v in live)
-            return reply(
-                f"Several versions are running: {names}. Say which: `/cxr stop {live[0].name}`.",
-                "refused",
-            )
+            return Refused(reason="several-running", names=[v.name for v in live])
         return live[0]
 
     # === the cost guard's starts and stops (auto-stop, Stop now, the schedule) ================
@@ -696,7 +658,7 @@ class StartStopCommands:
                 reason = aws_error(exc)
                 await ctx.ops.finish(op.id, ctx.clock.now(), f"failed: {reason}")
                 await ctx.audit.record(now, actor, kind, version.name, f"failed: {reason}")
-                return reply(f"Rekognition didn't {kind} {version.name}: {reason}", "error")
+                return RequestFailed(action=kind, version_name=version.name, error=reason)
         await ctx.ops.update(op.id, status=status, phase=FOLLOWING)
         if requested is not None:
             await ctx.audit.record(now, actor, kind, version.name, requested)
@@ -741,12 +703,14 @@ def _reason(refused: Notice) -> str:
     """Why a request was refused, for the guard's and the schedule's notices."""
     if isinstance(refused, Busy):
         return f"{refused.version_name} is {refused.what}"
+    if isinstance(refused, RequestFailed):
+        return refused.error
     return refused.text.split(": ", 1)[-1]
 
 
-def _no_such_version(snapshot: VersionSnapshot, wanted: str) -> LifecycleReply:
-    names = ", ".join(v.name for v in snapshot.newest_first()[:VERSIONS_NAMED]) or "none"
-    return reply(f"There's no version `{wanted}` in the project. Versions: {names}.", "refused")
+def _no_such_version(snapshot: VersionSnapshot, wanted: str) -> Refused:
+    names = [v.name for v in snapshot.newest_first()[:VERSIONS_NAMED]]
+    return Refused(reason="no-such-version", wanted=wanted, names=names)
 
 
 def _units_text(low: int, high: int | None) -> str:

@@ -6,6 +6,7 @@ costs are estimates from the configured prices. `/cxr status` is `bot.core.fleet
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bot.core.model_versions import LabelMetrics
 from bot.core.ports import Notice
@@ -13,10 +14,75 @@ from bot.core.training_data import Problem
 
 
 @dataclass
-class LifecycleReply(Notice):
-    """A short answer whose words come with it (`text`): done, refused, an AWS error."""
+class Answer(Notice):
+    """A short answer to the person who asked, in a tone: done, refused, not now, an error."""
 
     tone: str = "info"  # info | ok | refused | busy | error
+
+
+@dataclass
+class LifecycleReply(Answer):
+    """An answer whose words come with it (`text`)."""
+
+
+# Why a command won't do what was asked; `bot.slack.fleet` words each.
+RefusalReason = Literal[
+    "rekognition-only",  # no Rekognition project: the local model only
+    "gone",  # the version being confirmed no longer exists
+    "bad-units",  # a minimum under 1, or a maximum under the minimum
+    "over-cap",  # more inference units than the bot may start
+    "no-versions",  # the project has none yet
+    "none-ready",  # none has finished training
+    "no-such-version",  # `wanted` isn't one of `names`
+    "already-running",
+    "already-starting",
+    "stopping",  # can't start while stopping
+    "still-training",
+    "failed-to-train",
+    "cannot-start",  # not startable in its `status`
+    "already-stopping",
+    "not-running",  # can't stop it in its `status`
+    "nothing-running",
+    "several-running",  # which of `names` to stop?
+]
+
+
+@dataclass
+class Refused(Answer):
+    """What was asked can't be done (tone "refused"), or needn't or can't be now ("busy")."""
+
+    reason: RefusalReason = "cannot-start"
+    version_name: str = ""
+    status: str = ""
+    action: str = ""  # the /cxr command refused
+    wanted: str = ""  # the version asked for
+    names: list[str] = field(default_factory=list)  # the versions there are (or running)
+    detail: str = ""  # the version's status message; the local model's description
+    min_units: int = 1
+    max_units: int | None = None
+    cap: int = 0  # the most inference units the bot may start
+    hourly: float = 0.0  # estimated cost an hour at `cap`
+    ran_seconds: float | None = None  # how long it has been running, when known
+    posting: bool = False  # its outcome will be posted in the channel asked in
+    tone: str = "refused"
+
+
+@dataclass
+class VersionsUnreadable(Answer):
+    """Rekognition couldn't list the project's versions."""
+
+    error: str = ""  # the AWS error, as `aws_error` words it
+    tone: str = "error"
+
+
+@dataclass
+class RequestFailed(Answer):
+    """Rekognition refused to start or stop a version."""
+
+    action: str = "start"  # start | stop
+    version_name: str = ""
+    error: str = ""  # the AWS error, as `aws_error` words it
+    tone: str = "error"
 
 
 @dataclass
