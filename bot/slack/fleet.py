@@ -616,6 +616,16 @@ REFUSALS: dict[str, Callable[[n.Refused], str]] = {
         "No model version is running, so there's nothing to stop (and nothing "
         "being billed for inference)."
     ),
+    "bad-source": lambda r: f"{r.detail}.",
+    "no-output": lambda r: (
+        "Training needs somewhere to write the manifest and the model's output: an admin "
+        "must set CXR_TRAINING_OUTPUT_S3 (s3://bucket/prefix, in the bot's region)."
+    ),
+    "training-elsewhere": lambda r: (
+        f"{r.version_name} is already training in this project (started outside the "
+        "bot or before a restart). One training at a time: try again when it ends."
+    ),
+    "name-in-use": lambda r: "Another operation is using that name; try again.",
     "several-running": lambda r: (
         f"Several versions are running: {', '.join(r.names)}. "
         f"Say which: `/cxr stop {r.names[0] if r.names else ''}`."
@@ -631,6 +641,11 @@ def _(r: n.Refused, who: Who) -> list[str]:
 @says(n.VersionsUnreadable, toned)
 def _(u: n.VersionsUnreadable, who: Who) -> list[str]:
     return [f"I couldn't read the model versions: {u.error}"]
+
+
+@says(n.SourceUnreadable, toned)
+def _(u: n.SourceUnreadable, who: Who) -> list[str]:
+    return [f"I couldn't check {u.source}: {u.error}"]
 
 
 @says(n.RequestFailed, toned)

@@ -44,6 +44,10 @@ RefusalReason = Literal[
     "not-running",  # can't stop it in its `status`
     "nothing-running",
     "several-running",  # which of `names` to stop?
+    "bad-source",  # not an s3:// folder (`detail` says why)
+    "no-output",  # nowhere configured to write a training's manifest and output
+    "training-elsewhere",  # a training the bot doesn't follow is under way
+    "name-in-use",  # another operation claimed the name first
 ]
 
 
@@ -57,7 +61,7 @@ class Refused(Answer):
     action: str = ""  # the /cxr command refused
     wanted: str = ""  # the version asked for
     names: list[str] = field(default_factory=list)  # the versions there are (or running)
-    detail: str = ""  # the version's status message; the local model's description
+    detail: str = ""  # the version's status message; the local model's; why a source is bad
     min_units: int = 1
     max_units: int | None = None
     cap: int = 0  # the most inference units the bot may start
@@ -72,6 +76,15 @@ class VersionsUnreadable(Answer):
     """Rekognition couldn't list the project's versions."""
 
     error: str = ""  # the AWS error, as `aws_error` words it
+    tone: str = "error"
+
+
+@dataclass
+class SourceUnreadable(Answer):
+    """The training images' folder couldn't be checked (an AWS error)."""
+
+    source: str = ""
+    error: str = ""
     tone: str = "error"
 
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from bot.core import model_versions as mv
 from bot.core.fleet.lifecycle import LifecycleContext, VersionSnapshot, aws_error, reply
 from bot.core.fleet.notices import (
+    Refused,
+    SourceUnreadable,
     TrainingCompleted,
     TrainingFailed,
     TrainingProgress,
@@ -309,14 +311,10 @@ class TrainingLauncher:
         try:
             source = S3Uri.parse(source_text)
         except ValueError as exc:
-            return reply(f"{exc}.", "refused")
+            return Refused(reason="bad-source", detail=str(exc))
         output = ctx.config.output
         if output is None:
-            return reply(
-                "Training needs somewhere to write the manifest and the model's output: an admin "
-                "must set CXR_TRAINING_OUTPUT_S3 (s3://bucket/prefix, in the bot's region).",
-                "refused",
-            )
+            return Refused(reason="no-output")
         busy = await ctx.ops.open_training()
         if busy is not None:
             return self._training_busy(busy, actor)
@@ -334,11 +332,7 @@ class TrainingLauncher:
             (v for v in snapshot.by_name.values() if v.status == mv.TRAINING_IN_PROGRESS), None
         )
         if training is not None:
-            return reply(
-                f"{training.name} is already training in this project (started outside the "
-                "bot or before a restart). One training at a time: try again when it ends.",
-                "busy",
-            )
+            return Refused(reason="training-elsewhere", tone="busy", version_name=training.name)
         now = ctx.clock.now()
         if version_name is None:
             version_name = await self._free_name(snapshot, now)
@@ -363,7 +357,7 @@ class TrainingLauncher:
             busy = await ctx.ops.open_training() or await ctx.ops.open_for(version_name)
             if busy is not None:
                 return self._training_busy(busy, actor)
-            return reply("Another operation is using that name; try again.", "busy")
+            return Refused(reason="name-in-use", tone="busy")
         async with ctx.commanding(op.id):
             try:
                 return await self._validate_and_launch(op, actor, channel, source, output)
@@ -372,7 +366,7 @@ class TrainingLauncher:
                 log.warning("lifecycle.train_check_failed", extra={"error": reason})
                 await ctx.ops.finish(op.id, ctx.clock.now(), f"failed: {reason}")
                 await ctx.audit.record(now, actor, "train", version_name, f"failed: {reason}")
-                return reply(f"I couldn't check {source}: {reason}", "error")
+                return SourceUnreadable(source=str(source), error=reason)
 
     async def _validate_and_launch(
         self, op: Operation, actor: str, channel: str, source: S3Uri, output: S3Uri
