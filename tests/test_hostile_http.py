@@ -294,22 +294,14 @@ async def test_the_deployed_bot_with_1024_open_files_keeps_answering_a_flood(
 ):
     """`cxr-bot` as deployed, in a container whose open-files limit is 1,024 (soft and hard):
     1,000 slow clients would take every descriptor; the pool keeps the cap under the limit."""
-    import os
     import resource
+
+    from tests.test_main import http_mode_env
 
     def limit_open_files() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": "secret",
-        "SLACK_API_URL": slack.api_url,
-        "PORT": str(unused_tcp_port),
-        "HOST": "127.0.0.1",
-    }
+    env = http_mode_env(slack, tmp_path, unused_tcp_port)
     bot = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -18,17 +18,22 @@ BUNDLED = load_model_card()
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def test_http_mode_serves_healthz_and_stops_on_sigterm(slack, tmp_path, unused_tcp_port):
-    env = {
+def http_mode_env(slack, home: Path, port: int) -> dict[str, str]:
+    """The environment of `python -m bot` in HTTP mode against the stand-in, on `port`."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
+        "HOME": str(home),
         "PYTHONPATH": str(ROOT),
         "SLACK_BOT_TOKEN": slack.bot_token,
         "SLACK_SIGNING_SECRET": "secret",
         "SLACK_API_URL": slack.api_url,
-        "PORT": str(unused_tcp_port),
+        "PORT": str(port),
         "HOST": "127.0.0.1",
     }
+
+
+async def test_http_mode_serves_healthz_and_stops_on_sigterm(slack, tmp_path, unused_tcp_port):
+    env = http_mode_env(slack, tmp_path, unused_tcp_port)
     bot = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
     )

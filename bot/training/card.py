@@ -120,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def rescore(card: dict[str, Any], directory: Path, data: Path) -> dict[str, Any]:
-    """Score the card's model on its validation splits; returns their (logits, labels)."""
+def rescore(
+    card: dict[str, Any], directory: Path, data: Path, *, fit_temperature: bool = False
+) -> None:
+    """Score the card's model on its validation splits (`fit_temperature`: first fit the
+    card's temperature on the patient-level validation logits)."""
     import numpy as np
 
     from bot.adapters.onnx_classifier import OnnxClassifier
@@ -156,10 +159,13 @@ def rescore(card: dict[str, Any], directory: Path, data: Path) -> dict[str, Any]
             out.append(float(classifier.outputs(image)["logit"][0]))
         return np.array(out), np.array([s.label for s in items])
 
-    t, offset = card["calibration"]["temperature"], card["threshold"]["logit"]
+    offset = card["threshold"]["logit"]
     scored = {"validation": logits(val), "atypical": logits(harder)}
     metrics_ = card["metrics"]
     vx, vy = scored["validation"]
+    if fit_temperature:
+        card["calibration"]["temperature"] = calibration.fit_temperature(vx, vy, offset)
+    t = card["calibration"]["temperature"]
     metrics_["validation"] = metrics.summarize(
         vy, calibration.calibrated_probability(vx, t, offset)
     )
@@ -189,7 +195,6 @@ def rescore(card: dict[str, Any], directory: Path, data: Path) -> dict[str, Any]
     card["limitations"] = limitations(
         metrics_["validation"], metrics_["validation_atypical"], metrics_["uncertain_band"]
     )
-    return scored
 
 
 def promote(card: dict[str, Any], run: Path, version: str, target: Path) -> int:

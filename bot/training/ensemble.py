@@ -75,7 +75,6 @@ def promote(
     first: Path, second: Path, version: str, target: Path, data: Path, work: Path
 ) -> dict[str, Any]:
     """The ensemble of both members (float16 weights) becomes the bundled model."""
-    from bot.ml import calibration
     from bot.training.card import rescore
     from bot.training.train import limitations
 
@@ -131,11 +130,7 @@ def promote(
         card.pop(key, None)
     shutil.copyfile(built, target / built.name)
     _save(card, target)
-    scored = rescore(card, target, data)  # the classifier checks the file against the card
-    vx, vy = scored["validation"]
-    card["calibration"]["temperature"] = calibration.fit_temperature(vx, vy, 0.0)
-    _save(card, target)
-    rescore(card, target, data)
+    rescore(card, target, data, fit_temperature=True)  # checks the file against the card
     metrics = card["metrics"]
     card["limitations"] = limitations(
         metrics["validation"], metrics["validation_atypical"], metrics["uncertain_band"]
