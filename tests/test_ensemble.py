@@ -67,6 +67,7 @@ def run(path, x):
 
 
 def test_the_ensemble_answers_the_mean_of_its_members_and_keeps_the_first_embedding(tmp_path):
+    pytest.importorskip("torch", reason=NEEDS_TORCH)  # bot.training's tools import it
     from bot.training.ensemble import ensemble
 
     first = member(tmp_path / "a.onnx", 2.0, -1.0)
@@ -82,6 +83,7 @@ def test_the_ensemble_answers_the_mean_of_its_members_and_keeps_the_first_embedd
 
 
 def test_members_of_different_opsets_are_refused(tmp_path):
+    pytest.importorskip("torch", reason=NEEDS_TORCH)  # bot.training's tools import it
     onnx = pytest.importorskip("onnx", reason=NEEDS_TORCH)
     from bot.training.ensemble import ensemble
 
