@@ -229,6 +229,7 @@ class LifecycleContext:
     guard_stops: GuardStops | None = None
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by version ARN
     in_command: set[int] = field(default_factory=set)  # ops whose command is still running here
+    claiming: set[str] = field(default_factory=set)  # versions whose claim is being written
     # Operation leases: while a command (on any instance) talks to AWS, its operation is
     # leased to that instance and the poller leaves it alone; None: one instance only.
     leases: Leases | None = None
@@ -251,6 +252,11 @@ class LifecycleContext:
         return Refused(reason="rekognition-only", action=action, detail=local)
 
     # --- operations -----------------------------------------------------------------------
+    def commanded_here(self, op: Operation) -> bool:
+        """A command on this instance holds `op`, or is writing its claim: the claim commits on
+        the database's thread before the command resumes and enters `commanding`."""
+        return op.id in self.in_command or op.version_name in self.claiming
+
     @asynccontextmanager
     async def commanding(self, op_id: int) -> AsyncIterator[None]:
         """While the command that claimed `op_id` talks to AWS, the poller (on any instance)
@@ -871,7 +877,7 @@ class InFlight:
         ctx = self.ctx
         try:
             for op in await ctx.ops.open():
-                if op.id in ctx.in_command or await ctx.commanded_elsewhere(op):
+                if ctx.commanded_here(op) or await ctx.commanded_elsewhere(op):
                     continue  # checking its images right now, here or on another instance
                 if op.kind == TRAIN and op.phase == VALIDATING:
                     await self.training.interrupted(op)
@@ -893,7 +899,7 @@ class InFlight:
             return
         snapshot = VersionSnapshot.of(versions) if versions is not None else None
         for op in ops:
-            if op.id in ctx.in_command or await ctx.commanded_elsewhere(op):
+            if ctx.commanded_here(op) or await ctx.commanded_elsewhere(op):
                 continue  # its command (here or on another instance) is still talking to AWS
             try:
                 if op.kind == TRAIN:

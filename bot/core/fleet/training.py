@@ -343,16 +343,20 @@ class TrainingLauncher:
                 f"The name `{version_name}` is already used by a version in this project. "
                 "Pick another, or leave it out and I'll choose one.",
             )
-        op = await ctx.ops.claim(
-            TRAIN,
-            version_name,
-            channel=channel,
-            user=actor,
-            at=now,
-            status="VALIDATING",
-            phase=VALIDATING,
-            data={"source": str(source)},
-        )
+        ctx.claiming.add(version_name)
+        try:
+            op = await ctx.ops.claim(
+                TRAIN,
+                version_name,
+                channel=channel,
+                user=actor,
+                at=now,
+                status="VALIDATING",
+                phase=VALIDATING,
+                data={"source": str(source)},
+            )
+        finally:  # no await from here to `commanding`, which marks the claimed operation
+            ctx.claiming.discard(version_name)
         if op is None:
             busy = await ctx.ops.open_training() or await ctx.ops.open_for(version_name)
             if busy is not None:
