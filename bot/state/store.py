@@ -1,13 +1,10 @@
-"""The fleet's `Store` port (`bot.core.fleet.state`) on SQLite: operations in flight, runs (the
-billing meter), the cost guard's memory and the audit log, beside the uploads and leases.
+"""The fleet's `Store` port (`bot.core.fleet.state`) on SQLite, and on PostgreSQL through
+`bot.state.postgres.database` (the same SQL, translated).
 
-Every call is async and runs on the database's own thread (`Database.run`), one short
-statement or transaction each, so a locked or slow database never stalls the event loop. The
-same SQL serves PostgreSQL through `bot.state.postgres.database` (translated). One operation
-is open per version (a unique index): a second claim finds the first. A run opens when a
-version is seen RUNNING and closes when it is seen stopped. The guard's memory (sightings,
-idle episodes, snoozes, schedule actions, summaries) is what lets a restart neither forget
-an alert nor repeat one.
+Every call runs on the database's own thread (`Database.run`), one short statement or
+transaction each, so a locked or slow database never stalls the event loop. One operation is
+open per version (a unique index): a second claim finds the first. The guard's memory is what
+lets a restart neither forget an alert nor repeat one.
 """
 
 from __future__ import annotations
@@ -164,10 +161,6 @@ class OperationStore(_Table):
     async def open_training(self) -> Operation | None:
         return await self._get(Operation, f"{OPEN_OPERATION} AND kind = 'train'")
 
-    async def recent(self, limit: int = 10) -> list[Operation]:
-        sql = "SELECT * FROM lifecycle_operations ORDER BY id DESC LIMIT ?"
-        return await self._all(Operation, sql, limit)
-
 
 class RunStore(_Table):
     async def open_run(
@@ -294,11 +287,6 @@ class CostGuardStore(_Table):
 
     async def episode(self, episode_id: int) -> Episode | None:
         return await self._get(Episode, EPISODE, episode_id)
-
-    async def open_episodes(self) -> list[Episode]:
-        return await self._all(
-            Episode, "SELECT * FROM cost_episodes WHERE state = 'open' ORDER BY id"
-        )
 
     async def episodes(self) -> list[Episode]:
         return await self._all(Episode, "SELECT * FROM cost_episodes ORDER BY id")
