@@ -64,7 +64,8 @@ def _one(c: sqlite3.Connection, noun: type[T], sql: str, *params: Any) -> T | No
 
 
 class _Table:
-    """Statements on the database thread: `_write` (the row count), `_get`, `_all`, `_atomic`."""
+    """Statements on the database thread: `_write` (the row count), `_get`, `_all`, `_exists`,
+    `_atomic` (a transaction)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
