@@ -5,7 +5,7 @@ one, nothing otherwise), then answers through the command's response_url, epheme
 that come later (running, stopped, trained) are posted in the channel by the fleet's poller.
 `commands.buttons`: every button (start, promote, idle alert, review). `commands.admin`: the
 one middleware that lets only admins start, stop, train, promote and export. `commands.errors`:
-the one `@app.error` handler.
+the one `@app.error` handler. `review` and `promote` answer straight from their services.
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.core.learning.errors import aws_error
+from bot.core.learning.export import ExportResult
+from bot.core.learning.reviewing import StatusWithFigures
 from bot.core.ports import Notice
+from bot.core.training_data import S3Uri
 from bot.services import Services
 from bot.slack.blocks import render
 from bot.slack.escaping import user_text
 from bot.slack.permissions import Admins
-from commands import admin, buttons, learning
+from commands import admin, buttons
 from commands.errors import answered, apologise
 from commands.parser import (
     Command,
@@ -36,6 +40,11 @@ from commands.parser import (
     usage,
 )
 
+STATUS_REVIEW_DAYS = 30
+NOTHING_TO_EXPORT = (
+    "There are no reviewed images to export yet: reviewers label verdicts with the buttons "
+    "under them (`CXR_REVIEWERS`)."
+)
 SLOW = {  # what a slow command says at once about its first argument
     Export: "Fetching the reviewed images for `{}`…",
     Promote: "Comparing `{}` with the served version…",
@@ -69,12 +78,18 @@ async def answer(services: Services, command: Command, user: str, channel: str) 
     """What `/cxr <command>` answers (for admins only, where `commands.admin` says so)."""
     lifecycle = services.lifecycle
     assert lifecycle is not None  # always attached (local-only too)
-    if isinstance(command, Status):
-        return await learning.status(services, await lifecycle.status())
+    if isinstance(command, Status):  # with the served version and the last 30 days' figures
+        return StatusWithFigures(
+            status=await lifecycle.status(),
+            report=await services.reviewing.report(STATUS_REVIEW_DAYS),
+            served=await services.serving.served(),
+            configured_arn=services.settings.cxr_project_version_arn,
+            promotion=await services.serving.in_flight(),
+        )
     if isinstance(command, Review):
         return await services.reviewing.report(command.days)
     if isinstance(command, Export):
-        return await learning.export(services, command, user)
+        return await export(services, command.destination, user)
     if isinstance(command, Promote) and services.promoter is not None:
         return await services.promoter.propose(user, command.version)
     if not lifecycle.rekognition or isinstance(command, Promote):
@@ -86,3 +101,23 @@ async def answer(services: Services, command: Command, user: str, channel: str) 
     if isinstance(command, Stop):
         return await lifecycle.stop(user, channel, command.version)
     return await lifecycle.train(user, channel, command.source, command.version_name)
+
+
+async def export(services: Services, destination: str, user: str) -> Notice:
+    """The reviewed images, de-identified, under `destination` (for `/cxr train`)."""
+    try:
+        target = S3Uri.parse(destination)
+    except ValueError as exc:
+        return ExportResult(text=f"I can't write there: {exc}")
+    if not await services.exporter.exportable():
+        return ExportResult(text=NOTHING_TO_EXPORT)
+    from bot.adapters.export_sinks import S3Sink
+
+    try:
+        sink = S3Sink(services.aws.s3, target.bucket, target.prefix)
+        result = await services.exporter.export(sink, str(target))
+    except Exception as exc:  # credentials, permissions, a missing bucket
+        return ExportResult(text=f"I couldn't write to {target}: {aws_error(exc)}")
+    written = f"ok: {sum(result.written.values())} written, {len(result.missing)} not fetched"
+    await services.audit.record(services.clock.now(), user, "export", str(target), written)
+    return result

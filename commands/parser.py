@@ -92,7 +92,7 @@ def parse(text: str) -> Command:
             return Help("`/cxr stop` takes at most one version.")
         if args and not _is_version(args[0]):
             return Help(f"`{_shown(args[0])}` isn't a version name.")
-        return Stop(args[0] if args else None)
+        return Stop(*args)
     if verb == "train":
         if not args or len(args) > 2:
             return Help("`/cxr train` needs an S3 location, and optionally a version name.")
@@ -105,7 +105,7 @@ def parse(text: str) -> Command:
                 f"`{_shown(args[1])}` can't be a version name: use letters, digits, dots, dashes and "
                 "underscores."
             )
-        return Train(args[0], args[1] if len(args) == 2 else None)
+        return Train(*args)
     if verb == "review":
         if not args:
             return Review()
@@ -144,11 +144,7 @@ def _start(args: list[str]) -> Command:
         return Help("Inference units start at 1.")
     if len(numbers) == 2 and numbers[1] < numbers[0]:
         return Help("The maximum units can't be below the minimum.")
-    return Start(
-        version,
-        numbers[0] if numbers else None,
-        numbers[1] if len(numbers) == 2 else None,
-    )
+    return Start(version, *numbers)
 
 
 def _is_version(word: str) -> bool:

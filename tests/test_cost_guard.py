@@ -381,7 +381,8 @@ async def test_the_alert_waits_for_slack_and_is_posted_once(world):
     world.outbox.down = False
     await world.run_for(5)
     assert len(world.alerts()) == 1
-    assert (await world.store.open_episodes())[0].ts == world.alerts()[0].ts
+    [episode] = [e for e in await world.store.episodes() if e.open]
+    assert episode.ts == world.alerts()[0].ts
 
 
 # --- buttons ---------------------------------------------------------------------------------

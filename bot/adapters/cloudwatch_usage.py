@@ -31,6 +31,11 @@ NAMESPACE = "AWS/Rekognition"
 PERIOD = 60  # seconds; one-minute metrics are kept for 15 days
 MAX_GAP = timedelta(minutes=5)  # a longer hole in InServiceInferenceUnits means "was stopped"
 RECENT = timedelta(minutes=10)  # units seen this close to the end count as "running now"
+Series = dict[str, list[tuple[datetime, float]]]  # (time, value) per query id
+QUERIES = (  # (the series' name, the metric, its statistic)
+    ("requests", "SuccessfulRequestCount", "Sum"),
+    ("units", "InServiceInferenceUnits", "Average"),
+)
 
 
 class CloudWatchUsage:
@@ -50,23 +55,18 @@ class CloudWatchUsage:
         try:
             series = await asyncio.to_thread(self._read, project, version, start, end)
         except (ClientError, BotoCoreError) as exc:
-            log.warning(
-                "cloudwatch_usage.failed",
-                extra={"version": version, "error": _error_code(exc)},
-            )
-            return Usage.unknown(_error_code(exc))
+            code = _error_code(exc)
+            log.warning("cloudwatch_usage.failed", extra={"version": version, "error": code})
+            return Usage.unknown(code)
         return self._summarise(series, start, end)
 
-    def _read(
-        self, project: str, version: str, start: datetime, end: datetime
-    ) -> dict[str, list[tuple[datetime, float]]]:
+    def _read(self, project: str, version: str, start: datetime, end: datetime) -> Series:
         dimensions = [
             {"Name": "ProjectName", "Value": project},
             {"Name": "VersionName", "Value": version},
         ]
-
-        def query(query_id: str, metric: str, stat: str) -> dict[str, Any]:
-            return {
+        queries = [
+            {
                 "Id": query_id,
                 "MetricStat": {
                     "Metric": {
@@ -79,33 +79,21 @@ class CloudWatchUsage:
                 },
                 "ReturnData": True,
             }
-
-        params: dict[str, Any] = {
-            "MetricDataQueries": [
-                query("requests", "SuccessfulRequestCount", "Sum"),
-                query("units", "InServiceInferenceUnits", "Average"),
-            ],
-            "StartTime": start,
-            "EndTime": end,
-            "ScanBy": "TimestampDescending",
-        }
-        series: dict[str, list[tuple[datetime, float]]] = {"requests": [], "units": []}
-        client = self.client
-        while True:
-            response = client.get_metric_data(**params)
-            for result in response.get("MetricDataResults", []):
+            for query_id, metric, stat in QUERIES
+        ]
+        pages = self.client.get_paginator("get_metric_data").paginate(
+            MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampDescending"
+        )
+        series: Series = {"requests": [], "units": []}
+        for page in pages:
+            for result in page.get("MetricDataResults", []):
                 points = zip(result.get("Timestamps", []), result.get("Values", []), strict=False)
                 series.setdefault(result["Id"], []).extend(
                     (stamp.astimezone(UTC), float(value)) for stamp, value in points
                 )
-            token = response.get("NextToken")
-            if not token:
-                return series
-            params["NextToken"] = token
+        return series
 
-    def _summarise(
-        self, series: dict[str, list[tuple[datetime, float]]], start: datetime, end: datetime
-    ) -> Usage:
+    def _summarise(self, series: Series, start: datetime, end: datetime) -> Usage:
         period = timedelta(seconds=self.period)
         served = [(at, value) for at, value in series["requests"] if value > 0]
         # A datapoint covers [at, at + period): the last request was at most then.

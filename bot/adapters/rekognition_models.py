@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.adapters.rekognition import parse_version_arn
-from bot.core.fleet.arns import dataset_type, project_name
+from bot.core.fleet.arns import dataset_type, project_name, version_name
 from bot.core.fleet.training import DatasetInfo, Evaluation
 from bot.core.model_versions import LabelMetrics, ModelVersion
 from bot.core.training_data import ImageStore
+
+METRICS = ("Precision", "Recall", "F1Score")  # LabelMetrics' order
 
 
 class RekognitionModels:
@@ -30,11 +31,12 @@ class RekognitionModels:
         return await asyncio.to_thread(self._versions)
 
     def _versions(self) -> list[ModelVersion]:
-        paginator = self.client.get_paginator("describe_project_versions")
-        found = []
-        for page in paginator.paginate(ProjectArn=self.project_arn):
-            found.extend(to_model_version(d) for d in page.get("ProjectVersionDescriptions", []))
-        return found
+        pages = self.client.get_paginator("describe_project_versions")
+        return [
+            to_model_version(description)
+            for page in pages.paginate(ProjectArn=self.project_arn)
+            for description in page.get("ProjectVersionDescriptions", [])
+        ]
 
     async def start(self, version_arn: str, min_units: int, max_units: int | None) -> str:
         params: dict[str, Any] = {"ProjectVersionArn": version_arn, "MinInferenceUnits": min_units}
@@ -44,10 +46,8 @@ class RekognitionModels:
         return response["Status"]
 
     async def stop(self, version_arn: str) -> str:
-        response = await asyncio.to_thread(
-            self.client.stop_project_version, ProjectVersionArn=version_arn
-        )
-        return response["Status"]
+        stop = self.client.stop_project_version
+        return (await asyncio.to_thread(stop, ProjectVersionArn=version_arn))["Status"]
 
 
 def to_model_version(description: dict[str, Any]) -> ModelVersion:
@@ -56,7 +56,7 @@ def to_model_version(description: dict[str, Any]) -> ModelVersion:
     summary = (evaluation.get("Summary") or {}).get("S3Object") or {}
     return ModelVersion(
         arn=arn,
-        name=parse_version_arn(arn)[1],
+        name=version_name(arn),
         status=description.get("Status", "UNKNOWN"),
         status_message=description.get("StatusMessage", ""),
         created=description.get("CreationTimestamp"),
@@ -71,6 +71,13 @@ def to_model_version(description: dict[str, Any]) -> ModelVersion:
     )
 
 
+def to_dataset(arn: str, kind: str, description: dict[str, Any]) -> DatasetInfo:
+    stats = description.get("DatasetStats") or {}
+    status = (description.get("Status", ""), description.get("StatusMessage", ""))
+    counts = (stats.get("TotalEntries"), stats.get("LabeledEntries"), stats.get("ErrorEntries"))
+    return DatasetInfo(arn, kind, *status, *counts)
+
+
 class RekognitionTraining:
     def __init__(self, client: Any, project_arn: str, images: ImageStore) -> None:
         self.client = client
@@ -83,30 +90,13 @@ class RekognitionTraining:
         )
         for project in response.get("ProjectDescriptions", []):
             if project.get("ProjectArn") == self.project_arn:
-                return [
-                    DatasetInfo(
-                        arn=d["DatasetArn"],
-                        type=d.get("DatasetType", ""),
-                        status=d.get("Status", ""),
-                        status_message=d.get("StatusMessage", ""),
-                    )
-                    for d in project.get("Datasets", [])
-                ]
+                datasets = project.get("Datasets", [])
+                return [to_dataset(d["DatasetArn"], d.get("DatasetType", ""), d) for d in datasets]
         return []
 
     async def describe_dataset(self, arn: str) -> DatasetInfo:
         response = await asyncio.to_thread(self.client.describe_dataset, DatasetArn=arn)
-        description = response["DatasetDescription"]
-        stats = description.get("DatasetStats") or {}
-        return DatasetInfo(
-            arn=arn,
-            type=dataset_type(arn),
-            status=description.get("Status", ""),
-            status_message=description.get("StatusMessage", ""),
-            total=stats.get("TotalEntries"),
-            labelled=stats.get("LabeledEntries"),
-            errors=stats.get("ErrorEntries"),
-        )
+        return to_dataset(arn, dataset_type(arn), response["DatasetDescription"])
 
     async def create_dataset(self, dataset_type: str, manifest: tuple[str, str] | None) -> str:
         params: dict[str, Any] = {"ProjectArn": self.project_arn, "DatasetType": dataset_type}
@@ -122,10 +112,8 @@ class RekognitionTraining:
         await asyncio.to_thread(self.client.delete_dataset, DatasetArn=arn)
 
     async def distribute(self, train_arn: str, test_arn: str) -> None:
-        await asyncio.to_thread(
-            self.client.distribute_dataset_entries,
-            Datasets=[{"Arn": train_arn}, {"Arn": test_arn}],
-        )
+        datasets = [{"Arn": train_arn}, {"Arn": test_arn}]
+        await asyncio.to_thread(self.client.distribute_dataset_entries, Datasets=datasets)
 
     async def create_version(self, name: str, output_bucket: str, output_prefix: str) -> str:
         response = await asyncio.to_thread(
@@ -154,26 +142,23 @@ def parse_summary(summary: Any) -> Evaluation:
     metrics = aggregated.get("Metrics") if isinstance(aggregated.get("Metrics"), dict) else None
     overall = metrics or aggregated
     details = summary.get("EvaluationDetails") or {}
-    labels = []
-    for item in summary.get("LabelEvaluationResults") or []:
-        values = item.get("Metrics") or {}
-        labels.append(
-            LabelMetrics(
-                label=str(item.get("Label", "?")),
-                precision=_number(values.get("Precision")),
-                recall=_number(values.get("Recall")),
-                f1=_number(values.get("F1Score")),
-            )
-        )
-    labels.sort(key=lambda m: m.label.casefold())
+    labels = [
+        LabelMetrics(str(item.get("Label", "?")), *_numbers(item.get("Metrics") or {}))
+        for item in summary.get("LabelEvaluationResults") or []
+    ]
+    precision, recall, f1 = _numbers(overall)
     return Evaluation(
-        f1=_number(overall.get("F1Score")),
-        precision=_number(overall.get("Precision")),
-        recall=_number(overall.get("Recall")),
-        labels=tuple(labels),
+        f1=f1,
+        precision=precision,
+        recall=recall,
+        labels=tuple(sorted(labels, key=lambda m: m.label.casefold())),
         train_images=_integer(details.get("NumberOfTrainingImages")),
         test_images=_integer(details.get("NumberOfTestingImages")),
     )
+
+
+def _numbers(metrics: dict[str, Any]) -> list[float | None]:
+    return [_number(metrics.get(name)) for name in METRICS]
 
 
 def _number(value: Any) -> float | None:

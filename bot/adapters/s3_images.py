@@ -51,13 +51,12 @@ class S3Images:
         return await asyncio.to_thread(self._list, bucket, prefix)
 
     def _list(self, bucket: str, prefix: str) -> list[StoredObject]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        found = []
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            found.extend(
-                StoredObject(o["Key"], int(o.get("Size", 0))) for o in page.get("Contents", [])
-            )
-        return found
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [
+            StoredObject(o["Key"], int(o.get("Size", 0)))
+            for page in pages
+            for o in page.get("Contents", [])
+        ]
 
     async def probe(self, bucket: str, keys: Sequence[str]) -> dict[str, ImageHeader | None]:
         if not keys:
@@ -80,31 +79,30 @@ class S3Images:
         )
 
     async def get_json(self, bucket: str, key: str) -> Any:
-        def read() -> Any:
-            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
-            try:
-                return json.loads(body.read())
-            finally:
-                body.close()
-
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(
+            lambda: json.loads(_read(self.client, Bucket=bucket, Key=key))
+        )
 
 
 def _probe(client: Any, bucket: str, key: str) -> ImageHeader | None:
     """The image's format and size from its first bytes; None when it isn't an image."""
     size = HEADER_BYTES
     while True:
-        response = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")
-        body = response["Body"]
-        try:
-            data = body.read()
-        finally:
-            body.close()
+        data = _read(client, Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")
         header = read_header(data)
         complete = len(data) < size  # the whole object was read
         if header is not None or complete or size >= MAX_HEADER_BYTES:
             return header
         size = min(size * 4, MAX_HEADER_BYTES)
+
+
+def _read(client: Any, **params: Any) -> bytes:
+    """An object's bytes (`params`: GetObject's), its stream closed even when reading fails."""
+    body = client.get_object(**params)["Body"]
+    try:
+        return body.read()
+    finally:
+        body.close()
 
 
 def read_header(data: bytes) -> ImageHeader | None:

@@ -1,13 +1,10 @@
-"""The fleet's `Store` port (`bot.core.fleet.state`) on SQLite: operations in flight, runs (the
-billing meter), the cost guard's memory and the audit log, beside the uploads and leases.
+"""The fleet's `Store` port (`bot.core.fleet.state`) on SQLite, and on PostgreSQL through
+`bot.state.postgres.database` (the same SQL, translated).
 
-Every call is async and runs on the database's own thread (`Database.run`), one short
-statement or transaction each, so a locked or slow database never stalls the event loop. The
-same SQL serves PostgreSQL through `bot.state.postgres.database` (translated). One operation
-is open per version (a unique index): a second claim finds the first. A run opens when a
-version is seen RUNNING and closes when it is seen stopped. The guard's memory (sightings,
-idle episodes, snoozes, schedule actions, summaries) is what lets a restart neither forget
-an alert nor repeat one.
+Every call runs on the database's own thread (`Database.run`), one short statement or
+transaction each, so a locked or slow database never stalls the event loop. One operation is
+open per version (a unique index): a second claim finds the first. The guard's memory is what
+lets a restart neither forget an alert nor repeat one.
 """
 
 from __future__ import annotations
@@ -26,13 +23,24 @@ from bot.state.uploads import UploadStore
 
 T = TypeVar("T")
 OPERATION = "SELECT * FROM lifecycle_operations WHERE id = ?"
+OPEN_OPERATION = "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL"
 OPEN_RUN = "SELECT * FROM model_runs WHERE version_arn = ? AND stopped_at IS NULL"
 EPISODE = "SELECT * FROM cost_episodes WHERE id = ?"
 FIRST_STARTED = "SELECT value FROM fleet_facts WHERE key = 'first_started'"
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def _bind(params: tuple) -> tuple:
+    """Parameters as the tables keep them: days and datetimes as ISO text, dicts as JSON."""
+    return tuple(
+        p.isoformat() if isinstance(p, date) else json.dumps(p) if isinstance(p, dict) else p
+        for p in params
+    )
+
+
+def _insert(table: str, columns: str, verb: str = "INSERT") -> str:
+    """`verb` ("INSERT", "INSERT OR IGNORE", ...) of one row, its values in `columns`' order."""
+    marks = ", ".join("?" * (columns.count(",") + 1))
+    return f"{verb} INTO {table} ({columns}) VALUES ({marks})"
 
 
 def _read(noun: type[T], row: Any) -> T:
@@ -50,26 +58,30 @@ def _read(noun: type[T], row: Any) -> T:
     return noun(**values)
 
 
-def _one(c: sqlite3.Connection, noun: type[T], sql: str, params: tuple = ()) -> T | None:
-    row = c.execute(sql, params).fetchone()
+def _one(c: sqlite3.Connection, noun: type[T], sql: str, *params: Any) -> T | None:
+    row = c.execute(sql, _bind(params)).fetchone()
     return _read(noun, row) if row else None
 
 
 class _Table:
-    """Statements on the database thread: `_write` (the row count), `_get`, `_all`, `_atomic`."""
+    """Statements on the database thread: `_write` (the row count), `_get`, `_all`, `_exists`,
+    `_atomic` (a transaction)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def _write(self, sql: str, params: tuple = ()) -> int:
-        return await self._db.run(lambda c: c.execute(sql, params).rowcount)
+    async def _write(self, sql: str, *params: Any) -> int:
+        return await self._db.run(lambda c: c.execute(sql, _bind(params)).rowcount)
 
-    async def _get(self, noun: type[T], sql: str, params: tuple = ()) -> T | None:
-        return await self._db.run(lambda c: _one(c, noun, sql, params))
+    async def _get(self, noun: type[T], sql: str, *params: Any) -> T | None:
+        return await self._db.run(lambda c: _one(c, noun, sql, *params))
 
-    async def _all(self, noun: type[T], sql: str, params: tuple = ()) -> list[T]:
-        rows = await self._db.run(lambda c: c.execute(sql, params).fetchall())
+    async def _all(self, noun: type[T], sql: str, *params: Any) -> list[T]:
+        rows = await self._db.run(lambda c: c.execute(sql, _bind(params)).fetchall())
         return [_read(noun, row) for row in rows]
+
+    async def _exists(self, sql: str, *params: Any) -> bool:
+        return await self._db.run(lambda c: c.execute(sql, _bind(params)).fetchone() is not None)
 
     async def _atomic(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
@@ -90,18 +102,18 @@ class OperationStore(_Table):
         data: dict[str, Any] | None = None,
     ) -> Operation | None:
         """Open an operation; None when one is already open for the version (or a training)."""
-        values = (kind, version_name, version_arn, channel, user, at.isoformat(), status, phase)
+        sql = _insert(
+            "lifecycle_operations",
+            "kind, version_name, version_arn, channel, user, started_at, status, phase, data",
+        )
+        values = (kind, version_name, version_arn, channel, user, at, status, phase, data or {})
 
         def work(c: sqlite3.Connection) -> Operation | None:
             try:
-                cursor = c.execute(
-                    "INSERT INTO lifecycle_operations (kind, version_name, version_arn, channel,"
-                    " user, started_at, status, phase, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*values, json.dumps(data or {})),
-                )
+                cursor = c.execute(sql, _bind(values))
             except sqlite3.IntegrityError:
                 return None
-            return _one(c, Operation, OPERATION, (int(cursor.lastrowid or 0),))
+            return _one(c, Operation, OPERATION, int(cursor.lastrowid or 0))
 
         return await self._db.run(work)
 
@@ -117,57 +129,38 @@ class OperationStore(_Table):
         """Change some fields; `data` is merged into the stored data."""
 
         def work(c: sqlite3.Connection) -> Operation:
-            now = _one(c, Operation, OPERATION, (op_id,))
+            now = _one(c, Operation, OPERATION, op_id)
             assert now is not None
+            changed = (status or now.status, phase or now.phase, version_arn or now.version_arn)
             c.execute(
                 "UPDATE lifecycle_operations SET status = ?, phase = ?, version_arn = ?, data = ?"
                 " WHERE id = ?",
-                (
-                    status or now.status,
-                    phase or now.phase,
-                    version_arn or now.version_arn,
-                    json.dumps({**now.data, **(data or {})}),
-                    op_id,
-                ),
+                _bind((*changed, {**now.data, **(data or {})}, op_id)),
             )
-            return _one(c, Operation, OPERATION, (op_id,))  # type: ignore[return-value]
+            return _one(c, Operation, OPERATION, op_id)  # type: ignore[return-value]
 
         return await self._atomic(work)
 
     async def finish(
         self, op_id: int, at: datetime, result: str, status: str | None = None
     ) -> None:
-        await self._write(
+        sql = (
             "UPDATE lifecycle_operations SET finished_at = ?, result = ?,"
-            " status = COALESCE(?, status) WHERE id = ? AND finished_at IS NULL",
-            (at.isoformat(), result, status, op_id),
+            " status = COALESCE(?, status) WHERE id = ? AND finished_at IS NULL"
         )
+        await self._write(sql, at, result, status, op_id)
 
     async def get(self, op_id: int) -> Operation | None:
-        return await self._get(Operation, OPERATION, (op_id,))
+        return await self._get(Operation, OPERATION, op_id)
 
     async def open(self) -> list[Operation]:
-        return await self._all(
-            Operation, "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL ORDER BY id"
-        )
+        return await self._all(Operation, f"{OPEN_OPERATION} ORDER BY id")
 
     async def open_for(self, version_name: str) -> Operation | None:
-        return await self._get(
-            Operation,
-            "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL AND version_name = ?",
-            (version_name,),
-        )
+        return await self._get(Operation, f"{OPEN_OPERATION} AND version_name = ?", version_name)
 
     async def open_training(self) -> Operation | None:
-        return await self._get(
-            Operation,
-            "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL AND kind = 'train'",
-        )
-
-    async def recent(self, limit: int = 10) -> list[Operation]:
-        return await self._all(
-            Operation, "SELECT * FROM lifecycle_operations ORDER BY id DESC LIMIT ?", (limit,)
-        )
+        return await self._get(Operation, f"{OPEN_OPERATION} AND kind = 'train'")
 
 
 class RunStore(_Table):
@@ -175,79 +168,67 @@ class RunStore(_Table):
         self, version_arn: str, started_at: datetime, units: int, source: str
     ) -> Run:
         """Start the meter for a version, unless a run is already open (then return that)."""
+        sql = _insert("model_runs", "version_arn, started_at, units, source", "INSERT OR IGNORE")
 
         def work(c: sqlite3.Connection) -> Run:
-            c.execute(
-                "INSERT OR IGNORE INTO model_runs (version_arn, started_at, units, source)"
-                " VALUES (?, ?, ?, ?)",
-                (version_arn, started_at.isoformat(), units, source),
-            )
-            return _one(c, Run, OPEN_RUN, (version_arn,))  # type: ignore[return-value]
+            c.execute(sql, _bind((version_arn, started_at, units, source)))
+            return _one(c, Run, OPEN_RUN, version_arn)  # type: ignore[return-value]
 
         return await self._atomic(work)
 
     async def set_units(self, version_arn: str, units: int) -> None:
-        await self._write(
-            "UPDATE model_runs SET units = ? WHERE version_arn = ? AND stopped_at IS NULL",
-            (units, version_arn),
-        )
+        sql = "UPDATE model_runs SET units = ? WHERE version_arn = ? AND stopped_at IS NULL"
+        await self._write(sql, units, version_arn)
 
     async def close_run(self, version_arn: str, stopped_at: datetime) -> Run | None:
         def work(c: sqlite3.Connection) -> Run | None:
-            run = _one(c, Run, OPEN_RUN, (version_arn,))
+            run = _one(c, Run, OPEN_RUN, version_arn)
             if run is None:
                 return None
             c.execute(
-                "UPDATE model_runs SET stopped_at = ? WHERE id = ?",
-                (stopped_at.isoformat(), run.id),
+                "UPDATE model_runs SET stopped_at = ? WHERE id = ?", _bind((stopped_at, run.id))
             )
-            return _one(c, Run, "SELECT * FROM model_runs WHERE id = ?", (run.id,))
+            return _one(c, Run, "SELECT * FROM model_runs WHERE id = ?", run.id)
 
         return await self._atomic(work)
 
     async def current(self, version_arn: str) -> Run | None:
-        return await self._get(Run, OPEN_RUN, (version_arn,))
+        return await self._get(Run, OPEN_RUN, version_arn)
 
     async def latest(self, version_arn: str, since: datetime) -> Run | None:
         """The version's last run if it ended at or after `since` (a stop confirmed late)."""
-        return await self._get(
-            Run,
+        sql = (
             "SELECT * FROM model_runs WHERE version_arn = ? AND stopped_at >= ?"
-            " ORDER BY stopped_at DESC LIMIT 1",
-            (version_arn, since.isoformat()),
+            " ORDER BY stopped_at DESC LIMIT 1"
         )
+        return await self._get(Run, sql, version_arn, since)
 
     async def open_runs(self) -> list[Run]:
         return await self._all(Run, "SELECT * FROM model_runs WHERE stopped_at IS NULL")
 
     async def overlapping(self, start: datetime, end: datetime) -> list[Run]:
         """Runs that were on at any moment in [start, end) (for daily summaries)."""
-        return await self._all(
-            Run,
-            "SELECT * FROM model_runs WHERE started_at < ? AND (stopped_at IS NULL OR stopped_at > ?)"
-            " ORDER BY started_at",
-            (end.isoformat(), start.isoformat()),
+        sql = (
+            "SELECT * FROM model_runs WHERE started_at < ?"
+            " AND (stopped_at IS NULL OR stopped_at > ?) ORDER BY started_at"
         )
+        return await self._all(Run, sql, end, start)
 
 
 class AuditLog(_Table):
     async def record(self, at: datetime, actor: str, action: str, target: str, result: str) -> None:
-        await self._write(
-            "INSERT INTO audit_log (at, actor, action, target, result) VALUES (?, ?, ?, ?, ?)",
-            (at.isoformat(), actor, action, target, result),
-        )
+        sql = _insert("audit_log", "at, actor, action, target, result")
+        await self._write(sql, at, actor, action, target, result)
 
     async def recent(self, limit: int = 5) -> list[AuditEntry]:
         return await self._all(
-            AuditEntry, "SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)
+            AuditEntry, "SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", limit
         )
 
 
 class CostGuardStore(_Table):
     async def watch(self, version_arn: str) -> Watch | None:
-        return await self._get(
-            Watch, "SELECT * FROM cost_watch WHERE version_arn = ?", (version_arn,)
-        )
+        return await self._get(Watch, "SELECT * FROM cost_watch WHERE version_arn = ?", version_arn)
 
     async def save_watch(
         self,
@@ -262,12 +243,13 @@ class CostGuardStore(_Table):
         metrics_until: datetime | None = None,
     ) -> None:
         """Record a sighting; request times only move forward, unknowns keep what was known."""
+        sql = _insert(
+            "cost_watch",
+            "version_arn, version_name, status, units, last_request_at, idle_since,"
+            " metrics_until, seen_at",
+        )
         await self._write(
-            """
-            INSERT INTO cost_watch (version_arn, version_name, status, units, last_request_at,
-                                    idle_since, metrics_until, seen_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT(version_arn) DO UPDATE SET
+            f"""{sql} ON CONFLICT(version_arn) DO UPDATE SET
                 version_name = excluded.version_name,
                 status = excluded.status,
                 units = excluded.units,
@@ -277,55 +259,35 @@ class CostGuardStore(_Table):
                     ELSE MAX(cost_watch.last_request_at, excluded.last_request_at) END,
                 idle_since = excluded.idle_since,
                 metrics_until = COALESCE(excluded.metrics_until, cost_watch.metrics_until),
-                seen_at = excluded.seen_at
-            """,
-            (
-                version_arn,
-                version_name,
-                status,
-                units,
-                _iso(last_request_at),
-                _iso(idle_since),
-                _iso(metrics_until),
-                seen_at.isoformat(),
-            ),
+                seen_at = excluded.seen_at""",
+            *(version_arn, version_name, status, units, last_request_at, idle_since),
+            *(metrics_until, seen_at),
         )
 
     async def mark_stop_requested(
         self, version_arn: str, at: datetime | None, by: str | None
     ) -> None:
-        await self._write(
+        sql = (
             "UPDATE cost_watch SET stop_requested_at = ?, stop_requested_by = ?"
-            " WHERE version_arn = ?",
-            (_iso(at), by, version_arn),
+            " WHERE version_arn = ?"
         )
+        await self._write(sql, at, by, version_arn)
 
     async def mark_start_requested(self, version_arn: str, at: datetime | None) -> None:
-        await self._write(
-            "UPDATE cost_watch SET start_requested_at = ? WHERE version_arn = ?",
-            (_iso(at), version_arn),
-        )
+        sql = "UPDATE cost_watch SET start_requested_at = ? WHERE version_arn = ?"
+        await self._write(sql, at, version_arn)
 
     async def mark_stop_failed(self, version_arn: str, at: datetime | None) -> None:
         await self._write(
-            "UPDATE cost_watch SET stop_failed_at = ? WHERE version_arn = ?",
-            (_iso(at), version_arn),
+            "UPDATE cost_watch SET stop_failed_at = ? WHERE version_arn = ?", at, version_arn
         )
 
     async def open_episode(self, version_arn: str) -> Episode | None:
-        return await self._get(
-            Episode,
-            "SELECT * FROM cost_episodes WHERE version_arn = ? AND state = 'open'",
-            (version_arn,),
-        )
+        sql = "SELECT * FROM cost_episodes WHERE version_arn = ? AND state = 'open'"
+        return await self._get(Episode, sql, version_arn)
 
     async def episode(self, episode_id: int) -> Episode | None:
-        return await self._get(Episode, EPISODE, (episode_id,))
-
-    async def open_episodes(self) -> list[Episode]:
-        return await self._all(
-            Episode, "SELECT * FROM cost_episodes WHERE state = 'open' ORDER BY id"
-        )
+        return await self._get(Episode, EPISODE, episode_id)
 
     async def episodes(self) -> list[Episode]:
         return await self._all(Episode, "SELECT * FROM cost_episodes ORDER BY id")
@@ -346,101 +308,83 @@ class CostGuardStore(_Table):
         outcome: str | None = None,
         outcome_by: str | None = None,
     ) -> Episode:
-        at = now.isoformat()
-        values = (version_arn, version_name, idle_since.isoformat(), units, at, channel, ts, at)
-        closed = (state, outcome, outcome_by, at if state != "open" else None)
+        sql = _insert(
+            "cost_episodes",
+            "version_arn, version_name, idle_since, units, opened_at, channel, ts, last_alert_at,"
+            " next_alert_at, gap_minutes, state, outcome, outcome_by, outcome_at",
+        )
+        values = (version_arn, version_name, idle_since, units, now, channel, ts, now)
+        values += (next_alert_at, gap_minutes, state, outcome, outcome_by)
+        values += (now if state != "open" else None,)
 
         def work(c: sqlite3.Connection) -> Episode:
-            cursor = c.execute(
-                "INSERT INTO cost_episodes (version_arn, version_name, idle_since, units,"
-                " opened_at, channel, ts, last_alert_at, next_alert_at, gap_minutes, state,"
-                " outcome, outcome_by, outcome_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, next_alert_at.isoformat(), gap_minutes, *closed),
-            )
-            return _one(c, Episode, EPISODE, (int(cursor.lastrowid or 0),))  # type: ignore[return-value]
+            cursor = c.execute(sql, _bind(values))
+            episode = _one(c, Episode, EPISODE, int(cursor.lastrowid or 0))
+            assert episode is not None
+            return episode
 
         return await self._atomic(work)
 
     async def record_follow_up(
         self, episode_id: int, now: datetime, next_alert_at: datetime, gap_minutes: float
     ) -> None:
-        await self._write(
+        sql = (
             "UPDATE cost_episodes SET alerts = alerts + 1, last_alert_at = ?, next_alert_at = ?,"
-            " gap_minutes = ? WHERE id = ?",
-            (now.isoformat(), next_alert_at.isoformat(), gap_minutes, episode_id),
+            " gap_minutes = ? WHERE id = ?"
         )
+        await self._write(sql, now, next_alert_at, gap_minutes, episode_id)
 
     async def set_message(self, episode_id: int, channel: str, ts: str) -> None:
-        await self._write(
-            "UPDATE cost_episodes SET channel = ?, ts = ? WHERE id = ?", (channel, ts, episode_id)
-        )
+        sql = "UPDATE cost_episodes SET channel = ?, ts = ? WHERE id = ?"
+        await self._write(sql, channel, ts, episode_id)
 
     async def set_note(self, episode_id: int, note: str | None) -> None:
-        await self._write("UPDATE cost_episodes SET note = ? WHERE id = ?", (note, episode_id))
+        await self._write("UPDATE cost_episodes SET note = ? WHERE id = ?", note, episode_id)
 
     async def close_episode(
         self, episode_id: int, idle_end: datetime, outcome: str, by: str | None = None
     ) -> bool:
         """Close an open episode when its idle stretch ended (a request, a stop); False if it
         was already closed (a second press, a race)."""
-        return (
-            await self._write(
-                "UPDATE cost_episodes SET state = 'closed', outcome = ?, outcome_by = ?,"
-                " outcome_at = ? WHERE id = ? AND state = 'open'",
-                (outcome, by, idle_end.isoformat(), episode_id),
-            )
-            == 1
+        sql = (
+            "UPDATE cost_episodes SET state = 'closed', outcome = ?, outcome_by = ?,"
+            " outcome_at = ? WHERE id = ? AND state = 'open'"
         )
+        return await self._write(sql, outcome, by, idle_end, episode_id) == 1
 
     async def snooze(self, version_arn: str) -> Snooze | None:
-        return await self._get(
-            Snooze, "SELECT * FROM cost_snoozes WHERE version_arn = ?", (version_arn,)
-        )
+        sql = "SELECT * FROM cost_snoozes WHERE version_arn = ?"
+        return await self._get(Snooze, sql, version_arn)
 
     async def set_snooze(
         self, version_arn: str, until: datetime, by: str, at: datetime, episode_id: int | None
     ) -> None:
-        await self._write(
-            "INSERT OR REPLACE INTO cost_snoozes (version_arn, until, by, at, episode_id, expired)"
-            " VALUES (?, ?, ?, ?, ?, 0)",
-            (version_arn, until.isoformat(), by, at.isoformat(), episode_id),
+        sql = _insert(
+            "cost_snoozes", "version_arn, until, by, at, episode_id, expired", "INSERT OR REPLACE"
         )
+        await self._write(sql, version_arn, until, by, at, episode_id, 0)
 
     async def mark_snooze_expired(self, version_arn: str) -> None:
-        await self._write(
-            "UPDATE cost_snoozes SET expired = 1 WHERE version_arn = ?", (version_arn,)
-        )
+        sql = "UPDATE cost_snoozes SET expired = 1 WHERE version_arn = ?"
+        await self._write(sql, version_arn)
 
     async def clear_snooze(self, version_arn: str) -> None:
-        await self._write("DELETE FROM cost_snoozes WHERE version_arn = ?", (version_arn,))
+        await self._write("DELETE FROM cost_snoozes WHERE version_arn = ?", version_arn)
 
     async def schedule_done(self, key: str) -> bool:
-        return await self._db.run(
-            lambda c: (
-                c.execute("SELECT 1 FROM cost_schedule_actions WHERE key = ?", (key,)).fetchone()
-                is not None
-            )
-        )
+        return await self._exists("SELECT 1 FROM cost_schedule_actions WHERE key = ?", key)
 
     async def record_schedule(self, key: str, at: datetime, result: str) -> bool:
         """Claim a schedule action; False if it was already done."""
-        return (
-            await self._write(
-                "INSERT OR IGNORE INTO cost_schedule_actions (key, done_at, result) VALUES (?, ?, ?)",
-                (key, at.isoformat(), result),
-            )
-            == 1
-        )
+        sql = _insert("cost_schedule_actions", "key, done_at, result", "INSERT OR IGNORE")
+        return await self._write(sql, key, at, result) == 1
 
     async def note_started(self, at: datetime) -> datetime:
         """Remember when the bot first watched the fleet (kept from the first call on)."""
 
         def work(c: sqlite3.Connection) -> datetime:
-            c.execute(
-                "INSERT OR IGNORE INTO fleet_facts (key, value) VALUES ('first_started', ?)",
-                (at.isoformat(),),
-            )
+            sql = _insert("fleet_facts", "key, value", "INSERT OR IGNORE")
+            c.execute(sql, ("first_started", at.isoformat()))
             return datetime.fromisoformat(c.execute(FIRST_STARTED).fetchone()["value"])
 
         return await self._atomic(work)
@@ -450,25 +394,13 @@ class CostGuardStore(_Table):
         return datetime.fromisoformat(row["value"]) if row else None
 
     async def summary_sent(self, day: date) -> bool:
-        return await self._db.run(
-            lambda c: (
-                c.execute(
-                    "SELECT 1 FROM cost_summaries WHERE day = ?", (day.isoformat(),)
-                ).fetchone()
-                is not None
-            )
-        )
+        return await self._exists("SELECT 1 FROM cost_summaries WHERE day = ?", day)
 
     async def record_summary(
         self, day: date, at: datetime, channel: str | None = None, ts: str | None = None
     ) -> bool:
-        return (
-            await self._write(
-                "INSERT OR IGNORE INTO cost_summaries (day, sent_at, channel, ts) VALUES (?, ?, ?, ?)",
-                (day.isoformat(), at.isoformat(), channel, ts),
-            )
-            == 1
-        )
+        sql = _insert("cost_summaries", "day, sent_at, channel, ts", "INSERT OR IGNORE")
+        return await self._write(sql, day, at, channel, ts) == 1
 
 
 class SqliteStore:

@@ -94,9 +94,7 @@ def next_reminder_gap(
 ) -> timedelta:
     """Reminders back off: each waits twice as long as the last (up to `max_gap`); after a
     snooze the back-off starts again from the alert threshold."""
-    if after_snooze:
-        return alert_after
-    return min(gap * 2, max_gap)
+    return alert_after if after_snooze else min(gap * 2, max_gap)
 
 
 class AutoStop(Enum):
@@ -210,9 +208,7 @@ def summary_day(
     if now < wall_time(today, at, local):
         return None
     day = today - timedelta(days=1)
-    if day in sent:
-        return None
-    if first_started is not None and first_started.astimezone(local).date() > day:
+    if day in sent or (first_started and first_started.astimezone(local).date() > day):
         return None
     return day
 
@@ -221,15 +217,9 @@ def schedule_start_due(
     schedule: Schedule, now: datetime, lead: timedelta
 ) -> tuple[str, Occurrence] | None:
     """The window to start for now (its key and occurrence), when one begins within `lead`."""
-    due = [
-        o
-        for o in schedule.occurrences(now, now + lead + timedelta(seconds=1))
-        if o.start - lead <= now < o.end
-    ]
-    if not due:
-        return None
-    first = due[0]
-    return f"start@{first.start.isoformat()}", first
+    soon = schedule.occurrences(now, now + lead + timedelta(seconds=1))
+    due = next((o for o in soon if o.start - lead <= now < o.end), None)
+    return (f"start@{due.start.isoformat()}", due) if due else None
 
 
 class ScheduledStop(Enum):

@@ -1,11 +1,8 @@
-"""The fleet's nouns and the `Store` port they are kept behind.
+"""The fleet's nouns and the `Store` port they are kept behind, free of SQL.
 
 Operations in flight, runs (the billing meter), what the guard last saw of each version
-(`Watch`), idle episodes, snoozes and the audit log are facts of the domain: they live here,
-free of SQL. Storage is a port: `Store` bundles one small protocol per noun, and
-`bot.state.store.SqliteStore` is its one adapter (numbered migrations, `bot.state.migrations`);
-a PostgreSQL adapter implements the same protocols. The uploads store (the intake's) joins
-the bundle as `uploads`.
+(`Watch`), idle episodes, snoozes and the audit log. `Store` bundles one small protocol per
+noun; `bot.state.store.SqliteStore` is its one adapter, on SQLite or PostgreSQL.
 """
 
 from __future__ import annotations
@@ -157,7 +154,6 @@ class Operations(Protocol):
     async def open(self) -> list[Operation]: ...
     async def open_for(self, version_name: str) -> Operation | None: ...
     async def open_training(self) -> Operation | None: ...
-    async def recent(self, limit: int = 10) -> list[Operation]: ...
 
 
 class Runs(Protocol):
@@ -202,7 +198,6 @@ class GuardMemory(Protocol):
     async def mark_stop_failed(self, version_arn: str, at: datetime | None) -> None: ...
     async def open_episode(self, version_arn: str) -> Episode | None: ...
     async def episode(self, episode_id: int) -> Episode | None: ...
-    async def open_episodes(self) -> list[Episode]: ...
     async def episodes(self) -> list[Episode]: ...
     async def create_episode(
         self,
