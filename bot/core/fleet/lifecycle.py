@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,7 +39,17 @@ from bot.core.fleet.decisions import (
     operation_step,
 )
 from bot.core.fleet.poller import Leader, Poller
-from bot.core.fleet.state import START, STOP, TRAIN, TRAINING, VALIDATING, Leases, Operation, Store
+from bot.core.fleet.state import (
+    START,
+    STOP,
+    TRAIN,
+    TRAINING,
+    VALIDATING,
+    Leases,
+    Operation,
+    Run,
+    Store,
+)
 from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.labels import ModelInfo
 from bot.core.model_versions import ModelCatalog, ModelVersion
@@ -145,29 +155,18 @@ def aws_error(exc: BaseException) -> str:
     return f"{name}: {exc}" if str(exc) else name
 
 
-@dataclass
-class VersionSnapshot:
-    """The project's versions as one DescribeProjectVersions call saw them, by name."""
+def newest_first(versions: Iterable[ModelVersion]) -> list[ModelVersion]:
+    """The project's versions as one DescribeProjectVersions call saw them, newest first."""
+    epoch = datetime.min
+    return sorted(
+        versions,
+        key=lambda v: (v.created.replace(tzinfo=None) if v.created else epoch, v.name),
+        reverse=True,
+    )
 
-    by_name: dict[str, ModelVersion] = field(default_factory=dict)
 
-    @classmethod
-    def of(cls, versions: Sequence[ModelVersion]) -> VersionSnapshot:
-        return cls({v.name: v for v in versions})
-
-    def find(self, name_or_arn: str) -> ModelVersion | None:
-        found = self.by_name.get(name_or_arn)
-        if found is None:
-            found = next((v for v in self.by_name.values() if v.arn == name_or_arn), None)
-        return found
-
-    def newest_first(self) -> list[ModelVersion]:
-        epoch = datetime.min
-        return sorted(
-            self.by_name.values(),
-            key=lambda v: (v.created.replace(tzinfo=None) if v.created else epoch, v.name),
-            reverse=True,
-        )
+def find(versions: Iterable[ModelVersion], name_or_arn: str) -> ModelVersion | None:
+    return next((v for v in versions if name_or_arn in (v.name, v.arn)), None)
 
 
 OPERATION_LEASE = timedelta(minutes=2)  # renewed every 40 s while its command runs
@@ -268,50 +267,37 @@ class Lifecycle:
         await self.sync(snapshot)
         report.serving = self.serving.current().describe()
         serving_arn = self.serving.version_arn()
-        serving = snapshot.find(serving_arn) if serving_arn else None
+        serving = find(snapshot, serving_arn) if serving_arn else None
         if serving is not None and not serving.running:  # X-rays get the fallback, or nothing
             report.serving_status = serving.status
             report.fallback = self.serving.has_fallback()
-        ordered = snapshot.newest_first()
-        shown = ordered[:STATUS_VERSIONS_SHOWN]
-        await self._load_evaluations(shown[:EVALUATIONS_FETCHED])
+        shown = snapshot[:STATUS_VERSIONS_SHOWN]
+        await asyncio.gather(*(self.evaluation(v) for v in shown[:EVALUATIONS_FETCHED]))
         ops = {op.version_name: op for op in report.operations}
         report.rows = [await self._row(v, v.arn == serving_arn, ops.get(v.name)) for v in shown]
-        report.hidden_versions = len(ordered) - len(shown)
+        report.hidden_versions = len(snapshot) - len(shown)
         report.meter = await self.guard.meter() if self.guard is not None else []
         report.zone = self.zone
         report.prices = self.prices
         return report
 
     async def _row(self, version: ModelVersion, serving: bool, op: Operation | None) -> VersionRow:
-        now = self.clock.now()
         run = await self.runs.current(version.arn) if version.running else None
+        ran, cost = self._ran(run, self.clock.now())
         evaluation = self.evaluations.get(version.arn)
-        return VersionRow(
-            version=version,
-            f1=version.f1 if version.f1 is not None else (evaluation.f1 if evaluation else None),
-            labels=evaluation.labels if evaluation else (),
-            running_seconds=run.seconds(now) if run else None,
-            cost_so_far=self.prices.running_cost(run.units, run.started_at, now) if run else None,
-            serving=serving,
-            operation=op,
-        )
+        f1 = version.f1 if version.f1 is not None else (evaluation.f1 if evaluation else None)
+        labels = evaluation.labels if evaluation else ()
+        return VersionRow(version, f1, labels, ran, cost, serving, op)
 
-    async def _load_evaluations(self, versions: Sequence[ModelVersion]) -> None:
-        training = self.training
-        if training is None:
-            return
-        wanted = [v for v in versions if v.evaluation_summary_s3 and v.arn not in self.evaluations]
-
-        async def load(version: ModelVersion) -> None:
-            assert version.evaluation_summary_s3 is not None
+    async def evaluation(self, version: ModelVersion) -> Evaluation | None:
+        """The version's training summary: read from S3 once, then cached."""
+        summary = version.evaluation_summary_s3
+        if summary and self.training and version.arn not in self.evaluations:
             try:
-                summary = await training.evaluation(version.evaluation_summary_s3)
-                self.evaluations[version.arn] = summary
+                self.evaluations[version.arn] = await self.training.evaluation(summary)
             except Exception as exc:
-                log.info("status.evaluation_unavailable", extra={"error": aws_error(exc)})
-
-        await asyncio.gather(*(load(v) for v in wanted))
+                log.info("lifecycle.evaluation_unavailable", extra={"error": aws_error(exc)})
+        return self.evaluations.get(version.arn)
 
     # === /cxr start =========================================================================
     async def propose_start(
@@ -328,7 +314,7 @@ class Lifecycle:
         blocker = await self._start_blocker(chosen, actor)
         if blocker:
             return blocker
-        others = [v.name for v in snapshot.by_name.values() if v.running and v.arn != chosen.arn]
+        others = [v.name for v in snapshot if v.running and v.arn != chosen.arn]
         return n.StartProposal(
             version_name=chosen.name,
             version_arn=chosen.arn,
@@ -346,25 +332,15 @@ class Lifecycle:
         snapshot = await self._start_checks(low, high)
         if isinstance(snapshot, Notice):
             return snapshot
-        version = snapshot.find(version_arn)
+        version = find(snapshot, version_arn)
         if version is None:
             return n.Refused(reason="gone")
         blocker = await self._start_blocker(version, actor, channel)
         if blocker:
             return blocker
-        catalog = self.catalog
-        assert catalog is not None
-        refused = await self._request(
-            START,
-            version,
-            actor,
-            channel,
-            lambda: catalog.start(version.arn, low, high),
-            data={"min_units": low, "max_units": high},
-            requested=f"requested ({low} IU)"
-            if high in (None, low)
-            else f"requested ({low}–{high} IU)",
-        )
+        units = f"{low} IU" if high in (None, low) else f"{low}–{high} IU"
+        data = {"min_units": low, "max_units": high}
+        refused = await self._request(START, version, actor, channel, data, f"requested ({units})")
         if refused:
             return refused
         log.info("lifecycle.start_requested", extra={"version": version.name, "units": low})
@@ -373,6 +349,12 @@ class Lifecycle:
     async def cancel_start(self, actor: str, version_name: str) -> Notice:
         await self.audit.record(self.clock.now(), actor, "start", version_name, "cancelled")
         return n.StartCancelled(version_name=version_name, by=actor)
+
+    def _ran(self, run: Run | None, until: datetime) -> tuple[float | None, float | None]:
+        """How long a run went on until `until`, and its estimated cost; unknown without one."""
+        if run is None:
+            return None, None
+        return run.seconds(until), self.prices.running_cost(run.units, run.started_at, until)
 
     def _units(self, low: int, high: int | None) -> dict[str, Any]:
         """A `UnitsNotice`'s units, and the estimated cost an hour at each end."""
@@ -384,7 +366,7 @@ class Lifecycle:
             "hourly_high": hourly(high or low),
         }
 
-    async def _start_checks(self, low: int, high: int | None) -> VersionSnapshot | Notice:
+    async def _start_checks(self, low: int, high: int | None) -> list[ModelVersion] | Notice:
         """What both start steps check first: a project, allowed units, readable versions."""
         if self.catalog is None:
             return self.rekognition_only("start")
@@ -396,21 +378,20 @@ class Lifecycle:
         return await self.versions_or_reply()
 
     def _choose_to_start(
-        self, snapshot: VersionSnapshot, wanted: str | None
+        self, snapshot: list[ModelVersion], wanted: str | None
     ) -> ModelVersion | Notice:
-        if not snapshot.by_name:
+        if not snapshot:
             return n.Refused(reason="no-versions")
         if wanted:
-            return snapshot.find(wanted) or _no_such_version(snapshot, wanted)
+            return find(snapshot, wanted) or _no_such_version(snapshot, wanted)
         serving = self.serving.version_arn()
-        ordered = snapshot.newest_first()
-        for version in ordered:
+        for version in snapshot:
             if version.arn == serving and version.status in STARTABLE | STOPPABLE:
                 return version
-        for version in ordered:
+        for version in snapshot:
             if version.status in STARTABLE:
                 return version
-        busy = next((v for v in ordered if v.status in STOPPABLE), None)
+        busy = next((v for v in snapshot if v.status in STOPPABLE), None)
         return busy or n.Refused(reason="none-ready")  # busy: "already running" (the blocker)
 
     async def _start_blocker(
@@ -421,14 +402,15 @@ class Lifecycle:
             return self._already(version, op, actor)
         status, name = version.status, version.name
         if status == mv.RUNNING:
-            run = await self.runs.current(version.arn)
+            ran, _ = self._ran(await self.runs.current(version.arn), self.clock.now())
+            low, high = version.min_units or 1, version.max_units
             return n.Refused(
                 reason="already-running",
                 tone="busy",
                 version_name=name,
-                min_units=version.min_units or 1,
-                max_units=version.max_units,
-                ran_seconds=run.seconds(self.clock.now()) if run else None,
+                ran_seconds=ran,
+                min_units=low,
+                max_units=high,
             )
         if status == mv.STARTING:
             if channel is not None:
@@ -450,8 +432,7 @@ class Lifecycle:
     # === /cxr stop ==========================================================================
     async def stop(self, actor: str, channel: str, version: str | None = None) -> Notice:
         """StopProjectVersion on the named (or the only running) version."""
-        catalog = self.catalog
-        if catalog is None:
+        if self.catalog is None:
             return self.rekognition_only("stop")
         snapshot = await self.versions_or_reply()
         if isinstance(snapshot, Notice):
@@ -474,25 +455,19 @@ class Lifecycle:
         if op is not None:  # a start in flight: the stop takes over
             await self.ops.finish(op.id, now, "superseded by a stop")
         run = await self.runs.current(chosen.arn)
-        refused = await self._request(
-            STOP, chosen, actor, channel, lambda: catalog.stop(chosen.arn)
-        )
+        refused = await self._request(STOP, chosen, actor, channel)
         if refused:
             return refused
         log.info("lifecycle.stop_requested", extra={"version": name})
-        return n.StopRequested(
-            version_name=name,
-            ran_seconds=run.seconds(now) if run else None,
-            cost=self.prices.running_cost(run.units, run.started_at, now) if run else None,
-            by=actor,
-        )
+        ran, cost = self._ran(run, now)
+        return n.StopRequested(version_name=name, ran_seconds=ran, cost=cost, by=actor)
 
     def _choose_to_stop(
-        self, snapshot: VersionSnapshot, wanted: str | None
+        self, snapshot: list[ModelVersion], wanted: str | None
     ) -> ModelVersion | Notice:
         if wanted:
-            return snapshot.find(wanted) or _no_such_version(snapshot, wanted)
-        live = [v for v in snapshot.newest_first() if v.status in STOPPABLE | {mv.STOPPING}]
+            return find(snapshot, wanted) or _no_such_version(snapshot, wanted)
+        live = [v for v in snapshot if v.status in STOPPABLE | {mv.STOPPING}]
         if not live:
             return n.Refused(reason="nothing-running", tone="busy")
         if len(live) > 1:
@@ -506,22 +481,12 @@ class Lifecycle:
         """The one stop path, for the guard: claim a stop operation and ask Rekognition; the
         poller confirms it at STOPPED and the guard reports it then (`report` says how).
         None when the stop is under way (asked now or already); else why not."""
-        catalog = self.catalog
-        assert catalog is not None
         op = await self.ops.open_for(version.name)
         if op is not None and op.kind == STOP:
             return None
         if op is not None and op.kind == START:
             await self.ops.finish(op.id, self.clock.now(), "superseded by a stop")
-        refused = await self._request(
-            STOP,
-            version,
-            actor,
-            channel,
-            lambda: catalog.stop(version.arn),
-            data={"report": report},
-            requested=None,
-        )
+        refused = await self._request(STOP, version, actor, channel, {"report": report}, None)
         return _error(refused) if refused else None
 
     async def request_start(
@@ -529,16 +494,8 @@ class Lifecycle:
     ) -> str | None:
         """The one start path, for the schedule: claim a start operation and ask Rekognition;
         the poller follows it to RUNNING. None when under way; else why not."""
-        catalog = self.catalog
-        assert catalog is not None
-        refused = await self._request(
-            START,
-            version,
-            actor,
-            channel,
-            lambda: catalog.start(version.arn, units, None),
-            data={"min_units": units, "source": source, "quiet": True},
-        )
+        data = {"min_units": units, "source": source, "quiet": True}
+        refused = await self._request(START, version, actor, channel, data)
         return _error(refused) if refused else None
 
     # === shared by start and stop ===========================================================
@@ -548,21 +505,27 @@ class Lifecycle:
         version: ModelVersion,
         actor: str,
         channel: str,
-        call: Callable[[], Awaitable[str]],
-        *,
         data: dict[str, Any] | None = None,
         requested: str | None = "requested",
     ) -> Refusal | None:
-        """Claim the operation, then ask Rekognition for the change (`call` returns the new
-        status). None when Rekognition accepted it (recorded, and followed); else why not: it
-        is already busy, or Rekognition refused. `requested`: the audit's words, if any."""
+        """Claim the operation, then ask Rekognition to start (at `data`'s units) or stop.
+        None when Rekognition accepted it (recorded, and followed); else why not: it is
+        already busy, or Rekognition refused. `requested`: the audit's words, if any."""
+        catalog = self.catalog
+        assert catalog is not None
         now = self.clock.now()
         op = await self._claim(kind, version, actor, channel, REQUESTED, data)
         if op is None:
             return self._already(version, await self.ops.open_for(version.name), actor)
         async with self.commanding(op.id):
             try:
-                status = await call()
+                if kind == START:
+                    assert data is not None
+                    status = await catalog.start(
+                        version.arn, data["min_units"], data.get("max_units")
+                    )
+                else:
+                    status = await catalog.stop(version.arn)
             except Exception as exc:
                 reason = aws_error(exc)
                 await self.ops.finish(op.id, self.clock.now(), f"failed: {reason}")
@@ -642,7 +605,7 @@ class Lifecycle:
         snapshot = await self.versions_or_reply()
         if isinstance(snapshot, Notice):
             return snapshot
-        elsewhere = [v for v in snapshot.by_name.values() if v.status == mv.TRAINING_IN_PROGRESS]
+        elsewhere = [v for v in snapshot if v.status == mv.TRAINING_IN_PROGRESS]
         if elsewhere:
             return n.Refused(
                 reason="training-elsewhere", tone="busy", version_name=elsewhere[0].name
@@ -650,7 +613,7 @@ class Lifecycle:
         now = self.clock.now()
         if version_name is None:
             version_name = await self._free_name(snapshot, now)
-        elif snapshot.find(version_name) is not None:
+        elif find(snapshot, version_name) is not None:
             return await self._refuse_name(actor, version_name, "name-taken")
         self.claiming.add(version_name)
         try:
@@ -691,10 +654,10 @@ class Lifecycle:
             op, actor, "already training", note="One training at a time.", phase=op.phase
         )
 
-    async def _free_name(self, snapshot: VersionSnapshot, now: datetime) -> str:
+    async def _free_name(self, snapshot: list[ModelVersion], now: datetime) -> str:
         base = f"{self.config.project_name or 'cxr'}.{now:%Y-%m-%d}"
         name, number = base, 1
-        while snapshot.find(name) is not None or await self.ops.open_for(name) is not None:
+        while find(snapshot, name) is not None or await self.ops.open_for(name) is not None:
             number += 1
             name = f"{base}.{number}"
         return name
@@ -711,7 +674,7 @@ class Lifecycle:
         version) serve whichever version is running."""
         try:
             for op in await self.ops.open():
-                if self.commanded_here(op) or await self.commanded_elsewhere(op):
+                if await self.commanded(op):
                     continue  # checking its images right now, here or on another instance
                 if op.kind == TRAIN and op.phase == VALIDATING:
                     await trainings.interrupted(self, op)
@@ -730,9 +693,9 @@ class Lifecycle:
         ops = await self.ops.open()
         if self.catalog is None:
             return
-        snapshot = VersionSnapshot.of(versions) if versions is not None else None
+        snapshot = newest_first(versions) if versions is not None else None
         for op in ops:
-            if self.commanded_here(op) or await self.commanded_elsewhere(op):
+            if await self.commanded(op):
                 continue  # its command (here or on another instance) is still talking to AWS
             try:
                 if op.kind == TRAIN:
@@ -744,9 +707,9 @@ class Lifecycle:
         if snapshot is not None:
             await self.sync(snapshot)
 
-    async def _step(self, op: Operation, snapshot: VersionSnapshot) -> None:
+    async def _step(self, op: Operation, snapshot: list[ModelVersion]) -> None:
         """Move a start or a stop along from what Rekognition says now."""
-        version = snapshot.find(op.version_arn or op.version_name)
+        version = find(snapshot, op.version_arn or op.version_name)
         now = self.clock.now()
         if version is not None and version.status != op.status:
             op = await self.ops.update(op.id, status=version.status)
@@ -787,13 +750,9 @@ class Lifecycle:
             await self.finish(op, "ok: RUNNING")
             return
         took = (now - op.started_at).total_seconds()
-        await self.finish(
-            op,
-            "ok: RUNNING",
-            n.ModelRunning(
-                version_name=version.name, **self._units(low, high), took_seconds=took, by=op.user
-            ),
-        )
+        units = self._units(low, high)
+        running = n.ModelRunning(version_name=version.name, **units, took_seconds=took, by=op.user)
+        await self.finish(op, "ok: RUNNING", running)
 
     async def _stopped(self, op: Operation, version: ModelVersion, now: datetime) -> None:
         """Confirmed at STOPPED: the run ends here (a STOPPING model is still billed)."""
@@ -805,19 +764,9 @@ class Lifecycle:
             await self.finish(op, report.get("result", "ok: STOPPED"))
             await self.guard.stopper.stopped(op, run, now)
             return
-        stopped_at = run.stopped_at if run and run.stopped_at else now
-        await self.finish(
-            op,
-            "ok: STOPPED",
-            n.ModelStopped(
-                version_name=version.name,
-                ran_seconds=(stopped_at - run.started_at).total_seconds() if run else None,
-                cost=self.prices.running_cost(run.units, run.started_at, stopped_at)
-                if run
-                else None,
-                by=op.user,
-            ),
-        )
+        ran, cost = self._ran(run, run.stopped_at if run and run.stopped_at else now)
+        stopped = n.ModelStopped(version_name=version.name, ran_seconds=ran, cost=cost, by=op.user)
+        await self.finish(op, "ok: STOPPED", stopped)
 
     async def _failed(
         self, op: Operation, version: ModelVersion | None, reason: str, *, final: bool = True
@@ -840,21 +789,17 @@ class Lifecycle:
                 await self.post(op.channel, failed)
 
     # === shared by every operation ==========================================================
-    async def versions(self) -> VersionSnapshot:
+    async def versions(self) -> list[ModelVersion]:
+        """The project's versions, newest first."""
         assert self.catalog is not None
-        return VersionSnapshot.of(await self.catalog.versions())
+        return newest_first(await self.catalog.versions())
 
-    async def versions_or_reply(self) -> VersionSnapshot | n.VersionsUnreadable:
+    async def versions_or_reply(self) -> list[ModelVersion] | n.VersionsUnreadable:
         """The versions, or the reply a command gives when Rekognition can't be read."""
         try:
             return await self.versions()
         except Exception as exc:
             return n.VersionsUnreadable(error=aws_error(exc))
-
-    def commanded_here(self, op: Operation) -> bool:
-        """A command on this instance holds `op`, or is writing its claim: the claim commits on
-        the database's thread before the command resumes and enters `commanding`."""
-        return op.id in self.in_command or op.version_name in self.claiming
 
     @asynccontextmanager
     async def commanding(self, op_id: int) -> AsyncIterator[None]:
@@ -881,11 +826,13 @@ class Lifecycle:
             await self.clock.sleep(OPERATION_LEASE.total_seconds() / 3)
             await self.leases.acquire(key, self.owner, self.clock.now(), OPERATION_LEASE)
 
-    async def commanded_elsewhere(self, op: Operation) -> bool:
-        """Whether another instance's command still holds the operation."""
-        if self.leases is None:
-            return False
-        lease = await self.leases.holder(f"operation:{op.id}")
+    async def commanded(self, op: Operation) -> bool:
+        """A command holds `op`: on this instance (or it is writing the claim, which commits on
+        the database's thread before the command resumes and enters `commanding`), or on
+        another one, whose lease hasn't lapsed."""
+        if op.id in self.in_command or op.version_name in self.claiming:
+            return True
+        lease = await self.leases.holder(f"operation:{op.id}") if self.leases else None
         return (
             lease is not None and lease.owner != self.owner and not lease.expired(self.clock.now())
         )
@@ -923,15 +870,15 @@ class Lifecycle:
                 log.warning("lifecycle.post_failed", extra={"channel": target, "error": error})
         return None
 
-    async def sync(self, snapshot: VersionSnapshot) -> None:
+    async def sync(self, snapshot: list[ModelVersion]) -> None:
         """Keep the serving version in line with what Rekognition says. (Runs started or
         stopped outside the bot are the cost guard's to meter: it watches every version.)"""
         serving = self.serving.version_arn()
-        running = [v for v in snapshot.newest_first() if v.running]
+        running = [v for v in snapshot if v.running]
         if running and self.config.serve_running_on_start:
             if serving is None or all(v.arn != serving for v in running):
                 await self.serving.serve(running[0].arn)
-        elif serving and any(v.arn == serving and not v.running for v in snapshot.by_name.values()):
+        elif serving and any(v.arn == serving and not v.running for v in snapshot):
             self.serving.stopped(serving)
 
     # === the poller =========================================================================
@@ -984,8 +931,8 @@ class Lifecycle:
         return self.poller
 
 
-def _no_such_version(snapshot: VersionSnapshot, wanted: str) -> n.Refused:
-    names = [v.name for v in snapshot.newest_first()[:VERSIONS_NAMED]]
+def _no_such_version(snapshot: list[ModelVersion], wanted: str) -> n.Refused:
+    names = [v.name for v in snapshot[:VERSIONS_NAMED]]
     return n.Refused(reason="no-such-version", wanted=wanted, names=names)
 
 

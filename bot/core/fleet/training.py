@@ -26,12 +26,12 @@ from bot.core.fleet.state import (
     VALIDATING,
     Operation,
 )
-from bot.core.model_versions import LabelMetrics
+from bot.core.model_versions import LabelMetrics, ModelVersion
 from bot.core.ports import Notice, PostedMessage
 from bot.core.training_data import Problem, S3Uri, image_problems, layout_problems, manifest, scan
 
 if TYPE_CHECKING:
-    from bot.core.fleet.lifecycle import Lifecycle, VersionSnapshot
+    from bot.core.fleet.lifecycle import Lifecycle
 
 log = logging.getLogger(__package__)
 
@@ -108,16 +108,8 @@ async def launch(lifecycle: Lifecycle, op: Operation, source: S3Uri, output: S3U
         "counts": counts,
         "old_datasets": [d.arn for d in existing],
     }
-    await lifecycle.ops.update(op.id, status="PREPARING", phase=DATASETS, data=data)
-    progress = n.TrainingProgress(
-        version_name=op.version_name,
-        source=str(source),
-        counts=counts,
-        phase=DATASETS,
-        by=op.user,
-        replacing=bool(existing),
-    )
-    message = await lifecycle.post(op.channel, progress)
+    op = await lifecycle.ops.update(op.id, status="PREPARING", phase=DATASETS, data=data)
+    message = await lifecycle.post(op.channel, _progress_of(op))
     if message is not None:
         await lifecycle.ops.update(op.id, data={"message": [message.channel, message.ts]})
     total = sum(counts.values())
@@ -162,7 +154,7 @@ async def _refuse(
 
 
 # === the phases =============================================================================
-async def step(lifecycle: Lifecycle, op: Operation, snapshot: VersionSnapshot | None) -> None:
+async def step(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersion] | None) -> None:
     """Move a training along: one phase's wait or work per poll."""
     if op.phase == VALIDATING:
         await interrupted(lifecycle, op)  # its command died with a previous run
@@ -270,8 +262,8 @@ async def _create_version(lifecycle: Lifecycle, op: Operation) -> None:
     await _progress(lifecycle, op.id)
 
 
-async def _follow(lifecycle: Lifecycle, op: Operation, snapshot: VersionSnapshot) -> None:
-    version = snapshot.find(op.version_arn or op.version_name)
+async def _follow(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersion]) -> None:
+    version = lifecycle_module.find(snapshot, op.version_arn or op.version_name)
     if version is None:
         if op.version_arn is None:  # a restart came between the split and the call
             await _create_version(lifecycle, op)
@@ -283,14 +275,7 @@ async def _follow(lifecycle: Lifecycle, op: Operation, snapshot: VersionSnapshot
     if version.status == mv.TRAINING_FAILED:
         await _failed(lifecycle, op, version.status_message or "Rekognition gave no reason")
         return
-    evaluation = Evaluation()
-    if version.evaluation_summary_s3 and lifecycle.training is not None:
-        try:
-            evaluation = await lifecycle.training.evaluation(version.evaluation_summary_s3)
-            lifecycle.evaluations[version.arn] = evaluation
-        except Exception as exc:
-            error = lifecycle_module.aws_error(exc)
-            log.warning("lifecycle.evaluation_unreadable", extra={"error": error})
+    evaluation = await lifecycle.evaluation(version) or Evaluation()
     billable = version.billable_training_seconds
     f1 = version.f1 if version.f1 is not None else evaluation.f1
     split = op.data.get("split") or [None, None]
@@ -327,8 +312,15 @@ async def _progress(lifecycle: Lifecycle, op_id: int, *, done: bool = False) -> 
     op = await lifecycle.ops.get(op_id)
     if op is None or not op.data.get("message"):
         return
-    channel, ts = op.data["message"]
-    progress = n.TrainingProgress(
+    try:
+        await lifecycle.outbox.update(PostedMessage(*op.data["message"]), _progress_of(op, done))
+    except Exception as exc:
+        log.info("lifecycle.progress_update_failed", extra={"error": type(exc).__name__})
+
+
+def _progress_of(op: Operation, done: bool = False) -> n.TrainingProgress:
+    """The training's progress message, from what its operation has stored."""
+    return n.TrainingProgress(
         version_name=op.version_name,
         source=op.data.get("source", ""),
         counts=op.data.get("counts", {}),
@@ -338,7 +330,3 @@ async def _progress(lifecycle: Lifecycle, op_id: int, *, done: bool = False) -> 
         replacing=bool(op.data.get("old_datasets")),
         done=done,
     )
-    try:
-        await lifecycle.outbox.update(PostedMessage(channel, ts), progress)
-    except Exception as exc:
-        log.info("lifecycle.progress_update_failed", extra={"error": type(exc).__name__})
