@@ -227,9 +227,7 @@ class Lifecycle:
         self.owner = "this-instance"
         # Alone (no cost guard), the poller runs while operations are open; `join_guard`
         # replaces it with the fleet's one poller, shared with the cost guard.
-        self.poller = Poller(
-            clock=clock, catalog=catalog, operations=self, busy_seconds=config.poll_seconds
-        )
+        self.poller = Poller(self)
 
     @property
     def rekognition(self) -> bool:
@@ -918,16 +916,11 @@ class Lifecycle:
         `/cxr status`, operations are leased to the instance whose command runs them, and
         one poller serves operations and guard. With `leader` (replicas on one database) only
         the leader's poller acts. Returns that poller, the bot's background job."""
-        self.guard, self.zone, self.leases, self.owner = guard, zone, leases, owner
-        self.poller = Poller(
-            clock=self.clock,
-            catalog=self.catalog,
-            operations=self,
-            busy_seconds=self.config.poll_seconds,
-            guard=guard,
-            idle_seconds=idle_seconds,
-            leader=leader,
-        )
+        self.guard = guard
+        self.zone = zone
+        self.leases = leases
+        self.owner = owner
+        self.poller = Poller(self, guard, idle_seconds, leader)
         return self.poller
 
 
