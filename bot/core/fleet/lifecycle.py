@@ -39,17 +39,7 @@ from bot.core.fleet.decisions import (
     operation_step,
 )
 from bot.core.fleet.poller import Leader, Poller
-from bot.core.fleet.state import (
-    START,
-    STOP,
-    TRAIN,
-    TRAINING,
-    VALIDATING,
-    Leases,
-    Operation,
-    Run,
-    Store,
-)
+from bot.core.fleet.state import START, STOP, TRAIN, TRAINING, VALIDATING, Operation, Run
 from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.labels import ModelInfo
 from bot.core.model_versions import ModelCatalog, ModelVersion
@@ -59,6 +49,7 @@ from bot.core.training_data import ImageStore, S3Uri, valid_version_name
 
 if TYPE_CHECKING:
     from bot.core.fleet.guard import CostGuard
+    from bot.core.fleet.state import Leases, Store
     from bot.core.fleet.training import Evaluation, TrainingBackend
 
 
@@ -217,10 +208,7 @@ class Lifecycle:
         self.evaluations: dict[str, Evaluation] = {}  # training summaries read, by version ARN
         self.in_command: set[int] = set()  # operations whose command is still running here
         self.claiming: set[str] = set()  # versions whose claim is being written here
-        # Set by `join_guard`: the cost guard (told when its stops are confirmed; its meter
-        # shows in `/cxr status`, in `zone`), and the operation leases: while a command (on any
-        # instance) talks to AWS, its operation is leased to that instance and the poller
-        # leaves it alone. Without them, one instance and no guard.
+        # Set by `join_guard` (without them: no guard, one instance): see there.
         self.guard: CostGuard | None = None
         self.zone = "UTC"
         self.leases: Leases | None = None
@@ -238,7 +226,7 @@ class Lifecycle:
         return n.Refused(reason="rekognition-only", action=action, detail=local)
 
     async def refused(self, actor: str, action: str, target: str, reason: str) -> None:
-        """Record a refusal decided by the chat layer (e.g. not an admin)."""
+        """Record a refusal (e.g. not an admin, decided by the chat layer; a bad name)."""
         await self.audit.record(
             self.clock.now(), actor, action, target or "-", f"refused: {reason}"
         )
@@ -565,9 +553,9 @@ class Lifecycle:
     def _already(self, version: ModelVersion, op: Operation | None, actor: str) -> Refusal:
         if op is None:  # the operation that held it ended meanwhile
             return n.Refused(reason="busy", tone="busy", version_name=version.name)
-        return self.busy(op, actor, BUSY_WITH.get(op.kind, op.kind))
+        return self._busy(op, actor, BUSY_WITH.get(op.kind, op.kind))
 
-    def busy(self, op: Operation, asker: str, what: str, **more: Any) -> n.Busy:
+    def _busy(self, op: Operation, asker: str, what: str, **more: Any) -> n.Busy:
         """Say what `op` is doing, for whom and since when, instead of asking AWS again."""
         return n.Busy(
             version_name=op.version_name,
@@ -599,7 +587,8 @@ class Lifecycle:
         if busy is not None:
             return self._training_busy(busy, actor)
         if version_name is not None and not valid_version_name(version_name):
-            return await self._refuse_name(actor, version_name, "bad-name")
+            await self.refused(actor, TRAIN, version_name, "bad-name")
+            return n.Refused(reason="bad-name", wanted=version_name)
         snapshot = await self.versions_or_reply()
         if isinstance(snapshot, Notice):
             return snapshot
@@ -612,7 +601,8 @@ class Lifecycle:
         if version_name is None:
             version_name = await self._free_name(snapshot, now)
         elif find(snapshot, version_name) is not None:
-            return await self._refuse_name(actor, version_name, "name-taken")
+            await self.refused(actor, TRAIN, version_name, "name-taken")
+            return n.Refused(reason="name-taken", wanted=version_name)
         self.claiming.add(version_name)
         try:
             op = await self.ops.claim(
@@ -642,13 +632,8 @@ class Lifecycle:
                 await self.audit.record(now, actor, TRAIN, version_name, f"failed: {reason}")
                 return n.SourceUnreadable(source=str(source), error=reason)
 
-    async def _refuse_name(self, actor: str, name: str, reason: n.RefusalReason) -> Notice:
-        """Refuse before anything is claimed (a bad or taken name), and record it."""
-        await self.audit.record(self.clock.now(), actor, TRAIN, name, f"refused: {reason}")
-        return n.Refused(reason=reason, wanted=name)
-
     def _training_busy(self, op: Operation, actor: str) -> Notice:
-        return self.busy(
+        return self._busy(
             op, actor, "already training", note="One training at a time.", phase=op.phase
         )
 
@@ -913,8 +898,9 @@ class Lifecycle:
         leader: Leader | None = None,
     ) -> Poller:
         """One fleet: the guard's stops are reported by it when confirmed, its meter shows in
-        `/cxr status`, operations are leased to the instance whose command runs them, and
-        one poller serves operations and guard. With `leader` (replicas on one database) only
+        `/cxr status` (in `zone`), an operation is leased to `owner` while its command talks to
+        AWS (every instance's poller leaves it alone), and one poller serves operations and
+        guard. With `leader` (replicas on one database) only
         the leader's poller acts. Returns that poller, the bot's background job."""
         self.guard = guard
         self.zone = zone

@@ -1,10 +1,9 @@
 """The one loop over the model fleet: read the versions once per tick, decide, act.
 
-Operations in flight (start, stop, train) and the cost guard (runs, idle alerts, auto-stop,
-schedule, summary) used to poll Rekognition on their own timers; now one `Poller` reads
-`DescribeProjectVersions` once per tick and hands the same snapshot to both, in that order:
-the operation steps first (a stop confirmed at STOPPED closes its run and posts its outcome),
-then the guard, which sees the state the operations left.
+Operations in flight (start, stop, train: the `Lifecycle`'s) and the cost guard (runs, idle
+alerts, auto-stop, schedule, summary) share one `DescribeProjectVersions` per tick, in that
+order: the operations step first (a stop confirmed at STOPPED closes its run and posts its
+outcome), then the guard, which sees the state the operations left.
 
 It ticks every `busy_seconds` while an operation is open and every `idle_seconds` otherwise;
 a command that opens an operation wakes it (`follow`) so the first poll comes `busy_seconds`
@@ -65,7 +64,6 @@ class Poller:
         self.lock = guard.lock if guard is not None else asyncio.Lock()
         self.ticks = 0  # completed polls, led or not (tests watch it move)
         self.led = 0  # polls this instance acted on (it held the leader lease)
-        self.last_tick_at: datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self._sleeping = False
         self._planned: float | None = None  # the interval of the sleep in progress
@@ -155,7 +153,6 @@ class Poller:
                 await _logged(self.guard.review(versions, now), "fleet.guard_failed")
             self.ticks += 1
             self.led += 1
-            self.last_tick_at = now
 
     # --- waiting for it, stopping it -----------------------------------------------------
     @property
