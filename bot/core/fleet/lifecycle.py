@@ -514,8 +514,7 @@ class Lifecycle:
                     status = await catalog.stop(version.arn)
             except Exception as exc:
                 reason = aws_error(exc)
-                await self.ops.finish(op.id, self.clock.now(), f"failed: {reason}")
-                await self.audit.record(now, actor, kind, version.name, f"failed: {reason}")
+                await self.finish(op, f"failed: {reason}")
                 return n.RequestFailed(action=kind, version_name=version.name, error=reason)
         await self.ops.update(op.id, status=status, phase=FOLLOWING)
         if requested is not None:
@@ -627,9 +626,7 @@ class Lifecycle:
                 return await trainings.launch(self, op, source, output)
             except Exception as exc:
                 reason = aws_error(exc)
-                log.warning("lifecycle.train_check_failed", extra={"error": reason})
-                await self.ops.finish(op.id, self.clock.now(), f"failed: {reason}")
-                await self.audit.record(now, actor, TRAIN, version_name, f"failed: {reason}")
+                await self.finish(op, f"failed: {reason}")
                 return n.SourceUnreadable(source=str(source), error=reason)
 
     def _training_busy(self, op: Operation, actor: str) -> Notice:

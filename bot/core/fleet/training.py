@@ -147,9 +147,7 @@ async def _refuse(
     lifecycle: Lifecycle, op: Operation, source: S3Uri, problems: list[Problem]
 ) -> Notice:
     """The images failed a check: close the claimed operation and list the problems."""
-    refused = f"refused: {problems[0].title}"
-    await lifecycle.ops.finish(op.id, lifecycle.clock.now(), refused)
-    await lifecycle.audit.record(lifecycle.clock.now(), op.user, TRAIN, op.version_name, refused)
+    await lifecycle.finish(op, f"refused: {problems[0].title}")
     return n.TrainingRefused(source=str(source), problems=problems)
 
 
