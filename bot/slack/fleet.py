@@ -93,10 +93,6 @@ NO_FALLBACK = {  # when the serving version isn't running: has the bot a fallbac
     True: "the local model answers meanwhile",
     False: "X-rays get no verdict until it is started",
 }
-LOCAL_ONLY = (
-    "The local model is the only classifier: /cxr start, stop and train manage a Rekognition "
-    "Custom Labels model and need CXR_PROJECT_ARN (and AWS_REGION)."
-)
 PAGES: set[type] = set()  # kinds whose paragraphs are sections, on lines of their own
 
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -523,19 +519,22 @@ def meter_line(m: MeterLine, zone: str) -> str:
         f"{m.version_name}: running {plural(m.units, 'unit')} ({usd(m.hourly)}/h) since "
         f"{local_time(m.running_since, zone, day=True)}, {usd(m.run_cost)} so far; "
     )
-    text += (
-        f"idle {duration(m.idle_seconds)} ({usd(m.idle_cost)})"
-        if m.idle_seconds >= 60
-        else "in use"
-    )
+    if m.idle_seconds >= 60:
+        text += f"idle {duration(m.idle_seconds)} ({usd(m.idle_cost)})"
+    else:
+        text += "in use"
     if m.snoozed_until:
         return text + f", kept running until {local_time(m.snoozed_until, zone)}"
     return text + (f", auto-stop at {local_time(m.auto_stop_at, zone)}" if m.auto_stop_at else "")
 
 
 def status_notes(report: StatusReport) -> list[str]:
+    """Local only, Rekognition unreadable, or the meter and the prices."""
     if report.local_card is not None:
-        return [LOCAL_ONLY]
+        return [
+            "The local model is the only classifier: /cxr start, stop and train manage a "
+            "Rekognition Custom Labels model and need CXR_PROJECT_ARN (and AWS_REGION)."
+        ]
     if report.versions_error:
         return [f"I couldn't read the project's versions: {report.versions_error}"]
     notes = [f"Cost guard: {meter_line(m, report.zone)}" for m in report.meter]

@@ -121,9 +121,7 @@ class LifecycleConfig:
 
     @property
     def project_name(self) -> str:
-        if not self.project_arn:
-            return ""
-        return project_name(self.project_arn)
+        return project_name(self.project_arn) if self.project_arn else ""
 
 
 def aws_error(exc: BaseException) -> str:
