@@ -223,8 +223,10 @@ async def _wait(lifecycle: Lifecycle, op: Operation, action: str) -> None:
     train, test = described
     if action == "CREATE":
         if train.total == 0 or train.labelled == 0:
-            errors = train.errors or 0
-            why = f"Rekognition imported no labelled images from the manifest ({errors} entries with errors)."
+            why = (
+                "Rekognition imported no labelled images from the manifest "
+                f"({train.errors or 0} entries with errors)."
+            )
             await _failed(lifecycle, op, why)
             return
         try:
@@ -243,8 +245,7 @@ async def _wait(lifecycle: Lifecycle, op: Operation, action: str) -> None:
         return  # else: the split hasn't shown up yet
     detail = f"{train.total or 0:,} training and {test.total:,} test images."
     split = {"detail": detail, "split": [train.total, test.total]}
-    await lifecycle.ops.update(op.id, phase=TRAINING, data=split)
-    await _create_version(lifecycle, await lifecycle.ops.get(op.id) or op)
+    await _create_version(lifecycle, await lifecycle.ops.update(op.id, phase=TRAINING, data=split))
 
 
 async def _create_version(lifecycle: Lifecycle, op: Operation) -> None:
