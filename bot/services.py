@@ -425,8 +425,7 @@ def _attach_promoter(services: Services, fetcher: FileFetcher, local: Classifier
 
     settings = services.settings
     aws = services.aws
-    context = services.lifecycle.context
-    training = context.training
+    training = services.lifecycle.training
 
     def make_classifier(version_arn: str) -> Classifier:
         from bot.adapters.rekognition import RekognitionClassifier
@@ -440,7 +439,7 @@ def _attach_promoter(services: Services, fetcher: FileFetcher, local: Classifier
 
     promoter = Promoter(
         catalog=services.models,
-        serving=context.serving,
+        serving=services.lifecycle.serving,
         store=services.serving,
         reviews=services.reviews,
         runs=services.runs,

@@ -31,7 +31,7 @@ from bot.core.ports import PostedMessage
 from bot.core.pricing import Prices
 from bot.core.schedule import Schedule
 from bot.core.usage import OwnTraffic, Usage
-from bot.slack.fleet import said
+from bot.slack.fleet import meter_line, said
 from bot.state.db import Database
 from bot.state.store import SqliteStore
 from tests.harness import open_database
@@ -690,7 +690,7 @@ async def test_meter_for_cxr_status(tmp_path):
     assert line.version_name == "cxr.v1" and line.alerted
     assert line.idle_seconds == 45 * 60 and line.run_cost == pytest.approx(3.0)
     assert line.auto_stop_at == T0 + minutes(120)
-    assert line.describe() == (
+    assert meter_line(line, "UTC") == (
         "cxr.v1: running 1 unit ($4.00/h) since Mon 5 Jan 09:00 UTC, $3.00 so far; "
         "idle 45 min ($3.00), auto-stop at 11:00 UTC"
     )

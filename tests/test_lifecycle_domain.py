@@ -12,7 +12,6 @@ from moto import mock_aws
 
 from bot.core.fleet.notices import (
     Busy,
-    LifecycleReply,
     ModelRunning,
     ModelStartFailed,
     ModelStopped,
@@ -23,6 +22,7 @@ from bot.core.fleet.notices import (
     TrainingFailed,
     TrainingProgress,
     TrainingRefused,
+    TrainingStarted,
 )
 from bot.core.fleet.state import START, TRAIN
 from bot.core.fleet.status import StatusReport
@@ -74,7 +74,7 @@ async def launch_training(built, rekognition, s3, name: str = "v2") -> None:
     expect_versions(rekognition, completed("v1"))
     expect_project(rekognition)
     reply = await built.lifecycle.train(ADMIN, LAB, SOURCE, name)
-    assert isinstance(reply, LifecycleReply) and reply.tone == "ok", said(reply)
+    assert isinstance(reply, TrainingStarted) and reply.tone == "ok", said(reply)
 
 
 # --- train ----------------------------------------------------------------------------------

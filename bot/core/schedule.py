@@ -77,9 +77,6 @@ class Schedule:
             raise ScheduleError("the schedule is empty; e.g. 'Mon-Fri 08:00-18:00'")
         return cls(windows, zone)
 
-    def describe(self) -> str:
-        return "; ".join(w.describe() for w in self.windows) + f" ({self.zone.key})"
-
     def occurrences(self, start: datetime, end: datetime) -> list[Occurrence]:
         """Every window occurrence that overlaps [start, end), in order of start."""
         first = start.astimezone(self.zone).date() - timedelta(days=1)

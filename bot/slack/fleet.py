@@ -27,9 +27,10 @@ from slack_sdk.models.blocks import (
 
 from bot.core.fleet import guard_notices as g
 from bot.core.fleet import notices as n
-from bot.core.fleet.guard import PressResult
+from bot.core.fleet.guard import MeterLine, PressResult
 from bot.core.fleet.guard_notices import local_time, plural
-from bot.core.fleet.status import AuditLine, OperationLine, StatusReport, VersionRow
+from bot.core.fleet.state import AuditEntry, Operation
+from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.model_versions import LabelMetrics
 from bot.core.pricing import duration, usd
 from bot.slack.blocks import Rendered, render
@@ -87,6 +88,11 @@ CARD_SPLITS = {
     "validation_atypical": "Harder validation (films atypical for their class)",
 }
 CARD_MEASURES = ("accuracy", "sensitivity", "specificity", "f1", "auc")
+DOING = {"train": "training", "start": "starting", "stop": "stopping"}  # a version's operation
+NO_FALLBACK = {  # when the serving version isn't running: has the bot a fallback?
+    True: "the local model answers meanwhile",
+    False: "X-rays get no verdict until it is started",
+}
 PAGES: set[type] = set()  # kinds whose paragraphs are sections, on lines of their own
 
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -179,10 +185,14 @@ def laid_out(emoji: Emoji, buttons: Buttons, notice: Any) -> Rendered:
     return Rendered(text=text, blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]])
 
 
+def toned(answer: n.Answer) -> str:
+    return TONE_EMOJI.get(answer.tone, ":information_source:")
+
+
 # --- the words, one function per kind -------------------------------------------------------
 @singledispatch
 def words(notice: Any, who: Who) -> list[str]:
-    """A notice in paragraphs; a notice whose words came with it (`LifecycleReply`) says them."""
+    """A notice in paragraphs; a notice whose words came with it (`text`) says them."""
     return [notice.text]
 
 
@@ -282,6 +292,15 @@ def _(s: n.ModelStopped, who: Who) -> list[str]:
 def _(f: n.OperationFailed, who: Who) -> list[str]:
     reason = f.reason or "Rekognition gave no reason"
     return [f"{FAILED[type(f)].format(f.version_name)} (asked by {who(f.by)}): {reason}"]
+
+
+@says(n.TrainingStarted, toned)
+def _(t: n.TrainingStarted, who: Who) -> list[str]:
+    images = ", ".join(f"{count:,} {label}" for label, count in t.counts.items())
+    return [
+        f"Training {t.version_name} from {t.source}: {sum(t.counts.values()):,} images "
+        f"({images}), manifest written to {t.manifest}. I'll post progress in this channel."
+    ]
 
 
 @says(n.TrainingProgress, lambda t: ":bar_chart:" if t.done else WAIT)
@@ -479,19 +498,53 @@ def _(s: g.SpendSummary, who: Who) -> list[str]:
 
 # --- /cxr status -----------------------------------------------------------------------------
 def version_line(row: VersionRow, who: Who) -> str:
-    failed = row.status in ("FAILED", "TRAINING_FAILED")
+    v, op = row.version, row.operation
     parts = [
-        f"{row.name}: {row.status}",
+        f"{v.name}: {v.status}",
         "serving" if row.serving else "",
         f"F1 {row.f1:.3f}" if row.f1 is not None else "",
         metrics_phrase(list(row.labels)),
-        f"created {row.created:%Y-%m-%d}" if row.created else "",
-        units_phrase(row.min_units, row.max_units) if row.min_units is not None else "",
+        f"created {v.created:%Y-%m-%d}" if v.created else "",
+        units_phrase(v.min_units, v.max_units) if v.min_units is not None else "",
         ran_for(row.running_seconds, row.cost_so_far, "running {time}, about {cost} so far"),
-        row.status_message if failed else "",
-        f"{row.operation}, asked by {who(row.operation_by)}" if row.operation else "",
+        v.status_message if v.status in ("FAILED", "TRAINING_FAILED") else "",
+        f"{DOING.get(op.kind, op.kind)}, asked by {who(op.user)}" if op else "",
     ]
     return ", ".join(p for p in parts if p)
+
+
+def meter_line(m: MeterLine, zone: str) -> str:
+    """A running version on the cost guard's meter: its cost so far, and idle or in use."""
+    text = (
+        f"{m.version_name}: running {plural(m.units, 'unit')} ({usd(m.hourly)}/h) since "
+        f"{local_time(m.running_since, zone, day=True)}, {usd(m.run_cost)} so far; "
+    )
+    if m.idle_seconds >= 60:
+        text += f"idle {duration(m.idle_seconds)} ({usd(m.idle_cost)})"
+    else:
+        text += "in use"
+    if m.snoozed_until:
+        return text + f", kept running until {local_time(m.snoozed_until, zone)}"
+    return text + (f", auto-stop at {local_time(m.auto_stop_at, zone)}" if m.auto_stop_at else "")
+
+
+def status_notes(report: StatusReport) -> list[str]:
+    """Local only, Rekognition unreadable, or the meter and the prices."""
+    if report.local_card is not None:
+        return [
+            "The local model is the only classifier: /cxr start, stop and train manage a "
+            "Rekognition Custom Labels model and need CXR_PROJECT_ARN (and AWS_REGION)."
+        ]
+    if report.versions_error:
+        return [f"I couldn't read the project's versions: {report.versions_error}"]
+    notes = [f"Cost guard: {meter_line(m, report.zone)}" for m in report.meter]
+    if report.prices is not None:
+        unit, training = usd(report.prices.inference_unit_hour), usd(report.prices.training_hour)
+        notes.append(
+            f"Prices are estimates: {unit} per inference-unit hour while running, {training} "
+            "per training hour."
+        )
+    return notes
 
 
 def card_lines(card: dict[str, Any]) -> list[str]:
@@ -522,12 +575,12 @@ def card_lines(card: dict[str, Any]) -> list[str]:
     return lines
 
 
-def operation_line(op: OperationLine, who: Who) -> str:
+def operation_line(op: Operation, who: Who) -> str:
     at = f"{op.started_at:%Y-%m-%d %H:%M} UTC"
     return f"{op.kind} {op.version_name} ({op.phase}), asked by {who(op.user)} {at}"
 
 
-def audit_line(a: AuditLine, who: Who) -> str:
+def audit_line(a: AuditEntry, who: Who) -> str:
     return f"{a.at:%Y-%m-%d %H:%M} {who(a.actor)} {a.action} {a.target}: {a.result}"
 
 
@@ -535,6 +588,9 @@ def audit_line(a: AuditLine, who: Who) -> str:
 def _(report: StatusReport, who: Who) -> list[str]:
     """Status is a page: the serving model, the versions, the work in flight, the notes."""
     lines = [f"Serving: {report.serving}"]
+    if report.serving_status:
+        meanwhile = NO_FALLBACK[report.fallback]
+        lines[0] += f" (it is {report.serving_status}: {meanwhile})"
     if report.project:
         rows = [
             f":arrow_forward: *{version_line(r, who)}*" if r.serving else version_line(r, who)
@@ -546,17 +602,13 @@ def _(report: StatusReport, who: Who) -> list[str]:
     if report.local_card is not None:
         lines.append("\n".join(card_lines(report.local_card)))
     lines.extend(f"In progress: {operation_line(op, who)}" for op in report.operations)
-    lines.extend(report.notes)
+    lines.extend(status_notes(report))
     if report.audit:
         lines.append("\n  ".join(["Recent actions:", *(audit_line(a, who) for a in report.audit)]))
     return lines
 
 
 # --- answers to the person who asked (ephemeral) ---------------------------------------------
-def toned(answer: n.Answer) -> str:
-    return TONE_EMOJI.get(answer.tone, ":information_source:")
-
-
 def iu(low: int, high: int | None) -> str:
     return f"{low} IU" if high is None or high == low else f"{low}–{high} IU"
 
@@ -626,6 +678,15 @@ REFUSALS: dict[str, Callable[[n.Refused], str]] = {
         "bot or before a restart). One training at a time: try again when it ends."
     ),
     "name-in-use": lambda r: "Another operation is using that name; try again.",
+    "bad-name": lambda r: (
+        f"`{r.wanted}` can't be a version name: use 1 to 255 letters, digits, dots, dashes "
+        "and underscores."
+    ),
+    "name-taken": lambda r: (
+        f"The name `{r.wanted}` is already used by a version in this project. Pick another, "
+        "or leave it out and I'll choose one."
+    ),
+    "busy": lambda r: f"{r.version_name} is busy; try again in a moment.",
     "several-running": lambda r: (
         f"Several versions are running: {', '.join(r.names)}. "
         f"Say which: `/cxr stop {r.names[0] if r.names else ''}`."
@@ -651,9 +712,3 @@ def _(u: n.SourceUnreadable, who: Who) -> list[str]:
 @says(n.RequestFailed, toned)
 def _(f: n.RequestFailed, who: Who) -> list[str]:
     return [f"Rekognition didn't {f.action} {f.version_name}: {f.error}"]
-
-
-render.register(
-    n.LifecycleReply,
-    partial(laid_out, toned, None),
-)

@@ -63,15 +63,13 @@ from bot.core.fleet.guard_notices import (
     SpendRow,
     SpendSummary,
     StopFailed,
-    local_time,
-    plural,
 )
 from bot.core.fleet.lifecycle import aws_error
 from bot.core.fleet.state import Audit, Episode, GuardMemory, Operation, Run, Runs, Store, Watch
 from bot.core.leadership import FencedOutbox, Leadership
 from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
-from bot.core.pricing import Prices, duration, usd
+from bot.core.pricing import Prices, duration
 from bot.core.schedule import Schedule, wall_time
 from bot.core.usage import Usage, UsageSource, latest
 
@@ -820,22 +818,6 @@ class MeterLine:
     snoozed_until: datetime | None
     alerted: bool
     auto_stop_at: datetime | None
-
-    def describe(self, zone: str = "UTC") -> str:
-        text = (
-            f"{self.version_name}: running {plural(self.units, 'unit')} "
-            f"({usd(self.hourly)}/h) since {local_time(self.running_since, zone, day=True)}, "
-            f"{usd(self.run_cost)} so far; "
-        )
-        if self.idle_seconds >= 60:
-            text += f"idle {duration(self.idle_seconds)} ({usd(self.idle_cost)})"
-        else:
-            text += "in use"
-        if self.snoozed_until:
-            text += f", kept running until {local_time(self.snoozed_until, zone)}"
-        elif self.auto_stop_at:
-            text += f", auto-stop at {local_time(self.auto_stop_at, zone)}"
-        return text
 
 
 class Meter:

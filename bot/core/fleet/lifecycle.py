@@ -1,6 +1,6 @@
 """The model lifecycle: `Lifecycle`, the API `commands/` and the composition root call (status,
-start, stop, train), its shared context and ports, the one start path and the one stop path,
-and `InFlight`, the operations the fleet poller moves along on each poll's versions.
+start, stop, train), the one start path and the one stop path, and the operations in flight
+the fleet poller moves along on each poll's versions.
 
 A start is two steps because a running version bills by the hour: `propose_start` shows the
 cost and the Start / Cancel buttons, `confirm_start` asks Rekognition; both refuse early
@@ -8,23 +8,26 @@ without an AWS call that changes anything. Every start and stop (commands, butto
 schedule, auto-stop) claims an operation, leases it to this instance while its command talks
 to AWS, then asks Rekognition; each poll then steps it (`decisions.operation_step`): running,
 stopped (confirmed at STOPPED, where the run ends), or failed with the reason. A change
-started elsewhere is adopted and followed. `Lifecycle.join_guard` makes the lifecycle and the
-cost guard one fleet with one poller.
+started elsewhere is adopted and followed. A training's checks and phases are
+`bot.core.fleet.training`. `Lifecycle.join_guard` makes the lifecycle and the cost guard one
+fleet with one poller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core import model_versions as mv
 from bot.core.clock import Clock
 from bot.core.errors import UserFacingError
+from bot.core.fleet import notices as n
+from bot.core.fleet import training as trainings
 from bot.core.fleet.arns import project_name
 from bot.core.fleet.decisions import (
     SLOW_STOP,
@@ -35,46 +38,19 @@ from bot.core.fleet.decisions import (
     Step,
     operation_step,
 )
-from bot.core.fleet.notices import (
-    Busy,
-    LifecycleReply,
-    ModelRunning,
-    ModelStartFailed,
-    ModelStopFailed,
-    ModelStopped,
-    Refused,
-    RequestFailed,
-    StartCancelled,
-    StartProposal,
-    StartRequested,
-    StopRequested,
-    VersionsUnreadable,
-)
 from bot.core.fleet.poller import Leader, Poller
-from bot.core.fleet.state import (
-    START,
-    STOP,
-    TRAIN,
-    TRAINING,
-    VALIDATING,
-    Audit,
-    Leases,
-    Operation,
-    Operations,
-    Run,
-    Runs,
-    Store,
-)
+from bot.core.fleet.state import START, STOP, TRAIN, TRAINING, VALIDATING, Operation, Run
+from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.labels import ModelInfo
 from bot.core.model_versions import ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
 from bot.core.pricing import Prices, duration
-from bot.core.training_data import ImageStore, S3Uri
+from bot.core.training_data import ImageStore, S3Uri, valid_version_name
 
-if TYPE_CHECKING:  # (training and status import this module: they are imported when used)
+if TYPE_CHECKING:
     from bot.core.fleet.guard import CostGuard
-    from bot.core.fleet.status import StatusReport
-    from bot.core.fleet.training import Evaluation, TrainingBackend, TrainingPhases
+    from bot.core.fleet.state import Leases, Store
+    from bot.core.fleet.training import Evaluation, TrainingBackend
 
 
 log = logging.getLogger(__package__)  # the fleet logs as "bot.core.fleet"
@@ -145,19 +121,7 @@ class LifecycleConfig:
 
     @property
     def project_name(self) -> str:
-        if not self.project_arn:
-            return ""
-        return project_name(self.project_arn)
-
-
-OPERATION_LEASE = timedelta(minutes=2)  # renewed every 40 s while its command runs
-
-
-class GuardStops(Protocol):
-    """Where a stop the cost guard asked for is reported (in its alert's thread)."""
-
-    async def stopped(self, op: Operation, run: Run | None, now: datetime) -> None: ...
-    async def not_stopped(self, op: Operation, reason: str) -> None: ...
+        return project_name(self.project_arn) if self.project_arn else ""
 
 
 def aws_error(exc: BaseException) -> str:
@@ -180,82 +144,640 @@ def aws_error(exc: BaseException) -> str:
     return f"{name}: {exc}" if str(exc) else name
 
 
-def reply(text: str, tone: str = "info") -> LifecycleReply:
-    return LifecycleReply(text=text, tone=tone)
+def newest_first(versions: Iterable[ModelVersion]) -> list[ModelVersion]:
+    """The project's versions as one DescribeProjectVersions call saw them, newest first."""
+    epoch = datetime.min
+    return sorted(
+        versions,
+        key=lambda v: (v.created.replace(tzinfo=None) if v.created else epoch, v.name),
+        reverse=True,
+    )
 
 
-@dataclass
-class VersionSnapshot:
-    """The project's versions as one DescribeProjectVersions call saw them, by name."""
+def find(versions: Iterable[ModelVersion], name_or_arn: str) -> ModelVersion | None:
+    return next((v for v in versions if name_or_arn in (v.name, v.arn)), None)
 
-    by_name: dict[str, ModelVersion] = field(default_factory=dict)
 
-    @classmethod
-    def of(cls, versions: Sequence[ModelVersion]) -> VersionSnapshot:
-        return cls({v.name: v for v in versions})
+OPERATION_LEASE = timedelta(minutes=2)  # renewed every 40 s while its command runs
+VERSIONS_NAMED = 10  # in "there's no version …": the newest ones
+STATUS_VERSIONS_SHOWN = 12
+EVALUATIONS_FETCHED = 6  # per /cxr status: summary files read from S3 (then cached)
+AUDIT_LINES = 5
 
-    def find(self, name_or_arn: str) -> ModelVersion | None:
-        found = self.by_name.get(name_or_arn)
-        if found is None:
-            found = next((v for v in self.by_name.values() if v.arn == name_or_arn), None)
-        return found
+# a start's or a stop's phases (Operation.phase)
+REQUESTED = "requested"  # claimed, AWS not (yet) known to have accepted
+FOLLOWING = "following"  # AWS accepted, or the change was already under way
 
-    def newest_first(self) -> list[ModelVersion]:
-        epoch = datetime.min
-        return sorted(
-            self.by_name.values(),
-            key=lambda v: (v.created.replace(tzinfo=None) if v.created else epoch, v.name),
-            reverse=True,
+BUSY_WITH = {START: "already starting", STOP: "stopping", TRAIN: "still training"}
+
+Refusal = n.Busy | n.Refused | n.RequestFailed  # why a start or stop wasn't asked for
+
+
+class Lifecycle:
+    """`/cxr status`, start, stop and train, and the operations they open: the poller steps
+    them (`advance`) on the versions each poll reads."""
+
+    def __init__(
+        self,
+        *,
+        config: LifecycleConfig,
+        catalog: ModelCatalog | None,
+        training: TrainingBackend | None,
+        images: ImageStore | None,
+        store: Store,
+        prices: Prices,
+        outbox: Outbox,
+        clock: Clock,
+        serving: Serving,
+        model_card: Callable[[], dict[str, Any] | None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog  # None: the local model only (no Rekognition project)
+        self.training = training
+        self.images = images
+        self.ops = store.operations
+        self.runs = store.runs
+        self.audit = store.audit
+        self.prices = prices
+        self.outbox = outbox
+        self.clock = clock
+        self.serving = serving
+        self.model_card = model_card  # the local model's card, for `/cxr status` without AWS
+        self.evaluations: dict[str, Evaluation] = {}  # training summaries read, by version ARN
+        self.in_command: set[int] = set()  # operations whose command is still running here
+        self.claiming: set[str] = set()  # versions whose claim is being written here
+        # Set by `join_guard` (without them: no guard, one instance): see there.
+        self.guard: CostGuard | None = None
+        self.zone = "UTC"
+        self.leases: Leases | None = None
+        self.owner = "this-instance"
+        # Alone (no cost guard), the poller runs while operations are open; `join_guard`
+        # replaces it with the fleet's one poller, shared with the cost guard.
+        self.poller = Poller(self)
+
+    @property
+    def rekognition(self) -> bool:
+        return self.catalog is not None
+
+    def rekognition_only(self, action: str) -> Notice:
+        local = self.serving.current().describe()
+        return n.Refused(reason="rekognition-only", action=action, detail=local)
+
+    async def refused(self, actor: str, action: str, target: str, reason: str) -> None:
+        """Record a refusal (e.g. not an admin, decided by the chat layer; a bad name)."""
+        await self.audit.record(
+            self.clock.now(), actor, action, target or "-", f"refused: {reason}"
         )
 
+    # === /cxr status ========================================================================
+    async def status(self) -> StatusReport:
+        """The serving model, the versions, what is in flight, recent actions. Read-only, apart
+        from keeping the serving version in line with Rekognition and caching evaluations."""
+        report = StatusReport(
+            serving=self.serving.current().describe(),
+            operations=await self.ops.open(),
+            audit=await self.audit.recent(AUDIT_LINES),
+        )
+        if self.catalog is None:
+            report.local_card = self.model_card() or {}
+            return report
+        report.project = self.config.project_name
+        try:
+            snapshot = await self.versions()
+        except Exception as exc:
+            report.versions_error = aws_error(exc)
+            log.warning("status.describe_failed", extra={"error": report.versions_error})
+            return report
+        await self.sync(snapshot)
+        report.serving = self.serving.current().describe()
+        serving_arn = self.serving.version_arn()
+        serving = find(snapshot, serving_arn) if serving_arn else None
+        if serving is not None and not serving.running:  # X-rays get the fallback, or nothing
+            report.serving_status = serving.status
+            report.fallback = self.serving.has_fallback()
+        shown = snapshot[:STATUS_VERSIONS_SHOWN]
+        await asyncio.gather(*(self.evaluation(v) for v in shown[:EVALUATIONS_FETCHED]))
+        ops = {op.version_name: op for op in report.operations}
+        report.rows = [await self._row(v, v.arn == serving_arn, ops.get(v.name)) for v in shown]
+        report.hidden_versions = len(snapshot) - len(shown)
+        report.meter = await self.guard.meter() if self.guard is not None else []
+        report.zone = self.zone
+        report.prices = self.prices
+        return report
 
-@dataclass
-class LifecycleContext:
-    config: LifecycleConfig
-    catalog: ModelCatalog | None  # None: the local model only (no Rekognition project)
-    training: TrainingBackend | None
-    images: ImageStore | None
-    ops: Operations
-    runs: Runs
-    audit: Audit
-    prices: Prices
-    outbox: Outbox
-    clock: Clock
-    serving: Serving
-    model_card: Callable[[], dict[str, Any] | None]
-    # Lines from the cost guard's meter (idle time, snooze, auto-stop) for /cxr status.
-    meter: Callable[[], Awaitable[list[str]]] = field(default=lambda: _no_lines())
-    # The cost guard, told when one of its stops is confirmed or doesn't take effect.
-    guard_stops: GuardStops | None = None
-    evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by version ARN
-    in_command: set[int] = field(default_factory=set)  # ops whose command is still running here
-    claiming: set[str] = field(default_factory=set)  # versions whose claim is being written
-    # Operation leases: while a command (on any instance) talks to AWS, its operation is
-    # leased to that instance and the poller leaves it alone; None: one instance only.
-    leases: Leases | None = None
-    owner: str = "this-instance"
+    async def _row(self, version: ModelVersion, serving: bool, op: Operation | None) -> VersionRow:
+        run = await self.runs.current(version.arn) if version.running else None
+        ran, cost = self._ran(run, self.clock.now())
+        evaluation = self.evaluations.get(version.arn)
+        f1 = version.f1 if version.f1 is not None else (evaluation.f1 if evaluation else None)
+        labels = evaluation.labels if evaluation else ()
+        return VersionRow(version, f1, labels, ran, cost, serving, op)
 
-    # --- reading Rekognition --------------------------------------------------------------
-    async def versions(self) -> VersionSnapshot:
+    async def evaluation(self, version: ModelVersion) -> Evaluation | None:
+        """The version's training summary: read from S3 once, then cached."""
+        summary = version.evaluation_summary_s3
+        if summary and self.training and version.arn not in self.evaluations:
+            try:
+                self.evaluations[version.arn] = await self.training.evaluation(summary)
+            except Exception as exc:
+                log.info("lifecycle.evaluation_unavailable", extra={"error": aws_error(exc)})
+        return self.evaluations.get(version.arn)
+
+    # === /cxr start =========================================================================
+    async def propose_start(
+        self, actor: str, version: str | None, min_units: int | None, max_units: int | None
+    ) -> Notice:
+        """The cost of starting, to be confirmed; or why not, or what is already happening."""
+        low = 1 if min_units is None else min_units
+        snapshot = await self._start_checks(low, max_units)
+        if isinstance(snapshot, Notice):
+            return snapshot
+        chosen = self._choose_to_start(snapshot, version)
+        if isinstance(chosen, Notice):
+            return chosen
+        blocker = await self._start_blocker(chosen, actor)
+        if blocker:
+            return blocker
+        others = [v.name for v in snapshot if v.running and v.arn != chosen.arn]
+        return n.StartProposal(
+            version_name=chosen.name,
+            version_arn=chosen.arn,
+            **self._units(low, max_units),
+            f1=chosen.f1,
+            status=chosen.status,
+            others_running=others,
+        )
+
+    async def confirm_start(
+        self, actor: str, channel: str, version_arn: str, min_units: int, max_units: int | None
+    ) -> Notice:
+        """StartProjectVersion, unless the version is already starting or running."""
+        low, high = min_units, max_units
+        snapshot = await self._start_checks(low, high)
+        if isinstance(snapshot, Notice):
+            return snapshot
+        version = find(snapshot, version_arn)
+        if version is None:
+            return n.Refused(reason="gone")
+        blocker = await self._start_blocker(version, actor, channel)
+        if blocker:
+            return blocker
+        units = f"{low} IU" if high in (None, low) else f"{low}–{high} IU"
+        data = {"min_units": low, "max_units": high}
+        refused = await self._request(START, version, actor, channel, data, f"requested ({units})")
+        if refused:
+            return refused
+        log.info("lifecycle.start_requested", extra={"version": version.name, "units": low})
+        return n.StartRequested(version_name=version.name, **self._units(low, high), by=actor)
+
+    async def cancel_start(self, actor: str, version_name: str) -> Notice:
+        await self.audit.record(self.clock.now(), actor, "start", version_name, "cancelled")
+        return n.StartCancelled(version_name=version_name, by=actor)
+
+    def _ran(self, run: Run | None, until: datetime) -> tuple[float | None, float | None]:
+        """How long a run went on until `until`, and its estimated cost; unknown without one."""
+        if run is None:
+            return None, None
+        return run.seconds(until), self.prices.running_cost(run.units, run.started_at, until)
+
+    def _units(self, low: int, high: int | None) -> dict[str, Any]:
+        """A `UnitsNotice`'s units, and the estimated cost an hour at each end."""
+        hourly = self.prices.hourly
+        return {
+            "min_units": low,
+            "max_units": high,
+            "hourly_low": hourly(low),
+            "hourly_high": hourly(high or low),
+        }
+
+    async def _start_checks(self, low: int, high: int | None) -> list[ModelVersion] | Notice:
+        """What both start steps check first: a project, allowed units, readable versions."""
+        if self.catalog is None:
+            return self.rekognition_only("start")
+        cap = self.config.max_units
+        if low < 1 or (high is not None and high < low):
+            return n.Refused(reason="bad-units", min_units=low, max_units=high)
+        if max(low, high or low) > cap:
+            return n.Refused(reason="over-cap", cap=cap, hourly=self.prices.hourly(cap))
+        return await self.versions_or_reply()
+
+    def _choose_to_start(
+        self, snapshot: list[ModelVersion], wanted: str | None
+    ) -> ModelVersion | Notice:
+        if not snapshot:
+            return n.Refused(reason="no-versions")
+        if wanted:
+            return find(snapshot, wanted) or _no_such_version(snapshot, wanted)
+        serving = self.serving.version_arn()
+        for version in snapshot:
+            if version.arn == serving and version.status in STARTABLE | STOPPABLE:
+                return version
+        for version in snapshot:
+            if version.status in STARTABLE:
+                return version
+        busy = next((v for v in snapshot if v.status in STOPPABLE), None)
+        return busy or n.Refused(reason="none-ready")  # busy: "already running" (the blocker)
+
+    async def _start_blocker(
+        self, version: ModelVersion, actor: str, channel: str | None = None
+    ) -> Notice | None:
+        op = await self.ops.open_for(version.name)
+        if op is not None:
+            return self._already(version, op, actor)
+        status, name = version.status, version.name
+        if status == mv.RUNNING:
+            ran, _ = self._ran(await self.runs.current(version.arn), self.clock.now())
+            low, high = version.min_units or 1, version.max_units
+            return n.Refused(
+                reason="already-running",
+                tone="busy",
+                version_name=name,
+                ran_seconds=ran,
+                min_units=low,
+                max_units=high,
+            )
+        if status == mv.STARTING:
+            if channel is not None:
+                await self._adopt(START, version, actor, channel)
+            return n.Refused(
+                reason="already-starting", tone="busy", version_name=name, posting=bool(channel)
+            )
+        if status == mv.STOPPING:
+            return n.Refused(reason="stopping", tone="busy", version_name=name)
+        if status == mv.TRAINING_IN_PROGRESS:
+            return n.Refused(reason="still-training", tone="busy", version_name=name)
+        if status == mv.TRAINING_FAILED:
+            why = version.status_message
+            return n.Refused(reason="failed-to-train", version_name=name, detail=why)
+        if status not in STARTABLE:
+            return n.Refused(reason="cannot-start", version_name=name, status=status)
+        return None
+
+    # === /cxr stop ==========================================================================
+    async def stop(self, actor: str, channel: str, version: str | None = None) -> Notice:
+        """StopProjectVersion on the named (or the only running) version."""
+        if self.catalog is None:
+            return self.rekognition_only("stop")
+        snapshot = await self.versions_or_reply()
+        if isinstance(snapshot, Notice):
+            return snapshot
+        await self.sync(snapshot)
+        chosen = self._choose_to_stop(snapshot, version)
+        if isinstance(chosen, Notice):
+            return chosen
+        name = chosen.name
+        op = await self.ops.open_for(name)
+        if op is not None and op.kind in (STOP, TRAIN):
+            return self._already(chosen, op, actor)
+        if chosen.status == mv.STOPPING:
+            await self._adopt(STOP, chosen, actor, channel)
+            return n.Refused(reason="already-stopping", tone="busy", version_name=name)
+        if chosen.status not in STOPPABLE:
+            status = chosen.status
+            return n.Refused(reason="not-running", tone="busy", version_name=name, status=status)
+        now = self.clock.now()
+        if op is not None:  # a start in flight: the stop takes over
+            await self.ops.finish(op.id, now, "superseded by a stop")
+        run = await self.runs.current(chosen.arn)
+        refused = await self._request(STOP, chosen, actor, channel)
+        if refused:
+            return refused
+        log.info("lifecycle.stop_requested", extra={"version": name})
+        ran, cost = self._ran(run, now)
+        return n.StopRequested(version_name=name, ran_seconds=ran, cost=cost, by=actor)
+
+    def _choose_to_stop(
+        self, snapshot: list[ModelVersion], wanted: str | None
+    ) -> ModelVersion | Notice:
+        if wanted:
+            return find(snapshot, wanted) or _no_such_version(snapshot, wanted)
+        live = [v for v in snapshot if v.status in STOPPABLE | {mv.STOPPING}]
+        if not live:
+            return n.Refused(reason="nothing-running", tone="busy")
+        if len(live) > 1:
+            return n.Refused(reason="several-running", names=[v.name for v in live])
+        return live[0]
+
+    # === the cost guard's starts and stops (auto-stop, Stop now, the schedule) ================
+    async def request_stop(
+        self, version: ModelVersion, actor: str, channel: str, report: dict[str, Any]
+    ) -> str | None:
+        """The one stop path, for the guard: claim a stop operation and ask Rekognition; the
+        poller confirms it at STOPPED and the guard reports it then (`report` says how).
+        None when the stop is under way (asked now or already); else why not."""
+        op = await self.ops.open_for(version.name)
+        if op is not None and op.kind == STOP:
+            return None
+        if op is not None and op.kind == START:
+            await self.ops.finish(op.id, self.clock.now(), "superseded by a stop")
+        refused = await self._request(STOP, version, actor, channel, {"report": report}, None)
+        return _error(refused) if refused else None
+
+    async def request_start(
+        self, version: ModelVersion, actor: str, channel: str, units: int, source: str
+    ) -> str | None:
+        """The one start path, for the schedule: claim a start operation and ask Rekognition;
+        the poller follows it to RUNNING. None when under way; else why not."""
+        data = {"min_units": units, "source": source, "quiet": True}
+        refused = await self._request(START, version, actor, channel, data)
+        return _error(refused) if refused else None
+
+    # === shared by start and stop ===========================================================
+    async def _request(
+        self,
+        kind: str,
+        version: ModelVersion,
+        actor: str,
+        channel: str,
+        data: dict[str, Any] | None = None,
+        requested: str | None = "requested",
+    ) -> Refusal | None:
+        """Claim the operation, then ask Rekognition to start (at `data`'s units) or stop.
+        None when Rekognition accepted it (recorded, and followed); else why not: it is
+        already busy, or Rekognition refused. `requested`: the audit's words, if any."""
+        catalog = self.catalog
+        assert catalog is not None
+        now = self.clock.now()
+        op = await self._claim(kind, version, actor, channel, REQUESTED, data)
+        if op is None:
+            return self._already(version, await self.ops.open_for(version.name), actor)
+        async with self.commanding(op.id):
+            try:
+                if kind == START:
+                    assert data is not None
+                    status = await catalog.start(
+                        version.arn, data["min_units"], data.get("max_units")
+                    )
+                else:
+                    status = await catalog.stop(version.arn)
+            except Exception as exc:
+                reason = aws_error(exc)
+                await self.finish(op, f"failed: {reason}")
+                return n.RequestFailed(action=kind, version_name=version.name, error=reason)
+        await self.ops.update(op.id, status=status, phase=FOLLOWING)
+        if requested is not None:
+            await self.audit.record(now, actor, kind, version.name, requested)
+        self.poller.follow()
+        return None
+
+    async def _adopt(self, kind: str, version: ModelVersion, actor: str, channel: str) -> None:
+        """Follow a change started elsewhere (console, before a restart) to post its outcome."""
+        data = {"adopted": True, "min_units": version.min_units or 1}
+        if await self._claim(kind, version, actor, channel, FOLLOWING, data) is not None:
+            self.poller.follow()
+
+    async def _claim(
+        self,
+        kind: str,
+        version: ModelVersion,
+        actor: str,
+        channel: str,
+        phase: str,
+        data: dict[str, Any] | None,
+    ) -> Operation | None:
+        return await self.ops.claim(
+            kind,
+            version.name,
+            version_arn=version.arn,
+            channel=channel,
+            user=actor,
+            at=self.clock.now(),
+            status=version.status,
+            phase=phase,
+            data=data,
+        )
+
+    def _already(self, version: ModelVersion, op: Operation | None, actor: str) -> Refusal:
+        if op is None:  # the operation that held it ended meanwhile
+            return n.Refused(reason="busy", tone="busy", version_name=version.name)
+        return self._busy(op, actor, BUSY_WITH.get(op.kind, op.kind))
+
+    def _busy(self, op: Operation, asker: str, what: str, **more: Any) -> n.Busy:
+        """Say what `op` is doing, for whom and since when, instead of asking AWS again."""
+        return n.Busy(
+            version_name=op.version_name,
+            what=what,
+            by=op.user,
+            asker=asker,
+            age_seconds=(self.clock.now() - op.started_at).total_seconds(),
+            channel=op.channel,
+            **more,
+        )
+
+    # === /cxr train =========================================================================
+    async def train(
+        self, actor: str, channel: str, source_text: str, version_name: str | None = None
+    ) -> Notice:
+        """Claim the training, then check the images and set it going (`training.launch`).
+        The checks read every image's header, which takes a while for thousands of images, so
+        the caller has acknowledged the command already."""
+        if self.catalog is None or self.training is None or self.images is None:
+            return self.rekognition_only("train")
+        try:
+            source = S3Uri.parse(source_text)
+        except ValueError as exc:
+            return n.Refused(reason="bad-source", detail=str(exc))
+        output = self.config.output
+        if output is None:
+            return n.Refused(reason="no-output")
+        busy = await self.ops.open_training()
+        if busy is not None:
+            return self._training_busy(busy, actor)
+        if version_name is not None and not valid_version_name(version_name):
+            await self.refused(actor, TRAIN, version_name, "bad-name")
+            return n.Refused(reason="bad-name", wanted=version_name)
+        snapshot = await self.versions_or_reply()
+        if isinstance(snapshot, Notice):
+            return snapshot
+        elsewhere = [v for v in snapshot if v.status == mv.TRAINING_IN_PROGRESS]
+        if elsewhere:
+            return n.Refused(
+                reason="training-elsewhere", tone="busy", version_name=elsewhere[0].name
+            )
+        now = self.clock.now()
+        if version_name is None:
+            version_name = await self._free_name(snapshot, now)
+        elif find(snapshot, version_name) is not None:
+            await self.refused(actor, TRAIN, version_name, "name-taken")
+            return n.Refused(reason="name-taken", wanted=version_name)
+        self.claiming.add(version_name)
+        try:
+            op = await self.ops.claim(
+                TRAIN,
+                version_name,
+                channel=channel,
+                user=actor,
+                at=now,
+                status="VALIDATING",
+                phase=VALIDATING,
+                data={"source": str(source)},
+            )
+        finally:  # no await from here to `commanding`, which marks the claimed operation
+            self.claiming.discard(version_name)
+        if op is None:
+            busy = await self.ops.open_training() or await self.ops.open_for(version_name)
+            if busy is not None:
+                return self._training_busy(busy, actor)
+            return n.Refused(reason="name-in-use", tone="busy")
+        async with self.commanding(op.id):
+            try:
+                return await trainings.launch(self, op, source, output)
+            except Exception as exc:
+                reason = aws_error(exc)
+                await self.finish(op, f"failed: {reason}")
+                return n.SourceUnreadable(source=str(source), error=reason)
+
+    def _training_busy(self, op: Operation, actor: str) -> Notice:
+        return self._busy(
+            op, actor, "already training", note="One training at a time.", phase=op.phase
+        )
+
+    async def _free_name(self, snapshot: list[ModelVersion], now: datetime) -> str:
+        base = f"{self.config.project_name or 'cxr'}.{now:%Y-%m-%d}"
+        name, number = base, 1
+        while find(snapshot, name) is not None or await self.ops.open_for(name) is not None:
+            number += 1
+            name = f"{base}.{number}"
+        return name
+
+    # === operations in flight: the poller's side ============================================
+    async def open_count(self) -> int:
+        return len(await self.ops.open())
+
+    async def needs_versions(self) -> bool:
+        return any(op.kind != TRAIN or op.phase == TRAINING for op in await self.ops.open())
+
+    async def prepare(self) -> None:
+        """At start-up: close what a restart cut short, and (with a project but no configured
+        version) serve whichever version is running."""
+        try:
+            for op in await self.ops.open():
+                if await self.commanded(op):
+                    continue  # checking its images right now, here or on another instance
+                if op.kind == TRAIN and op.phase == VALIDATING:
+                    await trainings.interrupted(self, op)
+            if self.config.serve_running_on_start and self.catalog is not None:
+                try:
+                    await self.sync(await self.versions())
+                except Exception as exc:
+                    log.warning("lifecycle.discovery_failed", extra={"error": aws_error(exc)})
+            if open_ops := await self.ops.open():
+                log.info("lifecycle.resumed", extra={"operations": len(open_ops)})
+        except Exception:
+            log.exception("lifecycle.resume_failed")
+
+    async def advance(self, versions: list[ModelVersion] | None) -> None:
+        """One poll's worth: move every open operation along on the versions just read."""
+        ops = await self.ops.open()
+        if self.catalog is None:
+            return
+        snapshot = newest_first(versions) if versions is not None else None
+        for op in ops:
+            if await self.commanded(op):
+                continue  # its command (here or on another instance) is still talking to AWS
+            try:
+                if op.kind == TRAIN:
+                    await trainings.step(self, op, snapshot)
+                elif snapshot is not None:
+                    await self._step(op, snapshot)
+            except Exception:
+                log.exception("lifecycle.step_failed", extra={"op": op.id, "kind": op.kind})
+        if snapshot is not None:
+            await self.sync(snapshot)
+
+    async def _step(self, op: Operation, snapshot: list[ModelVersion]) -> None:
+        """Move a start or a stop along from what Rekognition says now."""
+        version = find(snapshot, op.version_arn or op.version_name)
+        now = self.clock.now()
+        if version is not None and version.status != op.status:
+            op = await self.ops.update(op.id, status=version.status)
+        unexpected = int(op.data.get("unexpected", 0))
+        step = operation_step(
+            OperationFacts(
+                kind=op.kind,
+                status=version.status if version else None,
+                requested=op.phase == REQUESTED,
+                unexpected_seen=unexpected,
+                age=now - op.started_at,
+                slow_reported=bool(op.data.get("slow")),
+            )
+        )
+        if step is Step.WAIT:
+            return
+        if step is Step.TOLERATE:
+            await self.ops.update(op.id, data={"unexpected": unexpected + 1})
+        elif version is None:
+            await self._failed(op, None, "the version no longer exists in the project")
+        elif step is Step.RUNNING:
+            await self._running(op, version, now)
+        elif step is Step.STOPPED:
+            await self._stopped(op, version, now)
+        elif step is Step.SLOW:
+            await self.ops.update(op.id, data={"slow": True})
+            slow = f"it is still STOPPING after {duration(SLOW_STOP.total_seconds())}"
+            await self._failed(op, version, slow, final=False)
+        else:
+            await self._failed(op, version, _failure(op, version, step))
+
+    async def _running(self, op: Operation, version: ModelVersion, now: datetime) -> None:
+        low = int(version.min_units or op.data.get("min_units") or 1)
+        high = version.max_units or op.data.get("max_units")
+        await self.runs.open_run(version.arn, now, low, op.data.get("source", "bot"))
+        await self.serving.serve(version.arn)
+        if op.data.get("quiet"):  # the schedule announced it: audited, not posted again
+            await self.finish(op, "ok: RUNNING")
+            return
+        took = (now - op.started_at).total_seconds()
+        units = self._units(low, high)
+        running = n.ModelRunning(version_name=version.name, **units, took_seconds=took, by=op.user)
+        await self.finish(op, "ok: RUNNING", running)
+
+    async def _stopped(self, op: Operation, version: ModelVersion, now: datetime) -> None:
+        """Confirmed at STOPPED: the run ends here (a STOPPING model is still billed)."""
+        run = await self.runs.close_run(version.arn, now)
+        run = run or await self.runs.latest(version.arn, op.started_at)
+        self.serving.stopped(version.arn)
+        report = op.data.get("report")
+        if report is not None and self.guard is not None:
+            await self.finish(op, report.get("result", "ok: STOPPED"))
+            await self.guard.stopper.stopped(op, run, now)
+            return
+        ran, cost = self._ran(run, run.stopped_at if run and run.stopped_at else now)
+        stopped = n.ModelStopped(version_name=version.name, ran_seconds=ran, cost=cost, by=op.user)
+        await self.finish(op, "ok: STOPPED", stopped)
+
+    async def _failed(
+        self, op: Operation, version: ModelVersion | None, reason: str, *, final: bool = True
+    ) -> None:
+        """Say why the start or stop failed (or, not `final`, is slow) where it was asked."""
+        if op.kind == START:
+            if version is not None:
+                self.serving.stopped(version.arn)
+            failed = n.ModelStartFailed(version_name=op.version_name, reason=reason, by=op.user)
+            await self.finish(op, f"failed: {reason}", failed)
+        elif op.data.get("report") is not None and self.guard is not None:
+            if final:
+                await self.finish(op, f"failed: {reason}")
+            await self.guard.stopper.not_stopped(op, reason)
+        else:
+            failed = n.ModelStopFailed(version_name=op.version_name, reason=reason, by=op.user)
+            if final:
+                await self.finish(op, f"failed: {reason}", failed)
+            else:
+                await self.post(op.channel, failed)
+
+    # === shared by every operation ==========================================================
+    async def versions(self) -> list[ModelVersion]:
+        """The project's versions, newest first."""
         assert self.catalog is not None
-        return VersionSnapshot.of(await self.catalog.versions())
+        return newest_first(await self.catalog.versions())
 
-    async def versions_or_reply(self) -> VersionSnapshot | VersionsUnreadable:
+    async def versions_or_reply(self) -> list[ModelVersion] | n.VersionsUnreadable:
         """The versions, or the reply a command gives when Rekognition can't be read."""
         try:
             return await self.versions()
         except Exception as exc:
-            return VersionsUnreadable(error=aws_error(exc))
-
-    def rekognition_only(self, action: str) -> Notice:
-        local = self.serving.current().describe()
-        return Refused(reason="rekognition-only", action=action, detail=local)
-
-    # --- operations -----------------------------------------------------------------------
-    def commanded_here(self, op: Operation) -> bool:
-        """A command on this instance holds `op`, or is writing its claim: the claim commits on
-        the database's thread before the command resumes and enters `commanding`."""
-        return op.id in self.in_command or op.version_name in self.claiming
+            return n.VersionsUnreadable(error=aws_error(exc))
 
     @asynccontextmanager
     async def commanding(self, op_id: int) -> AsyncIterator[None]:
@@ -282,25 +804,15 @@ class LifecycleContext:
             await self.clock.sleep(OPERATION_LEASE.total_seconds() / 3)
             await self.leases.acquire(key, self.owner, self.clock.now(), OPERATION_LEASE)
 
-    async def commanded_elsewhere(self, op: Operation) -> bool:
-        """Whether another instance's command still holds the operation."""
-        if self.leases is None:
-            return False
-        lease = await self.leases.holder(f"operation:{op.id}")
+    async def commanded(self, op: Operation) -> bool:
+        """A command holds `op`: on this instance (or it is writing the claim, which commits on
+        the database's thread before the command resumes and enters `commanding`), or on
+        another one, whose lease hasn't lapsed."""
+        if op.id in self.in_command or op.version_name in self.claiming:
+            return True
+        lease = await self.leases.holder(f"operation:{op.id}") if self.leases else None
         return (
             lease is not None and lease.owner != self.owner and not lease.expired(self.clock.now())
-        )
-
-    def busy(self, op: Operation, asker: str, what: str, **more: Any) -> Busy:
-        """Say what `op` is doing, for whom and since when, instead of asking AWS again."""
-        return Busy(
-            version_name=op.version_name,
-            what=what,
-            by=op.user,
-            asker=asker,
-            age_seconds=(self.clock.now() - op.started_at).total_seconds(),
-            channel=op.channel,
-            **more,
         )
 
     async def patient(self, op: Operation) -> bool:
@@ -311,14 +823,9 @@ class LifecycleContext:
         await self.ops.update(op.id, data={"unexpected": seen})
         return True
 
-    async def finish_quietly(self, op: Operation, result: str) -> None:
-        """Close and audit the operation; its outcome is someone else's to post."""
-        now = self.clock.now()
-        await self.ops.finish(op.id, now, result)
-        await self.audit.record(now, op.user, op.kind, op.version_name, result)
-
-    async def finish(self, op: Operation, result: str, notice: Notice) -> None:
-        """Close the operation, record it, and post its outcome where it was asked for."""
+    async def finish(self, op: Operation, result: str, outcome: Notice | None = None) -> None:
+        """Close the operation, record it, and post its `outcome` where it was asked for
+        (without one, the outcome is someone else's to post)."""
         now = self.clock.now()
         await self.ops.finish(op.id, now, result)
         await self.audit.record(now, op.user, op.kind, op.version_name, result)
@@ -326,7 +833,8 @@ class LifecycleContext:
             "lifecycle.finished",
             extra={"kind": op.kind, "version": op.version_name, "result": result},
         )
-        await self.post(op.channel, notice)
+        if outcome is not None:
+            await self.post(op.channel, outcome)
 
     async def post(self, channel: str, notice: Notice) -> PostedMessage | None:
         """Post in `channel`; if Slack refuses (e.g. the bot was removed), in the ops channel."""
@@ -336,670 +844,26 @@ class LifecycleContext:
             try:
                 return await self.outbox.post(target, notice)
             except Exception as exc:
-                log.warning(
-                    "lifecycle.post_failed", extra={"channel": target, "error": type(exc).__name__}
-                )
+                error = type(exc).__name__
+                log.warning("lifecycle.post_failed", extra={"channel": target, "error": error})
         return None
 
-    # --- serving --------------------------------------------------------------------------
-    async def sync(self, snapshot: VersionSnapshot) -> None:
+    async def sync(self, snapshot: list[ModelVersion]) -> None:
         """Keep the serving version in line with what Rekognition says. (Runs started or
         stopped outside the bot are the cost guard's to meter: it watches every version.)"""
         serving = self.serving.version_arn()
-        running = [v for v in snapshot.newest_first() if v.running]
+        running = [v for v in snapshot if v.running]
         if running and self.config.serve_running_on_start:
             if serving is None or all(v.arn != serving for v in running):
                 await self.serving.serve(running[0].arn)
-        elif serving and any(v.arn == serving and not v.running for v in snapshot.by_name.values()):
+        elif serving and any(v.arn == serving and not v.running for v in snapshot):
             self.serving.stopped(serving)
 
-
-async def _no_lines() -> list[str]:
-    return []
-
-
-VERSIONS_NAMED = 10  # in "there's no version …": the newest ones
-
-# a start's or a stop's phases (Operation.phase)
-REQUESTED = "requested"  # claimed, AWS not (yet) known to have accepted
-FOLLOWING = "following"  # AWS accepted, or the change was already under way
-
-BUSY_WITH = {START: "already starting", STOP: "stopping", TRAIN: "still training"}
-
-
-class StartStopCommands:
-    def __init__(self, ctx: LifecycleContext, follow: Callable[[], None]) -> None:
-        self.ctx = ctx
-        self.follow = follow  # make sure the poller follows the operations now open
-
-    # === /cxr start =========================================================================
-    async def propose_start(
-        self, actor: str, version: str | None, min_units: int | None, max_units: int | None
-    ) -> Notice:
-        """The cost of starting, to be confirmed; or why not, or what is already happening."""
-        checked = await self._start_checks(min_units, max_units)
-        if isinstance(checked, Notice):
-            return checked
-        low, high, snapshot = checked
-        chosen = self._choose_to_start(snapshot, version)
-        if isinstance(chosen, Notice):
-            return chosen
-        blocker = await self._start_blocker(chosen, actor)
-        if blocker:
-            return blocker
-        others = [v.name for v in snapshot.by_name.values() if v.running and v.arn != chosen.arn]
-        return StartProposal(
-            version_name=chosen.name,
-            version_arn=chosen.arn,
-            min_units=low,
-            max_units=high,
-            **hourly_fields(self.ctx.prices, low, high or low),
-            f1=chosen.f1,
-            status=chosen.status,
-            others_running=others,
-        )
-
-    async def confirm_start(
-        self, actor: str, channel: str, version_arn: str, min_units: int, max_units: int | None
-    ) -> Notice:
-        """StartProjectVersion, unless the version is already starting or running."""
-        checked = await self._start_checks(min_units, max_units)
-        if isinstance(checked, Notice):
-            return checked
-        low, high, snapshot = checked
-        version = snapshot.find(version_arn)
-        if version is None:
-            return Refused(reason="gone")
-        blocker = await self._start_blocker(version, actor, channel)
-        if blocker:
-            return blocker
-        catalog = self.ctx.catalog
-        assert catalog is not None
-        refused = await self._request(
-            START,
-            version,
-            actor,
-            channel,
-            self.ctx.clock.now(),
-            lambda: catalog.start(version.arn, low, high),
-            data={"min_units": low, "max_units": high},
-            requested=f"requested ({_units_text(low, high)})",
-        )
-        if refused:
-            return refused
-        log.info("lifecycle.start_requested", extra={"version": version.name, "units": low})
-        self.follow()
-        return StartRequested(
-            version_name=version.name,
-            min_units=low,
-            max_units=high,
-            **hourly_fields(self.ctx.prices, low, high or low),
-            by=actor,
-        )
-
-    async def cancel_start(self, actor: str, version_name: str) -> Notice:
-        await self.ctx.audit.record(self.ctx.clock.now(), actor, "start", version_name, "cancelled")
-        return StartCancelled(version_name=version_name, by=actor)
-
-    async def _start_checks(
-        self, min_units: int | None, max_units: int | None
-    ) -> tuple[int, int | None, VersionSnapshot] | Notice:
-        """What both start steps check first: a project, allowed units, readable versions."""
-        if self.ctx.catalog is None:
-            return self.ctx.rekognition_only("start")
-        low, high, refusal = self._units(min_units, max_units)
-        if refusal:
-            return refusal
-        snapshot = await self.ctx.versions_or_reply()
-        if isinstance(snapshot, Notice):
-            return snapshot
-        return low, high, snapshot
-
-    def _units(
-        self, min_units: int | None, max_units: int | None
-    ) -> tuple[int, int | None, Notice | None]:
-        low = 1 if min_units is None else min_units
-        high = max_units
-        cap = self.ctx.config.max_units
-        if low < 1 or (high is not None and high < low):
-            return (
-                low,
-                high,
-                Refused(reason="bad-units", min_units=low, max_units=high),
-            )
-        if max(low, high or low) > cap:
-            return (
-                low,
-                high,
-                Refused(reason="over-cap", cap=cap, hourly=self.ctx.prices.hourly(cap)),
-            )
-        return low, high, None
-
-    def _choose_to_start(
-        self, snapshot: VersionSnapshot, wanted: str | None
-    ) -> ModelVersion | Notice:
-        if not snapshot.by_name:
-            return Refused(reason="no-versions")
-        if wanted:
-            return snapshot.find(wanted) or _no_such_version(snapshot, wanted)
-        serving = self.ctx.serving.version_arn()
-        ordered = snapshot.newest_first()
-        for version in ordered:
-            if version.arn == serving and version.status in STARTABLE | STOPPABLE:
-                return version
-        for version in ordered:
-            if version.status in STARTABLE:
-                return version
-        busy = next((v for v in ordered if v.status in STOPPABLE), None)
-        if busy is not None:
-            return busy  # reported as "already running/starting" by the blocker
-        return Refused(reason="none-ready")
-
-    async def _start_blocker(
-        self, version: ModelVersion, actor: str, channel: str | None = None
-    ) -> Notice | None:
-        op = await self.ctx.ops.open_for(version.name)
-        if op is not None:
-            return self._already(version, op, actor)
-        status = version.status
-        if status == mv.RUNNING:
-            run = await self.ctx.runs.current(version.arn)
-            return Refused(
-                reason="already-running",
-                tone="busy",
-                version_name=version.name,
-                min_units=version.min_units or 1,
-                max_units=version.max_units,
-                ran_seconds=run.seconds(self.ctx.clock.now()) if run else None,
-            )
-        if status == mv.STARTING:
-            if channel is not None:
-                await self._adopt(START, version, actor, channel)
-            posting = bool(channel)
-            return Refused(
-                reason="already-starting", tone="busy", version_name=version.name, posting=posting
-            )
-        if status == mv.STOPPING:
-            return Refused(reason="stopping", tone="busy", version_name=version.name)
-        if status == mv.TRAINING_IN_PROGRESS:
-            return Refused(reason="still-training", tone="busy", version_name=version.name)
-        if status == mv.TRAINING_FAILED:
-            reason = version.status_message or ""
-            return Refused(reason="failed-to-train", version_name=version.name, detail=reason)
-        if status not in STARTABLE:
-            return Refused(reason="cannot-start", version_name=version.name, status=status)
-        return None
-
-    # === /cxr stop ==========================================================================
-    async def stop(self, actor: str, channel: str, version: str | None = None) -> Notice:
-        """StopProjectVersion on the named (or the only running) version."""
-        ctx = self.ctx
-        if ctx.catalog is None:
-            return ctx.rekognition_only("stop")
-        snapshot = await ctx.versions_or_reply()
-        if isinstance(snapshot, Notice):
-            return snapshot
-        now = ctx.clock.now()
-        await ctx.sync(snapshot)
-        chosen = self._choose_to_stop(snapshot, version)
-        if isinstance(chosen, Notice):
-            return chosen
-        op = await ctx.ops.open_for(chosen.name)
-        if op is not None and op.kind in (STOP, TRAIN):
-            return self._already(chosen, op, actor)
-        if chosen.status == mv.STOPPING:
-            await self._adopt(STOP, chosen, actor, channel)
-            return Refused(reason="already-stopping", tone="busy", version_name=chosen.name)
-        if chosen.status not in STOPPABLE:
-            return Refused(
-                reason="not-running", tone="busy", version_name=chosen.name, status=chosen.status
-            )
-        if op is not None:  # a start in flight: the stop takes over
-            await ctx.ops.finish(op.id, now, "superseded by a stop")
-        run = await ctx.runs.current(chosen.arn)
-        catalog = ctx.catalog
-        refused = await self._request(
-            STOP, chosen, actor, channel, now, lambda: catalog.stop(chosen.arn)
-        )
-        if refused:
-            return refused
-        log.info("lifecycle.stop_requested", extra={"version": chosen.name})
-        self.follow()
-        return StopRequested(
-            version_name=chosen.name,
-            ran_seconds=run.seconds(now) if run else None,
-            cost=ctx.prices.running_cost(run.units, run.started_at, now) if run else None,
-            by=actor,
-        )
-
-    def _choose_to_stop(
-        self, snapshot: VersionSnapshot, wanted: str | None
-    ) -> ModelVersion | Notice:
-        if wanted:
-            return snapshot.find(wanted) or _no_such_version(snapshot, wanted)
-        live = [v for v in snapshot.newest_first() if v.status in STOPPABLE | {mv.STOPPING}]
-        if not live:
-            return Refused(reason="nothing-running", tone="busy")
-        if len(live) > 1:
-            return Refused(reason="several-running", names=[v.name for v in live])
-        return live[0]
-
-    # === the cost guard's starts and stops (auto-stop, Stop now, the schedule) ================
-    async def request_stop(
-        self, version: ModelVersion, actor: str, channel: str, report: dict[str, Any]
-    ) -> str | None:
-        """The one stop path, for the guard: claim a stop operation and ask Rekognition; the
-        poller confirms it at STOPPED and the guard reports it then (`report` says how).
-        None when the stop is under way (asked now or already); else Rekognition's error."""
-        ctx = self.ctx
-        assert ctx.catalog is not None
-        catalog = ctx.catalog
-        now = ctx.clock.now()
-        op = await ctx.ops.open_for(version.name)
-        if op is not None and op.kind == STOP:
-            return None
-        if op is not None and op.kind == START:
-            await ctx.ops.finish(op.id, now, "superseded by a stop")
-        refused = await self._request(
-            STOP,
-            version,
-            actor,
-            channel,
-            now,
-            lambda: catalog.stop(version.arn),
-            data={"report": report},
-            requested=None,
-        )
-        if refused is None:
-            self.follow()
-            return None
-        return _reason(refused)
-
-    async def request_start(
-        self, version: ModelVersion, actor: str, channel: str, units: int, source: str
-    ) -> str | None:
-        """The one start path, for the schedule: claim a start operation and ask Rekognition;
-        the poller follows it to RUNNING. None when under way; else the error."""
-        ctx = self.ctx
-        assert ctx.catalog is not None
-        catalog = ctx.catalog
-        refused = await self._request(
-            START,
-            version,
-            actor,
-            channel,
-            ctx.clock.now(),
-            lambda: catalog.start(version.arn, units, None),
-            data={"min_units": units, "source": source, "quiet": True},
-        )
-        if refused is None:
-            self.follow()
-            return None
-        return _reason(refused)
-
-    # === shared by start and stop ===========================================================
-    async def _request(
-        self,
-        kind: str,
-        version: ModelVersion,
-        actor: str,
-        channel: str,
-        now: datetime,
-        call: Callable[[], Awaitable[str]],
-        *,
-        data: dict[str, Any] | None = None,
-        requested: str | None = "requested",
-    ) -> Notice | None:
-        """Claim the operation, then ask Rekognition for the change (`call` returns the new
-        status). None when Rekognition accepted it (recorded, and to be followed); else what
-        to reply: it is already busy, or why Rekognition refused."""
-        ctx = self.ctx
-        op = await self._claim(kind, version, actor, channel, now, REQUESTED, data)
-        if op is None:
-            return self._already(version, await ctx.ops.open_for(version.name), actor)
-        async with ctx.commanding(op.id):
-            try:
-                status = await call()
-            except Exception as exc:
-                reason = aws_error(exc)
-                await ctx.ops.finish(op.id, ctx.clock.now(), f"failed: {reason}")
-                await ctx.audit.record(now, actor, kind, version.name, f"failed: {reason}")
-                return RequestFailed(action=kind, version_name=version.name, error=reason)
-        await ctx.ops.update(op.id, status=status, phase=FOLLOWING)
-        if requested is not None:
-            await ctx.audit.record(now, actor, kind, version.name, requested)
-        return None
-
-    async def _adopt(self, kind: str, version: ModelVersion, actor: str, channel: str) -> None:
-        """Follow a change started elsewhere (console, before a restart) to post its outcome."""
-        data = {"adopted": True, "min_units": version.min_units or 1}
-        op = await self._claim(kind, version, actor, channel, self.ctx.clock.now(), FOLLOWING, data)
-        if op is not None:
-            self.follow()
-
-    async def _claim(
-        self,
-        kind: str,
-        version: ModelVersion,
-        actor: str,
-        channel: str,
-        now: datetime,
-        phase: str,
-        data: dict[str, Any] | None,
-    ) -> Operation | None:
-        return await self.ctx.ops.claim(
-            kind,
-            version.name,
-            version_arn=version.arn,
-            channel=channel,
-            user=actor,
-            at=now,
-            status=version.status,
-            phase=phase,
-            data=data,
-        )
-
-    def _already(self, version: ModelVersion, op: Operation | None, actor: str) -> Notice:
-        if op is None:
-            return reply(f"{version.name} is busy; try again in a moment.", "busy")
-        return self.ctx.busy(op, actor, BUSY_WITH.get(op.kind, op.kind))
-
-
-def _reason(refused: Notice) -> str:
-    """Why a request was refused, for the guard's and the schedule's notices."""
-    if isinstance(refused, Busy):
-        return f"{refused.version_name} is {refused.what}"
-    if isinstance(refused, RequestFailed):
-        return refused.error
-    return refused.text.split(": ", 1)[-1]
-
-
-def _no_such_version(snapshot: VersionSnapshot, wanted: str) -> Refused:
-    names = [v.name for v in snapshot.newest_first()[:VERSIONS_NAMED]]
-    return Refused(reason="no-such-version", wanted=wanted, names=names)
-
-
-def _units_text(low: int, high: int | None) -> str:
-    return f"{low} IU" if high is None or high == low else f"{low}–{high} IU"
-
-
-def hourly_fields(prices: Prices, low: int, high: int) -> dict[str, float]:
-    """The estimated cost an hour at `low` and at `high` units, as a notice's fields."""
-    return {"hourly_low": prices.hourly(low), "hourly_high": prices.hourly(high)}
-
-
-class StartStopOutcomes:
-    def __init__(self, ctx: LifecycleContext) -> None:
-        self.ctx = ctx
-
-    async def step(self, op: Operation, snapshot: VersionSnapshot) -> None:
-        """Move a start or a stop along from what Rekognition says now."""
-        ctx = self.ctx
-        version = snapshot.find(op.version_arn or op.version_name)
-        now = ctx.clock.now()
-        if version is not None and version.status != op.status:
-            op = await ctx.ops.update(op.id, status=version.status)
-        step = operation_step(
-            OperationFacts(
-                kind=op.kind,
-                status=version.status if version else None,
-                requested=op.phase == REQUESTED,
-                unexpected_seen=int(op.data.get("unexpected", 0)),
-                age=now - op.started_at,
-                slow_reported=bool(op.data.get("slow")),
-            )
-        )
-        if step is Step.WAIT:
-            return
-        if step is Step.TOLERATE:
-            await ctx.ops.update(op.id, data={"unexpected": int(op.data.get("unexpected", 0)) + 1})
-            return
-        if version is None:
-            await self._failed(op, None, "the version no longer exists in the project")
-        elif step is Step.RUNNING:
-            await self._running(op, version, now)
-        elif step is Step.STOPPED:
-            await self._stopped(op, version, now)
-        elif step is Step.SLOW:
-            await ctx.ops.update(op.id, data={"slow": True})
-            slow = f"it is still STOPPING after {duration(SLOW_STOP.total_seconds())}"
-            await self._failed(op, version, slow, final=False)
-        else:
-            await self._failed(op, version, self._reason(op, version, step))
-
-    def _reason(self, op: Operation, version: ModelVersion, step: Step) -> str:
-        status = version.status
-        if op.kind == START:
-            if step is Step.FAILED and status == "FAILED":
-                return version.status_message or "Rekognition gave no reason"
-            if step is Step.NEVER_SENT:
-                return (
-                    "the request never reached Rekognition (the bot restarted while sending it); "
-                    f"run `/cxr start {version.name}` again"
-                )
-            return f"it is {status} instead of running"
-        if step is Step.NEVER_SENT:
-            return (
-                f"the request never reached Rekognition (the bot restarted while sending it); it "
-                f"is still {status}. Run `/cxr stop {version.name}` again"
-            )
-        return version.status_message or f"the stop did not take effect: it is {status}"
-
-    async def _running(self, op: Operation, version: ModelVersion, now: datetime) -> None:
-        ctx = self.ctx
-        low = version.min_units or op.data.get("min_units") or 1
-        high = version.max_units or op.data.get("max_units")
-        await ctx.runs.open_run(version.arn, now, int(low), op.data.get("source", "bot"))
-        await ctx.serving.serve(version.arn)
-        if op.data.get("quiet"):  # the schedule announced it: audited, not posted again
-            await ctx.finish_quietly(op, "ok: RUNNING")
-            return
-        await ctx.finish(
-            op,
-            "ok: RUNNING",
-            ModelRunning(
-                version_name=version.name,
-                min_units=int(low),
-                max_units=high,
-                **hourly_fields(ctx.prices, int(low), int(high or low)),
-                took_seconds=(now - op.started_at).total_seconds(),
-                by=op.user,
-                serving=True,
-            ),
-        )
-
-    async def _stopped(self, op: Operation, version: ModelVersion, now: datetime) -> None:
-        """Confirmed at STOPPED: the run ends here (a STOPPING model is still billed)."""
-        ctx = self.ctx
-        run = await ctx.runs.close_run(version.arn, now) or await ctx.runs.latest(
-            version.arn, op.started_at
-        )
-        ctx.serving.stopped(version.arn)
-        report = op.data.get("report")
-        if report is not None and ctx.guard_stops is not None:
-            await ctx.finish_quietly(op, report.get("result", "ok: STOPPED"))
-            await ctx.guard_stops.stopped(op, run, now)
-            return
-        stopped_at = run.stopped_at if run and run.stopped_at else now
-        await ctx.finish(
-            op,
-            "ok: STOPPED",
-            ModelStopped(
-                version_name=version.name,
-                ran_seconds=(stopped_at - run.started_at).total_seconds() if run else None,
-                cost=ctx.prices.running_cost(run.units, run.started_at, stopped_at)
-                if run
-                else None,
-                by=op.user,
-            ),
-        )
-
-    async def _failed(
-        self, op: Operation, version: ModelVersion | None, reason: str, *, final: bool = True
-    ) -> None:
-        """Say why the start or stop failed (or, not `final`, is slow) where it was asked."""
-        ctx = self.ctx
-        if op.kind == START:
-            if version is not None:
-                ctx.serving.stopped(version.arn)
-            notice = ModelStartFailed(version_name=op.version_name, reason=reason, by=op.user)
-            await ctx.finish(op, f"failed: {reason}", notice)
-            return
-        if op.data.get("report") is not None and ctx.guard_stops is not None:
-            if final:
-                await ctx.finish_quietly(op, f"failed: {reason}")
-            await ctx.guard_stops.not_stopped(op, reason)
-            return
-        stop_failed = ModelStopFailed(version_name=op.version_name, reason=reason, by=op.user)
-        if final:
-            await ctx.finish(op, f"failed: {reason}", stop_failed)
-        else:
-            await ctx.post(op.channel, stop_failed)
-
-
-class InFlight:
-    def __init__(
-        self, ctx: LifecycleContext, start_stop: StartStopOutcomes, training: TrainingPhases
-    ) -> None:
-        self.ctx = ctx
-        self.start_stop = start_stop
-        self.training = training
-
-    async def open_count(self) -> int:
-        return len(await self.ctx.ops.open())
-
-    async def needs_versions(self) -> bool:
-        return any(op.kind != TRAIN or op.phase == TRAINING for op in await self.ctx.ops.open())
-
-    async def prepare(self) -> None:
-        """At start-up: close what a restart cut short, and (with a project but no configured
-        version) serve whichever version is running."""
-        ctx = self.ctx
-        try:
-            for op in await ctx.ops.open():
-                if ctx.commanded_here(op) or await ctx.commanded_elsewhere(op):
-                    continue  # checking its images right now, here or on another instance
-                if op.kind == TRAIN and op.phase == VALIDATING:
-                    await self.training.interrupted(op)
-            if ctx.config.serve_running_on_start and ctx.catalog is not None:
-                try:
-                    await ctx.sync(await ctx.versions())
-                except Exception as exc:
-                    log.warning("lifecycle.discovery_failed", extra={"error": aws_error(exc)})
-            if await ctx.ops.open():
-                log.info("lifecycle.resumed", extra={"operations": len(await ctx.ops.open())})
-        except Exception:
-            log.exception("lifecycle.resume_failed")
-
-    async def advance(self, versions: list[ModelVersion] | None) -> None:
-        """One poll's worth: move every open operation along on the versions just read."""
-        ctx = self.ctx
-        ops = await ctx.ops.open()
-        if ctx.catalog is None:
-            return
-        snapshot = VersionSnapshot.of(versions) if versions is not None else None
-        for op in ops:
-            if ctx.commanded_here(op) or await ctx.commanded_elsewhere(op):
-                continue  # its command (here or on another instance) is still talking to AWS
-            try:
-                if op.kind == TRAIN:
-                    await self.training.step(op, snapshot)
-                elif snapshot is not None:
-                    await self.start_stop.step(op, snapshot)
-            except Exception:
-                log.exception("lifecycle.step_failed", extra={"op": op.id, "kind": op.kind})
-        if snapshot is not None:
-            await ctx.sync(snapshot)
-
-
-class Lifecycle(StartStopCommands):
-    """The start and stop commands (`StartStopCommands`), training, status, and the poller."""
-
-    def __init__(
-        self,
-        *,
-        config: LifecycleConfig,
-        catalog: ModelCatalog | None,
-        training: TrainingBackend | None,
-        images: ImageStore | None,
-        store: Store,
-        prices: Prices,
-        outbox: Outbox,
-        clock: Clock,
-        serving: Serving,
-        model_card: Callable[[], dict[str, Any] | None] = lambda: None,
-    ) -> None:
-        self.context = LifecycleContext(
-            config=config,
-            catalog=catalog,
-            training=training,
-            images=images,
-            ops=store.operations,
-            runs=store.runs,
-            audit=store.audit,
-            prices=prices,
-            outbox=outbox,
-            clock=clock,
-            serving=serving,
-            model_card=model_card,
-        )
-        from bot.core.fleet.status import StatusReporter
-        from bot.core.fleet.training import TrainingLauncher, TrainingPhases
-
-        super().__init__(self.context, follow=self._follow)
-        self._status = StatusReporter(self.context)
-        self._training = TrainingLauncher(self.context, follow=self._follow)
-        self.in_flight = InFlight(
-            self.context, StartStopOutcomes(self.context), TrainingPhases(self.context)
-        )
-        # Alone (no cost guard), the poller runs while operations are open; the composition
-        # root replaces it with the fleet's one poller, shared with the cost guard.
-        self.poller = Poller(
-            clock=clock,
-            catalog=catalog,
-            operations=self.in_flight,
-            busy_seconds=config.poll_seconds,
-        )
-
-    @property
-    def rekognition(self) -> bool:
-        return self.context.catalog is not None
-
-    @property
-    def model_card(self) -> Callable[[], dict[str, Any] | None]:
-        """The local model's card, shown by `/cxr status` when there is no Rekognition."""
-        return self.context.model_card
-
-    @model_card.setter
-    def model_card(self, read: Callable[[], dict[str, Any] | None]) -> None:
-        self.context.model_card = read
-
-    # --- /cxr status, start, stop, train ------------------------------------------------------
-    async def status(self) -> StatusReport:
-        """`/cxr status`: the serving model, the versions, what is in flight, recent actions."""
-        return await self._status.report()
-
-    async def train(
-        self, actor: str, channel: str, source_text: str, version_name: str | None = None
-    ) -> Notice:
-        """`/cxr train`: check the images, write the manifest, then follow the training."""
-        return await self._training.train(actor, channel, source_text, version_name)
-
-    # --- permissions and the local-only mode --------------------------------------------------
-    async def refused(self, actor: str, action: str, target: str, reason: str) -> None:
-        """Record a refusal decided by the chat layer (e.g. not an admin)."""
-        await self.context.audit.record(
-            self.context.clock.now(), actor, action, target or "-", f"refused: {reason}"
-        )
-
-    def rekognition_only(self, action: str) -> Notice:
-        return self.context.rekognition_only(action)
-
-    # --- operations in flight -----------------------------------------------------------------
+    # === the poller =========================================================================
     async def resume(self) -> None:
         """At start-up: pick up what a previous run left open, and follow it."""
-        await self.in_flight.prepare()
-        if await self.context.ops.open():
+        await self.prepare()
+        if await self.ops.open():
             self.poller.follow(immediately=True)
 
     @property
@@ -1029,28 +893,46 @@ class Lifecycle(StartStopCommands):
         leader: Leader | None = None,
     ) -> Poller:
         """One fleet: the guard's stops are reported by it when confirmed, its meter shows in
-        `/cxr status`, operations are leased to the instance whose command runs them, and
-        one poller serves operations and guard. With `leader` (replicas on one database) only
+        `/cxr status` (in `zone`), an operation is leased to `owner` while its command talks to
+        AWS (every instance's poller leaves it alone), and one poller serves operations and
+        guard. With `leader` (replicas on one database) only
         the leader's poller acts. Returns that poller, the bot's background job."""
-        ctx = self.context
-        ctx.guard_stops = guard.stopper
-
-        async def meter() -> list[str]:
-            return [line.describe(zone) for line in await guard.meter()]
-
-        ctx.meter = meter
-        ctx.leases, ctx.owner = leases, owner
-        self.poller = Poller(
-            clock=ctx.clock,
-            catalog=ctx.catalog,
-            operations=self.in_flight,
-            busy_seconds=ctx.config.poll_seconds,
-            guard=guard,
-            idle_seconds=idle_seconds,
-            leader=leader,
-        )
+        self.guard = guard
+        self.zone = zone
+        self.leases = leases
+        self.owner = owner
+        self.poller = Poller(self, guard, idle_seconds, leader)
         return self.poller
 
-    def _follow(self) -> None:
-        """What a command calls once it has opened an operation."""
-        self.poller.follow()
+
+def _no_such_version(snapshot: list[ModelVersion], wanted: str) -> n.Refused:
+    names = [v.name for v in snapshot[:VERSIONS_NAMED]]
+    return n.Refused(reason="no-such-version", wanted=wanted, names=names)
+
+
+def _error(refused: Refusal) -> str:
+    """The guard's notices say in a clause why its stop or start wasn't asked for:
+    Rekognition's error, or what holds the version."""
+    if isinstance(refused, n.RequestFailed):
+        return refused.error
+    return f"{refused.version_name} is {refused.what if isinstance(refused, n.Busy) else 'busy'}"
+
+
+def _failure(op: Operation, version: ModelVersion, step: Step) -> str:
+    """Why a start or a stop failed, for its outcome and the audit."""
+    status = version.status
+    if op.kind == START:
+        if step is Step.FAILED and status == "FAILED":
+            return version.status_message or "Rekognition gave no reason"
+        if step is Step.NEVER_SENT:
+            return (
+                "the request never reached Rekognition (the bot restarted while sending it); "
+                f"run `/cxr start {version.name}` again"
+            )
+        return f"it is {status} instead of running"
+    if step is Step.NEVER_SENT:
+        return (
+            f"the request never reached Rekognition (the bot restarted while sending it); it "
+            f"is still {status}. Run `/cxr stop {version.name}` again"
+        )
+    return version.status_message or f"the stop did not take effect: it is {status}"

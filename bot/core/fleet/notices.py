@@ -20,11 +20,6 @@ class Answer(Notice):
     tone: str = "info"  # info | ok | refused | busy | error
 
 
-@dataclass
-class LifecycleReply(Answer):
-    """An answer whose words come with it (`text`)."""
-
-
 # Why a command won't do what was asked; `bot.slack.fleet` words each.
 RefusalReason = Literal[
     "rekognition-only",  # no Rekognition project: the local model only
@@ -48,6 +43,9 @@ RefusalReason = Literal[
     "no-output",  # nowhere configured to write a training's manifest and output
     "training-elsewhere",  # a training the bot doesn't follow is under way
     "name-in-use",  # another operation claimed the name first
+    "bad-name",  # `wanted` can't be a version name
+    "name-taken",  # a version is already called `wanted`
+    "busy",  # an operation held the version a moment ago
 ]
 
 
@@ -111,6 +109,17 @@ class Busy(Notice):
     channel: str = ""  # where the outcome will be posted
     phase: str = ""  # a training's phase
     note: str = ""
+
+
+@dataclass
+class TrainingStarted(Answer):
+    """The images passed the checks and the manifest is written: the training is under way."""
+
+    version_name: str = ""
+    source: str = ""
+    counts: dict[str, int] = field(default_factory=dict)  # images per label
+    manifest: str = ""  # where it is written (s3://…)
+    tone: str = "ok"
 
 
 @dataclass

@@ -1,10 +1,9 @@
 """The one loop over the model fleet: read the versions once per tick, decide, act.
 
-Operations in flight (start, stop, train) and the cost guard (runs, idle alerts, auto-stop,
-schedule, summary) used to poll Rekognition on their own timers; now one `Poller` reads
-`DescribeProjectVersions` once per tick and hands the same snapshot to both, in that order:
-the operation steps first (a stop confirmed at STOPPED closes its run and posts its outcome),
-then the guard, which sees the state the operations left.
+Operations in flight (start, stop, train: the `Lifecycle`'s) and the cost guard (runs, idle
+alerts, auto-stop, schedule, summary) share one `DescribeProjectVersions` per tick, in that
+order: the operations step first (a stop confirmed at STOPPED closes its run and posts its
+outcome), then the guard, which sees the state the operations left.
 
 It ticks every `busy_seconds` while an operation is open and every `idle_seconds` otherwise;
 a command that opens an operation wakes it (`follow`) so the first poll comes `busy_seconds`
@@ -20,21 +19,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bot.core.clock import Clock
-from bot.core.model_versions import ModelCatalog, ModelVersion
+from bot.core.model_versions import ModelVersion
+
+if TYPE_CHECKING:
+    from bot.core.fleet.lifecycle import Lifecycle
 
 log = logging.getLogger(__package__)
-
-
-class Operations(Protocol):
-    """What the poller moves along: the lifecycle's operations in flight."""
-
-    async def open_count(self) -> int: ...
-    async def needs_versions(self) -> bool: ...
-    async def prepare(self) -> None: ...
-    async def advance(self, versions: list[ModelVersion] | None) -> None: ...
 
 
 class Guard(Protocol):
@@ -57,26 +49,21 @@ class Leader(Protocol):
 class Poller:
     def __init__(
         self,
-        *,
-        clock: Clock,
-        catalog: ModelCatalog | None,
-        operations: Operations,
-        busy_seconds: float,
+        lifecycle: Lifecycle,
         guard: Guard | None = None,
         idle_seconds: float | None = None,
         leader: Leader | None = None,
     ) -> None:
-        self.clock = clock
-        self.catalog = catalog
-        self.operations = operations
+        self.lifecycle = lifecycle  # its operations in flight are what the poller moves along
+        self.clock = lifecycle.clock
+        self.catalog = lifecycle.catalog
         self.guard = guard
-        self.busy_seconds = busy_seconds
+        self.busy_seconds = lifecycle.config.poll_seconds
         self.idle_seconds = idle_seconds
         self.leader = leader
         self.lock = guard.lock if guard is not None else asyncio.Lock()
         self.ticks = 0  # completed polls, led or not (tests watch it move)
         self.led = 0  # polls this instance acted on (it held the leader lease)
-        self.last_tick_at: datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self._sleeping = False
         self._planned: float | None = None  # the interval of the sleep in progress
@@ -92,7 +79,7 @@ class Poller:
 
     async def _loop(self, immediately: bool) -> None:
         first = True
-        while self.idle_seconds is not None or await self.operations.open_count():
+        while self.idle_seconds is not None or await self.lifecycle.open_count():
             if not (first and immediately):
                 await self._sleep()
             first = False
@@ -113,7 +100,7 @@ class Poller:
             self._task = asyncio.create_task(self._loop(immediately), name="fleet poller")
 
     async def _interval(self) -> float:
-        if await self.operations.open_count() or self.idle_seconds is None:
+        if await self.lifecycle.open_count() or self.idle_seconds is None:
             return self.busy_seconds
         return self.idle_seconds
 
@@ -152,21 +139,20 @@ class Poller:
                 return
             if not self._prepared and self.idle_seconds is not None:
                 self._prepared = True
-                await _logged(self.operations.prepare(), "fleet.prepare_failed")
+                await _logged(self.lifecycle.prepare(), "fleet.prepare_failed")
             versions: list[ModelVersion] | None = None
             if self.catalog is not None and (
-                self.guard is not None or await self.operations.needs_versions()
+                self.guard is not None or await self.lifecycle.needs_versions()
             ):
                 try:
                     versions = await self.catalog.versions()
                 except Exception as exc:
                     log.warning("fleet.describe_failed", extra={"error": type(exc).__name__})
-            await _logged(self.operations.advance(versions), "fleet.operations_failed")
+            await _logged(self.lifecycle.advance(versions), "fleet.operations_failed")
             if self.guard is not None:
                 await _logged(self.guard.review(versions, now), "fleet.guard_failed")
             self.ticks += 1
             self.led += 1
-            self.last_tick_at = now
 
     # --- waiting for it, stopping it -----------------------------------------------------
     @property
