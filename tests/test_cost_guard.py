@@ -441,7 +441,7 @@ async def test_stop_now_stops_records_and_reports(world):
     assert await world.runs.current(arn) is not None
     assert world.outbox.current(alert.ts).state == cn.OPEN and world.outbox.thread(alert.ts) == []
     pressed = await world.guard.press(alert.notice.episode_id, cn.STOP, "U0ADMIN02")
-    assert not pressed.ok and "already stopping" in pressed.message
+    assert not pressed.ok and "already stopping" in said(pressed)
     await world.run_for(5)
     assert await world.runs.current(arn) is None  # the meter stops at STOPPED
     stopped = world.outbox.current(alert.ts)
@@ -467,7 +467,7 @@ async def test_stop_now_on_a_model_already_stopped_in_the_console(world):
     [alert] = world.alerts()
     world.catalog.set(arn, STOPPED)
     result = await world.guard.press(alert.notice.episode_id, cn.STOP, ADMIN)
-    assert not result.ok and "already stopped" in result.message
+    assert not result.ok and "already stopped" in said(result)
     assert world.catalog.calls == []
     assert world.outbox.current(alert.ts).state == cn.STOPPED_ELSEWHERE
 
