@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
@@ -179,15 +179,6 @@ class PressResult:
     status: str = ""  # handled: how the alert ended; already: the version's status
     by: str | None = None  # handled: the admin who handled it, if one did
     error: str = ""  # stop-failed, unreachable: AWS's error; unknown-action: the action
-
-
-@dataclass
-class _VersionDay:
-    """One version's running time and cost inside the summarised day, summed over its runs."""
-
-    seconds: float = 0.0
-    cost: float = 0.0
-    units: int = 0  # the most units it ran on
 
 
 async def _always(key: str) -> bool:
@@ -483,7 +474,7 @@ class CostGuard:
         """
         if not self.config.channel:
             return True
-        posted = await self._post(await self._alert(episode, now))
+        posted = await self._post(await self._alert(episode, now, episode.units))
         if posted is None:
             return False
         await self.store.set_message(episode.id, posted.channel, posted.ts)
@@ -535,30 +526,23 @@ class CostGuard:
         """End an episode (traffic, a stop) and show its outcome on the alert."""
         if not await self.store.close_episode(episode.id, idle_end, outcome, by):
             return
-        alert = await self._alert(episode, idle_end, state=outcome, actor=by, acted_at=now)
-        await self._update(episode, alert, fenced=fenced)
+        alert = await self._alert(episode, idle_end, episode.units, outcome)
+        await self._update(episode, replace(alert, actor=by, acted_at=now), fenced=fenced)
 
     async def refresh(self, episode: Episode, now: datetime, *, fenced: bool = True) -> None:
         """Re-render an open episode's alert with the current figures and state."""
-        store = self.store
-        fresh = await store.episode(episode.id) or episode
-        watch = await store.watch(episode.version_arn)
-        snooze = await store.snooze(episode.version_arn)
-        state, actor, acted_at, until, detail = g.OPEN, None, None, None, ""
+        fresh = await self.store.episode(episode.id) or episode
+        watch = await self.store.watch(episode.version_arn)
+        snooze = await self.store.snooze(episode.version_arn)
+        units = watch.units if watch else fresh.units
         if snooze is not None and now < snooze.until:
-            state, actor, acted_at, until = g.SNOOZED, snooze.by, snooze.at, snooze.until
+            alert = await self._alert(fresh, now, units, g.SNOOZED)
+            alert = replace(alert, actor=snooze.by, acted_at=snooze.at, snoozed_until=snooze.until)
         elif fresh.note and watch and watch.stop_failed_at:
-            state, actor, acted_at, detail = g.STOP_FAILED, None, watch.stop_failed_at, fresh.note
-        alert = await self._alert(
-            fresh,
-            now,
-            units=watch.units if watch else fresh.units,
-            state=state,
-            actor=actor,
-            acted_at=acted_at,
-            snoozed_until=until,
-            detail=detail,
-        )
+            alert = await self._alert(fresh, now, units, g.STOP_FAILED)
+            alert = replace(alert, acted_at=watch.stop_failed_at, detail=fresh.note)
+        else:
+            alert = await self._alert(fresh, now, units)
         await self._update(fresh, alert, fenced=fenced)
 
     def _sight(self, version_arn: str, version_name: str) -> g.Sight:
@@ -569,20 +553,10 @@ class CostGuard:
         )
 
     async def _alert(
-        self,
-        episode: Episode,
-        now: datetime,
-        *,
-        units: int | None = None,
-        state: str = g.OPEN,
-        actor: str | None = None,
-        acted_at: datetime | None = None,
-        snoozed_until: datetime | None = None,
-        detail: str = "",
+        self, episode: Episode, now: datetime, units: int, state: str = g.OPEN
     ) -> g.IdleAlert:
-        """The episode's alert as of `now` (units: the episode's own unless given)."""
+        """The episode's alert as of `now`, with its figures (who acted and when: `replace`)."""
         config, prices = self.config, self.prices
-        units = episode.units if units is None else units
         hourly = prices.hourly(units)
         idle_seconds = max(0.0, (now - episode.idle_since).total_seconds())
         run = await self.runs.current(episode.version_arn)
@@ -602,10 +576,6 @@ class CostGuard:
             else None,
             sight=self._sight(episode.version_arn, episode.version_name),
             state=state,
-            actor=actor,
-            acted_at=acted_at,
-            snoozed_until=snoozed_until,
-            detail=detail,
             zone=config.zone,
         )
 
@@ -829,58 +799,31 @@ class CostGuard:
         zone = ZoneInfo(self.config.zone)
         start = wall_time(day, time(0, 0), zone)
         end = min(wall_time(day + timedelta(days=1), time(0, 0), zone), now)
-        per_version: dict[str, _VersionDay] = {}
+        rows: dict[str, g.SpendRow] = {}
         for run in await self.runs.overlapping(start, end):
             begin, finish = max(run.started_at, start), min(run.stopped_at or now, end)
-            if finish <= begin:
-                continue
-            entry = per_version.setdefault(run.version_arn, _VersionDay())
-            entry.seconds += (finish - begin).total_seconds()
-            entry.cost += self.prices.running_cost(run.units, begin, finish)
-            entry.units = max(entry.units, run.units)
-        rows = []
-        for arn, entry in per_version.items():
-            name = await self._name(arn)
-            usage = await self.usage.usage(project_name(arn), name, start, end)
-            idle_seconds, idle_cost = await self._idle_in(arn, start, end, now)
-            rows.append(
-                g.SpendRow(
-                    version_name=name,
-                    running_seconds=entry.seconds,
-                    units=entry.units,
-                    cost=entry.cost,
-                    requests=usage.requests if usage.ok else None,
-                    images=await self._images(name, start, end),
-                    idle_seconds=idle_seconds,
-                    idle_cost=idle_cost,
+            if finish > begin:
+                row = rows.get(run.version_arn) or g.SpendRow(await self._name(run.version_arn))
+                row.running_seconds += (finish - begin).total_seconds()
+                row.cost += self.prices.running_cost(run.units, begin, finish)
+                row.units = max(row.units, run.units)
+                rows[run.version_arn] = row
+        for episode in await self.store.episodes():  # its idle stretches (the alerted ones)
+            begin, finish = max(episode.idle_since, start), min(episode.outcome_at or now, end)
+            if episode.version_arn in rows and finish > begin:
+                row, spent = rows[episode.version_arn], (finish - begin).total_seconds()
+                row.idle_seconds += spent
+                row.idle_cost += self.prices.hourly(episode.units) * spent / 3600
+        for arn, row in rows.items():
+            usage = await self.usage.usage(project_name(arn), row.version_name, start, end)
+            row.requests = usage.requests if usage.ok else None
+            if self.classifications is not None:  # images it classified with the version
+                row.images = await self.classifications.classified_count(
+                    REKOGNITION, start, end, model_version=row.version_name
                 )
-            )
-        rows.sort(key=lambda row: -row.cost)
         running = sorted([await self._name(run.version_arn) for run in await self.runs.open_runs()])
-        return g.SpendSummary(day=day, rows=rows, running_now=running, zone=self.config.zone)
-
-    async def _images(self, version_name: str, start: datetime, end: datetime) -> int:
-        """Images the bot classified with this Rekognition version in [start, end)."""
-        if self.classifications is None:
-            return 0
-        return await self.classifications.classified_count(
-            REKOGNITION, start, end, model_version=version_name
-        )
-
-    async def _idle_in(
-        self, arn: str, start: datetime, end: datetime, now: datetime
-    ) -> tuple[float, float]:
-        """Seconds and cost of the version's idle episodes inside [start, end)."""
-        seconds = cost = 0.0
-        for episode in await self.store.episodes():
-            if episode.version_arn != arn:
-                continue
-            begin, stop = max(episode.idle_since, start), min(episode.outcome_at or now, end)
-            if stop > begin:
-                spent = (stop - begin).total_seconds()
-                seconds += spent
-                cost += self.prices.hourly(episode.units) * spent / 3600
-        return seconds, cost
+        summary = sorted(rows.values(), key=lambda row: -row.cost)
+        return g.SpendSummary(day=day, rows=summary, running_now=running, zone=self.config.zone)
 
     # --- the /cxr status meter -----------------------------------------------------------
     async def meter(self, now: datetime | None = None) -> list[MeterLine]:
