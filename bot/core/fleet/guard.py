@@ -1,20 +1,15 @@
 """The cost guard: runs (billing), idle episodes and their alerts, auto-stop, the weekday
 schedule, the daily spend summary, the idle alert's buttons and the `/cxr status` meter.
 
-`CostGuard.review` takes each poll's versions (the fleet poller calls it after the operations,
-under one lock, so a press never acts on a half-judged poll). A run opens when a version is
-first seen RUNNING (back-dated to when CloudWatch says its units came into service) and closes
-when it is seen neither RUNNING nor STOPPING; the latest request the bot can see sets where
-idle time starts. `decisions.idle_actions` judges each running version: an idle stretch is an
-episode with one alert thread, reminders back off (2N, 4N… up to `max_gap`), a snooze holds
-reminders and auto-stop, and auto-stop acts only on versions whose whole traffic the bot sees
-(`CXR_SOLE_CLIENT`, `CXR_OWNED_VERSIONS`); inside a scheduled window the serving version is
-left alone. Stops and scheduled starts go through the fleet's one stop and one start path (the
-lifecycle's operations): a stop is confirmed at STOPPED, only then reported with what it cost
-and saved. Schedule actions are claimed under a key naming their window, so a restart never
-repeats one. The meter and the summary read the store only, so they show the figures the
-alerts do; a summary is recorded once posted, never for a day before the bot first watched the
-fleet.
+`CostGuard.review` takes each poll's versions (after the operations, under one lock, so a press
+never acts on a half-judged poll). A run opens when a version is first seen RUNNING (back-dated
+to when CloudWatch says its units came into service) and closes when it is seen neither RUNNING
+nor STOPPING; the latest request the bot can see starts idle time, and `decisions.idle_actions`
+rules on each idle stretch (an episode: one alert thread). Stops and scheduled starts go through
+the fleet's one stop and one start path (the lifecycle's operations); a stop is reported once
+confirmed at STOPPED. Schedule actions are claimed under a key naming their window, so a restart
+never repeats one. The meter and the summary read the store only, so they show the figures the
+alerts do; a summary is recorded once posted, never for a day before the bot first watched.
 """
 
 from __future__ import annotations
@@ -313,13 +308,10 @@ class CostGuard:
         # While an operation is open the poller ticks every few seconds; CloudWatch is read at
         # most about twice per guard interval all the same (GetMetricData is billed, and
         # throttled). In between: no news from it.
-        fresh = (
-            run is not None
-            and watch is not None
-            and watch.metrics_until is not None
-            and now - watch.metrics_until < self.config.interval / 2
-        )
-        usage = Usage(requests=None) if fresh else await self._read_usage(version, run, watch, now)
+        read_at = watch.metrics_until if watch else None
+        fresh = run is not None and read_at is not None and now - read_at < self.config.interval / 2
+        since = (read_at or run.started_at) if run else None  # the last read, or the run's start
+        usage = Usage(requests=None) if fresh else await self._read_usage(version, since, now)
         project = project_name(version.arn)
         own = await self.own.usage(project, version.name, now - METRICS_LOOKBACK, now)
         if not fresh:
@@ -341,8 +333,8 @@ class CostGuard:
             await self.audit.record(
                 now, WATCHER, "observed:running", version.name, f"ok: {units} units ({source})"
             )
-            since = {"version": version.name, "since": run.started_at.isoformat()}
-            log.info("cost_guard.run_opened", extra=since)
+            opened = {"version": version.name, "since": run.started_at.isoformat()}
+            log.info("cost_guard.run_opened", extra=opened)
             self._tell_router(version.arn, running=True)
         elif run.units != units and usage.units:
             await runs.set_units(version.arn, units)
@@ -361,15 +353,12 @@ class CostGuard:
         )
 
     async def _read_usage(
-        self, version: ModelVersion, run: Run | None, watch: Watch | None, now: datetime
+        self, version: ModelVersion, since: datetime | None, now: datetime
     ) -> Usage:
-        """CloudWatch since the last read (with overlap), or a day back for a new sighting."""
-        if run is None or watch is None or watch.metrics_until is None:
-            start = now - METRICS_LOOKBACK
-            if run is not None:
-                start = max(start, run.started_at - METRICS_OVERLAP)
-        else:
-            start = max(now - METRICS_LOOKBACK, watch.metrics_until - METRICS_OVERLAP)
+        """CloudWatch from `since` (with overlap), or a day back for a new sighting."""
+        start = now - METRICS_LOOKBACK
+        if since is not None:
+            start = max(start, since - METRICS_OVERLAP)
         try:
             return await self.usage.usage(project_name(version.arn), version.name, start, now)
         except Exception as exc:  # a source must not stop the guard
@@ -379,7 +368,7 @@ class CostGuard:
             return Usage.unknown()
 
     async def _seen_stopped(
-        self, version: ModelVersion, now: datetime, fenced: bool = True
+        self, version: ModelVersion, now: datetime, *, fenced: bool = True
     ) -> None:
         """A version seen not running: close its run and its episode, forget its stop and
         snooze (a button's Stop also lands here when the console was quicker)."""
@@ -654,8 +643,9 @@ class CostGuard:
         episode = await self._reported(report)
         await self._post(notice, thread_ts=episode.ts if episode else None)
         if episode is not None:
-            at = requested_at
-            await self.close(episode, report["reason"], op.user, at, idle_end=at)
+            await self.close(
+                episode, report["reason"], op.user, requested_at, idle_end=requested_at
+            )
         log.warning("cost_guard.stopped", extra={"version": op.version_name})
 
     async def not_stopped(self, op: Operation, reason: str) -> None:
