@@ -455,19 +455,17 @@ class CostGuard:
         log.warning("cost_guard.idle", extra={"version": version.name, "idle_minutes": minutes})
         await self.post_alert(episode, now)
 
-    async def post_alert(self, episode: Episode, now: datetime) -> bool:
-        """Post an episode's alert (its thread root); False if Slack can't be reached now.
+    async def post_alert(self, episode: Episode, now: datetime) -> None:
+        """Post an episode's alert (its thread root), unless Slack can't be reached now.
 
         The episode is recorded first (the buttons carry its id) and its message after; an
         episode left without a message by a failed post or a crash is posted on a later tick.
         """
         if not self.config.channel:
-            return True
+            return
         posted = await self._post(await self._alert(episode, now, episode.units))
-        if posted is None:
-            return False
-        await self.store.set_message(episode.id, posted.channel, posted.ts)
-        return True
+        if posted is not None:
+            await self.store.set_message(episode.id, posted.channel, posted.ts)
 
     async def remind(
         self, episode: Episode, watch: Watch, now: datetime, *, snooze_ended_by: str | None = None
