@@ -380,7 +380,7 @@ class CostGuard:
             self._tell_router(version.arn, running=False)
         episode = await store.open_episode(version.arn)
         if episode is not None:
-            await self.close(episode, g.STOPPED_ELSEWHERE, None, now, idle_end=now, fenced=fenced)
+            await self._close(episode, g.STOPPED_ELSEWHERE, None, now, idle_end=now, fenced=fenced)
         if watch is None and version.status != STARTING:
             return  # never ran while we watched: nothing to remember
         units = watch.units if watch else 1
@@ -419,20 +419,20 @@ class CostGuard:
         )
         for action in d.idle_actions(facts, settings, now):
             if action is d.Idle.RESUMED and episode is not None:
-                await self.close(episode, g.RESUMED, None, now, idle_end=watch.idle_since)
+                await self._close(episode, g.RESUMED, None, now, idle_end=watch.idle_since)
                 episode = None
             elif action is d.Idle.EXPIRE_SNOOZE:
                 await store.mark_snooze_expired(version.arn)
             elif action is d.Idle.REMIND_AFTER_SNOOZE and episode is not None and snooze:
-                await self.remind(episode, watch, now, snooze_ended_by=snooze.by)
+                await self._remind(episode, watch, now, snooze_ended_by=snooze.by)
             elif action is d.Idle.AUTO_STOP:
                 await self.stop(version, g.AUTO_STOPPED, ACTOR, now)
             elif action is d.Idle.OPEN_ALERT:
                 await self.open_alert(version, watch, now)
             elif action is d.Idle.POST_ALERT and episode is not None:
-                await self.post_alert(episode, now)
+                await self._post_alert(episode, now)
             elif action is d.Idle.REMIND and episode is not None:
-                await self.remind(episode, watch, now)
+                await self._remind(episode, watch, now)
 
     async def open_alert(self, version: ModelVersion, watch: Watch, now: datetime) -> None:
         """Start an episode for a version idle past the threshold, and post its alert."""
@@ -453,9 +453,9 @@ class CostGuard:
         )
         minutes = round((now - watch.idle_since).total_seconds() / 60)
         log.warning("cost_guard.idle", extra={"version": version.name, "idle_minutes": minutes})
-        await self.post_alert(episode, now)
+        await self._post_alert(episode, now)
 
-    async def post_alert(self, episode: Episode, now: datetime) -> None:
+    async def _post_alert(self, episode: Episode, now: datetime) -> None:
         """Post an episode's alert (its thread root), unless Slack can't be reached now.
 
         The episode is recorded first (the buttons carry its id) and its message after; an
@@ -467,7 +467,7 @@ class CostGuard:
         if posted is not None:
             await self.store.set_message(episode.id, posted.channel, posted.ts)
 
-    async def remind(
+    async def _remind(
         self, episode: Episode, watch: Watch, now: datetime, *, snooze_ended_by: str | None = None
     ) -> None:
         """A reminder in the episode's thread; the next one waits twice as long (up to the cap),
@@ -498,9 +498,9 @@ class CostGuard:
             return  # try again next tick
         minutes = gap.total_seconds() / 60
         await self.store.record_follow_up(episode.id, now, now + gap, minutes)
-        await self.refresh(episode, now)
+        await self._refresh(episode, now)
 
-    async def close(
+    async def _close(
         self,
         episode: Episode,
         outcome: str,
@@ -516,7 +516,7 @@ class CostGuard:
         alert = await self._alert(episode, idle_end, episode.units, outcome)
         await self._update(episode, replace(alert, actor=by, acted_at=now), fenced=fenced)
 
-    async def refresh(self, episode: Episode, now: datetime, *, fenced: bool = True) -> None:
+    async def _refresh(self, episode: Episode, now: datetime, *, fenced: bool = True) -> None:
         """Re-render an open episode's alert with the current figures and state."""
         fresh = await self.store.episode(episode.id) or episode
         watch = await self.store.watch(episode.version_arn)
@@ -597,7 +597,7 @@ class CostGuard:
             await store.mark_stop_failed(version.arn, now)
             if episode is not None:
                 await store.set_note(episode.id, error)
-                await self.refresh(episode, now, fenced=fenced)
+                await self._refresh(episode, now, fenced=fenced)
             if failed_at is None and actor in (ACTOR, SCHEDULE_ACTOR):  # said once per episode
                 hourly = self.prices.hourly(watch.units if watch else 1)
                 failed = g.StopFailed(
@@ -622,6 +622,7 @@ class CostGuard:
         schedule = self.config.schedule
         next_window = schedule.next_start(now) if schedule else None
         end = run.stopped_at if run and run.stopped_at else now
+        saved = hourly * (next_window.start - now).total_seconds() / 3600 if next_window else None
         notice = g.ModelStopped(
             version_name=op.version_name,
             reason=report["reason"],
@@ -633,15 +634,13 @@ class CostGuard:
             run_seconds=run.seconds(end) if run else 0.0,
             run_cost=self.prices.running_cost(run.units, run.started_at, end) if run else 0.0,
             next_window=next_window.start if next_window else None,
-            saved_until_next_window=hourly * (next_window.start - now).total_seconds() / 3600
-            if next_window
-            else None,
+            saved_until_next_window=saved,
             zone=self.config.zone,
         )
         episode = await self._reported(report)
         await self._post(notice, thread_ts=episode.ts if episode else None)
         if episode is not None:
-            await self.close(
+            await self._close(
                 episode, report["reason"], op.user, requested_at, idle_end=requested_at
             )
         log.warning("cost_guard.stopped", extra={"version": op.version_name})
@@ -868,7 +867,7 @@ class CostGuard:
             await self.store.set_note(episode.id, None)
             result = f"ok: until {until.isoformat()}"
             await self.audit.record(now, user, "snooze", episode.version_name, result)
-            await self.refresh(episode, now, fenced=False)
+            await self._refresh(episode, now, fenced=False)
             return PressResult(True)
 
     async def _press_stop(self, episode: Episode, user: str, now: datetime) -> PressResult:
@@ -883,7 +882,7 @@ class CostGuard:
         if version is None or version.status != RUNNING:
             if version is not None:  # closes the run and the episode
                 await self._seen_stopped(version, now, fenced=False)
-            await self.close(episode, g.STOPPED_ELSEWHERE, None, now, idle_end=now, fenced=False)
+            await self._close(episode, g.STOPPED_ELSEWHERE, None, now, idle_end=now, fenced=False)
             return PressResult(
                 False, "already", name, version.status.lower() if version else "gone"
             )
