@@ -579,9 +579,8 @@ class CostGuard:
         idle_seconds = (now - idle_since).total_seconds()
         failed_at = watch.stop_failed_at if watch else None
         retry = f":retry:{failed_at.isoformat()}" if failed_at else ""
-        if fenced and not await self.act_once(
-            f"stop:{version.arn}:{idle_since.isoformat()}{retry}"
-        ):
+        key = f"stop:{version.arn}:{idle_since.isoformat()}{retry}"
+        if fenced and not await self.act_once(key):
             return "another leader acted, or this replica leads no more"
         report = {
             "reason": reason,
@@ -855,9 +854,8 @@ class CostGuard:
                 return PressResult(False, "unknown-alert")
             if not episode.open:
                 by = episode.outcome_by if _is_user(episode.outcome_by) else None
-                return PressResult(
-                    False, "handled", episode.version_name, episode.outcome or "", by
-                )
+                outcome = episode.outcome or ""
+                return PressResult(False, "handled", episode.version_name, outcome, by)
             if action == g.STOP:
                 return await self._press_stop(episode, user, now)
             if action not in g.KEEP_HOURS:
@@ -883,15 +881,12 @@ class CostGuard:
             if version is not None:  # closes the run and the episode
                 await self._seen_stopped(version, now, fenced=False)
             await self._close(episode, g.STOPPED_ELSEWHERE, None, now, idle_end=now, fenced=False)
-            return PressResult(
-                False, "already", name, version.status.lower() if version else "gone"
-            )
+            status = version.status.lower() if version else "gone"
+            return PressResult(False, "already", name, status)
         error = await self.stop(version, g.STOPPED, user, now, fenced=False)
-        return (
-            PressResult(True)
-            if error is None
-            else PressResult(False, "stop-failed", name, error=error)
-        )
+        if error is not None:
+            return PressResult(False, "stop-failed", name, error=error)
+        return PressResult(True)
 
     async def record_refusal(
         self, episode_id: int, action: str, user: str, reason: str = "not an admin"
