@@ -123,7 +123,7 @@ def register(app: AsyncApp, services: Services) -> None:
             result = await guard.press(int(value), name, _user(body))
             extra = {"action": name, "user": _user(body), "episode": int(value), "ok": result.ok}
             log.info("cost_guard.button", extra=extra)
-            text = " ".join(mrkdwn(result)) if result.message else ""
+            text = " ".join(mrkdwn(result))
         if text:
             await _ephemeral(respond, text)
 

@@ -442,7 +442,7 @@ async def test_stop_now_stops_records_and_reports(world):
     assert await world.runs.current(arn) is not None
     assert world.outbox.current(alert.ts).state == cn.OPEN and world.outbox.thread(alert.ts) == []
     pressed = await world.guard.press(alert.notice.episode_id, cn.STOP, "U0ADMIN02")
-    assert not pressed.ok and "already stopping" in pressed.message
+    assert not pressed.ok and "already stopping" in said(pressed)
     await world.run_for(5)
     assert await world.runs.current(arn) is None  # the meter stops at STOPPED
     stopped = world.outbox.current(alert.ts)
@@ -468,9 +468,35 @@ async def test_stop_now_on_a_model_already_stopped_in_the_console(world):
     [alert] = world.alerts()
     world.catalog.set(arn, STOPPED)
     result = await world.guard.press(alert.notice.episode_id, cn.STOP, ADMIN)
-    assert not result.ok and "already stopped" in result.message
+    assert not result.ok and "already stopped" in said(result)
     assert world.catalog.calls == []
     assert world.outbox.current(alert.ts).state == cn.STOPPED_ELSEWHERE
+
+
+async def test_a_press_that_does_nothing_says_why(world):
+    arn = world.catalog.add("cxr.v1", RUNNING)
+    await world.tick()
+    await world.run_for(30)
+    [alert] = world.alerts()
+    episode = alert.notice.episode_id
+    unknown = await world.guard.press(episode, "keep_forever", ADMIN)
+    assert not unknown.ok and said(unknown) == "Unknown action 'keep_forever'."
+    world.catalog.stop_errors = [RuntimeError("throttled")]
+    failed = await world.guard.press(episode, cn.STOP, ADMIN)
+    assert not failed.ok and said(failed).startswith("The stop failed: ")
+    assert said(failed).endswith(". The alert stays open.")
+    assert world.outbox.current(alert.ts).state == cn.STOP_FAILED
+
+    async def unreachable() -> list[ModelVersion]:
+        raise ConnectionError("no route")
+
+    world.catalog.versions = unreachable  # type: ignore[method-assign]
+    result = await world.guard.press(episode, cn.STOP, ADMIN)
+    assert not result.ok and said(result).startswith("I couldn't reach Rekognition (")
+    assert said(result).endswith("); try again.")
+    assert world.catalog.calls == [("stop", arn)]
+    gone = await world.guard.press(episode + 1, cn.STOP, ADMIN)
+    assert not gone.ok and said(gone) == "I don't know that alert any more."
 
 
 async def test_a_restart_between_alert_and_press_forgets_nothing(world):

@@ -68,12 +68,12 @@ async def test_a_paused_leader_that_lost_its_term_neither_alerts_nor_stops(
         slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
     ).start()
     pause = Pause(first)
-    idle = first.services.cost_guard.idle
+    guard = first.services.cost_guard
     if paused_at == "alert":  # decided to open the idle alert (at 30 min), not yet recorded
-        pause.around(idle.alerts, "open")
+        pause.around(guard, "open_alert")
         before = 25
     else:  # decided to auto-stop (at 60 min), not yet recorded
-        pause.around(idle.stopper, "stop")
+        pause.around(guard, "stop")
         before = 55
     try:
         await polled([second], [1])

@@ -328,9 +328,25 @@ def _(t: n.TrainingCompleted, who: Who) -> list[str]:
     return [*lines, *([billed] if billed else []), f"Start it with `/cxr start {t.version_name}`."]
 
 
-@says(PressResult)  # said to the presser only, never posted
-def _(result: PressResult, who: Who) -> list[str]:
-    return [result.message.replace("{by}", f" by {who(result.by)}" if result.by else "")]
+PRESS_REPLIES = {  # why a press on an idle alert did nothing
+    "unknown-alert": "I don't know that alert any more.",
+    "handled": "Already handled: {name} {status}{by}.",
+    "stopping": "{name} is already stopping.",
+    "already": "{name} is already {status}.",
+    "stop-failed": "The stop failed: {error}. The alert stays open.",
+    "unreachable": "I couldn't reach Rekognition ({error}); try again.",
+    "unknown-action": "Unknown action {error!r}.",
+}
+
+
+@says(PressResult)  # said to the presser only, never posted; nothing when the alert says it
+def _(r: PressResult, who: Who) -> list[str]:
+    if r.ok:
+        return []
+    by = f" by {who(r.by)}" if r.by else ""
+    return [
+        PRESS_REPLIES[r.reason].format(name=r.version_name, status=r.status, by=by, error=r.error)
+    ]
 
 
 # --- the cost guard's words ------------------------------------------------------------------

@@ -134,14 +134,16 @@ class ScheduleNotice(VersionNotice):
     error: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class SpendRow:
+    """One version's day: summed over its runs and idle episodes as the guard reads them."""
+
     version_name: str
-    running_seconds: float
-    units: int
-    cost: float
-    requests: int | None  # all clients (CloudWatch); None when unknown
-    images: int  # classified by the bot
+    running_seconds: float = 0.0
+    units: int = 0  # the most units it ran on
+    cost: float = 0.0
+    requests: int | None = None  # all clients (CloudWatch); None when unknown
+    images: int = 0  # classified by the bot
     idle_seconds: float = 0.0  # time in idle episodes (alerted ones)
     idle_cost: float = 0.0
 
