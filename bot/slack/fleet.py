@@ -288,10 +288,34 @@ def _(s: n.ModelStopped, who: Who) -> list[str]:
     return [f"{s.version_name} has stopped (asked by {who(s.by)}). {cost}"]
 
 
+FAILURES = {  # why a start or a training failed (a stop's: `notices.stop_failure`)
+    "gone": n.STOP_FAILURES["gone"],
+    "never-sent": "the request never reached Rekognition (the bot restarted while sending "
+    "it); run `/cxr start {name}` again",
+    "not-running": "it is {status} instead of running",
+    "interrupted": "the bot restarted while it was checking the images, before anything was "
+    "sent to Rekognition. Run `/cxr train {detail}` again.",
+    "old-dataset": "I couldn't delete the old {status} dataset: {detail}",
+    "datasets": "creating the datasets failed: {detail}",
+    "dataset-failed": "the {status} dataset failed: {detail}",
+    "nothing-imported": "Rekognition imported no labelled images from the manifest ({detail} "
+    "entries with errors).",
+    "split": "splitting the datasets failed: {detail}",
+    "split-empty": "the split left the test dataset empty",
+    "create-version": "CreateProjectVersion failed: {detail}",
+}
+
+
+def failure(f: n.OperationFailed) -> str:
+    words = None if isinstance(f, n.ModelStopFailed) else FAILURES.get(f.reason)
+    if words is None:
+        return n.stop_failure(f)  # a stop's, or Rekognition's own reason
+    return words.format(name=f.version_name, status=f.status, detail=f.detail)
+
+
 @says(n.OperationFailed, WARN)
 def _(f: n.OperationFailed, who: Who) -> list[str]:
-    reason = f.reason or "Rekognition gave no reason"
-    return [f"{FAILED[type(f)].format(f.version_name)} (asked by {who(f.by)}): {reason}"]
+    return [f"{FAILED[type(f)].format(f.version_name)} (asked by {who(f.by)}): {failure(f)}"]
 
 
 @says(n.TrainingStarted, toned)

@@ -30,7 +30,6 @@ from bot.core.fleet import notices as n
 from bot.core.fleet import training as trainings
 from bot.core.fleet.arns import project_name
 from bot.core.fleet.decisions import (
-    SLOW_STOP,
     STARTABLE,
     STOPPABLE,
     UNEXPECTED_READINGS,
@@ -44,7 +43,7 @@ from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.labels import ModelInfo
 from bot.core.model_versions import ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
-from bot.core.pricing import Prices, duration
+from bot.core.pricing import Prices
 from bot.core.training_data import ImageStore, S3Uri, valid_version_name
 
 if TYPE_CHECKING:
@@ -707,15 +706,14 @@ class Lifecycle:
         if step is Step.TOLERATE:
             await self.ops.update(op.id, data={"unexpected": unexpected + 1})
         elif version is None:
-            await self._failed(op, None, "the version no longer exists in the project")
+            await self._failed(op, None, "gone")
         elif step is Step.RUNNING:
             await self._running(op, version, now)
         elif step is Step.STOPPED:
             await self._stopped(op, version, now)
         elif step is Step.SLOW:
             await self.ops.update(op.id, data={"slow": True})
-            slow = f"it is still STOPPING after {duration(SLOW_STOP.total_seconds())}"
-            await self._failed(op, version, slow, final=False)
+            await self._failed(op, version, "slow", final=False)
         else:
             await self._failed(op, version, _failure(op, version, step))
 
@@ -747,24 +745,34 @@ class Lifecycle:
         await self.finish(op, "ok: STOPPED", stopped)
 
     async def _failed(
-        self, op: Operation, version: ModelVersion | None, reason: str, *, final: bool = True
+        self,
+        op: Operation,
+        version: ModelVersion | None,
+        reason: n.FailureReason,
+        *,
+        final: bool = True,
     ) -> None:
         """Say why the start or stop failed (or, not `final`, is slow) where it was asked."""
-        if op.kind == START:
+        kind = n.ModelStartFailed if op.kind == START else n.ModelStopFailed
+        failed = kind(
+            version_name=op.version_name,
+            reason=reason,
+            status=version.status if version else "",
+            detail=version.status_message if version and reason == "rekognition" else "",
+            by=op.user,
+        )
+        if isinstance(failed, n.ModelStartFailed):
             if version is not None:
                 self.serving.stopped(version.arn)
-            failed = n.ModelStartFailed(version_name=op.version_name, reason=reason, by=op.user)
-            await self.finish(op, f"failed: {reason}", failed)
+            await self.finish(op, failed.result, failed)
         elif op.data.get("report") is not None and self.guard is not None:
             if final:
-                await self.finish(op, f"failed: {reason}")
-            await self.guard.stopper.not_stopped(op, reason)
+                await self.finish(op, failed.result)
+            await self.guard.stopper.not_stopped(op, n.stop_failure(failed))
+        elif final:
+            await self.finish(op, failed.result, failed)
         else:
-            failed = n.ModelStopFailed(version_name=op.version_name, reason=reason, by=op.user)
-            if final:
-                await self.finish(op, f"failed: {reason}", failed)
-            else:
-                await self.post(op.channel, failed)
+            await self.post(op.channel, failed)
 
     # === shared by every operation ==========================================================
     async def versions(self) -> list[ModelVersion]:
@@ -918,21 +926,12 @@ def _error(refused: Refusal) -> str:
     return f"{refused.version_name} is {refused.what if isinstance(refused, n.Busy) else 'busy'}"
 
 
-def _failure(op: Operation, version: ModelVersion, step: Step) -> str:
-    """Why a start or a stop failed, for its outcome and the audit."""
-    status = version.status
-    if op.kind == START:
-        if step is Step.FAILED and status == "FAILED":
-            return version.status_message or "Rekognition gave no reason"
-        if step is Step.NEVER_SENT:
-            return (
-                "the request never reached Rekognition (the bot restarted while sending it); "
-                f"run `/cxr start {version.name}` again"
-            )
-        return f"it is {status} instead of running"
+def _failure(op: Operation, version: ModelVersion, step: Step) -> n.FailureReason:
+    """Why a start or a stop failed."""
     if step is Step.NEVER_SENT:
+        return "never-sent"
+    if op.kind == START:
         return (
-            f"the request never reached Rekognition (the bot restarted while sending it); it "
-            f"is still {status}. Run `/cxr stop {version.name}` again"
+            "rekognition" if step is Step.FAILED and version.status == "FAILED" else "not-running"
         )
-    return version.status_message or f"the stop did not take effect: it is {status}"
+    return "rekognition" if version.status_message else "not-stopped"

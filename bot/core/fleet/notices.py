@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot.core.fleet.decisions import SLOW_STOP
 from bot.core.model_versions import LabelMetrics
 from bot.core.ports import Notice
+from bot.core.pricing import duration
 from bot.core.training_data import Problem
 
 
@@ -185,13 +187,41 @@ class ModelStopped(RunNotice):
     pass
 
 
+# Why a start, stop or training failed (or, "slow", is slow); `bot.slack.fleet` words each.
+FailureReason = Literal[
+    "rekognition",  # Rekognition's status message (`detail`), if it gave one
+    "gone",  # the version no longer exists in the project
+    "never-sent",  # a restart came before the request reached Rekognition (now: `status`)
+    "not-running",  # a start ended in `status`, not RUNNING
+    "not-stopped",  # a stop did not take effect: the version is `status`
+    "slow",  # still STOPPING after `decisions.SLOW_STOP`
+    "interrupted",  # a restart cut a training's image checks short (`detail`: its source)
+    "old-dataset",  # the old `status` (TRAIN or TEST) dataset couldn't be deleted
+    "datasets",  # creating the datasets failed
+    "dataset-failed",  # the `status` dataset failed to import or split
+    "nothing-imported",  # no labelled images imported (`detail`: entries with errors)
+    "split",  # the split failed
+    "split-empty",  # the split left the test dataset empty
+    "create-version",  # CreateProjectVersion failed
+]
+
+
 @dataclass
 class OperationFailed(Notice):
-    """A start, stop or training that ended badly, and why."""
+    """A start, stop or training that ended badly, and why: a reason, the version's (or a
+    dataset's) `status` and Rekognition's message or the AWS error (`detail`)."""
 
     version_name: str = ""
-    reason: str = ""
+    reason: FailureReason = "rekognition"
+    status: str = ""
+    detail: str = ""
     by: str = ""
+
+    @property
+    def result(self) -> str:
+        """The audit's short plain result: "failed: " with the reason, status and detail."""
+        facts = [self.reason if self.reason != "rekognition" else "", self.status, self.detail]
+        return "failed: " + (", ".join(f for f in facts if f) or "no reason given")
 
 
 @dataclass
@@ -202,6 +232,24 @@ class ModelStartFailed(OperationFailed):
 @dataclass
 class ModelStopFailed(OperationFailed):
     pass
+
+
+STOP_FAILURES = {  # worded here: the cost guard's StopFailed carries them as its error
+    "gone": "the version no longer exists in the project",
+    "never-sent": "the request never reached Rekognition (the bot restarted while sending it); "
+    "it is still {status}. Run `/cxr stop {name}` again",
+    "not-stopped": "the stop did not take effect: it is {status}",
+    "slow": "it is still STOPPING after " + duration(SLOW_STOP.total_seconds()),
+}
+
+
+def stop_failure(failed: OperationFailed) -> str:
+    """Why a stop failed (or is slow), or Rekognition's own reason, in words (the guard's
+    StopFailed carries them; `bot.slack.fleet` says them too)."""
+    words = STOP_FAILURES.get(failed.reason)
+    if words is None:  # Rekognition's own reason
+        return failed.detail or "Rekognition gave no reason"
+    return words.format(name=failed.version_name, status=failed.status)
 
 
 @dataclass
