@@ -424,25 +424,20 @@ class Lifecycle:
         chosen = self._choose_to_stop(snapshot, version)
         if isinstance(chosen, Notice):
             return chosen
-        name = chosen.name
+        name, status = chosen.name, chosen.status
         op = await self.ops.open_for(name)
         if op is not None and op.kind in (STOP, TRAIN):
             return self._already(chosen, op, actor)
-        if chosen.status == mv.STOPPING:
+        if status == mv.STOPPING:
             await self._adopt(STOP, chosen, actor, channel)
             return n.Refused(reason="already-stopping", tone="busy", version_name=name)
-        if chosen.status not in STOPPABLE:
-            status = chosen.status
+        if status not in STOPPABLE:
             return n.Refused(reason="not-running", tone="busy", version_name=name, status=status)
-        now = self.clock.now()
-        if op is not None:  # a start in flight: the stop takes over
-            await self.ops.finish(op.id, now, "superseded by a stop")
-        run = await self.runs.current(chosen.arn)
+        ran, cost = self._ran(await self.runs.current(chosen.arn), self.clock.now())
         refused = await self._request(STOP, chosen, actor, channel)
         if refused:
             return refused
         log.info("lifecycle.stop_requested", extra={"version": name})
-        ran, cost = self._ran(run, now)
         return n.StopRequested(version_name=name, ran_seconds=ran, cost=cost, by=actor)
 
     def _choose_to_stop(
@@ -461,25 +456,19 @@ class Lifecycle:
     async def request_stop(
         self, version: ModelVersion, actor: str, channel: str, report: dict[str, Any]
     ) -> str | None:
-        """The one stop path, for the guard: claim a stop operation and ask Rekognition; the
-        poller confirms it at STOPPED and the guard reports it then (`report` says how).
-        None when the stop is under way (asked now or already); else why not."""
+        """The guard's stop: confirmed at STOPPED by the poller, then reported by the guard
+        (`report` says how). None when under way (asked now or already); else why not."""
         op = await self.ops.open_for(version.name)
         if op is not None and op.kind == STOP:
             return None
-        if op is not None and op.kind == START:
-            await self.ops.finish(op.id, self.clock.now(), "superseded by a stop")
-        refused = await self._request(STOP, version, actor, channel, {"report": report}, None)
-        return _error(refused) if refused else None
+        return _error(await self._request(STOP, version, actor, channel, {"report": report}, None))
 
     async def request_start(
         self, version: ModelVersion, actor: str, channel: str, units: int, source: str
     ) -> str | None:
-        """The one start path, for the schedule: claim a start operation and ask Rekognition;
-        the poller follows it to RUNNING. None when under way; else why not."""
+        """The schedule's start, followed to RUNNING. None when under way; else why not."""
         data = {"min_units": units, "source": source, "quiet": True}
-        refused = await self._request(START, version, actor, channel, data)
-        return _error(refused) if refused else None
+        return _error(await self._request(START, version, actor, channel, data))
 
     # === shared by start and stop ===========================================================
     async def _request(
@@ -491,12 +480,14 @@ class Lifecycle:
         data: dict[str, Any] | None = None,
         requested: str | None = "requested",
     ) -> Refusal | None:
-        """Claim the operation, then ask Rekognition to start (at `data`'s units) or stop.
-        None when Rekognition accepted it (recorded, and followed); else why not: it is
-        already busy, or Rekognition refused. `requested`: the audit's words, if any."""
+        """Claim the operation (a stop supersedes a start in flight), then ask Rekognition to
+        start (at `data`'s units) or stop. None when Rekognition accepted it (audited as
+        `requested`, if given, and followed); else why not: busy, or Rekognition refused."""
         catalog = self.catalog
         assert catalog is not None
         now = self.clock.now()
+        if kind == STOP and (held := await self.ops.open_for(version.name)) and held.kind == START:
+            await self.ops.finish(held.id, now, "superseded by a stop")
         op = await self._claim(kind, version, actor, channel, REQUESTED, data)
         if op is None:
             return self._already(version, await self.ops.open_for(version.name), actor)
@@ -918,11 +909,11 @@ def _no_such_version(snapshot: list[ModelVersion], wanted: str) -> n.Refused:
     return n.Refused(reason="no-such-version", wanted=wanted, names=names)
 
 
-def _error(refused: Refusal) -> str:
-    """The guard's notices say in a clause why its stop or start wasn't asked for:
-    Rekognition's error, or what holds the version."""
-    if isinstance(refused, n.RequestFailed):
-        return refused.error
+def _error(refused: Refusal | None) -> str | None:
+    """The guard's notices say in a clause why its stop or start wasn't asked for (None: it
+    was): Rekognition's error, or what holds the version."""
+    if refused is None or isinstance(refused, n.RequestFailed):
+        return refused and refused.error
     return f"{refused.version_name} is {refused.what if isinstance(refused, n.Busy) else 'busy'}"
 
 
