@@ -99,13 +99,19 @@ class RequestFailed(Answer):
 
 
 @dataclass
-class Busy(Notice):
-    """Something already happens to the version: what, who asked, when, where its outcome
-    will be posted (instead of asking AWS again)."""
+class VersionNotice(Notice):
+    """Something about a version, and who asked for it."""
 
     version_name: str = ""
+    by: str = ""
+
+
+@dataclass
+class Busy(VersionNotice):
+    """Something already happens to the version (`by` asked for it): what, when, where its
+    outcome will be posted (instead of asking AWS again)."""
+
     what: str = ""  # "already starting", "stopping", "already training"…
-    by: str = ""  # who asked for what is happening
     asker: str = ""  # who is asking now
     age_seconds: float = 0.0
     channel: str = ""  # where the outcome will be posted
@@ -131,10 +137,9 @@ class TrainingRefused(Notice):
 
 
 @dataclass
-class UnitsNotice(Notice):
+class UnitsNotice(VersionNotice):
     """A version with the inference units it runs (or would run) with, and what they cost."""
 
-    version_name: str = ""
     min_units: int = 1
     max_units: int | None = None
     hourly_low: float = 0.0  # estimated cost an hour at min_units
@@ -151,30 +156,26 @@ class StartProposal(UnitsNotice):
 
 @dataclass
 class StartRequested(UnitsNotice):
-    by: str = ""
+    pass
 
 
 @dataclass
 class ModelRunning(UnitsNotice):
     took_seconds: float = 0.0
-    by: str = ""
     serving: bool = True  # X-rays are screened by it from now on
 
 
 @dataclass
-class StartCancelled(Notice):
-    version_name: str = ""
-    by: str = ""
+class StartCancelled(VersionNotice):
+    pass
 
 
 @dataclass
-class RunNotice(Notice):
+class RunNotice(VersionNotice):
     """A version's run being stopped: how long it ran and what it cost, when the bot knows."""
 
-    version_name: str = ""
     ran_seconds: float | None = None
     cost: float | None = None
-    by: str = ""
 
 
 @dataclass
@@ -207,15 +208,13 @@ FailureReason = Literal[
 
 
 @dataclass
-class OperationFailed(Notice):
+class OperationFailed(VersionNotice):
     """A start, stop or training that ended badly, and why: a reason, the version's (or a
     dataset's) `status` and Rekognition's message or the AWS error (`detail`)."""
 
-    version_name: str = ""
     reason: FailureReason = "rekognition"
     status: str = ""
     detail: str = ""
-    by: str = ""
 
     @property
     def result(self) -> str:
@@ -258,22 +257,19 @@ class TrainingFailed(OperationFailed):
 
 
 @dataclass
-class TrainingProgress(Notice):
+class TrainingProgress(VersionNotice):
     """The message a training posts when it starts, updated in place as it moves along."""
 
-    version_name: str = ""
     source: str = ""
     counts: dict[str, int] = field(default_factory=dict)  # images per label
     phase: str = "datasets"
-    by: str = ""
     detail: str = ""
     replacing: bool = False  # the project's datasets are replaced
     done: bool = False
 
 
 @dataclass
-class TrainingCompleted(Notice):
-    version_name: str = ""
+class TrainingCompleted(VersionNotice):
     f1: float | None = None
     labels: list[LabelMetrics] = field(default_factory=list)
     billable_seconds: int | None = None
@@ -281,4 +277,3 @@ class TrainingCompleted(Notice):
     wall_seconds: float = 0.0
     train_images: int | None = None
     test_images: int | None = None
-    by: str = ""
