@@ -1,16 +1,12 @@
-"""The model lifecycle: `Lifecycle`, the API `commands/` and the composition root call (status,
-start, stop, train), the one start path and the one stop path, and the operations in flight
-the fleet poller moves along on each poll's versions.
+"""The model lifecycle: `Lifecycle`, what `commands/` and the composition root call (status,
+start, stop, train), and the operations in flight the fleet poller moves along.
 
 A start is two steps because a running version bills by the hour: `propose_start` shows the
-cost and the Start / Cancel buttons, `confirm_start` asks Rekognition; both refuse early
-without an AWS call that changes anything. Every start and stop (commands, buttons, the
-schedule, auto-stop) claims an operation, leases it to this instance while its command talks
-to AWS, then asks Rekognition; each poll then steps it (`decisions.operation_step`): running,
-stopped (confirmed at STOPPED, where the run ends), or failed with the reason. A change
-started elsewhere is adopted and followed. A training's checks and phases are
-`bot.core.fleet.training`. `Lifecycle.join_guard` makes the lifecycle and the cost guard one
-fleet with one poller.
+cost and the buttons, `confirm_start` asks Rekognition. Every start and stop (commands,
+buttons, the schedule, auto-stop) claims an operation, leased to this instance while its
+command talks to AWS; each poll then steps it (`decisions.operation_step`) until it runs, is
+confirmed STOPPED (where the run ends) or fails. A change started elsewhere is adopted and
+followed. A training's checks and phases: `bot.core.fleet.training`.
 """
 
 from __future__ import annotations

@@ -86,16 +86,15 @@ async def launch(lifecycle: Lifecycle, op: Operation, source: S3Uri, output: S3U
     images = lifecycle.images
     assert images is not None
     problems = await _region_problems(lifecycle, source, output)
-    if problems:
-        return await _refuse(lifecycle, op, source, problems)
-    found = scan(source, await images.list_objects(source.bucket, source.prefix))
-    problems = layout_problems(found, lifecycle.config.min_images_per_label)
-    if problems:
-        return await _refuse(lifecycle, op, source, problems)
-    headers = await images.probe(source.bucket, [i.key for i in found.images])
-    problems = image_problems(found, headers)
-    if problems:
-        return await _refuse(lifecycle, op, source, problems)
+    if not problems:
+        found = scan(source, await images.list_objects(source.bucket, source.prefix))
+        problems = layout_problems(found, lifecycle.config.min_images_per_label)
+    if not problems:
+        headers = await images.probe(source.bucket, [i.key for i in found.images])
+        problems = image_problems(found, headers)
+    if problems:  # close the claimed operation and list the problems
+        await lifecycle.finish(op, f"refused: {problems[0].title}")
+        return n.TrainingRefused(source=str(source), problems=problems)
 
     now = lifecycle.clock.now()
     key = output.key("manifests", f"{op.version_name}.manifest")
@@ -141,14 +140,6 @@ async def _region_problems(lifecycle: Lifecycle, source: S3Uri, output: S3Uri) -
                 )
             )
     return problems
-
-
-async def _refuse(
-    lifecycle: Lifecycle, op: Operation, source: S3Uri, problems: list[Problem]
-) -> Notice:
-    """The images failed a check: close the claimed operation and list the problems."""
-    await lifecycle.finish(op, f"refused: {problems[0].title}")
-    return n.TrainingRefused(source=str(source), problems=problems)
 
 
 # === the phases =============================================================================
