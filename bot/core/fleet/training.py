@@ -159,11 +159,7 @@ async def step(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersion]
 
 async def interrupted(lifecycle: Lifecycle, op: Operation) -> None:
     """A restart cut the image checks short: nothing reached Rekognition, say so."""
-    source = op.data.get("source", "")
-    failed = n.TrainingFailed(
-        version_name=op.version_name, reason="interrupted", detail=source, by=op.user
-    )
-    await lifecycle.finish(op, failed.result, failed)
+    await _failed(lifecycle, op, "interrupted", detail=op.data.get("source", ""))
 
 
 async def _datasets(lifecycle: Lifecycle, op: Operation) -> None:
