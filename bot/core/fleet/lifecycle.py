@@ -33,7 +33,7 @@ from bot.core.fleet.decisions import (
     Step,
     operation_step,
 )
-from bot.core.fleet.poller import Leader, Poller
+from bot.core.fleet.poller import Leader, Poller, logged
 from bot.core.fleet.state import START, STOP, TRAIN, TRAINING, VALIDATING, Operation, Run
 from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.labels import ModelInfo
@@ -636,21 +636,18 @@ class Lifecycle:
     async def prepare(self) -> None:
         """At start-up: close what a restart cut short, and (with a project but no configured
         version) serve whichever version is running."""
-        try:
-            for op in await self.ops.open():
-                if await self.commanded(op):
-                    continue  # checking its images right now, here or on another instance
-                if op.kind == TRAIN and op.phase == VALIDATING:
-                    await trainings.interrupted(self, op)
-            if self.config.serve_running_on_start and self.catalog is not None:
-                try:
-                    await self.sync(await self.versions())
-                except Exception as exc:
-                    log.warning("lifecycle.discovery_failed", extra={"error": aws_error(exc)})
-            if open_ops := await self.ops.open():
-                log.info("lifecycle.resumed", extra={"operations": len(open_ops)})
-        except Exception:
-            log.exception("lifecycle.resume_failed")
+        for op in await self.ops.open():
+            if await self.commanded(op):
+                continue  # checking its images right now, here or on another instance
+            if op.kind == TRAIN and op.phase == VALIDATING:
+                await trainings.interrupted(self, op)
+        if self.config.serve_running_on_start and self.catalog is not None:
+            try:
+                await self.sync(await self.versions())
+            except Exception as exc:
+                log.warning("lifecycle.discovery_failed", extra={"error": aws_error(exc)})
+        if open_ops := await self.ops.open():
+            log.info("lifecycle.resumed", extra={"operations": len(open_ops)})
 
     async def advance(self, versions: list[ModelVersion] | None) -> None:
         """One poll's worth: move every open operation along on the versions just read."""
@@ -857,7 +854,7 @@ class Lifecycle:
     # === the poller =========================================================================
     async def resume(self) -> None:
         """At start-up: pick up what a previous run left open, and follow it."""
-        await self.prepare()
+        await logged(self.prepare(), "lifecycle.resume_failed")
         if await self.ops.open():
             self.poller.follow(immediately=True)
 
