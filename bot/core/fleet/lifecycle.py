@@ -906,7 +906,7 @@ def _error(refused: Refusal | None) -> str | None:
     """The guard's notices say in a clause why its stop or start wasn't asked for (None: it
     was): Rekognition's error, or what holds the version."""
     if refused is None or isinstance(refused, n.RequestFailed):
-        return refused and refused.error
+        return refused.error if refused else None
     return f"{refused.version_name} is {refused.what if isinstance(refused, n.Busy) else 'busy'}"
 
 
