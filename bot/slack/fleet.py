@@ -288,10 +288,34 @@ def _(s: n.ModelStopped, who: Who) -> list[str]:
     return [f"{s.version_name} has stopped (asked by {who(s.by)}). {cost}"]
 
 
+FAILURES = {  # why a start or a training failed (a stop's: `notices.stop_failure`)
+    "gone": n.STOP_FAILURES["gone"],
+    "never-sent": "the request never reached Rekognition (the bot restarted while sending "
+    "it); run `/cxr start {name}` again",
+    "not-running": "it is {status} instead of running",
+    "interrupted": "the bot restarted while it was checking the images, before anything was "
+    "sent to Rekognition. Run `/cxr train {detail}` again.",
+    "old-dataset": "I couldn't delete the old {status} dataset: {detail}",
+    "datasets": "creating the datasets failed: {detail}",
+    "dataset-failed": "the {status} dataset failed: {detail}",
+    "nothing-imported": "Rekognition imported no labelled images from the manifest ({detail} "
+    "entries with errors).",
+    "split": "splitting the datasets failed: {detail}",
+    "split-empty": "the split left the test dataset empty",
+    "create-version": "CreateProjectVersion failed: {detail}",
+}
+
+
+def failure(f: n.OperationFailed) -> str:
+    words = None if isinstance(f, n.ModelStopFailed) else FAILURES.get(f.reason)
+    if words is None:
+        return n.stop_failure(f)  # a stop's, or Rekognition's own reason
+    return words.format(name=f.version_name, status=f.status, detail=f.detail)
+
+
 @says(n.OperationFailed, WARN)
 def _(f: n.OperationFailed, who: Who) -> list[str]:
-    reason = f.reason or "Rekognition gave no reason"
-    return [f"{FAILED[type(f)].format(f.version_name)} (asked by {who(f.by)}): {reason}"]
+    return [f"{FAILED[type(f)].format(f.version_name)} (asked by {who(f.by)}): {failure(f)}"]
 
 
 @says(n.TrainingStarted, toned)
@@ -629,28 +653,21 @@ def iu(low: int, high: int | None) -> str:
     return f"{low} IU" if high is None or high == low else f"{low}–{high} IU"
 
 
-REFUSALS: dict[str, Callable[[n.Refused], str]] = {
-    "rekognition-only": lambda r: (
-        f"`/cxr {r.action}` manages a Rekognition Custom Labels model, and this bot runs only "
-        f"its local model ({r.detail}). To use Rekognition, an admin sets CXR_PROJECT_ARN and "
-        "AWS_REGION (see the README)."
-    ),
-    "gone": lambda r: "That model version doesn't exist any more. Run `/cxr status`.",
-    "bad-units": lambda r: (
-        "Inference units: the minimum must be at least 1 and the maximum at least the "
-        "minimum, e.g. `/cxr start cxr.v2 1 3`."
-    ),
+REFUSALS: dict[str, str | Callable[[n.Refused], str]] = {  # "{field}": the refusal's
+    "rekognition-only": "`/cxr {action}` manages a Rekognition Custom Labels model, and this bot "
+    "runs only its local model ({detail}). To use Rekognition, an admin sets CXR_PROJECT_ARN "
+    "and AWS_REGION (see the README).",
+    "gone": "That model version doesn't exist any more. Run `/cxr status`.",
+    "bad-units": "Inference units: the minimum must be at least 1 and the maximum at least the "
+    "minimum, e.g. `/cxr start cxr.v2 1 3`.",
     "over-cap": lambda r: (
         f"That's more than the {r.cap} inference units I'm allowed to start "
         f"(about {usd(r.hourly)}/hour at {r.cap}). Ask an admin to "
         "raise CXR_MAX_INFERENCE_UNITS if you really need more."
     ),
-    "no-versions": lambda r: (
-        "The project has no model versions yet. Train one with `/cxr train s3://bucket/prefix`."
-    ),
-    "none-ready": lambda r: (
-        "No version is ready to start (none has finished training). See `/cxr status`."
-    ),
+    "no-versions": "The project has no model versions yet. Train one with "
+    "`/cxr train s3://bucket/prefix`.",
+    "none-ready": "No version is ready to start (none has finished training). See `/cxr status`.",
     "no-such-version": lambda r: (
         f"There's no version `{r.wanted}` in the project. Versions: {', '.join(r.names) or 'none'}."
     ),
@@ -666,43 +683,28 @@ REFUSALS: dict[str, Callable[[n.Refused], str]] = {
         if r.posting
         else f"{r.version_name} is already starting."
     ),
-    "stopping": lambda r: (
-        f"{r.version_name} is stopping right now; start it again once it has stopped."
-    ),
-    "still-training": lambda r: f"{r.version_name} is still training.",
+    "stopping": "{version_name} is stopping right now; start it again once it has stopped.",
+    "still-training": "{version_name} is still training.",
     "failed-to-train": lambda r: (
         f"{r.version_name} failed to train, so it can't be started: {r.detail or 'no reason given'}"
     ),
-    "cannot-start": lambda r: f"{r.version_name} can't be started in its state ({r.status}).",
-    "already-stopping": lambda r: (
-        f"{r.version_name} is already stopping. I'll post in this channel when it has stopped."
-    ),
-    "not-running": lambda r: (
-        f"{r.version_name} isn't running (it is {r.status}), so there's nothing to stop."
-    ),
-    "nothing-running": lambda r: (
-        "No model version is running, so there's nothing to stop (and nothing "
-        "being billed for inference)."
-    ),
-    "bad-source": lambda r: f"{r.detail}.",
-    "no-output": lambda r: (
-        "Training needs somewhere to write the manifest and the model's output: an admin "
-        "must set CXR_TRAINING_OUTPUT_S3 (s3://bucket/prefix, in the bot's region)."
-    ),
-    "training-elsewhere": lambda r: (
-        f"{r.version_name} is already training in this project (started outside the "
-        "bot or before a restart). One training at a time: try again when it ends."
-    ),
-    "name-in-use": lambda r: "Another operation is using that name; try again.",
-    "bad-name": lambda r: (
-        f"`{r.wanted}` can't be a version name: use 1 to 255 letters, digits, dots, dashes "
-        "and underscores."
-    ),
-    "name-taken": lambda r: (
-        f"The name `{r.wanted}` is already used by a version in this project. Pick another, "
-        "or leave it out and I'll choose one."
-    ),
-    "busy": lambda r: f"{r.version_name} is busy; try again in a moment.",
+    "cannot-start": "{version_name} can't be started in its state ({status}).",
+    "already-stopping": "{version_name} is already stopping. I'll post in this channel when it "
+    "has stopped.",
+    "not-running": "{version_name} isn't running (it is {status}), so there's nothing to stop.",
+    "nothing-running": "No model version is running, so there's nothing to stop (and nothing "
+    "being billed for inference).",
+    "bad-source": "{detail}.",
+    "no-output": "Training needs somewhere to write the manifest and the model's output: an "
+    "admin must set CXR_TRAINING_OUTPUT_S3 (s3://bucket/prefix, in the bot's region).",
+    "training-elsewhere": "{version_name} is already training in this project (started outside "
+    "the bot or before a restart). One training at a time: try again when it ends.",
+    "name-in-use": "Another operation is using that name; try again.",
+    "bad-name": "`{wanted}` can't be a version name: use 1 to 255 letters, digits, dots, dashes "
+    "and underscores.",
+    "name-taken": "The name `{wanted}` is already used by a version in this project. Pick "
+    "another, or leave it out and I'll choose one.",
+    "busy": "{version_name} is busy; try again in a moment.",
     "several-running": lambda r: (
         f"Several versions are running: {', '.join(r.names)}. "
         f"Say which: `/cxr stop {r.names[0] if r.names else ''}`."
@@ -712,19 +714,14 @@ REFUSALS: dict[str, Callable[[n.Refused], str]] = {
 
 @says(n.Refused, toned)
 def _(r: n.Refused, who: Who) -> list[str]:
-    return [REFUSALS[r.reason](r)]
+    said_ = REFUSALS[r.reason]
+    return [said_(r) if callable(said_) else said_.format_map(vars(r))]
 
 
-@says(n.VersionsUnreadable, toned)
-def _(u: n.VersionsUnreadable, who: Who) -> list[str]:
-    return [f"I couldn't read the model versions: {u.error}"]
-
-
-@says(n.SourceUnreadable, toned)
-def _(u: n.SourceUnreadable, who: Who) -> list[str]:
-    return [f"I couldn't check {u.source}: {u.error}"]
-
-
-@says(n.RequestFailed, toned)
-def _(f: n.RequestFailed, who: Who) -> list[str]:
-    return [f"Rekognition didn't {f.action} {f.version_name}: {f.error}"]
+SENTENCES = {  # answers said in one sentence of their fields
+    n.VersionsUnreadable: "I couldn't read the model versions: {error}",
+    n.SourceUnreadable: "I couldn't check {source}: {error}",
+    n.RequestFailed: "Rekognition didn't {action} {version_name}: {error}",
+}
+for kind, sentence in SENTENCES.items():
+    says(kind, toned)(lambda answer, who, sentence=sentence: [sentence.format_map(vars(answer))])

@@ -1,16 +1,12 @@
-"""The model lifecycle: `Lifecycle`, the API `commands/` and the composition root call (status,
-start, stop, train), the one start path and the one stop path, and the operations in flight
-the fleet poller moves along on each poll's versions.
+"""The model lifecycle: `Lifecycle`, what `commands/` and the composition root call (status,
+start, stop, train), and the operations in flight the fleet poller moves along.
 
 A start is two steps because a running version bills by the hour: `propose_start` shows the
-cost and the Start / Cancel buttons, `confirm_start` asks Rekognition; both refuse early
-without an AWS call that changes anything. Every start and stop (commands, buttons, the
-schedule, auto-stop) claims an operation, leases it to this instance while its command talks
-to AWS, then asks Rekognition; each poll then steps it (`decisions.operation_step`): running,
-stopped (confirmed at STOPPED, where the run ends), or failed with the reason. A change
-started elsewhere is adopted and followed. A training's checks and phases are
-`bot.core.fleet.training`. `Lifecycle.join_guard` makes the lifecycle and the cost guard one
-fleet with one poller.
+cost and the buttons, `confirm_start` asks Rekognition. Every start and stop (commands,
+buttons, the schedule, auto-stop) claims an operation, leased to this instance while its
+command talks to AWS; each poll then steps it (`decisions.operation_step`) until it runs, is
+confirmed STOPPED (where the run ends) or fails. A change started elsewhere is adopted and
+followed. A training's checks and phases: `bot.core.fleet.training`.
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ from bot.core.fleet import notices as n
 from bot.core.fleet import training as trainings
 from bot.core.fleet.arns import project_name
 from bot.core.fleet.decisions import (
-    SLOW_STOP,
     STARTABLE,
     STOPPABLE,
     UNEXPECTED_READINGS,
@@ -38,13 +33,13 @@ from bot.core.fleet.decisions import (
     Step,
     operation_step,
 )
-from bot.core.fleet.poller import Leader, Poller
+from bot.core.fleet.poller import Leader, Poller, logged
 from bot.core.fleet.state import START, STOP, TRAIN, TRAINING, VALIDATING, Operation, Run
 from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.labels import ModelInfo
 from bot.core.model_versions import ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
-from bot.core.pricing import Prices, duration
+from bot.core.pricing import Prices
 from bot.core.training_data import ImageStore, S3Uri, valid_version_name
 
 if TYPE_CHECKING:
@@ -425,25 +420,20 @@ class Lifecycle:
         chosen = self._choose_to_stop(snapshot, version)
         if isinstance(chosen, Notice):
             return chosen
-        name = chosen.name
+        name, status = chosen.name, chosen.status
         op = await self.ops.open_for(name)
         if op is not None and op.kind in (STOP, TRAIN):
             return self._already(chosen, op, actor)
-        if chosen.status == mv.STOPPING:
+        if status == mv.STOPPING:
             await self._adopt(STOP, chosen, actor, channel)
             return n.Refused(reason="already-stopping", tone="busy", version_name=name)
-        if chosen.status not in STOPPABLE:
-            status = chosen.status
+        if status not in STOPPABLE:
             return n.Refused(reason="not-running", tone="busy", version_name=name, status=status)
-        now = self.clock.now()
-        if op is not None:  # a start in flight: the stop takes over
-            await self.ops.finish(op.id, now, "superseded by a stop")
-        run = await self.runs.current(chosen.arn)
+        ran, cost = self._ran(await self.runs.current(chosen.arn), self.clock.now())
         refused = await self._request(STOP, chosen, actor, channel)
         if refused:
             return refused
         log.info("lifecycle.stop_requested", extra={"version": name})
-        ran, cost = self._ran(run, now)
         return n.StopRequested(version_name=name, ran_seconds=ran, cost=cost, by=actor)
 
     def _choose_to_stop(
@@ -462,25 +452,19 @@ class Lifecycle:
     async def request_stop(
         self, version: ModelVersion, actor: str, channel: str, report: dict[str, Any]
     ) -> str | None:
-        """The one stop path, for the guard: claim a stop operation and ask Rekognition; the
-        poller confirms it at STOPPED and the guard reports it then (`report` says how).
-        None when the stop is under way (asked now or already); else why not."""
+        """The guard's stop: confirmed at STOPPED by the poller, then reported by the guard
+        (`report` says how). None when under way (asked now or already); else why not."""
         op = await self.ops.open_for(version.name)
         if op is not None and op.kind == STOP:
             return None
-        if op is not None and op.kind == START:
-            await self.ops.finish(op.id, self.clock.now(), "superseded by a stop")
-        refused = await self._request(STOP, version, actor, channel, {"report": report}, None)
-        return _error(refused) if refused else None
+        return _error(await self._request(STOP, version, actor, channel, {"report": report}, None))
 
     async def request_start(
         self, version: ModelVersion, actor: str, channel: str, units: int, source: str
     ) -> str | None:
-        """The one start path, for the schedule: claim a start operation and ask Rekognition;
-        the poller follows it to RUNNING. None when under way; else why not."""
+        """The schedule's start, followed to RUNNING. None when under way; else why not."""
         data = {"min_units": units, "source": source, "quiet": True}
-        refused = await self._request(START, version, actor, channel, data)
-        return _error(refused) if refused else None
+        return _error(await self._request(START, version, actor, channel, data))
 
     # === shared by start and stop ===========================================================
     async def _request(
@@ -492,12 +476,14 @@ class Lifecycle:
         data: dict[str, Any] | None = None,
         requested: str | None = "requested",
     ) -> Refusal | None:
-        """Claim the operation, then ask Rekognition to start (at `data`'s units) or stop.
-        None when Rekognition accepted it (recorded, and followed); else why not: it is
-        already busy, or Rekognition refused. `requested`: the audit's words, if any."""
+        """Claim the operation (a stop supersedes a start in flight), then ask Rekognition to
+        start (at `data`'s units) or stop. None when Rekognition accepted it (audited as
+        `requested`, if given, and followed); else why not: busy, or Rekognition refused."""
         catalog = self.catalog
         assert catalog is not None
         now = self.clock.now()
+        if kind == STOP and (held := await self.ops.open_for(version.name)) and held.kind == START:
+            await self.ops.finish(held.id, now, "superseded by a stop")
         op = await self._claim(kind, version, actor, channel, REQUESTED, data)
         if op is None:
             return self._already(version, await self.ops.open_for(version.name), actor)
@@ -650,21 +636,18 @@ class Lifecycle:
     async def prepare(self) -> None:
         """At start-up: close what a restart cut short, and (with a project but no configured
         version) serve whichever version is running."""
-        try:
-            for op in await self.ops.open():
-                if await self.commanded(op):
-                    continue  # checking its images right now, here or on another instance
-                if op.kind == TRAIN and op.phase == VALIDATING:
-                    await trainings.interrupted(self, op)
-            if self.config.serve_running_on_start and self.catalog is not None:
-                try:
-                    await self.sync(await self.versions())
-                except Exception as exc:
-                    log.warning("lifecycle.discovery_failed", extra={"error": aws_error(exc)})
-            if open_ops := await self.ops.open():
-                log.info("lifecycle.resumed", extra={"operations": len(open_ops)})
-        except Exception:
-            log.exception("lifecycle.resume_failed")
+        for op in await self.ops.open():
+            if await self.commanded(op):
+                continue  # checking its images right now, here or on another instance
+            if op.kind == TRAIN and op.phase == VALIDATING:
+                await trainings.interrupted(self, op)
+        if self.config.serve_running_on_start and self.catalog is not None:
+            try:
+                await self.sync(await self.versions())
+            except Exception as exc:
+                log.warning("lifecycle.discovery_failed", extra={"error": aws_error(exc)})
+        if open_ops := await self.ops.open():
+            log.info("lifecycle.resumed", extra={"operations": len(open_ops)})
 
     async def advance(self, versions: list[ModelVersion] | None) -> None:
         """One poll's worth: move every open operation along on the versions just read."""
@@ -707,15 +690,14 @@ class Lifecycle:
         if step is Step.TOLERATE:
             await self.ops.update(op.id, data={"unexpected": unexpected + 1})
         elif version is None:
-            await self._failed(op, None, "the version no longer exists in the project")
+            await self._failed(op, None, "gone")
         elif step is Step.RUNNING:
             await self._running(op, version, now)
         elif step is Step.STOPPED:
             await self._stopped(op, version, now)
         elif step is Step.SLOW:
             await self.ops.update(op.id, data={"slow": True})
-            slow = f"it is still STOPPING after {duration(SLOW_STOP.total_seconds())}"
-            await self._failed(op, version, slow, final=False)
+            await self._failed(op, version, "slow", final=False)
         else:
             await self._failed(op, version, _failure(op, version, step))
 
@@ -747,24 +729,34 @@ class Lifecycle:
         await self.finish(op, "ok: STOPPED", stopped)
 
     async def _failed(
-        self, op: Operation, version: ModelVersion | None, reason: str, *, final: bool = True
+        self,
+        op: Operation,
+        version: ModelVersion | None,
+        reason: n.FailureReason,
+        *,
+        final: bool = True,
     ) -> None:
         """Say why the start or stop failed (or, not `final`, is slow) where it was asked."""
-        if op.kind == START:
+        kind = n.ModelStartFailed if op.kind == START else n.ModelStopFailed
+        failed = kind(
+            version_name=op.version_name,
+            reason=reason,
+            status=version.status if version else "",
+            detail=version.status_message if version and reason == "rekognition" else "",
+            by=op.user,
+        )
+        if isinstance(failed, n.ModelStartFailed):
             if version is not None:
                 self.serving.stopped(version.arn)
-            failed = n.ModelStartFailed(version_name=op.version_name, reason=reason, by=op.user)
-            await self.finish(op, f"failed: {reason}", failed)
+            await self.finish(op, failed.result, failed)
         elif op.data.get("report") is not None and self.guard is not None:
             if final:
-                await self.finish(op, f"failed: {reason}")
-            await self.guard.stopper.not_stopped(op, reason)
+                await self.finish(op, failed.result)
+            await self.guard.stopper.not_stopped(op, n.stop_failure(failed))
+        elif final:
+            await self.finish(op, failed.result, failed)
         else:
-            failed = n.ModelStopFailed(version_name=op.version_name, reason=reason, by=op.user)
-            if final:
-                await self.finish(op, f"failed: {reason}", failed)
-            else:
-                await self.post(op.channel, failed)
+            await self.post(op.channel, failed)
 
     # === shared by every operation ==========================================================
     async def versions(self) -> list[ModelVersion]:
@@ -862,7 +854,7 @@ class Lifecycle:
     # === the poller =========================================================================
     async def resume(self) -> None:
         """At start-up: pick up what a previous run left open, and follow it."""
-        await self.prepare()
+        await logged(self.prepare(), "lifecycle.resume_failed")
         if await self.ops.open():
             self.poller.follow(immediately=True)
 
@@ -910,29 +902,20 @@ def _no_such_version(snapshot: list[ModelVersion], wanted: str) -> n.Refused:
     return n.Refused(reason="no-such-version", wanted=wanted, names=names)
 
 
-def _error(refused: Refusal) -> str:
-    """The guard's notices say in a clause why its stop or start wasn't asked for:
-    Rekognition's error, or what holds the version."""
-    if isinstance(refused, n.RequestFailed):
-        return refused.error
+def _error(refused: Refusal | None) -> str | None:
+    """The guard's notices say in a clause why its stop or start wasn't asked for (None: it
+    was): Rekognition's error, or what holds the version."""
+    if refused is None or isinstance(refused, n.RequestFailed):
+        return refused.error if refused else None
     return f"{refused.version_name} is {refused.what if isinstance(refused, n.Busy) else 'busy'}"
 
 
-def _failure(op: Operation, version: ModelVersion, step: Step) -> str:
-    """Why a start or a stop failed, for its outcome and the audit."""
-    status = version.status
-    if op.kind == START:
-        if step is Step.FAILED and status == "FAILED":
-            return version.status_message or "Rekognition gave no reason"
-        if step is Step.NEVER_SENT:
-            return (
-                "the request never reached Rekognition (the bot restarted while sending it); "
-                f"run `/cxr start {version.name}` again"
-            )
-        return f"it is {status} instead of running"
+def _failure(op: Operation, version: ModelVersion, step: Step) -> n.FailureReason:
+    """Why a start or a stop failed."""
     if step is Step.NEVER_SENT:
+        return "never-sent"
+    if op.kind == START:
         return (
-            f"the request never reached Rekognition (the bot restarted while sending it); it "
-            f"is still {status}. Run `/cxr stop {version.name}` again"
+            "rekognition" if step is Step.FAILED and version.status == "FAILED" else "not-running"
         )
-    return version.status_message or f"the stop did not take effect: it is {status}"
+    return "rekognition" if version.status_message else "not-stopped"

@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot.core.fleet.decisions import SLOW_STOP
 from bot.core.model_versions import LabelMetrics
 from bot.core.ports import Notice
+from bot.core.pricing import duration
 from bot.core.training_data import Problem
 
 
@@ -97,13 +99,19 @@ class RequestFailed(Answer):
 
 
 @dataclass
-class Busy(Notice):
-    """Something already happens to the version: what, who asked, when, where its outcome
-    will be posted (instead of asking AWS again)."""
+class VersionNotice(Notice):
+    """Something about a version, and who asked for it."""
 
     version_name: str = ""
+    by: str = ""
+
+
+@dataclass
+class Busy(VersionNotice):
+    """Something already happens to the version (`by` asked for it): what, when, where its
+    outcome will be posted (instead of asking AWS again)."""
+
     what: str = ""  # "already starting", "stopping", "already training"…
-    by: str = ""  # who asked for what is happening
     asker: str = ""  # who is asking now
     age_seconds: float = 0.0
     channel: str = ""  # where the outcome will be posted
@@ -129,10 +137,9 @@ class TrainingRefused(Notice):
 
 
 @dataclass
-class UnitsNotice(Notice):
+class UnitsNotice(VersionNotice):
     """A version with the inference units it runs (or would run) with, and what they cost."""
 
-    version_name: str = ""
     min_units: int = 1
     max_units: int | None = None
     hourly_low: float = 0.0  # estimated cost an hour at min_units
@@ -149,30 +156,26 @@ class StartProposal(UnitsNotice):
 
 @dataclass
 class StartRequested(UnitsNotice):
-    by: str = ""
+    pass
 
 
 @dataclass
 class ModelRunning(UnitsNotice):
     took_seconds: float = 0.0
-    by: str = ""
     serving: bool = True  # X-rays are screened by it from now on
 
 
 @dataclass
-class StartCancelled(Notice):
-    version_name: str = ""
-    by: str = ""
+class StartCancelled(VersionNotice):
+    pass
 
 
 @dataclass
-class RunNotice(Notice):
+class RunNotice(VersionNotice):
     """A version's run being stopped: how long it ran and what it cost, when the bot knows."""
 
-    version_name: str = ""
     ran_seconds: float | None = None
     cost: float | None = None
-    by: str = ""
 
 
 @dataclass
@@ -185,13 +188,39 @@ class ModelStopped(RunNotice):
     pass
 
 
-@dataclass
-class OperationFailed(Notice):
-    """A start, stop or training that ended badly, and why."""
+# Why a start, stop or training failed (or, "slow", is slow); `bot.slack.fleet` words each.
+FailureReason = Literal[
+    "rekognition",  # Rekognition's status message (`detail`), if it gave one
+    "gone",  # the version no longer exists in the project
+    "never-sent",  # a restart came before the request reached Rekognition (now: `status`)
+    "not-running",  # a start ended in `status`, not RUNNING
+    "not-stopped",  # a stop did not take effect: the version is `status`
+    "slow",  # still STOPPING after `decisions.SLOW_STOP`
+    "interrupted",  # a restart cut a training's image checks short (`detail`: its source)
+    "old-dataset",  # the old `status` (TRAIN or TEST) dataset couldn't be deleted
+    "datasets",  # creating the datasets failed
+    "dataset-failed",  # the `status` dataset failed to import or split
+    "nothing-imported",  # no labelled images imported (`detail`: entries with errors)
+    "split",  # the split failed
+    "split-empty",  # the split left the test dataset empty
+    "create-version",  # CreateProjectVersion failed
+]
 
-    version_name: str = ""
-    reason: str = ""
-    by: str = ""
+
+@dataclass
+class OperationFailed(VersionNotice):
+    """A start, stop or training that ended badly, and why: a reason, the version's (or a
+    dataset's) `status` and Rekognition's message or the AWS error (`detail`)."""
+
+    reason: FailureReason = "rekognition"
+    status: str = ""
+    detail: str = ""
+
+    @property
+    def result(self) -> str:
+        """The audit's short plain result: "failed: " with the reason, status and detail."""
+        facts = [self.reason if self.reason != "rekognition" else "", self.status, self.detail]
+        return "failed: " + (", ".join(f for f in facts if f) or "no reason given")
 
 
 @dataclass
@@ -204,28 +233,43 @@ class ModelStopFailed(OperationFailed):
     pass
 
 
+STOP_FAILURES = {  # worded here: the cost guard's StopFailed carries them as its error
+    "gone": "the version no longer exists in the project",
+    "never-sent": "the request never reached Rekognition (the bot restarted while sending it); "
+    "it is still {status}. Run `/cxr stop {name}` again",
+    "not-stopped": "the stop did not take effect: it is {status}",
+    "slow": "it is still STOPPING after " + duration(SLOW_STOP.total_seconds()),
+}
+
+
+def stop_failure(failed: OperationFailed) -> str:
+    """Why a stop failed (or is slow), or Rekognition's own reason, in words (the guard's
+    StopFailed carries them; `bot.slack.fleet` says them too)."""
+    words = STOP_FAILURES.get(failed.reason)
+    if words is None:  # Rekognition's own reason
+        return failed.detail or "Rekognition gave no reason"
+    return words.format(name=failed.version_name, status=failed.status)
+
+
 @dataclass
 class TrainingFailed(OperationFailed):
     pass
 
 
 @dataclass
-class TrainingProgress(Notice):
+class TrainingProgress(VersionNotice):
     """The message a training posts when it starts, updated in place as it moves along."""
 
-    version_name: str = ""
     source: str = ""
     counts: dict[str, int] = field(default_factory=dict)  # images per label
     phase: str = "datasets"
-    by: str = ""
     detail: str = ""
     replacing: bool = False  # the project's datasets are replaced
     done: bool = False
 
 
 @dataclass
-class TrainingCompleted(Notice):
-    version_name: str = ""
+class TrainingCompleted(VersionNotice):
     f1: float | None = None
     labels: list[LabelMetrics] = field(default_factory=list)
     billable_seconds: int | None = None
@@ -233,4 +277,3 @@ class TrainingCompleted(Notice):
     wall_seconds: float = 0.0
     train_images: int | None = None
     test_images: int | None = None
-    by: str = ""

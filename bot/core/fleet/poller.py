@@ -83,12 +83,7 @@ class Poller:
             if not (first and immediately):
                 await self._sleep()
             first = False
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("fleet.tick_failed")
+            await logged(self.tick(), "fleet.tick_failed")
 
     def follow(self, *, immediately: bool = False) -> None:
         """An operation was opened: make sure it is polled every `busy_seconds` from now."""
@@ -139,7 +134,7 @@ class Poller:
                 return
             if not self._prepared and self.idle_seconds is not None:
                 self._prepared = True
-                await _logged(self.lifecycle.prepare(), "fleet.prepare_failed")
+                await logged(self.lifecycle.prepare(), "fleet.prepare_failed")
             versions: list[ModelVersion] | None = None
             if self.catalog is not None and (
                 self.guard is not None or await self.lifecycle.needs_versions()
@@ -148,9 +143,9 @@ class Poller:
                     versions = await self.catalog.versions()
                 except Exception as exc:
                     log.warning("fleet.describe_failed", extra={"error": type(exc).__name__})
-            await _logged(self.lifecycle.advance(versions), "fleet.operations_failed")
+            await logged(self.lifecycle.advance(versions), "fleet.operations_failed")
             if self.guard is not None:
-                await _logged(self.guard.review(versions, now), "fleet.guard_failed")
+                await logged(self.guard.review(versions, now), "fleet.guard_failed")
             self.ticks += 1
             self.led += 1
 
@@ -188,10 +183,9 @@ class Poller:
                 await self.leader.release()
 
 
-async def _logged(step: Awaitable[None], event: str) -> None:
+async def logged(step: Awaitable[None], event: str) -> None:
+    """Await `step`; an error is logged as `event` and ends neither the loop nor start-up."""
     try:
         await step
-    except asyncio.CancelledError:
-        raise
-    except Exception:
+    except Exception:  # not CancelledError (a BaseException): cancelling still cancels
         log.exception(event)

@@ -86,16 +86,15 @@ async def launch(lifecycle: Lifecycle, op: Operation, source: S3Uri, output: S3U
     images = lifecycle.images
     assert images is not None
     problems = await _region_problems(lifecycle, source, output)
-    if problems:
-        return await _refuse(lifecycle, op, source, problems)
-    found = scan(source, await images.list_objects(source.bucket, source.prefix))
-    problems = layout_problems(found, lifecycle.config.min_images_per_label)
-    if problems:
-        return await _refuse(lifecycle, op, source, problems)
-    headers = await images.probe(source.bucket, [i.key for i in found.images])
-    problems = image_problems(found, headers)
-    if problems:
-        return await _refuse(lifecycle, op, source, problems)
+    if not problems:
+        found = scan(source, await images.list_objects(source.bucket, source.prefix))
+        problems = layout_problems(found, lifecycle.config.min_images_per_label)
+    if not problems:
+        headers = await images.probe(source.bucket, [i.key for i in found.images])
+        problems = image_problems(found, headers)
+    if problems:  # close the claimed operation and list the problems
+        await lifecycle.finish(op, f"refused: {problems[0].title}")
+        return n.TrainingRefused(source=str(source), problems=problems)
 
     now = lifecycle.clock.now()
     key = output.key("manifests", f"{op.version_name}.manifest")
@@ -143,14 +142,6 @@ async def _region_problems(lifecycle: Lifecycle, source: S3Uri, output: S3Uri) -
     return problems
 
 
-async def _refuse(
-    lifecycle: Lifecycle, op: Operation, source: S3Uri, problems: list[Problem]
-) -> Notice:
-    """The images failed a check: close the claimed operation and list the problems."""
-    await lifecycle.finish(op, f"refused: {problems[0].title}")
-    return n.TrainingRefused(source=str(source), problems=problems)
-
-
 # === the phases =============================================================================
 async def step(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersion] | None) -> None:
     """Move a training along: one phase's wait or work per poll."""
@@ -168,12 +159,7 @@ async def step(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersion]
 
 async def interrupted(lifecycle: Lifecycle, op: Operation) -> None:
     """A restart cut the image checks short: nothing reached Rekognition, say so."""
-    reason = (
-        "the bot restarted while it was checking the images, before anything was sent to "
-        f"Rekognition. Run `/cxr train {op.data.get('source', '')}` again."
-    )
-    failed = n.TrainingFailed(version_name=op.version_name, reason=reason, by=op.user)
-    await lifecycle.finish(op, "failed: interrupted by a restart", failed)
+    await _failed(lifecycle, op, "interrupted", detail=op.data.get("source", ""))
 
 
 async def _datasets(lifecycle: Lifecycle, op: Operation) -> None:
@@ -189,7 +175,7 @@ async def _datasets(lifecycle: Lifecycle, op: Operation) -> None:
         try:
             await training.delete_dataset(dataset.arn)
         except Exception as exc:
-            await _failed(lifecycle, op, f"I couldn't delete the old {dataset.type} dataset", exc)
+            await _failed(lifecycle, op, "old-dataset", exc, status=dataset.type)
             return
     if old:
         return  # the next poll creates the new ones once the old are gone
@@ -200,7 +186,7 @@ async def _datasets(lifecycle: Lifecycle, op: Operation) -> None:
         await lifecycle.ops.update(op.id, data={"datasets": ours})
         test = ours.get("TEST") or await training.create_dataset("TEST", None)
     except Exception as exc:
-        await _failed(lifecycle, op, "creating the datasets failed", exc)
+        await _failed(lifecycle, op, "datasets", exc)
         return
     await lifecycle.ops.update(op.id, phase=CREATING, data={"datasets": {**ours, "TEST": test}})
     await _progress(lifecycle, op.id)
@@ -216,23 +202,19 @@ async def _wait(lifecycle: Lifecycle, op: Operation, action: str) -> None:
     failed = next((d for d in described if d.status.endswith("_FAILED")), None)
     if failed is not None:
         reason = failed.status_message or failed.status
-        await _failed(lifecycle, op, f"the {failed.type} dataset failed: {reason}")
+        await _failed(lifecycle, op, "dataset-failed", status=failed.type, detail=reason)
         return
     if any(d.status.endswith("_IN_PROGRESS") for d in described):
         return
     train, test = described
     if action == "CREATE":
         if train.total == 0 or train.labelled == 0:
-            why = (
-                "Rekognition imported no labelled images from the manifest "
-                f"({train.errors or 0} entries with errors)."
-            )
-            await _failed(lifecycle, op, why)
+            await _failed(lifecycle, op, "nothing-imported", detail=str(train.errors or 0))
             return
         try:
             await training.distribute(train.arn, test.arn)
         except Exception as exc:
-            await _failed(lifecycle, op, "splitting the datasets failed", exc)
+            await _failed(lifecycle, op, "split", exc)
             return
         detail = f"{train.labelled or train.total:,} images imported"
         detail += f" ({train.errors} with errors, skipped)." if train.errors else "."
@@ -241,7 +223,7 @@ async def _wait(lifecycle: Lifecycle, op: Operation, action: str) -> None:
         return
     if not test.total:
         if test.status == "UPDATE_COMPLETE" or not await lifecycle.patient(op):
-            await _failed(lifecycle, op, "the split left the test dataset empty")
+            await _failed(lifecycle, op, "split-empty")
         return  # else: the split hasn't shown up yet
     detail = f"{train.total or 0:,} training and {test.total:,} test images."
     split = {"detail": detail, "split": [train.total, test.total]}
@@ -255,7 +237,7 @@ async def _create_version(lifecycle: Lifecycle, op: Operation) -> None:
         prefix = output.key("output") + "/"
         arn = await training.create_version(op.version_name, output.bucket, prefix)
     except Exception as exc:
-        await _failed(lifecycle, op, "CreateProjectVersion failed", exc)
+        await _failed(lifecycle, op, "create-version", exc)
         return
     await lifecycle.ops.update(op.id, version_arn=arn, status=mv.TRAINING_IN_PROGRESS)
     await _progress(lifecycle, op.id)
@@ -272,7 +254,7 @@ async def _follow(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersi
     if version.status == mv.TRAINING_IN_PROGRESS:
         return
     if version.status == mv.TRAINING_FAILED:
-        await _failed(lifecycle, op, version.status_message or "Rekognition gave no reason")
+        await _failed(lifecycle, op, "rekognition", detail=version.status_message)
         return
     evaluation = await lifecycle.evaluation(version) or Evaluation()
     billable = version.billable_training_seconds
@@ -296,13 +278,17 @@ async def _follow(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersi
 
 
 async def _failed(
-    lifecycle: Lifecycle, op: Operation, reason: str, exc: Exception | None = None
+    lifecycle: Lifecycle,
+    op: Operation,
+    reason: n.FailureReason,
+    exc: Exception | None = None,
+    **facts: str,
 ) -> None:
-    """End the training, saying why (with the AWS error `exc`, if one caused it)."""
+    """End the training, saying why (the AWS error `exc` as the detail, if one caused it)."""
     if exc is not None:
-        reason += f": {lifecycle_module.aws_error(exc)}"
-    failed = n.TrainingFailed(version_name=op.version_name, reason=reason, by=op.user)
-    await lifecycle.finish(op, f"failed: {reason}", failed)
+        facts["detail"] = lifecycle_module.aws_error(exc)
+    failed = n.TrainingFailed(version_name=op.version_name, reason=reason, by=op.user, **facts)
+    await lifecycle.finish(op, failed.result, failed)
     await _progress(lifecycle, op.id, done=True)
 
 
