@@ -26,7 +26,7 @@ from bot.core.fleet import decisions as d
 from bot.core.fleet import guard_notices as g
 from bot.core.fleet.arns import project_name, version_name
 from bot.core.fleet.lifecycle import aws_error
-from bot.core.fleet.state import Episode, Operation, Run, Store, Watch
+from bot.core.fleet.state import Episode, Operation, Run, Snooze, Store, Watch
 from bot.core.leadership import FencedOutbox, Leadership
 from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
@@ -297,22 +297,15 @@ class CostGuard:
         usage = Usage(requests=None) if fresh else await self._read_usage(version, since, now)
         project = project_name(version.arn)
         own = await self.own.usage(project, version.name, now - METRICS_LOOKBACK, now)
-        if not fresh:
-            if usage.ok:
-                self.usage_errors.pop(version.arn, None)
-            else:
-                self.usage_errors.setdefault(version.arn, usage.error or "no answer")
         units = max(1, round(usage.units)) if usage.units else max(1, version.min_units or 1)
         if run is None:
-            started = usage.running_since or now
-            source = "observed"
-            if watch and watch.stop_requested_at:  # the stop we asked for never happened
-                started = watch.stop_requested_at
-                await store.mark_stop_requested(version.arn, None, None)
-            elif watch and watch.start_requested_at:
-                source = "schedule"
-            run = await runs.open_run(version.arn, min(started, now), units, source)
-            await store.mark_start_requested(version.arn, None)
+            asked = watch.stop_requested_at if watch else None  # a stop that never happened
+            source = "schedule" if watch and watch.start_requested_at and not asked else "observed"
+            started = min(asked or usage.running_since or now, now)
+            run = await runs.open_run(version.arn, started, units, source)
+            await store.update_watch(
+                version.arn, start_requested_at=None, stop_requested_at=None, stop_requested_by=None
+            )
             await self.audit.record(
                 now, WATCHER, "observed:running", version.name, f"ok: {units} units ({source})"
             )
@@ -338,17 +331,22 @@ class CostGuard:
     async def _read_usage(
         self, version: ModelVersion, since: datetime | None, now: datetime
     ) -> Usage:
-        """CloudWatch from `since` (with overlap), or a day back for a new sighting."""
+        """CloudWatch from `since` (with overlap), or a day back for a new sighting; why it
+        couldn't be read is kept for the alerts."""
         start = now - METRICS_LOOKBACK
         if since is not None:
             start = max(start, since - METRICS_OVERLAP)
         try:
-            return await self.usage.usage(project_name(version.arn), version.name, start, now)
+            usage = await self.usage.usage(project_name(version.arn), version.name, start, now)
         except Exception as exc:  # a source must not stop the guard
-            error = aws_error(exc)
-            log.warning("cost_guard.usage_failed", extra={"error": error})
-            self.usage_errors[version.arn] = error
-            return Usage.unknown()
+            usage = Usage.unknown(aws_error(exc))
+            log.warning("cost_guard.usage_failed", extra={"error": usage.error})
+            self.usage_errors[version.arn] = usage.error
+        if usage.ok:
+            self.usage_errors.pop(version.arn, None)
+        else:
+            self.usage_errors.setdefault(version.arn, usage.error or "no answer")
+        return usage
 
     async def _seen_stopped(
         self, version: ModelVersion, now: datetime, *, fenced: bool = True
@@ -369,9 +367,10 @@ class CostGuard:
         units = watch.units if watch else 1
         await store.save_watch(version.arn, version.name, version.status, now, units=units)
         if watch and (watch.stop_requested_at or watch.stop_failed_at):
-            await store.mark_stop_requested(version.arn, None, None)
-            await store.mark_stop_failed(version.arn, None)
-        await store.clear_snooze(version.arn)
+            await store.update_watch(
+                version.arn, stop_requested_at=None, stop_requested_by=None, stop_failed_at=None
+            )
+        await store.set_snooze(version.arn, None)
 
     # --- idle versions and their alerts --------------------------------------------------
     async def judge(self, version: ModelVersion, now: datetime) -> None:
@@ -404,8 +403,8 @@ class CostGuard:
             if action is d.Idle.RESUMED and episode is not None:
                 await self._close(episode, g.RESUMED, None, now, idle_end=watch.idle_since)
                 episode = None
-            elif action is d.Idle.EXPIRE_SNOOZE:
-                await store.mark_snooze_expired(version.arn)
+            elif action is d.Idle.EXPIRE_SNOOZE and snooze is not None:
+                await store.set_snooze(version.arn, replace(snooze, expired=True))
             elif action is d.Idle.REMIND_AFTER_SNOOZE and episode is not None and snooze:
                 await self._remind(episode, watch, now, snooze_ended_by=snooze.by)
             elif action is d.Idle.AUTO_STOP:
@@ -422,18 +421,7 @@ class CostGuard:
         assert watch.idle_since is not None
         if not await self.act_once(f"alert:{version.arn}:{watch.idle_since.isoformat()}"):
             return  # another leader alerted on this idle stretch, or we lead no more
-        gap = self.config.alert_after
-        episode = await self.store.create_episode(
-            version.arn,
-            version.name,
-            watch.idle_since,
-            watch.units,
-            now,
-            channel=None,
-            ts=None,
-            next_alert_at=now + gap,
-            gap_minutes=gap.total_seconds() / 60,
-        )
+        episode = await self.store.create_episode(watch, now, self.config.alert_after)
         minutes = round((now - watch.idle_since).total_seconds() / 60)
         log.warning("cost_guard.idle", extra={"version": version.name, "idle_minutes": minutes})
         await self._post_alert(episode, now)
@@ -448,7 +436,7 @@ class CostGuard:
             return
         posted = await self._post(await self._alert(episode, now, episode.units))
         if posted is not None:
-            await self.store.set_message(episode.id, posted.channel, posted.ts)
+            await self.store.update_episode(episode.id, channel=posted.channel, ts=posted.ts)
 
     async def _remind(
         self, episode: Episode, watch: Watch, now: datetime, *, snooze_ended_by: str | None = None
@@ -479,8 +467,13 @@ class CostGuard:
         )
         if episode.ts and await self._post(notice, thread_ts=episode.ts) is None:
             return  # try again next tick
-        minutes = gap.total_seconds() / 60
-        await self.store.record_follow_up(episode.id, now, now + gap, minutes)
+        await self.store.update_episode(
+            episode.id,
+            alerts=episode.alerts + 1,
+            last_alert_at=now,
+            next_alert_at=now + gap,
+            gap_minutes=gap.total_seconds() / 60,
+        )
         await self._refresh(episode, now)
 
     async def _close(
@@ -576,9 +569,9 @@ class CostGuard:
         error = await self.stops.request_stop(version, actor, self.config.channel or "", report)
         if error is not None:
             log.warning("cost_guard.stop_failed", extra={"version": version.name, "error": error})
-            await store.mark_stop_failed(version.arn, now)
+            await store.update_watch(version.arn, stop_failed_at=now)
             if episode is not None:
-                await store.set_note(episode.id, error)
+                await store.update_episode(episode.id, note=error)
                 await self._refresh(episode, now, fenced=fenced)
             if failed_at is None and actor in (ACTOR, SCHEDULE_ACTOR):  # said once per episode
                 hourly = self.prices.hourly(watch.units if watch else 1)
@@ -587,9 +580,10 @@ class CostGuard:
                 )
                 await self._post(failed, thread_ts=episode.ts if episode else None)
             return error
-        await store.mark_stop_requested(version.arn, now, actor)
-        await store.mark_stop_failed(version.arn, None)
-        await store.clear_snooze(version.arn)
+        await store.update_watch(
+            version.arn, stop_requested_at=now, stop_requested_by=actor, stop_failed_at=None
+        )
+        await store.set_snooze(version.arn, None)
         self._tell_router(version.arn, running=False)
         log.warning("cost_guard.stopping", extra={"version": version.name, "reason": reason})
         return None
@@ -691,7 +685,7 @@ class CostGuard:
         error = await self.stops.request_start(version, SCHEDULE_ACTOR, channel, units, "schedule")
         if error is None:
             await store.save_watch(version.arn, version.name, STARTING, now, units=units)
-            await store.mark_start_requested(version.arn, now)
+            await store.update_watch(version.arn, start_requested_at=now)
         notice = g.ScheduleNotice(
             version_name=version.name,
             window=occurrence.window.describe(),
@@ -844,8 +838,9 @@ class CostGuard:
             if action not in g.KEEP_HOURS:
                 return PressResult(False, "unknown-action", error=action)
             until = now + timedelta(hours=g.KEEP_HOURS[action])
-            await self.store.set_snooze(episode.version_arn, until, user, now, episode.id)
-            await self.store.set_note(episode.id, None)
+            snooze = Snooze(episode.version_arn, until, user, now, episode.id)
+            await self.store.set_snooze(episode.version_arn, snooze)
+            await self.store.update_episode(episode.id, note=None)
             result = f"ok: until {until.isoformat()}"
             await self.audit.record(now, user, "snooze", episode.version_name, result)
             await self._refresh(episode, now, fenced=False)
