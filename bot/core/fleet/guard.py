@@ -688,7 +688,7 @@ class CostGuard:
             await store.update_watch(version.arn, start_requested_at=now)
         notice = g.ScheduleNotice(
             version_name=version.name,
-            window=occurrence.window.describe(),
+            window=occurrence.window,
             window_start=occurrence.start,
             window_end=occurrence.end,
             units=units,
