@@ -394,10 +394,7 @@ class CostGuard:
             auto_stop_allowed=config.auto_stop_case(version.name) in d.AUTO_STOP_ALLOWED,
         )
         settings = d.IdleSettings(
-            alert_after=config.alert_after,
-            auto_stop_after=config.auto_stop_after,
-            has_channel=bool(config.channel),
-            stop_grace=STOP_GRACE,
+            config.alert_after, config.auto_stop_after, bool(config.channel), STOP_GRACE
         )
         for action in d.idle_actions(facts, settings, now):
             if action is d.Idle.RESUMED and episode is not None:
@@ -450,20 +447,15 @@ class CostGuard:
             alert_after=config.alert_after,
             max_gap=config.max_gap,
         )
-        idle_seconds = (now - episode.idle_since).total_seconds()
-        hourly = self.prices.hourly(watch.units)
         notice = g.IdleFollowUp(
-            version_name=episode.version_name,
-            units=watch.units,
-            hourly=hourly,
-            idle_seconds=idle_seconds,
-            idle_cost=hourly * idle_seconds / 3600,
+            **self._version(episode.version_name, watch.units),
+            idle_seconds=(now - episode.idle_since).total_seconds(),
+            idle_cost=self.prices.running_cost(watch.units, episode.idle_since, now),
             reminder=episode.alerts,
             next_at=now + gap,
             snooze_ended_by=snooze_ended_by,
             auto_stop_at=config.auto_stop_at(episode.idle_since, episode.version_name),
             sight=self._sight(episode.version_arn, episode.version_name),
-            zone=config.zone,
         )
         if episode.ts and await self._post(notice, thread_ts=episode.ts) is None:
             return  # try again next tick
@@ -489,8 +481,8 @@ class CostGuard:
         """End an episode (traffic, a stop) and show its outcome on the alert."""
         if not await self.store.close_episode(episode.id, idle_end, outcome, by):
             return
-        alert = await self._alert(episode, idle_end, episode.units, outcome)
-        await self._update(episode, replace(alert, actor=by, acted_at=now), fenced=fenced)
+        alert = await self._alert(episode, idle_end, episode.units, outcome, actor=by, acted_at=now)
+        await self._update(episode, alert, fenced=fenced)
 
     async def _refresh(self, episode: Episode, now: datetime, *, fenced: bool = True) -> None:
         """Re-render an open episode's alert with the current figures and state."""
@@ -499,14 +491,19 @@ class CostGuard:
         snooze = await self.store.snooze(episode.version_arn)
         units = watch.units if watch else fresh.units
         if snooze is not None and now < snooze.until:
-            alert = await self._alert(fresh, now, units, g.SNOOZED)
-            alert = replace(alert, actor=snooze.by, acted_at=snooze.at, snoozed_until=snooze.until)
+            kept = {"actor": snooze.by, "acted_at": snooze.at, "snoozed_until": snooze.until}
+            alert = await self._alert(fresh, now, units, g.SNOOZED, **kept)
         elif fresh.note and watch and watch.stop_failed_at:
-            alert = await self._alert(fresh, now, units, g.STOP_FAILED)
-            alert = replace(alert, acted_at=watch.stop_failed_at, detail=fresh.note)
+            failed = {"acted_at": watch.stop_failed_at, "detail": fresh.note}
+            alert = await self._alert(fresh, now, units, g.STOP_FAILED, **failed)
         else:
             alert = await self._alert(fresh, now, units)
         await self._update(fresh, alert, fenced=fenced)
+
+    def _version(self, name: str, units: int) -> dict[str, Any]:
+        """The facts every notice about one version carries (`g.VersionNotice`), priced."""
+        hourly = self.prices.hourly(units)
+        return {"version_name": name, "units": units, "hourly": hourly, "zone": self.config.zone}
 
     def _sight(self, version_arn: str, version_name: str) -> g.Sight:
         """What the guard can see of the version's traffic, and so what auto-stop will do."""
@@ -516,30 +513,24 @@ class CostGuard:
         )
 
     async def _alert(
-        self, episode: Episode, now: datetime, units: int, state: str = g.OPEN
+        self, episode: Episode, now: datetime, units: int, state: str = g.OPEN, **acted: Any
     ) -> g.IdleAlert:
-        """The episode's alert as of `now`, with its figures (who acted and when: `replace`)."""
-        config, prices = self.config, self.prices
-        hourly = prices.hourly(units)
-        idle_seconds = max(0.0, (now - episode.idle_since).total_seconds())
+        """The episode's alert as of `now`, with its figures; `acted`: who acted, when, why."""
+        config, prices, name = self.config, self.prices, episode.version_name
         run = await self.runs.current(episode.version_arn)
         return g.IdleAlert(
+            **self._version(name, units),
             episode_id=episode.id,
-            version_name=episode.version_name,
-            units=units,
-            hourly=hourly,
             idle_since=episode.idle_since,
-            idle_seconds=idle_seconds,
-            idle_cost=hourly * idle_seconds / 3600,
+            idle_seconds=max(0.0, (now - episode.idle_since).total_seconds()),
+            idle_cost=prices.running_cost(units, episode.idle_since, now),
             running_since=run.started_at if run else None,
             run_cost=prices.running_cost(run.units, run.started_at, now) if run else 0.0,
             threshold_minutes=config.alert_after.total_seconds() / 60,
-            auto_stop_at=config.auto_stop_at(episode.idle_since, episode.version_name)
-            if state == g.OPEN
-            else None,
-            sight=self._sight(episode.version_arn, episode.version_name),
+            auto_stop_at=config.auto_stop_at(episode.idle_since, name) if state == g.OPEN else None,
+            sight=self._sight(episode.version_arn, name),
             state=state,
-            zone=config.zone,
+            **acted,
         )
 
     # --- stops ---------------------------------------------------------------------------
@@ -590,35 +581,28 @@ class CostGuard:
 
     async def stopped(self, op: Operation, run: Run | None, now: datetime) -> None:
         """The lifecycle confirmed the stop (STOPPED): report what ran, what it cost and saves."""
-        report = op.data["report"]
+        report, prices, schedule = op.data["report"], self.prices, self.config.schedule
         requested_at = datetime.fromisoformat(report["requested_at"])
-        units = int(report.get("units") or 1)
-        idle_seconds = float(report.get("idle_seconds") or 0.0)
-        hourly = self.prices.hourly(units)
-        schedule = self.config.schedule
-        next_window = schedule.next_start(now) if schedule else None
+        units, idle_seconds = int(report.get("units") or 1), float(report.get("idle_seconds") or 0)
+        upcoming = schedule.next_start(now) if schedule else None
         end = run.stopped_at if run and run.stopped_at else now
-        saved = hourly * (next_window.start - now).total_seconds() / 3600 if next_window else None
         notice = g.ModelStopped(
-            version_name=op.version_name,
+            **self._version(op.version_name, units),
             reason=report["reason"],
             by=op.user,
-            units=units,
-            hourly=hourly,
             idle_seconds=idle_seconds,
-            idle_cost=hourly * idle_seconds / 3600,
+            idle_cost=prices.hourly(units) * idle_seconds / 3600,
             run_seconds=run.seconds(end) if run else 0.0,
-            run_cost=self.prices.running_cost(run.units, run.started_at, end) if run else 0.0,
-            next_window=next_window.start if next_window else None,
-            saved_until_next_window=saved,
-            zone=self.config.zone,
+            run_cost=prices.running_cost(run.units, run.started_at, end) if run else 0.0,
+            next_window=upcoming.start if upcoming else None,
+            saved_until_next_window=prices.running_cost(units, now, upcoming.start)
+            if upcoming
+            else None,
         )
         episode = await self._reported(report)
         await self._post(notice, thread_ts=episode.ts if episode else None)
         if episode is not None:
-            await self._close(
-                episode, report["reason"], op.user, requested_at, idle_end=requested_at
-            )
+            await self._close(episode, notice.reason, op.user, requested_at, idle_end=requested_at)
         log.warning("cost_guard.stopped", extra={"version": op.version_name})
 
     async def not_stopped(self, op: Operation, reason: str) -> None:
@@ -687,15 +671,12 @@ class CostGuard:
             await store.save_watch(version.arn, version.name, STARTING, now, units=units)
             await store.update_watch(version.arn, start_requested_at=now)
         notice = g.ScheduleNotice(
-            version_name=version.name,
+            **self._version(version.name, units),
             window=occurrence.window,
             window_start=occurrence.start,
             window_end=occurrence.end,
-            units=units,
-            hourly=self.prices.hourly(units),
             ok=not error,
             error=error or "",
-            zone=config.zone,
         )
         await self._post(notice)
 
@@ -742,19 +723,15 @@ class CostGuard:
             return
         try:
             summary = await self.spend_summary(day, now)
-            if not summary.rows and not summary.running_now:
-                # Nothing ran and nothing runs: no message (a first start, a quiet weekend).
-                await store.record_summary(day, now, None, None)
-                return
-            posted = await self._post(summary)
+            # Nothing ran and nothing runs: no message (a first start, a quiet weekend).
+            quiet = not summary.rows and not summary.running_now
+            posted = None if quiet else await self._post(summary)
         except Exception:
             log.exception("cost_guard.summary_failed")
             return
-        if posted is None and config.channel:
+        if posted is None and config.channel and not quiet:
             return  # try again next tick
-        await store.record_summary(
-            day, now, posted.channel if posted else None, posted.ts if posted else None
-        )
+        await store.record_summary(day, now, *((posted.channel, posted.ts) if posted else ()))
 
     async def spend_summary(self, day: date, now: datetime | None = None) -> g.SpendSummary:
         """What each version cost on one local day (up to `now` if the day isn't over)."""
