@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from bot.core.fleet import decisions as d
 from bot.core.fleet import guard_notices as g
 from bot.core.fleet.arns import project_name, version_name
+from bot.core.fleet.decisions import GuardConfig
 from bot.core.fleet.lifecycle import aws_error
 from bot.core.fleet.state import Episode, Operation, Run, Snooze, Store, Watch
 from bot.core.leadership import FencedOutbox, Leadership
@@ -39,63 +40,6 @@ if TYPE_CHECKING:
     from bot.core.routing import ModelRouter
 
 
-@dataclass(frozen=True)
-class GuardConfig:
-    channel: str | None  # the ops channel; None: decide and log, post nothing
-    interval: timedelta = timedelta(minutes=5)
-    alert_after: timedelta = timedelta(minutes=30)
-    auto_stop_after: timedelta | None = None
-    max_gap: timedelta = timedelta(hours=4)  # back-off cap between reminders
-    schedule: Schedule | None = None
-    zone: str = "UTC"
-    summary_time: time | None = time(9, 0)
-    start_lead: timedelta = timedelta(minutes=15)
-    schedule_units: int = 1
-    sole_client: bool = False  # the bot is the project's only client: it sees all traffic
-    owned_versions: frozenset[str] = frozenset()  # versions only the bot calls
-
-    def auto_stop_case(self, version_name: str) -> d.AutoStop:
-        """Whether auto-stop may act on the version, and why (see `decisions.auto_stop_case`)."""
-        return d.auto_stop_case(
-            version_name,
-            configured=self.auto_stop_after is not None,
-            sole_client=self.sole_client,
-            owned=self.owned_versions,
-        )
-
-    @property
-    def schedule_grace(self) -> timedelta:
-        """How late a window's stop may still be done (after that: missed, left to alerts)."""
-        return max(timedelta(hours=1), 2 * self.interval)
-
-    def auto_stop_at(self, idle_since: datetime, version_name: str) -> datetime | None:
-        """When auto-stop acts on a version idle since `idle_since` (None: it won't: off, or
-        the bot can't see all of the version's traffic)."""
-        if self.auto_stop_after is None:
-            return None
-        allowed = self.auto_stop_case(version_name) in d.AUTO_STOP_ALLOWED
-        return idle_since + self.auto_stop_after if allowed else None
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> GuardConfig:
-        zone = settings.cxr_timezone
-        auto = settings.cxr_auto_stop_minutes
-        return cls(
-            channel=settings.cxr_ops_channel,
-            interval=timedelta(minutes=settings.cxr_watch_interval_minutes),
-            alert_after=timedelta(minutes=settings.cxr_idle_alert_minutes),
-            auto_stop_after=timedelta(minutes=auto) if auto else None,
-            max_gap=timedelta(minutes=settings.cxr_idle_alert_max_gap_minutes),
-            schedule=Schedule.parse(settings.cxr_schedule, zone) if settings.cxr_schedule else None,
-            zone=zone,
-            summary_time=settings.cxr_spend_summary_time,
-            start_lead=timedelta(minutes=settings.cxr_schedule_start_lead_minutes),
-            schedule_units=settings.cxr_schedule_inference_units,
-            sole_client=settings.cxr_sole_client,
-            owned_versions=frozenset(settings.cxr_owned_versions),
-        )
-
-
 log = logging.getLogger(__package__)  # the fleet logs as "bot.core.fleet"
 
 # Who the guard acts as in the audit log (an admin's button acts as the admin's user ID).
@@ -103,7 +47,6 @@ ACTOR = "cost-guard"
 SCHEDULE_ACTOR = "schedule"
 WATCHER = "watcher"  # sightings in the audit log
 REKOGNITION = "rekognition"  # the model kind the bot records for Rekognition's answers
-STOP_GRACE = timedelta(minutes=30)  # a requested stop may take this long to be visible
 METRICS_OVERLAP = timedelta(minutes=10)  # CloudWatch datapoints can arrive a few minutes late
 METRICS_LOOKBACK = timedelta(hours=24)  # how far back to look for a run begun elsewhere
 
@@ -285,7 +228,7 @@ class CostGuard:
     async def _seen_running(self, version: ModelVersion, now: datetime) -> None:
         store, runs = self.store, self.runs
         watch = await store.watch(version.arn)
-        if watch and watch.stop_requested_at and now - watch.stop_requested_at < STOP_GRACE:
+        if watch and watch.stop_requested_at and now - watch.stop_requested_at < d.STOP_GRACE:
             return  # we asked for a stop; DescribeProjectVersions hasn't caught up yet
         run = await runs.current(version.arn)
         # While an operation is open the poller ticks every few seconds; CloudWatch is read at
@@ -393,10 +336,7 @@ class CostGuard:
             stop_requested_at=watch.stop_requested_at,
             auto_stop_allowed=config.auto_stop_case(version.name) in d.AUTO_STOP_ALLOWED,
         )
-        settings = d.IdleSettings(
-            config.alert_after, config.auto_stop_after, bool(config.channel), STOP_GRACE
-        )
-        for action in d.idle_actions(facts, settings, now):
+        for action in d.idle_actions(facts, config, now):
             if action is d.Idle.RESUMED and episode is not None:
                 await self._close(episode, g.RESUMED, None, now, idle_end=watch.idle_since)
                 episode = None
