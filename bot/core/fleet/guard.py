@@ -505,10 +505,8 @@ class CostGuard:
                 await store.update_episode(episode.id, note=error)
                 await self._refresh(episode, now, fenced=fenced)
             if failed_at is None and actor in (ACTOR, SCHEDULE_ACTOR):  # said once per episode
-                hourly = self.prices.hourly(watch.units if watch else 1)
-                failed = g.StopFailed(
-                    version_name=version.name, reason=reason, error=error, hourly=hourly
-                )
+                about = self._version(version.name, watch.units if watch else 1)
+                failed = g.StopFailed(**about, reason=reason, error=error)
                 await self._post(failed, thread_ts=episode.ts if episode else None)
             return error
         await store.update_watch(
@@ -549,12 +547,8 @@ class CostGuard:
         """The stop didn't take effect (or is slow): say so where the stop would be reported."""
         report = op.data["report"]
         episode = await self._reported(report)
-        failed = g.StopFailed(
-            version_name=op.version_name,
-            reason=report["reason"],
-            error=reason,
-            hourly=self.prices.hourly(int(report.get("units") or 1)),
-        )
+        about = self._version(op.version_name, int(report.get("units") or 1))
+        failed = g.StopFailed(**about, reason=report["reason"], error=reason)
         await self._post(failed, thread_ts=episode.ts if episode else None)
 
     async def _reported(self, report: dict[str, Any]) -> Episode | None:

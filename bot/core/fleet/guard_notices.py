@@ -98,13 +98,11 @@ class ModelStopped(VersionNotice):
 
 
 @dataclass
-class StopFailed(Notice):
+class StopFailed(VersionNotice):
     """The guard tried to stop a model and AWS said no (reported once per episode)."""
 
-    version_name: str = ""
     reason: str = AUTO_STOPPED
     error: str = ""
-    hourly: float = 0.0
 
 
 @dataclass
