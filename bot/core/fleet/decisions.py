@@ -1,8 +1,8 @@
 """The fleet's decisions, as pure functions of (snapshot, stored state, settings, now).
 
-Each returns what to do; the poller's collaborators do it (post, stop, record). Nothing here
-reads a clock, a database or AWS, so each rule is tested as a table of cases
-(`tests/test_fleet_decisions.py`).
+Each returns what to do; the poller's collaborators do it (post, stop, record). The settings
+are `GuardConfig`'s. Nothing here reads a clock, a database or AWS, so each rule is tested as a
+table of cases (`tests/test_fleet_decisions.py`).
 """
 
 from __future__ import annotations

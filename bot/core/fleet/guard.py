@@ -388,7 +388,7 @@ class CostGuard:
             max_gap=config.max_gap,
         )
         notice = g.IdleFollowUp(
-            **self._version(episode.version_name, watch.units),
+            **self._about(episode.version_name, watch.units),
             idle_seconds=(now - episode.idle_since).total_seconds(),
             idle_cost=self.prices.running_cost(watch.units, episode.idle_since, now),
             reminder=episode.alerts,
@@ -440,7 +440,7 @@ class CostGuard:
             alert = await self._alert(fresh, now, units)
         await self._update(fresh, alert, fenced=fenced)
 
-    def _version(self, name: str, units: int) -> dict[str, Any]:
+    def _about(self, name: str, units: int) -> dict[str, Any]:
         """The facts every notice about one version carries (`g.VersionNotice`), priced."""
         hourly = self.prices.hourly(units)
         return {"version_name": name, "units": units, "hourly": hourly, "zone": self.config.zone}
@@ -459,7 +459,7 @@ class CostGuard:
         config, prices, name = self.config, self.prices, episode.version_name
         run = await self.runs.current(episode.version_arn)
         return g.IdleAlert(
-            **self._version(name, units),
+            **self._about(name, units),
             episode_id=episode.id,
             idle_since=episode.idle_since,
             idle_seconds=max(0.0, (now - episode.idle_since).total_seconds()),
@@ -505,7 +505,7 @@ class CostGuard:
                 await store.update_episode(episode.id, note=error)
                 await self._refresh(episode, now, fenced=fenced)
             if failed_at is None and actor in (ACTOR, SCHEDULE_ACTOR):  # said once per episode
-                about = self._version(version.name, watch.units if watch else 1)
+                about = self._about(version.name, watch.units if watch else 1)
                 failed = g.StopFailed(**about, reason=reason, error=error)
                 await self._post(failed, thread_ts=episode.ts if episode else None)
             return error
@@ -525,7 +525,7 @@ class CostGuard:
         upcoming = schedule.next_start(now) if schedule else None
         end = run.stopped_at if run and run.stopped_at else now
         notice = g.ModelStopped(
-            **self._version(op.version_name, units),
+            **self._about(op.version_name, units),
             reason=report["reason"],
             by=op.user,
             idle_seconds=idle_seconds,
@@ -547,7 +547,7 @@ class CostGuard:
         """The stop didn't take effect (or is slow): say so where the stop would be reported."""
         report = op.data["report"]
         episode = await self._reported(report)
-        about = self._version(op.version_name, int(report.get("units") or 1))
+        about = self._about(op.version_name, int(report.get("units") or 1))
         failed = g.StopFailed(**about, reason=report["reason"], error=reason)
         await self._post(failed, thread_ts=episode.ts if episode else None)
 
@@ -605,7 +605,7 @@ class CostGuard:
             await store.save_watch(version.arn, version.name, STARTING, now, units=units)
             await store.update_watch(version.arn, start_requested_at=now)
         notice = g.ScheduleNotice(
-            **self._version(version.name, units),
+            **self._about(version.name, units),
             window=occurrence.window,
             window_start=occurrence.start,
             window_end=occurrence.end,
