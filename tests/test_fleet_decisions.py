@@ -16,13 +16,12 @@ from bot.core.fleet.arns import (
 )
 from bot.core.fleet.decisions import (
     AutoStop,
+    GuardConfig,
     Idle,
     IdleFacts,
-    IdleSettings,
     OperationFacts,
     ScheduledStop,
     Step,
-    auto_stop_case,
     billed,
     idle_actions,
     next_reminder_gap,
@@ -40,51 +39,52 @@ def m(n: float) -> timedelta:
     return timedelta(minutes=n)
 
 
-AUTO_60 = IdleSettings(alert_after=m(30), auto_stop_after=m(60))
+CONFIG = GuardConfig(channel="C0OPS", alert_after=m(30))
+AUTO_60 = GuardConfig(channel="C0OPS", alert_after=m(30), auto_stop_after=m(60))
 
 
 @pytest.mark.parametrize(
-    ("facts", "settings", "now", "expected"),
+    ("facts", "config", "now", "expected"),
     [
         # idle below the threshold: nothing
-        (IdleFacts(idle_since=T0), IdleSettings(), T0 + m(29), []),
+        (IdleFacts(idle_since=T0), CONFIG, T0 + m(29), []),
         # the threshold: a new episode and its alert
-        (IdleFacts(idle_since=T0), IdleSettings(), T0 + m(30), [Idle.OPEN_ALERT]),
+        (IdleFacts(idle_since=T0), CONFIG, T0 + m(30), [Idle.OPEN_ALERT]),
         # an open episode, reminder not due yet / due
         (
             IdleFacts(idle_since=T0, episode_idle_since=T0, next_alert_at=T0 + m(60)),
-            IdleSettings(),
+            CONFIG,
             T0 + m(59),
             [],
         ),
         (
             IdleFacts(idle_since=T0, episode_idle_since=T0, next_alert_at=T0 + m(60)),
-            IdleSettings(),
+            CONFIG,
             T0 + m(60),
             [Idle.REMIND],
         ),
         # the alert's first post failed: post it (not a reminder); without a channel, don't
         (
             IdleFacts(idle_since=T0, episode_idle_since=T0, episode_posted=False),
-            IdleSettings(),
+            CONFIG,
             T0 + m(35),
             [Idle.POST_ALERT],
         ),
         (
             IdleFacts(idle_since=T0, episode_idle_since=T0, episode_posted=False),
-            IdleSettings(has_channel=False),
+            GuardConfig(channel=None),
             T0 + m(35),
             [],
         ),
         # a request ended the episode: close it, and the new stretch is below the threshold
         (
             IdleFacts(idle_since=T0 + m(50), episode_idle_since=T0),
-            IdleSettings(),
+            CONFIG,
             T0 + m(55),
             [Idle.RESUMED],
         ),
         # inside a scheduled window: no alert
-        (IdleFacts(idle_since=T0, planned=True), IdleSettings(), T0 + m(90), []),
+        (IdleFacts(idle_since=T0, planned=True), CONFIG, T0 + m(90), []),
         # snoozed: nothing; snooze just over: record it and remind in the same thread
         (
             IdleFacts(idle_since=T0, episode_idle_since=T0, snooze_until=T0 + m(90)),
@@ -100,7 +100,7 @@ AUTO_60 = IdleSettings(alert_after=m(30), auto_stop_after=m(60))
                 snooze_expired=False,
                 auto_stop_allowed=False,
             ),
-            IdleSettings(),
+            CONFIG,
             T0 + m(90),
             [Idle.EXPIRE_SNOOZE, Idle.REMIND_AFTER_SNOOZE],
         ),
@@ -127,8 +127,8 @@ AUTO_60 = IdleSettings(alert_after=m(30), auto_stop_after=m(60))
         ),
     ],
 )
-def test_idle_actions(facts, settings, now, expected):
-    assert idle_actions(facts, settings, now) == expected
+def test_idle_actions(facts, config, now, expected):
+    assert idle_actions(facts, config, now) == expected
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,9 @@ def test_reminders_back_off_up_to_the_cap(gap, after_snooze, expected):
     ],
 )
 def test_auto_stop_case(configured, sole, owned, expected):
-    assert auto_stop_case("v1", configured=configured, sole_client=sole, owned=owned) == expected
+    auto = m(60) if configured else None
+    config = GuardConfig(None, auto_stop_after=auto, sole_client=sole, owned_versions=owned)
+    assert config.auto_stop_case("v1") == expected
 
 
 @pytest.mark.parametrize(

@@ -62,13 +62,9 @@ async def test_a_previous_release_database_upgrades_with_its_uploads_operations_
         run = await RunStore(db).current(ARN)
         assert run is not None and run.started_at == datetime(2026, 1, 2, 9, 0, tzinfo=UTC)
         store = CostGuardStore(db)
-        assert await store.first_started() == datetime(
+        assert await store.note_started(datetime(2026, 1, 5, tzinfo=UTC)) == datetime(
             2026, 1, 2, 9, 0, tzinfo=UTC
-        )  # its earliest row
-        assert (
-            await store.note_started(datetime(2026, 1, 5, tzinfo=UTC))
-            == await store.first_started()
-        )
+        )  # its earliest row, kept
     finally:
         await asyncio.to_thread(db.close)
 
@@ -77,7 +73,6 @@ async def test_a_new_database_learns_when_the_bot_first_watched(tmp_path):
     db = await asyncio.to_thread(Database, tmp_path / "cxr.db")
     try:
         store = CostGuardStore(db)
-        assert await store.first_started() is None
         first = datetime(2026, 1, 5, 9, tzinfo=UTC)
         assert await store.note_started(first) == first
         assert await store.note_started(datetime(2026, 1, 6, tzinfo=UTC)) == first  # kept

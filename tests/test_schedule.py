@@ -9,6 +9,7 @@ import pytest
 
 from bot.core.schedule import Schedule, ScheduleError, wall_time
 from bot.settings import SettingsError, load_settings
+from bot.slack.fleet import window_phrase
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -35,7 +36,7 @@ def test_several_windows_lists_and_whole_days():
     assert schedule.is_on(utc(2026, 1, 10, 23, 59))  # all of Saturday
     assert not schedule.is_on(utc(2026, 1, 11, 0, 0))
     assert schedule.is_on(utc(2026, 1, 6, 20, 30))  # daily
-    windows = [w.describe() for w in schedule.windows]
+    windows = [window_phrase(w) for w in schedule.windows]
     assert windows == ["Mon,Wed 07:30-12:00", "Sat 00:00-24:00", "Daily 20:00-21:00"]
 
 

@@ -24,7 +24,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-DAY_LABELS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 EVERY_DAY = ("daily", "every day", "everyday", "*")
 
 _WINDOW = re.compile(
@@ -46,10 +45,6 @@ class Window:
     @property
     def crosses_midnight(self) -> bool:
         return self.end is not None and self.end <= self.start
-
-    def describe(self) -> str:
-        end = "24:00" if self.end is None else f"{self.end:%H:%M}"
-        return f"{_describe_days(self.days)} {self.start:%H:%M}-{end}"
 
 
 @dataclass(frozen=True)
@@ -190,22 +185,3 @@ def _parse_time(text: str, whole: str, *, allow_24: bool) -> time | None:
     if not (0 <= hours <= 23 and 0 <= minutes <= 59):
         raise ScheduleError(f"{whole!r}: {text} is not a time of day (00:00 to 24:00)")
     return time(hours, minutes)
-
-
-def _describe_days(days: frozenset[int]) -> str:
-    if len(days) == 7:
-        return "Daily"
-    ordered = sorted(days)
-    runs: list[list[int]] = []
-    for day in ordered:
-        if runs and day == runs[-1][-1] + 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    parts = []
-    for run in runs:
-        if len(run) >= 3:
-            parts.append(f"{DAY_LABELS[run[0]]}-{DAY_LABELS[run[-1]]}")
-        else:
-            parts.extend(DAY_LABELS[d] for d in run)
-    return ",".join(parts)

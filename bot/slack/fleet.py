@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial, singledispatch
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -28,11 +30,11 @@ from slack_sdk.models.blocks import (
 from bot.core.fleet import guard_notices as g
 from bot.core.fleet import notices as n
 from bot.core.fleet.guard import MeterLine, PressResult
-from bot.core.fleet.guard_notices import local_time, plural
 from bot.core.fleet.state import AuditEntry, Operation
 from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.model_versions import LabelMetrics
 from bot.core.pricing import duration, usd
+from bot.core.schedule import Window
 from bot.slack.blocks import Rendered, render
 from bot.slack.escaping import escape
 from bot.slack.escaping import plain as one_line
@@ -374,6 +376,40 @@ def _(r: PressResult, who: Who) -> list[str]:
 
 
 # --- the cost guard's words ------------------------------------------------------------------
+DAY_LABELS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def local_time(moment: datetime | None, zone: str, *, day: bool = False) -> str:
+    """ "14:30 CET", or "Mon 5 Jan 14:30 CET" with `day`."""
+    if moment is None:
+        return "?"
+    local = moment.astimezone(ZoneInfo(zone))
+    name = local.tzname() or zone
+    return f"{local:%a} {local.day} {local:%b %H:%M} {name}" if day else f"{local:%H:%M} {name}"
+
+
+def plural(count: int, noun: str) -> str:
+    """ "1 unit", "2 units": a count and its noun."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def window_phrase(window: Window | None) -> str:
+    """ "Mon-Fri 08:00-18:00", "Mon,Wed 07:30-12:00", "Daily 20:00-24:00": a schedule's window
+    as it is written (three or more days in a row as a range)."""
+    if window is None:
+        return "?"
+    runs: list[list[int]] = []
+    for day in sorted(window.days):
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    labels = [[DAY_LABELS[d] for d in run] for run in runs]
+    days = ",".join(f"{r[0]}-{r[-1]}" if len(r) >= 3 else ",".join(r) for r in labels)
+    end = "24:00" if window.end is None else f"{window.end:%H:%M}"
+    return f"{'Daily' if len(window.days) == 7 else days} {window.start:%H:%M}-{end}"
+
+
 def sight_words(sight: g.Sight, auto_stop_at: Any, zone: str) -> list[str]:
     """What the guard can see of the traffic, and so whether (and when) it stops the model."""
     lines = []
@@ -506,7 +542,7 @@ def _(s: g.ScheduleNotice, who: Who) -> list[str]:
         error = s.error or "unknown error"
         return [f"Scheduled start of {s.version_name} for the {span} window failed: {error}."]
     return [
-        f"Starting {s.version_name} for its scheduled window ({span}, {s.window}): "
+        f"Starting {s.version_name} for its scheduled window ({span}, {window_phrase(s.window)}): "
         f"{plural(s.units, 'unit')} at {usd(s.hourly)}/h. It takes a few minutes to be ready; "
         "I'll stop it when the window ends."
     ]

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import fields
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from bot.core.fleet.state import AuditEntry, Episode, Operation, Run, Snooze, Watch
@@ -26,7 +26,6 @@ OPERATION = "SELECT * FROM lifecycle_operations WHERE id = ?"
 OPEN_OPERATION = "SELECT * FROM lifecycle_operations WHERE finished_at IS NULL"
 OPEN_RUN = "SELECT * FROM model_runs WHERE version_arn = ? AND stopped_at IS NULL"
 EPISODE = "SELECT * FROM cost_episodes WHERE id = ?"
-FIRST_STARTED = "SELECT value FROM fleet_facts WHERE key = 'first_started'"
 
 
 def _bind(params: tuple) -> tuple:
@@ -65,7 +64,7 @@ def _one(c: sqlite3.Connection, noun: type[T], sql: str, *params: Any) -> T | No
 
 class _Table:
     """Statements on the database thread: `_write` (the row count), `_get`, `_all`, `_exists`,
-    `_atomic` (a transaction)."""
+    `_atomic` (a transaction), `_update` (some columns of one row)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -85,6 +84,15 @@ class _Table:
 
     async def _atomic(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._db.run(lambda c: in_transaction(c, lambda: work(c)))
+
+    async def _update(
+        self, table: str, noun: type, key: str, value: Any, changes: dict[str, Any]
+    ) -> None:
+        """Set some columns of the row whose `key` is `value` (named as `noun`'s fields)."""
+        unknown = set(changes) - {f.name for f in fields(noun)}
+        assert changes and not unknown, f"not columns of {table}: {unknown}"
+        sets = ", ".join(f"{name} = ?" for name in changes)
+        await self._write(f"UPDATE {table} SET {sets} WHERE {key} = ?", *changes.values(), value)
 
 
 class OperationStore(_Table):
@@ -264,23 +272,8 @@ class CostGuardStore(_Table):
             *(metrics_until, seen_at),
         )
 
-    async def mark_stop_requested(
-        self, version_arn: str, at: datetime | None, by: str | None
-    ) -> None:
-        sql = (
-            "UPDATE cost_watch SET stop_requested_at = ?, stop_requested_by = ?"
-            " WHERE version_arn = ?"
-        )
-        await self._write(sql, at, by, version_arn)
-
-    async def mark_start_requested(self, version_arn: str, at: datetime | None) -> None:
-        sql = "UPDATE cost_watch SET start_requested_at = ? WHERE version_arn = ?"
-        await self._write(sql, at, version_arn)
-
-    async def mark_stop_failed(self, version_arn: str, at: datetime | None) -> None:
-        await self._write(
-            "UPDATE cost_watch SET stop_failed_at = ? WHERE version_arn = ?", at, version_arn
-        )
+    async def update_watch(self, version_arn: str, **changes: Any) -> None:
+        await self._update("cost_watch", Watch, "version_arn", version_arn, changes)
 
     async def open_episode(self, version_arn: str) -> Episode | None:
         sql = "SELECT * FROM cost_episodes WHERE version_arn = ? AND state = 'open'"
@@ -292,54 +285,25 @@ class CostGuardStore(_Table):
     async def episodes(self) -> list[Episode]:
         return await self._all(Episode, "SELECT * FROM cost_episodes ORDER BY id")
 
-    async def create_episode(
-        self,
-        version_arn: str,
-        version_name: str,
-        idle_since: datetime,
-        units: int,
-        now: datetime,
-        *,
-        channel: str | None,
-        ts: str | None,
-        next_alert_at: datetime,
-        gap_minutes: float,
-        state: str = "open",
-        outcome: str | None = None,
-        outcome_by: str | None = None,
-    ) -> Episode:
+    async def create_episode(self, watch: Watch, now: datetime, gap: timedelta) -> Episode:
+        """Open an episode for a watched version idle since `watch.idle_since`; its first
+        reminder is due `gap` from now."""
         sql = _insert(
             "cost_episodes",
-            "version_arn, version_name, idle_since, units, opened_at, channel, ts, last_alert_at,"
-            " next_alert_at, gap_minutes, state, outcome, outcome_by, outcome_at",
+            "version_arn, version_name, idle_since, units, opened_at, last_alert_at,"
+            " next_alert_at, gap_minutes",
         )
-        values = (version_arn, version_name, idle_since, units, now, channel, ts, now)
-        values += (next_alert_at, gap_minutes, state, outcome, outcome_by)
-        values += (now if state != "open" else None,)
+        values = (watch.version_arn, watch.version_name, watch.idle_since, watch.units, now, now)
+        values += (now + gap, gap.total_seconds() / 60)
 
         def work(c: sqlite3.Connection) -> Episode:
             cursor = c.execute(sql, _bind(values))
-            episode = _one(c, Episode, EPISODE, int(cursor.lastrowid or 0))
-            assert episode is not None
-            return episode
+            return _one(c, Episode, EPISODE, int(cursor.lastrowid or 0))  # type: ignore[return-value]
 
         return await self._atomic(work)
 
-    async def record_follow_up(
-        self, episode_id: int, now: datetime, next_alert_at: datetime, gap_minutes: float
-    ) -> None:
-        sql = (
-            "UPDATE cost_episodes SET alerts = alerts + 1, last_alert_at = ?, next_alert_at = ?,"
-            " gap_minutes = ? WHERE id = ?"
-        )
-        await self._write(sql, now, next_alert_at, gap_minutes, episode_id)
-
-    async def set_message(self, episode_id: int, channel: str, ts: str) -> None:
-        sql = "UPDATE cost_episodes SET channel = ?, ts = ? WHERE id = ?"
-        await self._write(sql, channel, ts, episode_id)
-
-    async def set_note(self, episode_id: int, note: str | None) -> None:
-        await self._write("UPDATE cost_episodes SET note = ? WHERE id = ?", note, episode_id)
+    async def update_episode(self, episode_id: int, **changes: Any) -> None:
+        await self._update("cost_episodes", Episode, "id", episode_id, changes)
 
     async def close_episode(
         self, episode_id: int, idle_end: datetime, outcome: str, by: str | None = None
@@ -356,20 +320,16 @@ class CostGuardStore(_Table):
         sql = "SELECT * FROM cost_snoozes WHERE version_arn = ?"
         return await self._get(Snooze, sql, version_arn)
 
-    async def set_snooze(
-        self, version_arn: str, until: datetime, by: str, at: datetime, episode_id: int | None
-    ) -> None:
+    async def set_snooze(self, version_arn: str, snooze: Snooze | None) -> None:
+        """Keep (or replace) the version's snooze; None forgets it."""
+        if snooze is None:
+            await self._write("DELETE FROM cost_snoozes WHERE version_arn = ?", version_arn)
+            return
         sql = _insert(
             "cost_snoozes", "version_arn, until, by, at, episode_id, expired", "INSERT OR REPLACE"
         )
-        await self._write(sql, version_arn, until, by, at, episode_id, 0)
-
-    async def mark_snooze_expired(self, version_arn: str) -> None:
-        sql = "UPDATE cost_snoozes SET expired = 1 WHERE version_arn = ?"
-        await self._write(sql, version_arn)
-
-    async def clear_snooze(self, version_arn: str) -> None:
-        await self._write("DELETE FROM cost_snoozes WHERE version_arn = ?", version_arn)
+        s = snooze
+        await self._write(sql, s.version_arn, s.until, s.by, s.at, s.episode_id, int(s.expired))
 
     async def schedule_done(self, key: str) -> bool:
         return await self._exists("SELECT 1 FROM cost_schedule_actions WHERE key = ?", key)
@@ -385,13 +345,10 @@ class CostGuardStore(_Table):
         def work(c: sqlite3.Connection) -> datetime:
             sql = _insert("fleet_facts", "key, value", "INSERT OR IGNORE")
             c.execute(sql, ("first_started", at.isoformat()))
-            return datetime.fromisoformat(c.execute(FIRST_STARTED).fetchone()["value"])
+            row = c.execute("SELECT value FROM fleet_facts WHERE key = 'first_started'").fetchone()
+            return datetime.fromisoformat(row["value"])
 
         return await self._atomic(work)
-
-    async def first_started(self) -> datetime | None:
-        row = await self._db.run(lambda c: c.execute(FIRST_STARTED).fetchone())
-        return datetime.fromisoformat(row["value"]) if row else None
 
     async def summary_sent(self, day: date) -> bool:
         return await self._exists("SELECT 1 FROM cost_summaries WHERE day = ?", day)

@@ -1,8 +1,8 @@
 """The fleet's decisions, as pure functions of (snapshot, stored state, settings, now).
 
-Each returns what to do; the poller's collaborators do it (post, stop, record). Nothing here
-reads a clock, a database or AWS, so each rule is tested as a table of cases
-(`tests/test_fleet_decisions.py`).
+Each returns what to do; the poller's collaborators do it (post, stop, record). The settings
+are `GuardConfig`'s. Nothing here reads a clock, a database or AWS, so each rule is tested as a
+table of cases (`tests/test_fleet_decisions.py`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import Enum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.core import model_versions as mv
@@ -47,17 +48,9 @@ class IdleFacts:
     auto_stop_allowed: bool = False  # the bot sees all of this version's traffic
 
 
-@dataclass(frozen=True)
-class IdleSettings:
-    alert_after: timedelta = timedelta(minutes=30)
-    auto_stop_after: timedelta | None = None
-    has_channel: bool = True
-    stop_grace: timedelta = timedelta(minutes=30)  # a requested stop may take this long
-
-
-def idle_actions(facts: IdleFacts, settings: IdleSettings, now: datetime) -> list[Idle]:
+def idle_actions(facts: IdleFacts, config: GuardConfig, now: datetime) -> list[Idle]:
     """What the idle rules do for one RUNNING version at `now`, in order."""
-    if facts.stop_requested_at and now - facts.stop_requested_at < settings.stop_grace:
+    if facts.stop_requested_at and now - facts.stop_requested_at < STOP_GRACE:
         return []  # a stop is on its way (still billed until STOPPED)
     actions: list[Idle] = []
     episode = facts.episode_idle_since is not None
@@ -75,14 +68,14 @@ def idle_actions(facts: IdleFacts, settings: IdleSettings, now: datetime) -> lis
             actions.append(Idle.REMIND_AFTER_SNOOZE)
             reminded = True
     idle = now - facts.idle_since
-    auto = settings.auto_stop_after
+    auto = config.auto_stop_after
     if auto is not None and idle >= auto and facts.auto_stop_allowed:
         return [*actions, Idle.AUTO_STOP]
-    if idle < settings.alert_after or reminded:
+    if idle < config.alert_after or reminded:
         return actions
     if not episode:
         actions.append(Idle.OPEN_ALERT)
-    elif not facts.episode_posted and settings.has_channel:
+    elif not facts.episode_posted and config.channel:
         actions.append(Idle.POST_ALERT)
     elif facts.next_alert_at is not None and now >= facts.next_alert_at:
         actions.append(Idle.REMIND)
@@ -107,20 +100,64 @@ class AutoStop(Enum):
 
 
 AUTO_STOP_ALLOWED = frozenset({AutoStop.SOLE_CLIENT, AutoStop.OWNED})
+STOP_GRACE = timedelta(minutes=30)  # a requested stop may take this long to be visible
 
 
-def auto_stop_case(
-    version_name: str, *, configured: bool, sole_client: bool, owned: frozenset[str]
-) -> AutoStop:
-    """Auto-stop acts only on versions whose whole traffic the bot can see: AWS documents no
-    per-version request metric, so CloudWatch's silence is no proof that nobody calls it."""
-    if not configured:
-        return AutoStop.OFF
-    if sole_client:
-        return AutoStop.SOLE_CLIENT
-    if version_name in owned:
-        return AutoStop.OWNED
-    return AutoStop.NOT_VISIBLE
+@dataclass(frozen=True)
+class GuardConfig:
+    """The cost guard's settings, as its rules read them (`from_settings`: the CXR_ ones)."""
+
+    channel: str | None  # the ops channel; None: decide and log, post nothing
+    interval: timedelta = timedelta(minutes=5)
+    alert_after: timedelta = timedelta(minutes=30)
+    auto_stop_after: timedelta | None = None
+    max_gap: timedelta = timedelta(hours=4)  # back-off cap between reminders
+    schedule: Schedule | None = None
+    zone: str = "UTC"
+    summary_time: time | None = time(9, 0)
+    start_lead: timedelta = timedelta(minutes=15)
+    schedule_units: int = 1
+    sole_client: bool = False  # the bot is the project's only client: it sees all traffic
+    owned_versions: frozenset[str] = frozenset()  # versions only the bot calls
+
+    def auto_stop_case(self, version_name: str) -> AutoStop:
+        """Auto-stop acts only on versions whose whole traffic the bot can see: AWS documents
+        no per-version request metric, so CloudWatch's silence is no proof nobody calls it."""
+        if self.auto_stop_after is None:
+            return AutoStop.OFF
+        if self.sole_client:
+            return AutoStop.SOLE_CLIENT
+        return AutoStop.OWNED if version_name in self.owned_versions else AutoStop.NOT_VISIBLE
+
+    @property
+    def schedule_grace(self) -> timedelta:
+        """How late a window's stop may still be done (after that: missed, left to alerts)."""
+        return max(timedelta(hours=1), 2 * self.interval)
+
+    def auto_stop_at(self, idle_since: datetime, version_name: str) -> datetime | None:
+        """When auto-stop acts on a version idle since `idle_since` (None: it won't: off, or
+        the bot can't see all of the version's traffic)."""
+        allowed = self.auto_stop_case(version_name) in AUTO_STOP_ALLOWED  # never when off
+        return idle_since + self.auto_stop_after if allowed and self.auto_stop_after else None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> GuardConfig:
+        zone = settings.cxr_timezone
+        auto = settings.cxr_auto_stop_minutes
+        return cls(
+            channel=settings.cxr_ops_channel,
+            interval=timedelta(minutes=settings.cxr_watch_interval_minutes),
+            alert_after=timedelta(minutes=settings.cxr_idle_alert_minutes),
+            auto_stop_after=timedelta(minutes=auto) if auto else None,
+            max_gap=timedelta(minutes=settings.cxr_idle_alert_max_gap_minutes),
+            schedule=Schedule.parse(settings.cxr_schedule, zone) if settings.cxr_schedule else None,
+            zone=zone,
+            summary_time=settings.cxr_spend_summary_time,
+            start_lead=timedelta(minutes=settings.cxr_schedule_start_lead_minutes),
+            schedule_units=settings.cxr_schedule_inference_units,
+            sole_client=settings.cxr_sole_client,
+            owned_versions=frozenset(settings.cxr_owned_versions),
+        )
 
 
 # --- operations in flight: start and stop ----------------------------------------------------

@@ -25,8 +25,9 @@ from zoneinfo import ZoneInfo
 from bot.core.fleet import decisions as d
 from bot.core.fleet import guard_notices as g
 from bot.core.fleet.arns import project_name, version_name
+from bot.core.fleet.decisions import GuardConfig
 from bot.core.fleet.lifecycle import aws_error
-from bot.core.fleet.state import Episode, Operation, Run, Store, Watch
+from bot.core.fleet.state import Episode, Operation, Run, Snooze, Store, Watch
 from bot.core.leadership import FencedOutbox, Leadership
 from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelCatalog, ModelVersion
 from bot.core.ports import Notice, Outbox, PostedMessage
@@ -39,63 +40,6 @@ if TYPE_CHECKING:
     from bot.core.routing import ModelRouter
 
 
-@dataclass(frozen=True)
-class GuardConfig:
-    channel: str | None  # the ops channel; None: decide and log, post nothing
-    interval: timedelta = timedelta(minutes=5)
-    alert_after: timedelta = timedelta(minutes=30)
-    auto_stop_after: timedelta | None = None
-    max_gap: timedelta = timedelta(hours=4)  # back-off cap between reminders
-    schedule: Schedule | None = None
-    zone: str = "UTC"
-    summary_time: time | None = time(9, 0)
-    start_lead: timedelta = timedelta(minutes=15)
-    schedule_units: int = 1
-    sole_client: bool = False  # the bot is the project's only client: it sees all traffic
-    owned_versions: frozenset[str] = frozenset()  # versions only the bot calls
-
-    def auto_stop_case(self, version_name: str) -> d.AutoStop:
-        """Whether auto-stop may act on the version, and why (see `decisions.auto_stop_case`)."""
-        return d.auto_stop_case(
-            version_name,
-            configured=self.auto_stop_after is not None,
-            sole_client=self.sole_client,
-            owned=self.owned_versions,
-        )
-
-    @property
-    def schedule_grace(self) -> timedelta:
-        """How late a window's stop may still be done (after that: missed, left to alerts)."""
-        return max(timedelta(hours=1), 2 * self.interval)
-
-    def auto_stop_at(self, idle_since: datetime, version_name: str) -> datetime | None:
-        """When auto-stop acts on a version idle since `idle_since` (None: it won't: off, or
-        the bot can't see all of the version's traffic)."""
-        if self.auto_stop_after is None:
-            return None
-        allowed = self.auto_stop_case(version_name) in d.AUTO_STOP_ALLOWED
-        return idle_since + self.auto_stop_after if allowed else None
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> GuardConfig:
-        zone = settings.cxr_timezone
-        auto = settings.cxr_auto_stop_minutes
-        return cls(
-            channel=settings.cxr_ops_channel,
-            interval=timedelta(minutes=settings.cxr_watch_interval_minutes),
-            alert_after=timedelta(minutes=settings.cxr_idle_alert_minutes),
-            auto_stop_after=timedelta(minutes=auto) if auto else None,
-            max_gap=timedelta(minutes=settings.cxr_idle_alert_max_gap_minutes),
-            schedule=Schedule.parse(settings.cxr_schedule, zone) if settings.cxr_schedule else None,
-            zone=zone,
-            summary_time=settings.cxr_spend_summary_time,
-            start_lead=timedelta(minutes=settings.cxr_schedule_start_lead_minutes),
-            schedule_units=settings.cxr_schedule_inference_units,
-            sole_client=settings.cxr_sole_client,
-            owned_versions=frozenset(settings.cxr_owned_versions),
-        )
-
-
 log = logging.getLogger(__package__)  # the fleet logs as "bot.core.fleet"
 
 # Who the guard acts as in the audit log (an admin's button acts as the admin's user ID).
@@ -103,7 +47,6 @@ ACTOR = "cost-guard"
 SCHEDULE_ACTOR = "schedule"
 WATCHER = "watcher"  # sightings in the audit log
 REKOGNITION = "rekognition"  # the model kind the bot records for Rekognition's answers
-STOP_GRACE = timedelta(minutes=30)  # a requested stop may take this long to be visible
 METRICS_OVERLAP = timedelta(minutes=10)  # CloudWatch datapoints can arrive a few minutes late
 METRICS_LOOKBACK = timedelta(hours=24)  # how far back to look for a run begun elsewhere
 
@@ -285,7 +228,7 @@ class CostGuard:
     async def _seen_running(self, version: ModelVersion, now: datetime) -> None:
         store, runs = self.store, self.runs
         watch = await store.watch(version.arn)
-        if watch and watch.stop_requested_at and now - watch.stop_requested_at < STOP_GRACE:
+        if watch and watch.stop_requested_at and now - watch.stop_requested_at < d.STOP_GRACE:
             return  # we asked for a stop; DescribeProjectVersions hasn't caught up yet
         run = await runs.current(version.arn)
         # While an operation is open the poller ticks every few seconds; CloudWatch is read at
@@ -297,22 +240,15 @@ class CostGuard:
         usage = Usage(requests=None) if fresh else await self._read_usage(version, since, now)
         project = project_name(version.arn)
         own = await self.own.usage(project, version.name, now - METRICS_LOOKBACK, now)
-        if not fresh:
-            if usage.ok:
-                self.usage_errors.pop(version.arn, None)
-            else:
-                self.usage_errors.setdefault(version.arn, usage.error or "no answer")
         units = max(1, round(usage.units)) if usage.units else max(1, version.min_units or 1)
         if run is None:
-            started = usage.running_since or now
-            source = "observed"
-            if watch and watch.stop_requested_at:  # the stop we asked for never happened
-                started = watch.stop_requested_at
-                await store.mark_stop_requested(version.arn, None, None)
-            elif watch and watch.start_requested_at:
-                source = "schedule"
-            run = await runs.open_run(version.arn, min(started, now), units, source)
-            await store.mark_start_requested(version.arn, None)
+            asked = watch.stop_requested_at if watch else None  # a stop that never happened
+            source = "schedule" if watch and watch.start_requested_at and not asked else "observed"
+            started = min(asked or usage.running_since or now, now)
+            run = await runs.open_run(version.arn, started, units, source)
+            await store.update_watch(
+                version.arn, start_requested_at=None, stop_requested_at=None, stop_requested_by=None
+            )
             await self.audit.record(
                 now, WATCHER, "observed:running", version.name, f"ok: {units} units ({source})"
             )
@@ -338,17 +274,22 @@ class CostGuard:
     async def _read_usage(
         self, version: ModelVersion, since: datetime | None, now: datetime
     ) -> Usage:
-        """CloudWatch from `since` (with overlap), or a day back for a new sighting."""
+        """CloudWatch from `since` (with overlap), or a day back for a new sighting; why it
+        couldn't be read is kept for the alerts."""
         start = now - METRICS_LOOKBACK
         if since is not None:
             start = max(start, since - METRICS_OVERLAP)
         try:
-            return await self.usage.usage(project_name(version.arn), version.name, start, now)
+            usage = await self.usage.usage(project_name(version.arn), version.name, start, now)
         except Exception as exc:  # a source must not stop the guard
-            error = aws_error(exc)
-            log.warning("cost_guard.usage_failed", extra={"error": error})
-            self.usage_errors[version.arn] = error
-            return Usage.unknown()
+            usage = Usage.unknown(aws_error(exc))
+            log.warning("cost_guard.usage_failed", extra={"error": usage.error})
+            self.usage_errors[version.arn] = usage.error
+        if usage.ok:
+            self.usage_errors.pop(version.arn, None)
+        else:
+            self.usage_errors.setdefault(version.arn, usage.error or "no answer")
+        return usage
 
     async def _seen_stopped(
         self, version: ModelVersion, now: datetime, *, fenced: bool = True
@@ -369,9 +310,10 @@ class CostGuard:
         units = watch.units if watch else 1
         await store.save_watch(version.arn, version.name, version.status, now, units=units)
         if watch and (watch.stop_requested_at or watch.stop_failed_at):
-            await store.mark_stop_requested(version.arn, None, None)
-            await store.mark_stop_failed(version.arn, None)
-        await store.clear_snooze(version.arn)
+            await store.update_watch(
+                version.arn, stop_requested_at=None, stop_requested_by=None, stop_failed_at=None
+            )
+        await store.set_snooze(version.arn, None)
 
     # --- idle versions and their alerts --------------------------------------------------
     async def judge(self, version: ModelVersion, now: datetime) -> None:
@@ -394,18 +336,12 @@ class CostGuard:
             stop_requested_at=watch.stop_requested_at,
             auto_stop_allowed=config.auto_stop_case(version.name) in d.AUTO_STOP_ALLOWED,
         )
-        settings = d.IdleSettings(
-            alert_after=config.alert_after,
-            auto_stop_after=config.auto_stop_after,
-            has_channel=bool(config.channel),
-            stop_grace=STOP_GRACE,
-        )
-        for action in d.idle_actions(facts, settings, now):
+        for action in d.idle_actions(facts, config, now):
             if action is d.Idle.RESUMED and episode is not None:
                 await self._close(episode, g.RESUMED, None, now, idle_end=watch.idle_since)
                 episode = None
-            elif action is d.Idle.EXPIRE_SNOOZE:
-                await store.mark_snooze_expired(version.arn)
+            elif action is d.Idle.EXPIRE_SNOOZE and snooze is not None:
+                await store.set_snooze(version.arn, replace(snooze, expired=True))
             elif action is d.Idle.REMIND_AFTER_SNOOZE and episode is not None and snooze:
                 await self._remind(episode, watch, now, snooze_ended_by=snooze.by)
             elif action is d.Idle.AUTO_STOP:
@@ -422,18 +358,7 @@ class CostGuard:
         assert watch.idle_since is not None
         if not await self.act_once(f"alert:{version.arn}:{watch.idle_since.isoformat()}"):
             return  # another leader alerted on this idle stretch, or we lead no more
-        gap = self.config.alert_after
-        episode = await self.store.create_episode(
-            version.arn,
-            version.name,
-            watch.idle_since,
-            watch.units,
-            now,
-            channel=None,
-            ts=None,
-            next_alert_at=now + gap,
-            gap_minutes=gap.total_seconds() / 60,
-        )
+        episode = await self.store.create_episode(watch, now, self.config.alert_after)
         minutes = round((now - watch.idle_since).total_seconds() / 60)
         log.warning("cost_guard.idle", extra={"version": version.name, "idle_minutes": minutes})
         await self._post_alert(episode, now)
@@ -448,7 +373,7 @@ class CostGuard:
             return
         posted = await self._post(await self._alert(episode, now, episode.units))
         if posted is not None:
-            await self.store.set_message(episode.id, posted.channel, posted.ts)
+            await self.store.update_episode(episode.id, channel=posted.channel, ts=posted.ts)
 
     async def _remind(
         self, episode: Episode, watch: Watch, now: datetime, *, snooze_ended_by: str | None = None
@@ -462,25 +387,25 @@ class CostGuard:
             alert_after=config.alert_after,
             max_gap=config.max_gap,
         )
-        idle_seconds = (now - episode.idle_since).total_seconds()
-        hourly = self.prices.hourly(watch.units)
         notice = g.IdleFollowUp(
-            version_name=episode.version_name,
-            units=watch.units,
-            hourly=hourly,
-            idle_seconds=idle_seconds,
-            idle_cost=hourly * idle_seconds / 3600,
+            **self._about(episode.version_name, watch.units),
+            idle_seconds=(now - episode.idle_since).total_seconds(),
+            idle_cost=self.prices.running_cost(watch.units, episode.idle_since, now),
             reminder=episode.alerts,
             next_at=now + gap,
             snooze_ended_by=snooze_ended_by,
             auto_stop_at=config.auto_stop_at(episode.idle_since, episode.version_name),
             sight=self._sight(episode.version_arn, episode.version_name),
-            zone=config.zone,
         )
         if episode.ts and await self._post(notice, thread_ts=episode.ts) is None:
             return  # try again next tick
-        minutes = gap.total_seconds() / 60
-        await self.store.record_follow_up(episode.id, now, now + gap, minutes)
+        await self.store.update_episode(
+            episode.id,
+            alerts=episode.alerts + 1,
+            last_alert_at=now,
+            next_alert_at=now + gap,
+            gap_minutes=gap.total_seconds() / 60,
+        )
         await self._refresh(episode, now)
 
     async def _close(
@@ -496,8 +421,8 @@ class CostGuard:
         """End an episode (traffic, a stop) and show its outcome on the alert."""
         if not await self.store.close_episode(episode.id, idle_end, outcome, by):
             return
-        alert = await self._alert(episode, idle_end, episode.units, outcome)
-        await self._update(episode, replace(alert, actor=by, acted_at=now), fenced=fenced)
+        alert = await self._alert(episode, idle_end, episode.units, outcome, actor=by, acted_at=now)
+        await self._update(episode, alert, fenced=fenced)
 
     async def _refresh(self, episode: Episode, now: datetime, *, fenced: bool = True) -> None:
         """Re-render an open episode's alert with the current figures and state."""
@@ -506,14 +431,19 @@ class CostGuard:
         snooze = await self.store.snooze(episode.version_arn)
         units = watch.units if watch else fresh.units
         if snooze is not None and now < snooze.until:
-            alert = await self._alert(fresh, now, units, g.SNOOZED)
-            alert = replace(alert, actor=snooze.by, acted_at=snooze.at, snoozed_until=snooze.until)
+            kept = {"actor": snooze.by, "acted_at": snooze.at, "snoozed_until": snooze.until}
+            alert = await self._alert(fresh, now, units, g.SNOOZED, **kept)
         elif fresh.note and watch and watch.stop_failed_at:
-            alert = await self._alert(fresh, now, units, g.STOP_FAILED)
-            alert = replace(alert, acted_at=watch.stop_failed_at, detail=fresh.note)
+            failed = {"acted_at": watch.stop_failed_at, "detail": fresh.note}
+            alert = await self._alert(fresh, now, units, g.STOP_FAILED, **failed)
         else:
             alert = await self._alert(fresh, now, units)
         await self._update(fresh, alert, fenced=fenced)
+
+    def _about(self, name: str, units: int) -> dict[str, Any]:
+        """The facts every notice about one version carries (`g.VersionNotice`), priced."""
+        hourly = self.prices.hourly(units)
+        return {"version_name": name, "units": units, "hourly": hourly, "zone": self.config.zone}
 
     def _sight(self, version_arn: str, version_name: str) -> g.Sight:
         """What the guard can see of the version's traffic, and so what auto-stop will do."""
@@ -523,30 +453,24 @@ class CostGuard:
         )
 
     async def _alert(
-        self, episode: Episode, now: datetime, units: int, state: str = g.OPEN
+        self, episode: Episode, now: datetime, units: int, state: str = g.OPEN, **acted: Any
     ) -> g.IdleAlert:
-        """The episode's alert as of `now`, with its figures (who acted and when: `replace`)."""
-        config, prices = self.config, self.prices
-        hourly = prices.hourly(units)
-        idle_seconds = max(0.0, (now - episode.idle_since).total_seconds())
+        """The episode's alert as of `now`, with its figures; `acted`: who acted, when, why."""
+        config, prices, name = self.config, self.prices, episode.version_name
         run = await self.runs.current(episode.version_arn)
         return g.IdleAlert(
+            **self._about(name, units),
             episode_id=episode.id,
-            version_name=episode.version_name,
-            units=units,
-            hourly=hourly,
             idle_since=episode.idle_since,
-            idle_seconds=idle_seconds,
-            idle_cost=hourly * idle_seconds / 3600,
+            idle_seconds=max(0.0, (now - episode.idle_since).total_seconds()),
+            idle_cost=prices.running_cost(units, episode.idle_since, now),
             running_since=run.started_at if run else None,
             run_cost=prices.running_cost(run.units, run.started_at, now) if run else 0.0,
             threshold_minutes=config.alert_after.total_seconds() / 60,
-            auto_stop_at=config.auto_stop_at(episode.idle_since, episode.version_name)
-            if state == g.OPEN
-            else None,
-            sight=self._sight(episode.version_arn, episode.version_name),
+            auto_stop_at=config.auto_stop_at(episode.idle_since, name) if state == g.OPEN else None,
+            sight=self._sight(episode.version_arn, name),
             state=state,
-            zone=config.zone,
+            **acted,
         )
 
     # --- stops ---------------------------------------------------------------------------
@@ -576,67 +500,55 @@ class CostGuard:
         error = await self.stops.request_stop(version, actor, self.config.channel or "", report)
         if error is not None:
             log.warning("cost_guard.stop_failed", extra={"version": version.name, "error": error})
-            await store.mark_stop_failed(version.arn, now)
+            await store.update_watch(version.arn, stop_failed_at=now)
             if episode is not None:
-                await store.set_note(episode.id, error)
+                await store.update_episode(episode.id, note=error)
                 await self._refresh(episode, now, fenced=fenced)
             if failed_at is None and actor in (ACTOR, SCHEDULE_ACTOR):  # said once per episode
-                hourly = self.prices.hourly(watch.units if watch else 1)
-                failed = g.StopFailed(
-                    version_name=version.name, reason=reason, error=error, hourly=hourly
-                )
+                about = self._about(version.name, watch.units if watch else 1)
+                failed = g.StopFailed(**about, reason=reason, error=error)
                 await self._post(failed, thread_ts=episode.ts if episode else None)
             return error
-        await store.mark_stop_requested(version.arn, now, actor)
-        await store.mark_stop_failed(version.arn, None)
-        await store.clear_snooze(version.arn)
+        await store.update_watch(
+            version.arn, stop_requested_at=now, stop_requested_by=actor, stop_failed_at=None
+        )
+        await store.set_snooze(version.arn, None)
         self._tell_router(version.arn, running=False)
         log.warning("cost_guard.stopping", extra={"version": version.name, "reason": reason})
         return None
 
     async def stopped(self, op: Operation, run: Run | None, now: datetime) -> None:
         """The lifecycle confirmed the stop (STOPPED): report what ran, what it cost and saves."""
-        report = op.data["report"]
+        report, prices, schedule = op.data["report"], self.prices, self.config.schedule
         requested_at = datetime.fromisoformat(report["requested_at"])
-        units = int(report.get("units") or 1)
-        idle_seconds = float(report.get("idle_seconds") or 0.0)
-        hourly = self.prices.hourly(units)
-        schedule = self.config.schedule
-        next_window = schedule.next_start(now) if schedule else None
+        units, idle_seconds = int(report.get("units") or 1), float(report.get("idle_seconds") or 0)
+        upcoming = schedule.next_start(now) if schedule else None
         end = run.stopped_at if run and run.stopped_at else now
-        saved = hourly * (next_window.start - now).total_seconds() / 3600 if next_window else None
         notice = g.ModelStopped(
-            version_name=op.version_name,
+            **self._about(op.version_name, units),
             reason=report["reason"],
             by=op.user,
-            units=units,
-            hourly=hourly,
             idle_seconds=idle_seconds,
-            idle_cost=hourly * idle_seconds / 3600,
+            idle_cost=prices.hourly(units) * idle_seconds / 3600,
             run_seconds=run.seconds(end) if run else 0.0,
-            run_cost=self.prices.running_cost(run.units, run.started_at, end) if run else 0.0,
-            next_window=next_window.start if next_window else None,
-            saved_until_next_window=saved,
-            zone=self.config.zone,
+            run_cost=prices.running_cost(run.units, run.started_at, end) if run else 0.0,
+            next_window=upcoming.start if upcoming else None,
+            saved_until_next_window=prices.running_cost(units, now, upcoming.start)
+            if upcoming
+            else None,
         )
         episode = await self._reported(report)
         await self._post(notice, thread_ts=episode.ts if episode else None)
         if episode is not None:
-            await self._close(
-                episode, report["reason"], op.user, requested_at, idle_end=requested_at
-            )
+            await self._close(episode, notice.reason, op.user, requested_at, idle_end=requested_at)
         log.warning("cost_guard.stopped", extra={"version": op.version_name})
 
     async def not_stopped(self, op: Operation, reason: str) -> None:
         """The stop didn't take effect (or is slow): say so where the stop would be reported."""
         report = op.data["report"]
         episode = await self._reported(report)
-        failed = g.StopFailed(
-            version_name=op.version_name,
-            reason=report["reason"],
-            error=reason,
-            hourly=self.prices.hourly(int(report.get("units") or 1)),
-        )
+        about = self._about(op.version_name, int(report.get("units") or 1))
+        failed = g.StopFailed(**about, reason=report["reason"], error=reason)
         await self._post(failed, thread_ts=episode.ts if episode else None)
 
     async def _reported(self, report: dict[str, Any]) -> Episode | None:
@@ -691,17 +603,14 @@ class CostGuard:
         error = await self.stops.request_start(version, SCHEDULE_ACTOR, channel, units, "schedule")
         if error is None:
             await store.save_watch(version.arn, version.name, STARTING, now, units=units)
-            await store.mark_start_requested(version.arn, now)
+            await store.update_watch(version.arn, start_requested_at=now)
         notice = g.ScheduleNotice(
-            version_name=version.name,
-            window=occurrence.window.describe(),
+            **self._about(version.name, units),
+            window=occurrence.window,
             window_start=occurrence.start,
             window_end=occurrence.end,
-            units=units,
-            hourly=self.prices.hourly(units),
             ok=not error,
             error=error or "",
-            zone=config.zone,
         )
         await self._post(notice)
 
@@ -748,19 +657,15 @@ class CostGuard:
             return
         try:
             summary = await self.spend_summary(day, now)
-            if not summary.rows and not summary.running_now:
-                # Nothing ran and nothing runs: no message (a first start, a quiet weekend).
-                await store.record_summary(day, now, None, None)
-                return
-            posted = await self._post(summary)
+            # Nothing ran and nothing runs: no message (a first start, a quiet weekend).
+            quiet = not summary.rows and not summary.running_now
+            posted = None if quiet else await self._post(summary)
         except Exception:
             log.exception("cost_guard.summary_failed")
             return
-        if posted is None and config.channel:
+        if posted is None and config.channel and not quiet:
             return  # try again next tick
-        await store.record_summary(
-            day, now, posted.channel if posted else None, posted.ts if posted else None
-        )
+        await store.record_summary(day, now, *((posted.channel, posted.ts) if posted else ()))
 
     async def spend_summary(self, day: date, now: datetime | None = None) -> g.SpendSummary:
         """What each version cost on one local day (up to `now` if the day isn't over)."""
@@ -844,8 +749,9 @@ class CostGuard:
             if action not in g.KEEP_HOURS:
                 return PressResult(False, "unknown-action", error=action)
             until = now + timedelta(hours=g.KEEP_HOURS[action])
-            await self.store.set_snooze(episode.version_arn, until, user, now, episode.id)
-            await self.store.set_note(episode.id, None)
+            snooze = Snooze(episode.version_arn, until, user, now, episode.id)
+            await self.store.set_snooze(episode.version_arn, snooze)
+            await self.store.update_episode(episode.id, note=None)
             result = f"ok: until {until.isoformat()}"
             await self.audit.record(now, user, "snooze", episode.version_name, result)
             await self._refresh(episode, now, fenced=False)

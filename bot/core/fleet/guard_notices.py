@@ -1,14 +1,12 @@
-"""What the cost guard tells the ops channel, as facts; `bot.slack.fleet` words every kind.
-The time and count formats below are shared with the guard's meter lines.
-"""
+"""What the cost guard tells the ops channel, as facts; `bot.slack.fleet` words every kind."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from bot.core.ports import Notice
+from bot.core.schedule import Window
 
 # Actions on an idle alert (Slack action_ids use these names).
 STOP = "stop"
@@ -25,20 +23,6 @@ SCHEDULE_STOPPED = "schedule-stopped"
 STOPPED_ELSEWHERE = "stopped-elsewhere"  # console, CLI, /cxr stop
 RESUMED = "resumed"  # traffic came back
 STOP_FAILED = "stop-failed"
-
-
-def local_time(moment: datetime | None, zone: str, *, day: bool = False) -> str:
-    """ "14:30 CET", or "Mon 5 Jan 14:30 CET" with `day`."""
-    if moment is None:
-        return "?"
-    local = moment.astimezone(ZoneInfo(zone))
-    name = local.tzname() or zone
-    return f"{local:%a} {local.day} {local:%b %H:%M} {name}" if day else f"{local:%H:%M} {name}"
-
-
-def plural(count: int, noun: str) -> str:
-    """ "1 unit", "2 units": a count and its noun."""
-    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 @dataclass
@@ -114,21 +98,19 @@ class ModelStopped(VersionNotice):
 
 
 @dataclass
-class StopFailed(Notice):
+class StopFailed(VersionNotice):
     """The guard tried to stop a model and AWS said no (reported once per episode)."""
 
-    version_name: str = ""
     reason: str = AUTO_STOPPED
     error: str = ""
-    hourly: float = 0.0
 
 
 @dataclass
 class ScheduleNotice(VersionNotice):
     """The schedule started a model before its window (stops are `ModelStopped`)."""
 
-    window: str = ""  # e.g. "Mon-Fri 08:00-18:00"
-    window_start: datetime | None = None
+    window: Window | None = None  # its days and hours
+    window_start: datetime | None = None  # this run of it
     window_end: datetime | None = None
     ok: bool = True
     error: str = ""
