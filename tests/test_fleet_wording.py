@@ -7,14 +7,14 @@ import inspect
 
 import pytest
 
-from bot.core.fleet import guard_notices, notices
+from bot.core.fleet import notices
 from bot.core.ports import Notice
 from bot.slack.blocks import render
 from bot.slack.fleet import mrkdwn, said, words
 
 KINDS = [
     kind
-    for module in (notices, guard_notices)
+    for module in (notices,)
     for kind in vars(module).values()
     if inspect.isclass(kind)
     and issubclass(kind, Notice)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot.core.fleet import decisions as d
-from bot.core.fleet import guard_notices as g
+from bot.core.fleet import notices as g
 from bot.core.fleet.arns import project_name, version_name
 from bot.core.fleet.decisions import GuardConfig
 from bot.core.fleet.lifecycle import aws_error
@@ -441,7 +441,7 @@ class CostGuard:
         await self._update(fresh, alert, fenced=fenced)
 
     def _about(self, name: str, units: int) -> dict[str, Any]:
-        """The facts every notice about one version carries (`g.VersionNotice`), priced."""
+        """The facts every notice about one version carries (`g.PricedNotice`), priced."""
         hourly = self.prices.hourly(units)
         return {"version_name": name, "units": units, "hourly": hourly, "zone": self.config.zone}
 
@@ -524,7 +524,7 @@ class CostGuard:
         units, idle_seconds = int(report.get("units") or 1), float(report.get("idle_seconds") or 0)
         upcoming = schedule.next_start(now) if schedule else None
         end = run.stopped_at if run and run.stopped_at else now
-        notice = g.ModelStopped(
+        notice = g.GuardStopped(
             **self._about(op.version_name, units),
             reason=report["reason"],
             by=op.user,
