@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial, singledispatch
+from itertools import groupby
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -397,13 +398,8 @@ def window_phrase(window: Window | None) -> str:
     as it is written (three or more days in a row as a range)."""
     if window is None:
         return "?"
-    runs: list[list[int]] = []
-    for day in sorted(window.days):
-        if runs and day == runs[-1][-1] + 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    labels = [[DAY_LABELS[d] for d in run] for run in runs]
+    in_a_row = groupby(enumerate(sorted(window.days)), lambda pair: pair[1] - pair[0])
+    labels = [[DAY_LABELS[day] for _, day in run] for _, run in in_a_row]
     days = ",".join(f"{r[0]}-{r[-1]}" if len(r) >= 3 else ",".join(r) for r in labels)
     end = "24:00" if window.end is None else f"{window.end:%H:%M}"
     return f"{'Daily' if len(window.days) == 7 else days} {window.start:%H:%M}-{end}"

@@ -326,8 +326,6 @@ class IdleAlert(PricedNotice):
     idle_since: datetime | None = None
     idle_seconds: float = 0.0
     idle_cost: float = 0.0
-    running_since: datetime | None = None
-    run_cost: float = 0.0
     threshold_minutes: float = 30.0
     auto_stop_at: datetime | None = None  # when auto-stop will act (None: off or snoozed)
     state: str = OPEN
@@ -376,7 +374,6 @@ class GuardStopped(PricedNotice):
 class StopFailed(PricedNotice):
     """The guard tried to stop a model and AWS said no (reported once per episode)."""
 
-    reason: str = AUTO_STOPPED
     error: str = ""
 
 
