@@ -14,11 +14,10 @@ from bot.slack.fleet import mrkdwn, said, words
 
 KINDS = [
     kind
-    for module in (notices,)
-    for kind in vars(module).values()
+    for kind in vars(notices).values()
     if inspect.isclass(kind)
     and issubclass(kind, Notice)
-    and kind.__module__ == module.__name__
+    and kind.__module__ == notices.__name__
     and not kind.__subclasses__()  # the facts a family shares are not a message of their own
 ]
 
