@@ -623,20 +623,16 @@ def card_lines(card: dict[str, Any]) -> list[str]:
     if not card:
         return ["Local model: no model card found."]
     name = f"{card.get('name', 'local model')} {card.get('version', '')}".strip()
-    lines = [
-        f"Local model {name}" + (f", created {card['created']}" if card.get("created") else "")
-    ]
+    created = f", created {card['created']}" if card.get("created") else ""
+    lines = [f"Local model {name}{created}"]
     metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
     for key, title in CARD_SPLITS.items():
         split = metrics.get(key) if isinstance(metrics.get(key), dict) else {}
-        shown = [
-            f"{m} {percent(split[m])}"
-            for m in CARD_MEASURES
-            if isinstance(split.get(m), int | float)
-        ]
+        shown = [m for m in CARD_MEASURES if isinstance(split.get(m), int | float)]
         if shown:
             size = f" (n = {split['n']})" if split.get("n") else ""
-            lines.append(f"  {title}: " + ", ".join(shown) + size)
+            measured = ", ".join(f"{m} {percent(split[m])}" for m in shown)
+            lines.append(f"  {title}: {measured}{size}")
     counts = card.get("data", {}).get("counts") if isinstance(card.get("data"), dict) else None
     if isinstance(counts, dict) and counts:
         lines.append("  Trained on " + ", ".join(f"{v} {k}" for k, v in counts.items()))
