@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.core.clock import FakeClock
-from bot.core.fleet import guard_notices as cn
+from bot.core.fleet import notices as cn
 from bot.core.fleet.guard import CostGuard, GuardConfig
 from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig
 from bot.core.model_versions import (
@@ -449,7 +449,7 @@ async def test_stop_now_stops_records_and_reports(world):
     assert stopped.state == cn.STOPPED and stopped.actions == ()
     assert f"stopped by {ADMIN} at 09:45 UTC after 45 min idle" in said(stopped)
     [note] = world.outbox.thread(alert.ts)
-    assert isinstance(note.notice, cn.ModelStopped)
+    assert isinstance(note.notice, cn.GuardStopped)
     assert "/cxr start cxr.v1" in said(note.notice)
     assert (ADMIN, "stop", "ok") in await world.audit_actions()
     # a second press (someone else, a moment later) changes nothing
@@ -545,7 +545,7 @@ async def test_auto_stop_after_the_idle_limit(tmp_path):
     assert world.router.told[-1] is False
     await world.run_for(5)  # confirmed at STOPPED, billed until then
     assert await world.runs.current(arn) is None
-    [stopped] = [p for p in world.outbox.thread(alert.ts) if isinstance(p.notice, cn.ModelStopped)]
+    [stopped] = [p for p in world.outbox.thread(alert.ts) if isinstance(p.notice, cn.GuardStopped)]
     text = said(stopped.notice)
     assert "Stopped cxr.v1 automatically after 1 h 30 min without a request" in text
     assert "It ran 1 h 35 min on 2 units ($12.67)" in text
@@ -566,7 +566,7 @@ async def test_auto_stop_before_the_alert_posts_a_message_of_its_own(tmp_path):
     assert world.catalog.calls == [("stop", arn)]
     await world.run_for(5)  # confirmed at STOPPED
     assert world.alerts() == []
-    [stopped] = world.outbox.roots(cn.ModelStopped)
+    [stopped] = world.outbox.roots(cn.GuardStopped)
     assert "after 20 min without a request" in said(stopped.notice)
 
 
@@ -644,7 +644,7 @@ async def test_schedule_across_midnight_on_a_dst_night(tmp_path):
     assert world.clock.now() == datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
     assert world.catalog.calls == [("start", arn), ("stop", arn)]
     await world.run_for(5)  # confirmed at STOPPED
-    [stop] = world.outbox.roots(cn.ModelStopped)
+    [stop] = world.outbox.roots(cn.GuardStopped)
     assert stop.notice.reason == cn.SCHEDULE_STOPPED
     assert "its scheduled running window is over" in said(stop.notice)
     assert "until the next scheduled start, Sat 14 Mar 22:00 EDT" in said(stop.notice)

@@ -10,7 +10,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from bot.adapters.cloudwatch_usage import CloudWatchUsage
-from bot.core.fleet import guard_notices as cn
+from bot.core.fleet import notices as cn
 from bot.slack.blocks import render
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial, singledispatch
+from itertools import groupby
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +28,6 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.core.fleet import guard_notices as g
 from bot.core.fleet import notices as n
 from bot.core.fleet.guard import MeterLine, PressResult
 from bot.core.fleet.state import AuditEntry, Operation
@@ -50,7 +50,7 @@ START_BLOCK = "lifecycle_start"
 CONFIRM_START = "lifecycle.start.confirm"
 CANCEL_START = "lifecycle.start.cancel"
 ACTION_PREFIX = "cost_guard:"
-BUTTON_LABELS = {g.STOP: "Stop now", g.KEEP_1H: "Keep running 1 h", g.KEEP_4H: "Keep running 4 h"}
+BUTTON_LABELS = {n.STOP: "Stop now", n.KEEP_1H: "Keep running 1 h", n.KEEP_4H: "Keep running 4 h"}
 MAX_BLOCKS = 50
 
 WAIT, WARN = ":hourglass_flowing_sand:", ":warning:"
@@ -68,13 +68,13 @@ FAILED = {
     n.TrainingFailed: "Training {} failed",
 }
 OUTCOMES = {  # how an idle alert ended (or paused)
-    g.SNOOZED: "kept running by {actor} at {at} until {until}",
-    g.STOPPED: "stopped by {actor} at {at} after {idle} idle",
-    g.AUTO_STOPPED: "stopped automatically at {at} after {idle} idle",
-    g.SCHEDULE_STOPPED: "stopped by the schedule at {at}",
-    g.STOPPED_ELSEWHERE: "stopped outside the bot (seen at {at})",
-    g.RESUMED: "back in use at {at} after {idle} idle",
-    g.STOP_FAILED: "stop{by} failed at {at}: {detail}",
+    n.SNOOZED: "kept running by {actor} at {at} until {until}",
+    n.STOPPED: "stopped by {actor} at {at} after {idle} idle",
+    n.AUTO_STOPPED: "stopped automatically at {at} after {idle} idle",
+    n.SCHEDULE_STOPPED: "stopped by the schedule at {at}",
+    n.STOPPED_ELSEWHERE: "stopped outside the bot (seen at {at})",
+    n.RESUMED: "back in use at {at} after {idle} idle",
+    n.STOP_FAILED: "stop{by} failed at {at}: {detail}",
 }
 SEES_ALL = {
     "sole-client": " (the bot is this project's only client, so it sees every request)",
@@ -398,19 +398,14 @@ def window_phrase(window: Window | None) -> str:
     as it is written (three or more days in a row as a range)."""
     if window is None:
         return "?"
-    runs: list[list[int]] = []
-    for day in sorted(window.days):
-        if runs and day == runs[-1][-1] + 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    labels = [[DAY_LABELS[d] for d in run] for run in runs]
+    in_a_row = groupby(enumerate(sorted(window.days)), lambda pair: pair[1] - pair[0])
+    labels = [[DAY_LABELS[day] for _, day in run] for _, run in in_a_row]
     days = ",".join(f"{r[0]}-{r[-1]}" if len(r) >= 3 else ",".join(r) for r in labels)
     end = "24:00" if window.end is None else f"{window.end:%H:%M}"
     return f"{'Daily' if len(window.days) == 7 else days} {window.start:%H:%M}-{end}"
 
 
-def sight_words(sight: g.Sight, auto_stop_at: Any, zone: str) -> list[str]:
+def sight_words(sight: n.Sight, auto_stop_at: Any, zone: str) -> list[str]:
     """What the guard can see of the traffic, and so whether (and when) it stops the model."""
     lines = []
     if sight.cloudwatch_error:
@@ -426,7 +421,7 @@ def sight_words(sight: g.Sight, auto_stop_at: Any, zone: str) -> list[str]:
     return lines
 
 
-def outcome(a: g.IdleAlert, who: Who) -> str:
+def outcome(a: n.IdleAlert, who: Who) -> str:
     return OUTCOMES.get(a.state, "").format(
         actor=named(a.actor, who),
         by=f" by {named(a.actor, who)}" if a.actor else "",
@@ -437,7 +432,7 @@ def outcome(a: g.IdleAlert, who: Who) -> str:
     )
 
 
-def alert_buttons(a: g.IdleAlert) -> Block | None:
+def alert_buttons(a: n.IdleAlert) -> Block | None:
     if not a.actions:
         return None
     confirm = ConfirmObject(
@@ -452,16 +447,16 @@ def alert_buttons(a: g.IdleAlert) -> Block | None:
     stop = {"style": "danger", "confirm": confirm}
     elements = [
         button(
-            BUTTON_LABELS[x], ACTION_PREFIX + x, str(a.episode_id), **(stop if x == g.STOP else {})
+            BUTTON_LABELS[x], ACTION_PREFIX + x, str(a.episode_id), **(stop if x == n.STOP else {})
         )
         for x in a.actions
     ]
     return ActionsBlock(block_id=f"cost_guard:{a.episode_id}", elements=elements)
 
 
-@says(g.IdleAlert, lambda a: WAIT if a.actions else ":white_check_mark:", buttons=alert_buttons)
-def _(a: g.IdleAlert, who: Who) -> list[str]:
-    if a.state in (g.OPEN, g.SNOOZED, g.STOP_FAILED):
+@says(n.IdleAlert, lambda a: WAIT if a.actions else ":white_check_mark:", buttons=alert_buttons)
+def _(a: n.IdleAlert, who: Who) -> list[str]:
+    if a.state in (n.OPEN, n.SNOOZED, n.STOP_FAILED):
         head = (
             f"Idle model: {a.version_name} has served no request for "
             f"{duration(a.idle_seconds)} and is still running."
@@ -473,20 +468,20 @@ def _(a: g.IdleAlert, who: Who) -> list[str]:
         f"{plural(a.units, 'inference unit')} at {usd(a.hourly)}/h; idle since "
         f"{local_time(a.idle_since, a.zone, day=True)}, {usd(a.idle_cost)} spent idle so far.",
     ]
-    if a.state in (g.SNOOZED, g.STOP_FAILED):
+    if a.state in (n.SNOOZED, n.STOP_FAILED):
         said_ = outcome(a, who)
         lines.append(said_[:1].upper() + said_[1:] + ".")
-    elif a.state != g.OPEN:
+    elif a.state != n.OPEN:
         lines.append(f"Idle cost for this episode: {usd(a.idle_cost)}.")
     else:
         lines.append(f"Alerted after {a.threshold_minutes:g} min without a request.")
-    if a.state in (g.OPEN, g.STOP_FAILED):
+    if a.state in (n.OPEN, n.STOP_FAILED):
         lines.extend(sight_words(a.sight, a.auto_stop_at, a.zone))
     return lines
 
 
-@says(g.IdleFollowUp, ":alarm_clock:")
-def _(f: g.IdleFollowUp, who: Who) -> list[str]:
+@says(n.IdleFollowUp, ":alarm_clock:")
+def _(f: n.IdleFollowUp, who: Who) -> list[str]:
     head = (
         f"The snooze by {named(f.snooze_ended_by, who)} is over and {f.version_name} is"
         if f.snooze_ended_by
@@ -502,12 +497,12 @@ def _(f: g.IdleFollowUp, who: Who) -> list[str]:
     return [*lines, "Use the buttons on the alert above."]
 
 
-@says(g.ModelStopped, ":octagonal_sign:")
-def _(s: g.ModelStopped, who: Who) -> list[str]:
+@says(n.GuardStopped, ":octagonal_sign:")
+def _(s: n.GuardStopped, who: Who) -> list[str]:
     name = s.version_name
-    if s.reason == g.AUTO_STOPPED:
+    if s.reason == n.AUTO_STOPPED:
         head = f"Stopped {name} automatically after {duration(s.idle_seconds)} without a request."
-    elif s.reason == g.SCHEDULE_STOPPED:
+    elif s.reason == n.SCHEDULE_STOPPED:
         head = f"Stopped {name}: its scheduled running window is over."
     else:
         head = f"Stopped {name} at the request of {named(s.by, who)}."
@@ -526,8 +521,8 @@ def _(s: g.ModelStopped, who: Who) -> list[str]:
     ]
 
 
-@says(g.StopFailed, WARN)
-def _(f: g.StopFailed, who: Who) -> list[str]:
+@says(n.StopFailed, WARN)
+def _(f: n.StopFailed, who: Who) -> list[str]:
     return [
         f"I couldn't stop {f.version_name} ({f.error or 'unknown error'}); it still costs "
         f"{usd(f.hourly)}/h. I'll keep trying; an admin may need to stop it in the Rekognition "
@@ -535,8 +530,8 @@ def _(f: g.StopFailed, who: Who) -> list[str]:
     ]
 
 
-@says(g.ScheduleNotice, lambda s: ":alarm_clock:" if s.ok else WARN)
-def _(s: g.ScheduleNotice, who: Who) -> list[str]:
+@says(n.ScheduleNotice, lambda s: ":alarm_clock:" if s.ok else WARN)
+def _(s: n.ScheduleNotice, who: Who) -> list[str]:
     span = f"{local_time(s.window_start, s.zone)}–{local_time(s.window_end, s.zone)}"
     if not s.ok:
         error = s.error or "unknown error"
@@ -548,7 +543,7 @@ def _(s: g.ScheduleNotice, who: Who) -> list[str]:
     ]
 
 
-def spend_line(row: g.SpendRow) -> str:
+def spend_line(row: n.SpendRow) -> str:
     requests = "requests unknown" if row.requests is None else f"{row.requests} requests"
     per_image = (
         f"{usd(row.cost_per_image)} per classified image"
@@ -562,8 +557,8 @@ def spend_line(row: g.SpendRow) -> str:
     )
 
 
-@says(g.SpendSummary, ":bar_chart:")
-def _(s: g.SpendSummary, who: Who) -> list[str]:
+@says(n.SpendSummary, ":bar_chart:")
+def _(s: n.SpendSummary, who: Who) -> list[str]:
     day = f"{s.day:%a} {s.day.day} {s.day:%b %Y}" if s.day else "?"
     head = f"Rekognition spend for {day} ({s.zone}): {usd(s.total)}."
     if not s.rows:
@@ -628,20 +623,16 @@ def card_lines(card: dict[str, Any]) -> list[str]:
     if not card:
         return ["Local model: no model card found."]
     name = f"{card.get('name', 'local model')} {card.get('version', '')}".strip()
-    lines = [
-        f"Local model {name}" + (f", created {card['created']}" if card.get("created") else "")
-    ]
+    created = f", created {card['created']}" if card.get("created") else ""
+    lines = [f"Local model {name}{created}"]
     metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
     for key, title in CARD_SPLITS.items():
         split = metrics.get(key) if isinstance(metrics.get(key), dict) else {}
-        shown = [
-            f"{m} {percent(split[m])}"
-            for m in CARD_MEASURES
-            if isinstance(split.get(m), int | float)
-        ]
+        shown = [m for m in CARD_MEASURES if isinstance(split.get(m), int | float)]
         if shown:
             size = f" (n = {split['n']})" if split.get("n") else ""
-            lines.append(f"  {title}: " + ", ".join(shown) + size)
+            measured = ", ".join(f"{m} {percent(split[m])}" for m in shown)
+            lines.append(f"  {title}: {measured}{size}")
     counts = card.get("data", {}).get("counts") if isinstance(card.get("data"), dict) else None
     if isinstance(counts, dict) and counts:
         lines.append("  Trained on " + ", ".join(f"{v} {k}" for k, v in counts.items()))

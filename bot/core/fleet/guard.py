@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot.core.fleet import decisions as d
-from bot.core.fleet import guard_notices as g
+from bot.core.fleet import notices as g
 from bot.core.fleet.arns import project_name, version_name
 from bot.core.fleet.decisions import GuardConfig
 from bot.core.fleet.lifecycle import aws_error
@@ -441,7 +441,7 @@ class CostGuard:
         await self._update(fresh, alert, fenced=fenced)
 
     def _about(self, name: str, units: int) -> dict[str, Any]:
-        """The facts every notice about one version carries (`g.VersionNotice`), priced."""
+        """The facts every notice about one version carries (`g.PricedNotice`), priced."""
         hourly = self.prices.hourly(units)
         return {"version_name": name, "units": units, "hourly": hourly, "zone": self.config.zone}
 
@@ -457,15 +457,12 @@ class CostGuard:
     ) -> g.IdleAlert:
         """The episode's alert as of `now`, with its figures; `acted`: who acted, when, why."""
         config, prices, name = self.config, self.prices, episode.version_name
-        run = await self.runs.current(episode.version_arn)
         return g.IdleAlert(
             **self._about(name, units),
             episode_id=episode.id,
             idle_since=episode.idle_since,
             idle_seconds=max(0.0, (now - episode.idle_since).total_seconds()),
             idle_cost=prices.running_cost(units, episode.idle_since, now),
-            running_since=run.started_at if run else None,
-            run_cost=prices.running_cost(run.units, run.started_at, now) if run else 0.0,
             threshold_minutes=config.alert_after.total_seconds() / 60,
             auto_stop_at=config.auto_stop_at(episode.idle_since, name) if state == g.OPEN else None,
             sight=self._sight(episode.version_arn, name),
@@ -506,7 +503,7 @@ class CostGuard:
                 await self._refresh(episode, now, fenced=fenced)
             if failed_at is None and actor in (ACTOR, SCHEDULE_ACTOR):  # said once per episode
                 about = self._about(version.name, watch.units if watch else 1)
-                failed = g.StopFailed(**about, reason=reason, error=error)
+                failed = g.StopFailed(**about, error=error)
                 await self._post(failed, thread_ts=episode.ts if episode else None)
             return error
         await store.update_watch(
@@ -524,7 +521,7 @@ class CostGuard:
         units, idle_seconds = int(report.get("units") or 1), float(report.get("idle_seconds") or 0)
         upcoming = schedule.next_start(now) if schedule else None
         end = run.stopped_at if run and run.stopped_at else now
-        notice = g.ModelStopped(
+        notice = g.GuardStopped(
             **self._about(op.version_name, units),
             reason=report["reason"],
             by=op.user,
@@ -548,7 +545,7 @@ class CostGuard:
         report = op.data["report"]
         episode = await self._reported(report)
         about = self._about(op.version_name, int(report.get("units") or 1))
-        failed = g.StopFailed(**about, reason=report["reason"], error=reason)
+        failed = g.StopFailed(**about, error=reason)
         await self._post(failed, thread_ts=episode.ts if episode else None)
 
     async def _reported(self, report: dict[str, Any]) -> Episode | None:
