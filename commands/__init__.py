@@ -4,8 +4,8 @@ One listener acknowledges `/cxr` at once (the usage for a bad command, a short n
 one, nothing otherwise), then answers through the command's response_url, ephemeral; outcomes
 that come later (running, stopped, trained) are posted in the channel by the fleet's poller.
 `commands.buttons`: every button (start, promote, idle alert, review). `commands.admin`: the
-one middleware that lets only admins start, stop, train, promote and export. `commands.errors`:
-the one `@app.error` handler. `review` and `promote` answer straight from their services.
+one middleware that lets only admins start, stop, train, promote and export, and the one
+`@app.error` handler. `review` and `promote` answer straight from their services.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bot.slack.blocks import render
 from bot.slack.escaping import user_text
 from bot.slack.permissions import Admins
 from commands import admin, buttons
-from commands.errors import answered, apologise
+from commands.admin import answered, apologise
 from commands.parser import (
     Command,
     Export,
