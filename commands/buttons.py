@@ -40,6 +40,7 @@ EXPIRED = "This button no longer works. Run `/cxr {}` again."
 UNKNOWN_ALERT = "I don't know that alert."
 NO_GUARD = "The cost guard isn't running, so this alert is stale."
 STALE = "I have no verdict on record for this image any more, so it can't be reviewed."
+UNSHOWN = "Your review ({}) is recorded, but I couldn't update the message."
 
 
 def one_of(*action_ids: str) -> re.Pattern[str]:
@@ -141,10 +142,7 @@ def register(app: AsyncApp, services: Services) -> None:
             reviewed = await reviewing.review(case, user, label)
             log.info("review.recorded", extra={"file_id": case.file_id, "label": label.value})
             if not await _show_review(client, body, channel, case.file_id, reviewed):
-                text = (
-                    f"Your review ({label.value}) is recorded, but I couldn't update the message."
-                )
-                await _ephemeral(respond, text)
+                await _ephemeral(respond, UNSHOWN.format(label.value))
 
     @app.action(POST_CHART)
     @answered

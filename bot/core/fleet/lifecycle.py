@@ -60,11 +60,9 @@ class Serving(Protocol):
 
     def has_fallback(self) -> bool:
         """Whether the local model answers while the Rekognition version isn't running."""
-        ...
 
     async def serve(self, version_arn: str) -> None:
         """Answer with `version_arn` from now on (and remember it, where stored)."""
-        ...
 
     def stopped(self, version_arn: str) -> None: ...
 
@@ -559,11 +557,9 @@ class Lifecycle:
         snapshot = await self.versions_or_reply()
         if isinstance(snapshot, Notice):
             return snapshot
-        elsewhere = [v for v in snapshot if v.status == mv.TRAINING_IN_PROGRESS]
-        if elsewhere:
-            return n.Refused(
-                reason="training-elsewhere", tone="busy", version_name=elsewhere[0].name
-            )
+        other = next((v for v in snapshot if v.status == mv.TRAINING_IN_PROGRESS), None)
+        if other is not None:
+            return n.Refused(reason="training-elsewhere", tone="busy", version_name=other.name)
         now = self.clock.now()
         if version_name is None:
             version_name = await self._free_name(snapshot, now)
@@ -871,8 +867,8 @@ class Lifecycle:
         """One fleet: the guard's stops are reported by it when confirmed, its meter shows in
         `/cxr status` (in `zone`), an operation is leased to `owner` while its command talks to
         AWS (every instance's poller leaves it alone), and one poller serves operations and
-        guard. With `leader` (replicas on one database) only
-        the leader's poller acts. Returns that poller, the bot's background job."""
+        guard. With `leader` (replicas on one database) only the leader's poller acts. Returns
+        that poller, the bot's background job."""
         self.guard = guard
         self.zone = zone
         self.leases = leases
