@@ -390,7 +390,7 @@ class Lifecycle:
         if status == mv.STARTING:
             if channel is not None:
                 await self._request(START, version, actor, channel, adopt=True)
-            return n.Refused(reason="already-starting", posting=channel is not None, **busy)
+            return n.Refused(reason="already-starting", posting=bool(channel), **busy)
         if status in BUSY_STATUS:
             return n.Refused(reason=BUSY_STATUS[status], **busy)
         if status == mv.TRAINING_FAILED:
@@ -686,13 +686,10 @@ class Lifecycle:
         high = version.max_units or op.data.get("max_units")
         await self.runs.open_run(version.arn, now, low, op.data.get("source", "bot"))
         await self.serving.serve(version.arn)
-        if op.data.get("quiet"):  # the schedule announced it: audited, not posted again
-            await self.finish(op, "ok: RUNNING")
-            return
-        took = (now - op.started_at).total_seconds()
-        units = self._units(low, high)
+        took, units = (now - op.started_at).total_seconds(), self._units(low, high)
         running = n.ModelRunning(version_name=version.name, **units, took_seconds=took, by=op.user)
-        await self.finish(op, "ok: RUNNING", running)
+        quiet = op.data.get("quiet")  # the schedule announced it: audited, not posted again
+        await self.finish(op, "ok: RUNNING", None if quiet else running)
 
     async def _stopped(self, op: Operation, version: ModelVersion, now: datetime) -> None:
         """Confirmed at STOPPED: the run ends here (a STOPPING model is still billed)."""

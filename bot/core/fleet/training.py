@@ -131,13 +131,9 @@ async def _region_problems(lifecycle: Lifecycle, source: S3Uri, output: S3Uri) -
     for bucket in dict.fromkeys([source.bucket, output.bucket]):
         bucket_region = await lifecycle.images.bucket_region(bucket)
         if region and bucket_region != region:
-            problems.append(
-                Problem(
-                    f"Bucket `{bucket}` is in {bucket_region}, but the bot's Rekognition "
-                    f"project is in {region}: Rekognition only reads buckets in its own "
-                    "region. Copy the images to a bucket there."
-                )
-            )
+            where = f"Bucket `{bucket}` is in {bucket_region}, but the bot's Rekognition project "
+            where += f"is in {region}: Rekognition only reads buckets in its own region."
+            problems.append(Problem(where + " Copy the images to a bucket there."))
     return problems
 
 
