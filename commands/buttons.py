@@ -220,9 +220,8 @@ def _user(body: dict[str, Any]) -> str:
 
 
 def _channel(body: dict[str, Any]) -> str:
-    return (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id", ""
-    )
+    container = body.get("container") or {}
+    return (body.get("channel") or {}).get("id") or container.get("channel_id", "")
 
 
 def _start_value(action: dict[str, Any]) -> dict[str, Any] | None:

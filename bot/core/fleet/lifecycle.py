@@ -336,9 +336,9 @@ class Lifecycle:
     async def _startable(
         self, actor: str, low: int, high: int | None, wanted: str | None, channel: str | None = None
     ) -> tuple[ModelVersion, list[ModelVersion]] | Notice:
-        """What both start steps check: a project, allowed units, readable versions, the
-        version (confirming, with a `channel`: the proposed one) and what holds it; with the
-        versions read."""
+        """What both start steps check: a project, allowed units, readable versions, the version
+        (chosen; when confirming from `channel`, the proposed one) and that nothing holds it.
+        Returns the version and the versions read, or the reply."""
         if self.catalog is None:
             return self.rekognition_only("start")
         cap = self.config.max_units
