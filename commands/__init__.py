@@ -4,8 +4,8 @@ One listener acknowledges `/cxr` at once (the usage for a bad command, a short n
 one, nothing otherwise), then answers through the command's response_url, ephemeral; outcomes
 that come later (running, stopped, trained) are posted in the channel by the fleet's poller.
 `commands.buttons`: every button (start, promote, idle alert, review). `commands.admin`: the
-one middleware that lets only admins start, stop, train, promote and export. `commands.errors`:
-the one `@app.error` handler. `review` and `promote` answer straight from their services.
+one middleware that lets only admins start, stop, train, promote and export, and the one
+`@app.error` handler. `review` and `promote` answer straight from their services.
 """
 
 from __future__ import annotations
@@ -24,21 +24,9 @@ from bot.services import Services
 from bot.slack.blocks import render
 from bot.slack.escaping import user_text
 from bot.slack.permissions import Admins
-from commands import admin, buttons
-from commands.errors import answered, apologise
-from commands.parser import (
-    Command,
-    Export,
-    Help,
-    Promote,
-    Review,
-    Start,
-    Status,
-    Stop,
-    Train,
-    parse,
-    usage,
-)
+from commands import admin, buttons, parser
+from commands.admin import answered, apologise
+from commands.parser import Export, Help, Promote, Review, Start, Status, Stop, Train, parse
 
 STATUS_REVIEW_DAYS = 30
 NOTHING_TO_EXPORT = (
@@ -62,7 +50,7 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
     async def cxr(ack, body: dict[str, Any], command: dict[str, Any], respond) -> None:
         parsed = parse(command.get("text", ""))
         if isinstance(parsed, Help):
-            await ack(text=usage(parsed))
+            await ack(text=parsed.usage)
             return
         slow = SLOW.get(type(parsed))
         if slow and (services.promoter is not None or not isinstance(parsed, Promote)):
@@ -74,7 +62,7 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
         await respond(text=rendered.text, blocks=rendered.blocks or None, response_type="ephemeral")
 
 
-async def answer(services: Services, command: Command, user: str, channel: str) -> Notice:
+async def answer(services: Services, command: parser.Command, user: str, channel: str) -> Notice:
     """What `/cxr <command>` answers (for admins only, where `commands.admin` says so)."""
     lifecycle = services.lifecycle
     assert lifecycle is not None  # always attached (local-only too)

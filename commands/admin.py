@@ -1,14 +1,23 @@
-"""The admin check, once, as a Bolt middleware in front of the whole `/cxr` surface.
+"""What stands in front of every `/cxr` listener: the admin check and the error handler.
 
-Starting, stopping, training, promoting and exporting (the commands, and every button that does
+The admin check is one Bolt middleware. Starting, stopping, training, promoting and exporting (the commands, and every button that does
 one of them) are for admins only (`Admins`: user IDs and user groups). For anyone else the
 middleware audits the refusal and answers with a short ephemeral refusal: the listener never
 runs. `/cxr start|stop|train|promote` without a Rekognition project passes: its listener
 explains that only the local model runs.
+
+The error handler: a listener that fails is logged (its kind, never the payload) and the asker
+gets one short apology, never a trace. `apologise` is the app's `@app.error` handler. Our own
+listeners also wear `@answered`, which hands their failures to the same function: slack_bolt
+1.30's async runner (ack before work) overwrites an acknowledgement with "no ack" when a
+listener fails within its 10 ms ack poll, so Slack would get a 404 for a fast failure;
+catching it in the listener keeps the 200.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,10 +25,10 @@ from typing import Any
 from slack_bolt.response import BoltResponse
 
 from bot.services import Services
+from bot.slack.blocks import UNEXPECTED_FAILURE
 from bot.slack.blocks.promote import CANCEL, CONFIRM, STOP_OLD
 from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START
 from bot.slack.permissions import Admins
-from commands.buttons import value_of
 from commands.parser import Export, Promote, Start, Stop, Train, parse
 
 log = logging.getLogger(__name__)
@@ -76,3 +85,37 @@ def admin_only(services: Services, admins: Admins) -> Callable[..., Awaitable[An
         return BoltResponse(status=200, body="")
 
     return middleware
+
+
+async def apologise(error: Exception, body: dict[str, Any], respond: Any) -> None:
+    kind = body.get("command") or body.get("type") or "request"
+    log.error("listener.failed", exc_info=error, extra={"kind": kind})
+    if respond is not None and (body.get("response_url") or body.get("command")):
+        try:
+            await respond(
+                text=UNEXPECTED_FAILURE, response_type="ephemeral", replace_original=False
+            )
+        except Exception as exc:  # the apology itself can't go out: logged above, that's all
+            log.warning("listener.apology_failed", extra={"error": type(exc).__name__})
+
+
+def answered(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """A listener (taking `body` and `respond`) whose failures go to `apologise`."""
+
+    @functools.wraps(listener)
+    async def wrapped(**kwargs: Any) -> None:
+        try:
+            await listener(**kwargs)
+        except Exception as exc:
+            await apologise(exc, kwargs.get("body") or {}, kwargs.get("respond"))
+
+    return wrapped
+
+
+def value_of(action: dict[str, Any]) -> dict[str, Any] | None:
+    """A button's JSON value, or None for one this code didn't write."""
+    try:
+        value = json.loads(action.get("value") or "")
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

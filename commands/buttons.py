@@ -8,7 +8,6 @@ checked here) and "Post chart" under `/cxr review`.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
@@ -33,7 +32,7 @@ from bot.slack.blocks.review import (
 )
 from bot.slack.fleet import ACTION_PREFIX, CANCEL_START, CONFIRM_START, mrkdwn
 from bot.slack.permissions import Admins
-from commands.errors import answered
+from commands.admin import answered, value_of
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +40,7 @@ EXPIRED = "This button no longer works. Run `/cxr {}` again."
 UNKNOWN_ALERT = "I don't know that alert."
 NO_GUARD = "The cost guard isn't running, so this alert is stale."
 STALE = "I have no verdict on record for this image any more, so it can't be reviewed."
+UNSHOWN = "Your review ({}) is recorded, but I couldn't update the message."
 
 
 def one_of(*action_ids: str) -> re.Pattern[str]:
@@ -70,17 +70,13 @@ def register(app: AsyncApp, services: Services) -> None:
         assert lifecycle is not None
         if value is None:
             await _ephemeral(respond, EXPIRED.format("start"), replace_original=True)
-        elif action["action_id"] == CONFIRM_START:
-            await _replace(
-                respond,
-                await lifecycle.confirm_start(
-                    user, _channel(body), value["arn"], value["min"], value["max"]
-                ),
-            )
+            return
+        if action["action_id"] == CONFIRM_START:
+            arn, low, high = value["arn"], value["min"], value["max"]
+            notice = await lifecycle.confirm_start(user, _channel(body), arn, low, high)
         else:
-            await _replace(
-                respond, await lifecycle.cancel_start(user, str(value.get("name") or value["arn"]))
-            )
+            notice = await lifecycle.cancel_start(user, str(value.get("name") or value["arn"]))
+        await _replace(respond, notice)
 
     @app.action(one_of(CONFIRM, CANCEL, STOP_OLD))
     @answered
@@ -90,24 +86,25 @@ def register(app: AsyncApp, services: Services) -> None:
         promoter, lifecycle = services.promoter, services.lifecycle
         if value is None or promoter is None or lifecycle is None:
             await _ephemeral(respond, EXPIRED.format("promote VERSION"))
-        elif action["action_id"] == CONFIRM:
-            await _replace(
-                respond,
-                await promoter.confirm(
-                    user,
-                    channel,
-                    str(value["arn"]),
-                    int(value.get("step", 1)),
-                    int(value.get("units", 1)),
-                    worse=bool(value.get("worse")),
-                    served_name=str(value.get("served") or ""),
-                    summary=str(value.get("why") or ""),
-                ),
+            return
+        get = value.get
+        if action["action_id"] == CONFIRM:
+            step, units, why = int(get("step", 1)), int(get("units", 1)), str(get("why") or "")
+            notice = await promoter.confirm(
+                user,
+                channel,
+                str(value["arn"]),
+                step,
+                units,
+                worse=bool(get("worse")),
+                served_name=str(get("served") or ""),
+                summary=why,
             )
         elif action["action_id"] == CANCEL:
-            await _replace(respond, await promoter.cancel(user, str(value.get("name") or "")))
+            notice = await promoter.cancel(user, str(get("name") or ""))
         else:
-            await _replace(respond, await lifecycle.stop(user, channel, str(value["arn"])))
+            notice = await lifecycle.stop(user, channel, str(value["arn"]))
+        await _replace(respond, notice)
 
     @app.action(re.compile("^" + re.escape(ACTION_PREFIX)))
     @answered
@@ -145,10 +142,7 @@ def register(app: AsyncApp, services: Services) -> None:
             reviewed = await reviewing.review(case, user, label)
             log.info("review.recorded", extra={"file_id": case.file_id, "label": label.value})
             if not await _show_review(client, body, channel, case.file_id, reviewed):
-                text = (
-                    f"Your review ({label.value}) is recorded, but I couldn't update the message."
-                )
-                await _ephemeral(respond, text)
+                await _ephemeral(respond, UNSHOWN.format(label.value))
 
     @app.action(POST_CHART)
     @answered
@@ -226,18 +220,8 @@ def _user(body: dict[str, Any]) -> str:
 
 
 def _channel(body: dict[str, Any]) -> str:
-    return (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id", ""
-    )
-
-
-def value_of(action: dict[str, Any]) -> dict[str, Any] | None:
-    """A button's JSON value, or None for one this code didn't write."""
-    try:
-        value = json.loads(action.get("value") or "")
-    except (TypeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+    container = body.get("container") or {}
+    return (body.get("channel") or {}).get("id") or container.get("channel_id", "")
 
 
 def _start_value(action: dict[str, Any]) -> dict[str, Any] | None:

@@ -34,6 +34,11 @@ _NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
 class Help:
     problem: str = ""  # why the usage is shown ("" when asked for)
 
+    @property
+    def usage(self) -> str:
+        """`/cxr help`, or why the command was not understood, followed by the usage."""
+        return f"{self.problem}\n\n{USAGE}" if self.problem else USAGE
+
 
 @dataclass(frozen=True)
 class Status:
@@ -149,8 +154,3 @@ def _start(args: list[str]) -> Command:
 
 def _is_version(word: str) -> bool:
     return bool(_NAME.match(word) or is_version_arn(word))
-
-
-def usage(command: Help) -> str:
-    """`/cxr help`, or why the command was not understood, followed by the usage."""
-    return f"{command.problem}\n\n{USAGE}" if command.problem else USAGE

@@ -60,11 +60,9 @@ class Serving(Protocol):
 
     def has_fallback(self) -> bool:
         """Whether the local model answers while the Rekognition version isn't running."""
-        ...
 
     async def serve(self, version_arn: str) -> None:
         """Answer with `version_arn` from now on (and remember it, where stored)."""
-        ...
 
     def stopped(self, version_arn: str) -> None: ...
 
@@ -164,6 +162,7 @@ REQUESTED = "requested"  # claimed, AWS not (yet) known to have accepted
 FOLLOWING = "following"  # AWS accepted, or the change was already under way
 
 BUSY_WITH = {START: "already starting", STOP: "stopping", TRAIN: "still training"}
+BUSY_STATUS = {mv.STOPPING: "stopping", mv.TRAINING_IN_PROGRESS: "still-training"}  # refusals
 
 Refusal = n.Busy | n.Refused | n.RequestFailed  # why a start or stop wasn't asked for
 
@@ -284,23 +283,17 @@ class Lifecycle:
     ) -> Notice:
         """The cost of starting, to be confirmed; or why not, or what is already happening."""
         low = 1 if min_units is None else min_units
-        snapshot = await self._start_checks(low, max_units)
-        if isinstance(snapshot, Notice):
-            return snapshot
-        chosen = self._choose_to_start(snapshot, version)
-        if isinstance(chosen, Notice):
-            return chosen
-        blocker = await self._start_blocker(chosen, actor)
-        if blocker:
-            return blocker
-        others = [v.name for v in snapshot if v.running and v.arn != chosen.arn]
+        startable = await self._startable(actor, low, max_units, version)
+        if isinstance(startable, Notice):
+            return startable
+        chosen, snapshot = startable
         return n.StartProposal(
             version_name=chosen.name,
             version_arn=chosen.arn,
             **self._units(low, max_units),
             f1=chosen.f1,
             status=chosen.status,
-            others_running=others,
+            others_running=[v.name for v in snapshot if v.running and v.arn != chosen.arn],
         )
 
     async def confirm_start(
@@ -308,15 +301,10 @@ class Lifecycle:
     ) -> Notice:
         """StartProjectVersion, unless the version is already starting or running."""
         low, high = min_units, max_units
-        snapshot = await self._start_checks(low, high)
-        if isinstance(snapshot, Notice):
-            return snapshot
-        version = find(snapshot, version_arn)
-        if version is None:
-            return n.Refused(reason="gone")
-        blocker = await self._start_blocker(version, actor, channel)
-        if blocker:
-            return blocker
+        startable = await self._startable(actor, low, high, version_arn, channel)
+        if isinstance(startable, Notice):
+            return startable
+        version = startable[0]
         units = f"{low} IU" if high in (None, low) else f"{low}–{high} IU"
         data = {"min_units": low, "max_units": high}
         refused = await self._request(START, version, actor, channel, data, f"requested ({units})")
@@ -345,8 +333,12 @@ class Lifecycle:
             "hourly_high": hourly(high or low),
         }
 
-    async def _start_checks(self, low: int, high: int | None) -> list[ModelVersion] | Notice:
-        """What both start steps check first: a project, allowed units, readable versions."""
+    async def _startable(
+        self, actor: str, low: int, high: int | None, wanted: str | None, channel: str | None = None
+    ) -> tuple[ModelVersion, list[ModelVersion]] | Notice:
+        """What both start steps check: a project, allowed units, readable versions, the version
+        (chosen; when confirming from `channel`, the proposed one) and that nothing holds it.
+        Returns the version and the versions read, or the reply."""
         if self.catalog is None:
             return self.rekognition_only("start")
         cap = self.config.max_units
@@ -354,7 +346,17 @@ class Lifecycle:
             return n.Refused(reason="bad-units", min_units=low, max_units=high)
         if max(low, high or low) > cap:
             return n.Refused(reason="over-cap", cap=cap, hourly=self.prices.hourly(cap))
-        return await self.versions_or_reply()
+        snapshot = await self.versions_or_reply()
+        if isinstance(snapshot, Notice):
+            return snapshot
+        if channel is not None:
+            chosen = find(snapshot, wanted or "") or n.Refused(reason="gone")
+        else:
+            chosen = self._choose_to_start(snapshot, wanted)
+        if isinstance(chosen, Notice):
+            return chosen
+        blocker = await self._start_blocker(chosen, actor, channel)
+        return blocker or (chosen, snapshot)
 
     def _choose_to_start(
         self, snapshot: list[ModelVersion], wanted: str | None
@@ -374,38 +376,28 @@ class Lifecycle:
         return busy or n.Refused(reason="none-ready")  # busy: "already running" (the blocker)
 
     async def _start_blocker(
-        self, version: ModelVersion, actor: str, channel: str | None = None
+        self, version: ModelVersion, actor: str, channel: str | None
     ) -> Notice | None:
+        """Why `version` can't be started now (starting elsewhere: followed, if confirmed)."""
         op = await self.ops.open_for(version.name)
         if op is not None:
             return self._already(version, op, actor)
-        status, name = version.status, version.name
+        status, busy = version.status, {"tone": "busy", "version_name": version.name}
         if status == mv.RUNNING:
             ran, _ = self._ran(await self.runs.current(version.arn), self.clock.now())
-            low, high = version.min_units or 1, version.max_units
-            return n.Refused(
-                reason="already-running",
-                tone="busy",
-                version_name=name,
-                ran_seconds=ran,
-                min_units=low,
-                max_units=high,
-            )
+            units = {"min_units": version.min_units or 1, "max_units": version.max_units}
+            return n.Refused(reason="already-running", ran_seconds=ran, **busy, **units)
         if status == mv.STARTING:
             if channel is not None:
-                await self._adopt(START, version, actor, channel)
-            return n.Refused(
-                reason="already-starting", tone="busy", version_name=name, posting=bool(channel)
-            )
-        if status == mv.STOPPING:
-            return n.Refused(reason="stopping", tone="busy", version_name=name)
-        if status == mv.TRAINING_IN_PROGRESS:
-            return n.Refused(reason="still-training", tone="busy", version_name=name)
+                await self._request(START, version, actor, channel, adopt=True)
+            return n.Refused(reason="already-starting", posting=bool(channel), **busy)
+        if status in BUSY_STATUS:
+            return n.Refused(reason=BUSY_STATUS[status], **busy)
         if status == mv.TRAINING_FAILED:
             why = version.status_message
-            return n.Refused(reason="failed-to-train", version_name=name, detail=why)
+            return n.Refused(reason="failed-to-train", version_name=version.name, detail=why)
         if status not in STARTABLE:
-            return n.Refused(reason="cannot-start", version_name=name, status=status)
+            return n.Refused(reason="cannot-start", version_name=version.name, status=status)
         return None
 
     # === /cxr stop ==========================================================================
@@ -425,7 +417,7 @@ class Lifecycle:
         if op is not None and op.kind in (STOP, TRAIN):
             return self._already(chosen, op, actor)
         if status == mv.STOPPING:
-            await self._adopt(STOP, chosen, actor, channel)
+            await self._request(STOP, chosen, actor, channel, adopt=True)
             return n.Refused(reason="already-stopping", tone="busy", version_name=name)
         if status not in STOPPABLE:
             return n.Refused(reason="not-running", tone="busy", version_name=name, status=status)
@@ -475,63 +467,53 @@ class Lifecycle:
         channel: str,
         data: dict[str, Any] | None = None,
         requested: str | None = "requested",
+        *,
+        adopt: bool = False,
     ) -> Refusal | None:
         """Claim the operation (a stop supersedes a start in flight), then ask Rekognition to
         start (at `data`'s units) or stop. None when Rekognition accepted it (audited as
-        `requested`, if given, and followed); else why not: busy, or Rekognition refused."""
+        `requested`, if given, and followed); else why not: busy, or Rekognition refused.
+        To `adopt` is to follow a change started elsewhere (console, before a restart) and
+        post its outcome, without asking Rekognition."""
         catalog = self.catalog
         assert catalog is not None
         now = self.clock.now()
-        if kind == STOP and (held := await self.ops.open_for(version.name)) and held.kind == START:
+        held = await self.ops.open_for(version.name) if kind == STOP and not adopt else None
+        if held is not None and held.kind == START:
             await self.ops.finish(held.id, now, "superseded by a stop")
-        op = await self._claim(kind, version, actor, channel, REQUESTED, data)
-        if op is None:
-            return self._already(version, await self.ops.open_for(version.name), actor)
-        async with self.commanding(op.id):
-            try:
-                if kind == START:
-                    assert data is not None
-                    status = await catalog.start(
-                        version.arn, data["min_units"], data.get("max_units")
-                    )
-                else:
-                    status = await catalog.stop(version.arn)
-            except Exception as exc:
-                reason = aws_error(exc)
-                await self.finish(op, f"failed: {reason}")
-                return n.RequestFailed(action=kind, version_name=version.name, error=reason)
-        await self.ops.update(op.id, status=status, phase=FOLLOWING)
-        if requested is not None:
-            await self.audit.record(now, actor, kind, version.name, requested)
-        self.poller.follow()
-        return None
-
-    async def _adopt(self, kind: str, version: ModelVersion, actor: str, channel: str) -> None:
-        """Follow a change started elsewhere (console, before a restart) to post its outcome."""
-        data = {"adopted": True, "min_units": version.min_units or 1}
-        if await self._claim(kind, version, actor, channel, FOLLOWING, data) is not None:
-            self.poller.follow()
-
-    async def _claim(
-        self,
-        kind: str,
-        version: ModelVersion,
-        actor: str,
-        channel: str,
-        phase: str,
-        data: dict[str, Any] | None,
-    ) -> Operation | None:
-        return await self.ops.claim(
+        if adopt:
+            data = {"adopted": True, "min_units": version.min_units or 1}
+        op = await self.ops.claim(
             kind,
             version.name,
             version_arn=version.arn,
             channel=channel,
             user=actor,
-            at=self.clock.now(),
+            at=now,
             status=version.status,
-            phase=phase,
+            phase=FOLLOWING if adopt else REQUESTED,
             data=data,
         )
+        if op is None:  # (adopting: nothing to follow, nobody to tell)
+            return self._already(version, await self.ops.open_for(version.name), actor)
+        if not adopt:
+            async with self.commanding(op.id):
+                try:
+                    if kind == START:
+                        assert data is not None
+                        low, high = data["min_units"], data.get("max_units")
+                        status = await catalog.start(version.arn, low, high)
+                    else:
+                        status = await catalog.stop(version.arn)
+                except Exception as exc:
+                    reason = aws_error(exc)
+                    await self.finish(op, f"failed: {reason}")
+                    return n.RequestFailed(action=kind, version_name=version.name, error=reason)
+            await self.ops.update(op.id, status=status, phase=FOLLOWING)
+            if requested is not None:
+                await self.audit.record(now, actor, kind, version.name, requested)
+        self.poller.follow()
+        return None
 
     def _already(self, version: ModelVersion, op: Operation | None, actor: str) -> Refusal:
         if op is None:  # the operation that held it ended meanwhile
@@ -575,11 +557,9 @@ class Lifecycle:
         snapshot = await self.versions_or_reply()
         if isinstance(snapshot, Notice):
             return snapshot
-        elsewhere = [v for v in snapshot if v.status == mv.TRAINING_IN_PROGRESS]
-        if elsewhere:
-            return n.Refused(
-                reason="training-elsewhere", tone="busy", version_name=elsewhere[0].name
-            )
+        other = next((v for v in snapshot if v.status == mv.TRAINING_IN_PROGRESS), None)
+        if other is not None:
+            return n.Refused(reason="training-elsewhere", tone="busy", version_name=other.name)
         now = self.clock.now()
         if version_name is None:
             version_name = await self._free_name(snapshot, now)
@@ -706,13 +686,10 @@ class Lifecycle:
         high = version.max_units or op.data.get("max_units")
         await self.runs.open_run(version.arn, now, low, op.data.get("source", "bot"))
         await self.serving.serve(version.arn)
-        if op.data.get("quiet"):  # the schedule announced it: audited, not posted again
-            await self.finish(op, "ok: RUNNING")
-            return
-        took = (now - op.started_at).total_seconds()
-        units = self._units(low, high)
+        took, units = (now - op.started_at).total_seconds(), self._units(low, high)
         running = n.ModelRunning(version_name=version.name, **units, took_seconds=took, by=op.user)
-        await self.finish(op, "ok: RUNNING", running)
+        quiet = op.data.get("quiet")  # the schedule announced it: audited, not posted again
+        await self.finish(op, "ok: RUNNING", None if quiet else running)
 
     async def _stopped(self, op: Operation, version: ModelVersion, now: datetime) -> None:
         """Confirmed at STOPPED: the run ends here (a STOPPING model is still billed)."""
@@ -887,8 +864,8 @@ class Lifecycle:
         """One fleet: the guard's stops are reported by it when confirmed, its meter shows in
         `/cxr status` (in `zone`), an operation is leased to `owner` while its command talks to
         AWS (every instance's poller leaves it alone), and one poller serves operations and
-        guard. With `leader` (replicas on one database) only
-        the leader's poller acts. Returns that poller, the bot's background job."""
+        guard. With `leader` (replicas on one database) only the leader's poller acts. Returns
+        that poller, the bot's background job."""
         self.guard = guard
         self.zone = zone
         self.leases = leases

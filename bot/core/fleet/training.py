@@ -68,7 +68,6 @@ class TrainingBackend(Protocol):
 
     async def create_dataset(self, dataset_type: str, manifest: tuple[str, str] | None) -> str:
         """Create the TRAIN (from a manifest: (bucket, key)) or an empty TEST dataset."""
-        ...
 
     async def delete_dataset(self, arn: str) -> None: ...
 
@@ -132,13 +131,9 @@ async def _region_problems(lifecycle: Lifecycle, source: S3Uri, output: S3Uri) -
     for bucket in dict.fromkeys([source.bucket, output.bucket]):
         bucket_region = await lifecycle.images.bucket_region(bucket)
         if region and bucket_region != region:
-            problems.append(
-                Problem(
-                    f"Bucket `{bucket}` is in {bucket_region}, but the bot's Rekognition "
-                    f"project is in {region}: Rekognition only reads buckets in its own "
-                    "region. Copy the images to a bucket there."
-                )
-            )
+            where = f"Bucket `{bucket}` is in {bucket_region}, but the bot's Rekognition project "
+            where += f"is in {region}: Rekognition only reads buckets in its own region."
+            problems.append(Problem(where + " Copy the images to a bucket there."))
     return problems
 
 
@@ -149,10 +144,8 @@ async def step(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersion]
         await interrupted(lifecycle, op)  # its command died with a previous run
     elif op.phase == DATASETS:
         await _datasets(lifecycle, op)
-    elif op.phase == CREATING:
-        await _wait(lifecycle, op, "CREATE")
-    elif op.phase == SPLITTING:
-        await _wait(lifecycle, op, "UPDATE")
+    elif op.phase in (CREATING, SPLITTING):
+        await _wait(lifecycle, op)
     elif op.phase == TRAINING and snapshot is not None:
         await _follow(lifecycle, op, snapshot)
 
@@ -192,9 +185,9 @@ async def _datasets(lifecycle: Lifecycle, op: Operation) -> None:
     await _progress(lifecycle, op.id)
 
 
-async def _wait(lifecycle: Lifecycle, op: Operation, action: str) -> None:
-    """Wait for both datasets to finish `action` (CREATE or UPDATE), then take the next
-    step: split the training images (CREATE done) or train (UPDATE done)."""
+async def _wait(lifecycle: Lifecycle, op: Operation) -> None:
+    """Wait for both datasets to be created (CREATING) or updated by the split (SPLITTING),
+    then take the next step: split the training images, or train."""
     training = lifecycle.training
     assert training is not None
     datasets = op.data.get("datasets") or {}
@@ -207,7 +200,7 @@ async def _wait(lifecycle: Lifecycle, op: Operation, action: str) -> None:
     if any(d.status.endswith("_IN_PROGRESS") for d in described):
         return
     train, test = described
-    if action == "CREATE":
+    if op.phase == CREATING:
         if train.total == 0 or train.labelled == 0:
             await _failed(lifecycle, op, "nothing-imported", detail=str(train.errors or 0))
             return
