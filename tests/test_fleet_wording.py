@@ -47,3 +47,12 @@ def test_ids_are_mentions_in_slack_and_ids_in_plain_text():
     assert "asked by <@U0ADMIN01>" in render(busy).text and "in <#C0LAB0001>" in render(busy).text
     assert "asked by U0ADMIN01" in said(busy) and "in C0LAB0001" in said(busy)
     assert "asked by you" in said(notices.Busy(version_name="v1", by="U1", asker="U1"))
+
+
+def test_a_guard_stop_that_did_not_take_effect_says_why_as_the_command_would():
+    failed = notices.ModelStopFailed(version_name="v1", reason="not-stopped", status="RUNNING")
+    alert = said(notices.StopFailed(version_name="v1", hourly=4.0, failure=failed))
+    assert "I couldn't stop v1 (the stop did not take effect: it is RUNNING)" in alert
+    assert said(failed).endswith(": the stop did not take effect: it is RUNNING")
+    aws = said(notices.StopFailed(version_name="v1", hourly=4.0, error="ThrottlingException"))
+    assert "I couldn't stop v1 (ThrottlingException)" in aws

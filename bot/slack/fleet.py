@@ -29,6 +29,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.core.fleet import notices as n
+from bot.core.fleet.decisions import SLOW_STOP
 from bot.core.fleet.guard import MeterLine, PressResult
 from bot.core.fleet.state import AuditEntry, Operation
 from bot.core.fleet.status import StatusReport, VersionRow
@@ -290,8 +291,15 @@ def _(s: n.ModelStopped, who: Who) -> list[str]:
     return [f"{s.version_name} has stopped (asked by {who(s.by)}). {cost}"]
 
 
-FAILURES = {  # why a start or a training failed (a stop's: `notices.stop_failure`)
-    "gone": n.STOP_FAILURES["gone"],
+STOP_FAILURES = {  # why a stop failed (or, "slow", is slow)
+    "gone": "the version no longer exists in the project",
+    "never-sent": "the request never reached Rekognition (the bot restarted while sending it); "
+    "it is still {status}. Run `/cxr stop {name}` again",
+    "not-stopped": "the stop did not take effect: it is {status}",
+    "slow": "it is still STOPPING after " + duration(SLOW_STOP.total_seconds()),
+}
+FAILURES = {  # why a start or a training failed
+    "gone": STOP_FAILURES["gone"],
     "never-sent": "the request never reached Rekognition (the bot restarted while sending "
     "it); run `/cxr start {name}` again",
     "not-running": "it is {status} instead of running",
@@ -309,9 +317,9 @@ FAILURES = {  # why a start or a training failed (a stop's: `notices.stop_failur
 
 
 def failure(f: n.OperationFailed) -> str:
-    words = None if isinstance(f, n.ModelStopFailed) else FAILURES.get(f.reason)
-    if words is None:
-        return n.stop_failure(f)  # a stop's, or Rekognition's own reason
+    words = (STOP_FAILURES if isinstance(f, n.ModelStopFailed) else FAILURES).get(f.reason)
+    if words is None:  # Rekognition's own reason
+        return f.detail or "Rekognition gave no reason"
     return words.format(name=f.version_name, status=f.status, detail=f.detail)
 
 
@@ -523,8 +531,9 @@ def _(s: n.GuardStopped, who: Who) -> list[str]:
 
 @says(n.StopFailed, WARN)
 def _(f: n.StopFailed, who: Who) -> list[str]:
+    error = failure(f.failure) if f.failure else f.error
     return [
-        f"I couldn't stop {f.version_name} ({f.error or 'unknown error'}); it still costs "
+        f"I couldn't stop {f.version_name} ({error or 'unknown error'}); it still costs "
         f"{usd(f.hourly)}/h. I'll keep trying; an admin may need to stop it in the Rekognition "
         "console."
     ]

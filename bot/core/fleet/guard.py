@@ -540,12 +540,12 @@ class CostGuard:
             await self._close(episode, notice.reason, op.user, requested_at, idle_end=requested_at)
         log.warning("cost_guard.stopped", extra={"version": op.version_name})
 
-    async def not_stopped(self, op: Operation, reason: str) -> None:
+    async def not_stopped(self, op: Operation, failure: g.OperationFailed) -> None:
         """The stop didn't take effect (or is slow): say so where the stop would be reported."""
         report = op.data["report"]
         episode = await self._reported(report)
         about = self._about(op.version_name, int(report.get("units") or 1))
-        failed = g.StopFailed(**about, error=reason)
+        failed = g.StopFailed(**about, failure=failure)
         await self._post(failed, thread_ts=episode.ts if episode else None)
 
     async def _reported(self, report: dict[str, Any]) -> Episode | None:

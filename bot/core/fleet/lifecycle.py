@@ -729,7 +729,7 @@ class Lifecycle:
         elif op.data.get("report") is not None and self.guard is not None:
             if final:
                 await self.finish(op, failed.result)
-            await self.guard.stopper.not_stopped(op, n.stop_failure(failed))
+            await self.guard.stopper.not_stopped(op, failed)
         elif final:
             await self.finish(op, failed.result, failed)
         else:

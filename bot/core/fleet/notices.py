@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from bot.core.fleet.decisions import SLOW_STOP
 from bot.core.model_versions import LabelMetrics
 from bot.core.ports import Notice
-from bot.core.pricing import duration
 from bot.core.schedule import Window
 from bot.core.training_data import Problem
 
@@ -236,24 +234,6 @@ class ModelStopFailed(OperationFailed):
     pass
 
 
-STOP_FAILURES = {  # worded here: the cost guard's StopFailed carries them as its error
-    "gone": "the version no longer exists in the project",
-    "never-sent": "the request never reached Rekognition (the bot restarted while sending it); "
-    "it is still {status}. Run `/cxr stop {name}` again",
-    "not-stopped": "the stop did not take effect: it is {status}",
-    "slow": "it is still STOPPING after " + duration(SLOW_STOP.total_seconds()),
-}
-
-
-def stop_failure(failed: OperationFailed) -> str:
-    """Why a stop failed (or is slow), or Rekognition's own reason, in words (the guard's
-    StopFailed carries them; `bot.slack.fleet` says them too)."""
-    words = STOP_FAILURES.get(failed.reason)
-    if words is None:  # Rekognition's own reason
-        return failed.detail or "Rekognition gave no reason"
-    return words.format(name=failed.version_name, status=failed.status)
-
-
 @dataclass
 class TrainingFailed(OperationFailed):
     pass
@@ -372,9 +352,11 @@ class GuardStopped(PricedNotice):
 
 @dataclass
 class StopFailed(PricedNotice):
-    """The guard tried to stop a model and AWS said no (reported once per episode)."""
+    """The guard's stop failed: AWS said no (`error`; reported once per episode), or the
+    stop it asked for didn't take effect or is slow (`failure`)."""
 
     error: str = ""
+    failure: OperationFailed | None = None
 
 
 @dataclass
