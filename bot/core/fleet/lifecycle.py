@@ -389,7 +389,7 @@ class Lifecycle:
             return n.Refused(reason="already-running", ran_seconds=ran, **busy, **units)
         if status == mv.STARTING:
             if channel is not None:
-                await self._request(START, version, actor, channel, adopt=True)
+                await self._adopt(START, version, actor, channel)
             return n.Refused(reason="already-starting", posting=bool(channel), **busy)
         if status in BUSY_STATUS:
             return n.Refused(reason=BUSY_STATUS[status], **busy)
@@ -417,7 +417,7 @@ class Lifecycle:
         if op is not None and op.kind in (STOP, TRAIN):
             return self._already(chosen, op, actor)
         if status == mv.STOPPING:
-            await self._request(STOP, chosen, actor, channel, adopt=True)
+            await self._adopt(STOP, chosen, actor, channel)
             return n.Refused(reason="already-stopping", tone="busy", version_name=name)
         if status not in STOPPABLE:
             return n.Refused(reason="not-running", tone="busy", version_name=name, status=status)
@@ -467,53 +467,65 @@ class Lifecycle:
         channel: str,
         data: dict[str, Any] | None = None,
         requested: str | None = "requested",
-        *,
-        adopt: bool = False,
     ) -> Refusal | None:
         """Claim the operation (a stop supersedes a start in flight), then ask Rekognition to
         start (at `data`'s units) or stop. None when Rekognition accepted it (audited as
-        `requested`, if given, and followed); else why not: busy, or Rekognition refused.
-        To `adopt` is to follow a change started elsewhere (console, before a restart) and
-        post its outcome, without asking Rekognition."""
+        `requested`, if given, and followed); else why not: busy, or Rekognition refused."""
         catalog = self.catalog
         assert catalog is not None
         now = self.clock.now()
-        held = await self.ops.open_for(version.name) if kind == STOP and not adopt else None
+        held = await self.ops.open_for(version.name) if kind == STOP else None
         if held is not None and held.kind == START:
             await self.ops.finish(held.id, now, "superseded by a stop")
-        if adopt:
-            data = {"adopted": True, "min_units": version.min_units or 1}
-        op = await self.ops.claim(
+        op = await self._claim(kind, version, actor, channel, REQUESTED, data)
+        if op is None:
+            return self._already(version, await self.ops.open_for(version.name), actor)
+        async with self.commanding(op.id):
+            try:
+                if kind == START:
+                    assert data is not None
+                    low, high = data["min_units"], data.get("max_units")
+                    status = await catalog.start(version.arn, low, high)
+                else:
+                    status = await catalog.stop(version.arn)
+            except Exception as exc:
+                reason = aws_error(exc)
+                await self.finish(op, f"failed: {reason}")
+                return n.RequestFailed(action=kind, version_name=version.name, error=reason)
+        await self.ops.update(op.id, status=status, phase=FOLLOWING)
+        if requested is not None:
+            await self.audit.record(now, actor, kind, version.name, requested)
+        self.poller.follow()
+        return None
+
+    async def _adopt(self, kind: str, version: ModelVersion, actor: str, channel: str) -> None:
+        """Follow a change started elsewhere (console, before a restart) to post its outcome;
+        nothing to do when another operation holds the version already."""
+        data = {"adopted": True, "min_units": version.min_units or 1}
+        if await self._claim(kind, version, actor, channel, FOLLOWING, data) is not None:
+            self.poller.follow()
+
+    async def _claim(
+        self,
+        kind: str,
+        version: ModelVersion,
+        actor: str,
+        channel: str,
+        phase: str,
+        data: dict[str, Any] | None,
+    ) -> Operation | None:
+        """Open the version's one operation, or None when another holds it."""
+        return await self.ops.claim(
             kind,
             version.name,
             version_arn=version.arn,
             channel=channel,
             user=actor,
-            at=now,
+            at=self.clock.now(),
             status=version.status,
-            phase=FOLLOWING if adopt else REQUESTED,
+            phase=phase,
             data=data,
         )
-        if op is None:  # (adopting: nothing to follow, nobody to tell)
-            return self._already(version, await self.ops.open_for(version.name), actor)
-        if not adopt:
-            async with self.commanding(op.id):
-                try:
-                    if kind == START:
-                        assert data is not None
-                        low, high = data["min_units"], data.get("max_units")
-                        status = await catalog.start(version.arn, low, high)
-                    else:
-                        status = await catalog.stop(version.arn)
-                except Exception as exc:
-                    reason = aws_error(exc)
-                    await self.finish(op, f"failed: {reason}")
-                    return n.RequestFailed(action=kind, version_name=version.name, error=reason)
-            await self.ops.update(op.id, status=status, phase=FOLLOWING)
-            if requested is not None:
-                await self.audit.record(now, actor, kind, version.name, requested)
-        self.poller.follow()
-        return None
 
     def _already(self, version: ModelVersion, op: Operation | None, actor: str) -> Refusal:
         if op is None:  # the operation that held it ended meanwhile

@@ -257,7 +257,6 @@ class TrainingCompleted(VersionNotice):
     labels: list[LabelMetrics] = field(default_factory=list)
     billable_seconds: int | None = None
     cost: float | None = None
-    wall_seconds: float = 0.0
     train_images: int | None = None
     test_images: int | None = None
 

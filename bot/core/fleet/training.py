@@ -253,14 +253,12 @@ async def _follow(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersi
     billable = version.billable_training_seconds
     f1 = version.f1 if version.f1 is not None else evaluation.f1
     split = op.data.get("split") or [None, None]
-    ended = version.training_ended or lifecycle.clock.now()
     completed = n.TrainingCompleted(
         version_name=version.name,
         f1=f1,
         labels=list(evaluation.labels),
         billable_seconds=billable,
         cost=lifecycle.prices.training_cost(billable) if billable is not None else None,
-        wall_seconds=max(0.0, (ended - op.started_at).total_seconds()),
         train_images=evaluation.train_images or split[0],
         test_images=evaluation.test_images or split[1],
         by=op.user,
