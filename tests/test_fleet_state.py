@@ -8,6 +8,8 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime
 
+import pytest
+
 from bot.state.db import Database
 from bot.state.migrations import ADOPT_FIRST_SCHEMA, MIGRATIONS, schema_version
 from bot.state.store import CostGuardStore, OperationStore, RunStore
@@ -81,6 +83,23 @@ async def test_a_new_database_learns_when_the_bot_first_watched(tmp_path):
     conn = sqlite3.connect(tmp_path / "cxr.db")
     assert schema_version(conn) == len(MIGRATIONS)
     conn.close()
+
+
+async def test_a_watch_or_episode_update_takes_only_its_own_fields(tmp_path):
+    db = await asyncio.to_thread(Database, tmp_path / "cxr.db")
+    try:
+        store = CostGuardStore(db)
+        seen = datetime(2026, 1, 5, 9, tzinfo=UTC)
+        await store.save_watch(ARN, "cxr.v1", "RUNNING", seen)
+        await store.update_watch(ARN, stop_failed_at=seen)
+        watch = await store.watch(ARN)
+        assert watch is not None and watch.stop_failed_at == seen
+        with pytest.raises(ValueError, match="not columns"):
+            await store.update_watch(ARN, **{"units = 0; --": 1})
+        with pytest.raises(ValueError, match="not columns"):
+            await store.update_episode(1)
+    finally:
+        await asyncio.to_thread(db.close)
 
 
 def test_the_core_imports_no_storage_and_no_slack():

@@ -90,7 +90,8 @@ class _Table:
     ) -> None:
         """Set some columns of the row whose `key` is `value` (named as `noun`'s fields)."""
         unknown = set(changes) - {f.name for f in fields(noun)}
-        assert changes and not unknown, f"not columns of {table}: {unknown}"
+        if not changes or unknown:  # names become SQL: only the noun's own, always checked
+            raise ValueError(f"not columns of {table}: {sorted(unknown) or 'none given'}")
         sets = ", ".join(f"{name} = ?" for name in changes)
         await self._write(f"UPDATE {table} SET {sets} WHERE {key} = ?", *changes.values(), value)
 
