@@ -1,4 +1,5 @@
-"""Errors a user can act on. Each carries a short, kind reply; details go to the logs only."""
+"""Errors a user can act on. Each carries a short, kind reply; details go to the logs only.
+`AwsFailure`: a failed AWS call as facts, which the chat words."""
 
 from __future__ import annotations
 
