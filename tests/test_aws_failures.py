@@ -111,3 +111,13 @@ def test_every_reply_that_quotes_a_failure_words_it_the_same():
         assert words in said(reply)
     failed = notices.TrainingFailed(version_name="v1", reason="create-version", failure=fact)
     assert failed.result == "failed: create-version, NoCredentialsError"  # the audit: its code
+
+
+def test_the_guards_notices_say_why_a_stop_or_start_was_not_asked_for():
+    busy = notices.Busy(version_name="v1", what="already starting")
+    assert "I couldn't stop v1 (v1 is already starting)" in said(
+        notices.StopFailed(version_name="v1", refused=busy)
+    )
+    denied = notices.RequestFailed(failure=AwsFailure.of(client_error("AccessDenied", "no")))
+    schedule = said(notices.ScheduleNotice(version_name="v1", ok=False, refused=denied))
+    assert schedule.endswith(f"window failed: {REFUSED.format('AccessDenied: no')}.")

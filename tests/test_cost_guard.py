@@ -606,6 +606,21 @@ async def test_a_stop_aws_refuses_is_worded_in_the_reply_and_the_alert_and_audit
     assert entry.result == "failed: AccessDeniedException"
 
 
+async def test_a_stop_failure_noted_in_words_before_an_upgrade_keeps_them(world):
+    world.catalog.add("cxr.v1", RUNNING)
+    await world.tick()
+    await world.run_for(30)
+    [alert] = world.alerts()
+    world.catalog.stop_errors = [RuntimeError("throttled")]
+    await world.guard.press(alert.notice.episode_id, cn.STOP, ADMIN)
+    old = "AWS refused the bot's credentials (AccessDenied: no). Check its IAM policy."
+    await world.store.update_episode(alert.notice.episode_id, note=old)  # as older bots noted it
+    await world.restart()
+    await world.run_for(60)  # a reminder re-renders the alert
+    assert world.outbox.thread(alert.ts)
+    assert f"Stop failed at 09:30 UTC: {old}." in said(world.outbox.current(alert.ts))
+
+
 async def test_a_failed_auto_stop_is_reported_once_and_retried(tmp_path):
     world = World(tmp_path / "cxr.db", auto_stop_after=minutes(60), sole_client=True)
     arn = world.catalog.add("cxr.v1", RUNNING)
