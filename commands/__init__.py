@@ -15,7 +15,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.core.learning.errors import aws_error
+from bot.core.errors import AwsFailure
 from bot.core.learning.export import ExportResult
 from bot.core.learning.reviewing import StatusWithFigures
 from bot.core.ports import Notice
@@ -23,6 +23,7 @@ from bot.core.training_data import S3Uri
 from bot.services import Services
 from bot.slack.blocks import render
 from bot.slack.escaping import user_text
+from bot.slack.fleet import aws_words
 from bot.slack.permissions import Admins
 from commands import admin, buttons, parser
 from commands.admin import answered, apologise
@@ -105,7 +106,7 @@ async def export(services: Services, destination: str, user: str) -> Notice:
         sink = S3Sink(services.aws.s3, target.bucket, target.prefix)
         result = await services.exporter.export(sink, str(target))
     except Exception as exc:  # credentials, permissions, a missing bucket
-        return ExportResult(text=f"I couldn't write to {target}: {aws_error(exc)}")
+        return ExportResult(text=f"I couldn't write to {target}: {aws_words(AwsFailure.of(exc))}")
     written = f"ok: {sum(result.written.values())} written, {len(result.missing)} not fetched"
     await services.audit.record(services.clock.now(), user, "export", str(target), written)
     return result

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from bot.core.clock import FakeClock
 from bot.core.fleet import notices as cn
@@ -587,6 +588,37 @@ async def test_auto_stop_acts_only_where_the_bot_sees_all_traffic_and_the_alert_
     await world.restart()
     await world.run_for(5)
     assert world.catalog.calls == [("stop", arn)]
+
+
+async def test_a_stop_aws_refuses_is_worded_in_the_reply_and_the_alert_and_audited_by_code(world):
+    world.catalog.add("cxr.v1", RUNNING)
+    await world.tick()
+    await world.run_for(30)
+    [alert] = world.alerts()
+    denied = {"Code": "AccessDeniedException", "Message": "not allowed"}
+    world.catalog.stop_errors = [ClientError({"Error": denied}, "StopProjectVersion")]
+    failed = await world.guard.press(alert.notice.episode_id, cn.STOP, ADMIN)
+    refused = "AWS refused the bot's credentials (AccessDeniedException: not allowed). Check its"
+    assert said(failed) == f"The stop failed: {refused} IAM policy.. The alert stays open."
+    alert_now = said(world.outbox.current(alert.ts))  # rendered from the episode's stored note
+    assert f"Stop failed at 09:30 UTC: {refused} IAM policy." in alert_now
+    [entry] = [e for e in await world.audit.recent(5) if e.action == "stop"]
+    assert entry.result == "failed: AccessDeniedException"
+
+
+async def test_a_stop_failure_noted_in_words_before_an_upgrade_keeps_them(world):
+    world.catalog.add("cxr.v1", RUNNING)
+    await world.tick()
+    await world.run_for(30)
+    [alert] = world.alerts()
+    world.catalog.stop_errors = [RuntimeError("throttled")]
+    await world.guard.press(alert.notice.episode_id, cn.STOP, ADMIN)
+    old = "AWS refused the bot's credentials (AccessDenied: no). Check its IAM policy."
+    await world.store.update_episode(alert.notice.episode_id, note=old)  # as older bots noted it
+    await world.restart()
+    await world.run_for(60)  # a reminder re-renders the alert
+    assert world.outbox.thread(alert.ts)
+    assert f"Stop failed at 09:30 UTC: {old}." in said(world.outbox.current(alert.ts))
 
 
 async def test_a_failed_auto_stop_is_reported_once_and_retried(tmp_path):

@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 
+from bot.core.errors import AwsFailure
 from bot.core.fleet import notices
 from bot.core.ports import Notice
 from bot.slack.blocks import render
@@ -54,5 +55,7 @@ def test_a_guard_stop_that_did_not_take_effect_says_why_as_the_command_would():
     alert = said(notices.StopFailed(version_name="v1", hourly=4.0, failure=failed))
     assert "I couldn't stop v1 (the stop did not take effect: it is RUNNING)" in alert
     assert said(failed).endswith(": the stop did not take effect: it is RUNNING")
-    aws = said(notices.StopFailed(version_name="v1", hourly=4.0, error="ThrottlingException"))
+    throttled = AwsFailure(code="ThrottlingException")
+    refused = notices.RequestFailed(action="stop", version_name="v1", failure=throttled)
+    aws = said(notices.StopFailed(version_name="v1", hourly=4.0, refused=refused))
     assert "I couldn't stop v1 (ThrottlingException)" in aws

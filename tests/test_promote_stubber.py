@@ -16,6 +16,7 @@ from bot.core.clock import FakeClock
 from bot.core.learning.promote import PromoteProposal, Promoter, PromoteReply
 from bot.core.learning.serving import StoredServing
 from bot.core.routing import ModelRouter
+from bot.slack.blocks import render
 from bot.state.db import Database
 from bot.state.reviews import ReviewStore
 from bot.state.serving import ServingStore
@@ -154,6 +155,28 @@ async def test_better_candidate_is_started_and_served_only_once_running(rekognit
         assert rig.router.primary.version_arn == arn(CANDIDATE)
         assert (await rig.store.served()).version_arn == arn(CANDIDATE)
         assert await rig.store.in_flight() is None
+        stubber.assert_no_pending_responses()
+    finally:
+        await rig.close()
+
+
+async def test_a_start_aws_refuses_is_said_and_audited_by_its_code(rekognition, tmp_path):
+    client, stubber = rekognition
+    rig = await Rig.open(tmp_path / "cxr.db", client, FakeClock())
+    try:
+        expect_versions(stubber, served(), candidate("TRAINING_COMPLETED", 0.95))
+        stubber.add_client_error(
+            "start_project_version", "AccessDeniedException", "not allowed", 400
+        )
+        failed = await rig.promoter.confirm(ADMIN, LAB, arn(CANDIDATE), 1, 1)
+        assert isinstance(failed, PromoteReply) and failed.kind == "error"
+        assert render(failed).text == (
+            f"I couldn't start *{CANDIDATE}*: AWS refused the bot's credentials "
+            "(AccessDeniedException: not allowed). Check its IAM policy."
+        )
+        [entry] = await AuditLog(rig.db).recent(1)
+        assert entry.result == "failed: AccessDeniedException"
+        assert rig.router.primary.version_arn == arn(SERVED)
         stubber.assert_no_pending_responses()
     finally:
         await rig.close()

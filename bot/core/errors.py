@@ -1,6 +1,10 @@
-"""Errors a user can act on. Each carries a short, kind reply; details go to the logs only."""
+"""Errors a user can act on. Each carries a short, kind reply; details go to the logs only.
+`AwsFailure`: a failed AWS call as facts, which the chat words."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 
 class UserFacingError(Exception):
@@ -62,3 +66,39 @@ class ClassifierUnavailable(UserFacingError):
 
 class Undeliverable(Exception):
     """The chat refuses a message for good (channel archived, bot removed): retrying is futile."""
+
+
+AwsFailureKind = Literal["credentials", "no-credentials", "unreachable", "said", "other"]
+REFUSED_CREDENTIALS = ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException")
+NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError")
+UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError")
+
+
+@dataclass(frozen=True)
+class AwsFailure:
+    """An AWS call that failed, as facts the chat words (`bot.slack.fleet.aws_words`): what
+    kind of failure, AWS's error code (else the exception's name) and its message. "said": a
+    `UserFacingError`, whose `message` is its reply already."""
+
+    kind: AwsFailureKind = "other"
+    code: str = ""
+    message: str = ""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> AwsFailure:
+        """Read botocore's exceptions by duck typing (`response["Error"]`, the class name):
+        the core doesn't import botocore."""
+        if isinstance(exc, UserFacingError):
+            return cls("said", exc.code, exc.reply)
+        response = getattr(exc, "response", {}) or {}
+        details = response.get("Error", {}) if isinstance(response, dict) else {}
+        code, name = details.get("Code", ""), type(exc).__name__
+        if code in REFUSED_CREDENTIALS:
+            return cls("credentials", code, details.get("Message", ""))
+        if name in NO_CREDENTIALS:
+            return cls("no-credentials", name)
+        if name in UNREACHABLE:
+            return cls("unreachable", name)
+        if code:
+            return cls("other", code, details.get("Message", ""))
+        return cls("other", name, str(exc))

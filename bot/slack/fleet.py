@@ -28,6 +28,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.core.errors import AwsFailure
 from bot.core.fleet import notices as n
 from bot.core.fleet.decisions import SLOW_STOP
 from bot.core.fleet.guard import MeterLine, PressResult
@@ -104,6 +105,22 @@ _PLACEHOLDER = re.compile("\x00(\\d+)\x00")
 
 
 # --- shared phrases --------------------------------------------------------------------------
+AWS_WORDS = {  # an AWS failure, by kind; the others say AWS's code and message
+    "credentials": "AWS refused the bot's credentials ({code}: {message}). Check its IAM policy.",
+    "no-credentials": "The bot has no AWS credentials configured.",
+    "unreachable": "I couldn't reach AWS just now; please try again in a few minutes.",
+    "said": "{message}",
+}
+
+
+def aws_words(failure: AwsFailure) -> str:
+    """An AWS failure in words an admin can act on ("no answer": a source that gave none)."""
+    words = AWS_WORDS.get(failure.kind)
+    if words is not None:
+        return words.format(code=failure.code, message=failure.message)
+    return f"{failure.code}: {failure.message}" if failure.message else failure.code or "no answer"
+
+
 def units_phrase(low: int, high: int | None = None) -> str:
     if high is None or high == low:
         return plural(low, "inference unit")
@@ -318,9 +335,18 @@ FAILURES = {  # why a start or a training failed
 
 def failure(f: n.OperationFailed) -> str:
     words = (STOP_FAILURES if isinstance(f, n.ModelStopFailed) else FAILURES).get(f.reason)
+    detail = aws_words(f.failure) if f.failure else f.detail
     if words is None:  # Rekognition's own reason
-        return f.detail or "Rekognition gave no reason"
-    return words.format(name=f.version_name, status=f.status, detail=f.detail)
+        return detail or "Rekognition gave no reason"
+    return words.format(name=f.version_name, status=f.status, detail=detail)
+
+
+def why_not(refused: n.Refusal) -> str:
+    """Why the guard's stop or start wasn't asked for, in a clause: AWS's error, or what holds
+    the version."""
+    if isinstance(refused, n.RequestFailed):
+        return aws_words(refused.failure)
+    return f"{refused.version_name} is {refused.what if isinstance(refused, n.Busy) else 'busy'}"
 
 
 @says(n.OperationFailed, WARN)
@@ -378,8 +404,9 @@ def _(r: PressResult, who: Who) -> list[str]:
     if r.ok:
         return []
     by = f" by {who(r.by)}" if r.by else ""
+    error = why_not(r.refused) if r.refused else aws_words(r.failure) if r.failure else r.error
     return [
-        PRESS_REPLIES[r.reason].format(name=r.version_name, status=r.status, by=by, error=r.error)
+        PRESS_REPLIES[r.reason].format(name=r.version_name, status=r.status, by=by, error=error)
     ]
 
 
@@ -416,10 +443,10 @@ def window_phrase(window: Window | None) -> str:
 def sight_words(sight: n.Sight, auto_stop_at: Any, zone: str) -> list[str]:
     """What the guard can see of the traffic, and so whether (and when) it stops the model."""
     lines = []
-    if sight.cloudwatch_error:
+    if sight.cloudwatch_failure:
         lines.append(
-            f"I can't read CloudWatch just now ({sight.cloudwatch_error}), so requests from "
-            "other applications are invisible to me."
+            f"I can't read CloudWatch just now ({aws_words(sight.cloudwatch_failure)}), so "
+            "requests from other applications are invisible to me."
         )
     if auto_stop_at:
         why = SEES_ALL.get(sight.auto_stop, "")
@@ -436,7 +463,7 @@ def outcome(a: n.IdleAlert, who: Who) -> str:
         at=local_time(a.acted_at, a.zone),
         until=local_time(a.snoozed_until, a.zone),
         idle=duration(a.idle_seconds),
-        detail=a.detail or "see the logs",
+        detail=why_not(a.refused) if a.refused else "see the logs",
     )
 
 
@@ -531,7 +558,7 @@ def _(s: n.GuardStopped, who: Who) -> list[str]:
 
 @says(n.StopFailed, WARN)
 def _(f: n.StopFailed, who: Who) -> list[str]:
-    error = failure(f.failure) if f.failure else f.error
+    error = failure(f.failure) if f.failure else why_not(f.refused) if f.refused else ""
     return [
         f"I couldn't stop {f.version_name} ({error or 'unknown error'}); it still costs "
         f"{usd(f.hourly)}/h. I'll keep trying; an admin may need to stop it in the Rekognition "
@@ -543,7 +570,7 @@ def _(f: n.StopFailed, who: Who) -> list[str]:
 def _(s: n.ScheduleNotice, who: Who) -> list[str]:
     span = f"{local_time(s.window_start, s.zone)}–{local_time(s.window_end, s.zone)}"
     if not s.ok:
-        error = s.error or "unknown error"
+        error = why_not(s.refused) if s.refused else "unknown error"
         return [f"Scheduled start of {s.version_name} for the {span} window failed: {error}."]
     return [
         f"Starting {s.version_name} for its scheduled window ({span}, {window_phrase(s.window)}): "
@@ -615,8 +642,8 @@ def status_notes(report: StatusReport) -> list[str]:
             "The local model is the only classifier: /cxr start, stop and train manage a "
             "Rekognition Custom Labels model and need CXR_PROJECT_ARN (and AWS_REGION)."
         ]
-    if report.versions_error:
-        return [f"I couldn't read the project's versions: {report.versions_error}"]
+    if report.versions_failure:
+        return [f"I couldn't read the project's versions: {aws_words(report.versions_failure)}"]
     notes = [f"Cost guard: {meter_line(m, report.zone)}" for m in report.meter]
     if report.prices is not None:
         unit, training = usd(report.prices.inference_unit_hour), usd(report.prices.training_hour)
@@ -759,5 +786,12 @@ SENTENCES = {  # answers said in one sentence of their fields
     n.SourceUnreadable: "I couldn't check {source}: {error}",
     n.RequestFailed: "Rekognition didn't {action} {version_name}: {error}",
 }
-for kind, sentence in SENTENCES.items():
-    says(kind, toned)(lambda answer, who, sentence=sentence: [sentence.format_map(vars(answer))])
+
+
+def sentence(answer: Any, who: Who) -> list[str]:
+    facts = {**vars(answer), "error": aws_words(answer.failure)}
+    return [SENTENCES[type(answer)].format_map(facts)]
+
+
+for kind in SENTENCES:
+    says(kind, toned)(sentence)

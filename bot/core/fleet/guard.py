@@ -15,18 +15,19 @@ alerts do; a summary is recorded once posted, never for a day before the bot fir
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from bot.core.errors import AwsFailure
 from bot.core.fleet import decisions as d
 from bot.core.fleet import notices as g
 from bot.core.fleet.arns import project_name, version_name
 from bot.core.fleet.decisions import GuardConfig
-from bot.core.fleet.lifecycle import aws_error
 from bot.core.fleet.state import Episode, Operation, Run, Snooze, Store, Watch
 from bot.core.leadership import FencedOutbox, Leadership
 from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelCatalog, ModelVersion
@@ -56,11 +57,11 @@ class FleetActions(Protocol):
 
     async def request_stop(
         self, version: ModelVersion, actor: str, channel: str, report: dict[str, Any]
-    ) -> str | None: ...
+    ) -> g.Refusal | None: ...
 
     async def request_start(
         self, version: ModelVersion, actor: str, channel: str, units: int, source: str
-    ) -> str | None: ...
+    ) -> g.Refusal | None: ...
 
 
 class ClassificationCounts(Protocol):
@@ -99,7 +100,27 @@ class PressResult:
     version_name: str = ""
     status: str = ""  # handled: how the alert ended; already: the version's status
     by: str | None = None  # handled: the admin who handled it, if one did
-    error: str = ""  # stop-failed, unreachable: AWS's error; unknown-action: the action
+    error: str = ""  # unknown-action: the action
+    failure: AwsFailure | None = None  # unreachable: why the versions couldn't be read
+    refused: g.Refusal | None = None  # stop-failed: why the stop wasn't asked for
+
+
+def _noted(refused: g.Refusal) -> str:
+    """An episode's note: why its stop wasn't asked for, as facts (JSON) its alert words."""
+    if isinstance(refused, g.RequestFailed):
+        return json.dumps({"aws": asdict(refused.failure)})
+    return json.dumps({"busy": refused.version_name, "what": getattr(refused, "what", "busy")})
+
+
+def _refusal(note: str) -> g.Refusal:
+    """An episode's note read back (one written before notes were facts: its own words)."""
+    try:
+        facts = json.loads(note)
+    except ValueError:
+        return g.RequestFailed(failure=AwsFailure("said", message=note))
+    if "aws" in facts:
+        return g.RequestFailed(failure=AwsFailure(**facts["aws"]))
+    return g.Busy(version_name=facts["busy"], what=facts["what"])
 
 
 async def _always(key: str) -> bool:
@@ -142,7 +163,7 @@ class CostGuard:
         self.outbox: Outbox = outbox
         self.fenced: Outbox = outbox
         self.act_once: Callable[[str], Awaitable[bool]] = _always
-        self.usage_errors: dict[str, str] = {}  # CloudWatch's error at a version's last read
+        self.usage_errors: dict[str, AwsFailure] = {}  # CloudWatch's, at a version's last read
         self.first_started: datetime | None = None  # no summary for a day before this
         self.stopper = self  # the lifecycle reports the stops it confirms here (`GuardStops`)
         self.lock = asyncio.Lock()
@@ -195,7 +216,7 @@ class CostGuard:
         try:
             return await self.fenced.post(self.config.channel, notice, thread_ts=thread_ts)
         except Exception as exc:
-            log.warning("cost_guard.post_failed", extra={"error": aws_error(exc)})
+            log.warning("cost_guard.post_failed", extra={"error": type(exc).__name__})
             return None
 
     async def _update(self, episode: Episode, notice: Notice, *, fenced: bool) -> None:
@@ -206,7 +227,7 @@ class CostGuard:
             outbox = self.fenced if fenced else self.outbox
             await outbox.update(PostedMessage(episode.channel, episode.ts), notice)
         except Exception as exc:
-            log.warning("cost_guard.update_failed", extra={"error": aws_error(exc)})
+            log.warning("cost_guard.update_failed", extra={"error": type(exc).__name__})
 
     # --- runs: versions seen running and stopped -----------------------------------------
     async def observe(self, versions: list[ModelVersion], now: datetime) -> None:
@@ -282,13 +303,14 @@ class CostGuard:
         try:
             usage = await self.usage.usage(project_name(version.arn), version.name, start, now)
         except Exception as exc:  # a source must not stop the guard
-            usage = Usage.unknown(aws_error(exc))
+            failure = AwsFailure.of(exc)
+            usage = Usage.unknown(failure.code)
             log.warning("cost_guard.usage_failed", extra={"error": usage.error})
-            self.usage_errors[version.arn] = usage.error
+            self.usage_errors[version.arn] = failure
         if usage.ok:
             self.usage_errors.pop(version.arn, None)
-        else:
-            self.usage_errors.setdefault(version.arn, usage.error or "no answer")
+        else:  # the source's error code ("": it gave no answer)
+            self.usage_errors.setdefault(version.arn, AwsFailure(code=usage.error))
         return usage
 
     async def _seen_stopped(
@@ -434,7 +456,7 @@ class CostGuard:
             kept = {"actor": snooze.by, "acted_at": snooze.at, "snoozed_until": snooze.until}
             alert = await self._alert(fresh, now, units, g.SNOOZED, **kept)
         elif fresh.note and watch and watch.stop_failed_at:
-            failed = {"acted_at": watch.stop_failed_at, "detail": fresh.note}
+            failed = {"acted_at": watch.stop_failed_at, "refused": _refusal(fresh.note)}
             alert = await self._alert(fresh, now, units, g.STOP_FAILED, **failed)
         else:
             alert = await self._alert(fresh, now, units)
@@ -449,7 +471,7 @@ class CostGuard:
         """What the guard can see of the version's traffic, and so what auto-stop will do."""
         return g.Sight(
             auto_stop=self.config.auto_stop_case(version_name).value,
-            cloudwatch_error=self.usage_errors.get(version_arn, ""),
+            cloudwatch_failure=self.usage_errors.get(version_arn),
         )
 
     async def _alert(
@@ -473,7 +495,7 @@ class CostGuard:
     # --- stops ---------------------------------------------------------------------------
     async def stop(
         self, version: ModelVersion, reason: str, actor: str, now: datetime, *, fenced: bool = True
-    ) -> str | None:
+    ) -> g.Refusal | None:
         """Ask for the stop (`reason`: the alert's outcome state); None when it is under way,
         else why not. The poll's stops are `fenced`; an admin's press is not."""
         assert self.stops is not None, "the guard stops through the fleet's stop path"
@@ -484,8 +506,8 @@ class CostGuard:
         failed_at = watch.stop_failed_at if watch else None
         retry = f":retry:{failed_at.isoformat()}" if failed_at else ""
         key = f"stop:{version.arn}:{idle_since.isoformat()}{retry}"
-        if fenced and not await self.act_once(key):
-            return "another leader acted, or this replica leads no more"
+        if fenced and not await self.act_once(key):  # another leader acted, or we lead no more
+            return g.Refused(reason="busy", version_name=version.name)
         report = {
             "reason": reason,
             "episode": episode.id if episode else None,
@@ -494,18 +516,19 @@ class CostGuard:
             "requested_at": now.isoformat(),
             "result": f"ok: {reason} after {duration(idle_seconds)} idle",
         }
-        error = await self.stops.request_stop(version, actor, self.config.channel or "", report)
-        if error is not None:
-            log.warning("cost_guard.stop_failed", extra={"version": version.name, "error": error})
+        refused = await self.stops.request_stop(version, actor, self.config.channel or "", report)
+        if refused is not None:
+            note = _noted(refused)
+            log.warning("cost_guard.stop_failed", extra={"version": version.name, "error": note})
             await store.update_watch(version.arn, stop_failed_at=now)
             if episode is not None:
-                await store.update_episode(episode.id, note=error)
+                await store.update_episode(episode.id, note=note)
                 await self._refresh(episode, now, fenced=fenced)
             if failed_at is None and actor in (ACTOR, SCHEDULE_ACTOR):  # said once per episode
                 about = self._about(version.name, watch.units if watch else 1)
-                failed = g.StopFailed(**about, error=error)
+                failed = g.StopFailed(**about, refused=refused)
                 await self._post(failed, thread_ts=episode.ts if episode else None)
-            return error
+            return refused
         await store.update_watch(
             version.arn, stop_requested_at=now, stop_requested_by=actor, stop_failed_at=None
         )
@@ -597,8 +620,10 @@ class CostGuard:
             return
         units, channel = config.schedule_units, config.channel or ""
         assert self.stops is not None, "the schedule starts through the fleet's start path"
-        error = await self.stops.request_start(version, SCHEDULE_ACTOR, channel, units, "schedule")
-        if error is None:
+        refused = await self.stops.request_start(
+            version, SCHEDULE_ACTOR, channel, units, "schedule"
+        )
+        if refused is None:
             await store.save_watch(version.arn, version.name, STARTING, now, units=units)
             await store.update_watch(version.arn, start_requested_at=now)
         notice = g.ScheduleNotice(
@@ -606,8 +631,8 @@ class CostGuard:
             window=occurrence.window,
             window_start=occurrence.start,
             window_end=occurrence.end,
-            ok=not error,
-            error=error or "",
+            ok=refused is None,
+            refused=refused,
         )
         await self._post(notice)
 
@@ -759,7 +784,7 @@ class CostGuard:
         try:
             versions = await self.catalog.versions()
         except Exception as exc:
-            return PressResult(False, "unreachable", name, error=aws_error(exc))
+            return PressResult(False, "unreachable", name, failure=AwsFailure.of(exc))
         version = next((v for v in versions if v.arn == episode.version_arn), None)
         if version is not None and version.status == STOPPING:
             return PressResult(False, "stopping", name)
@@ -769,9 +794,9 @@ class CostGuard:
             await self._close(episode, g.STOPPED_ELSEWHERE, None, now, idle_end=now, fenced=False)
             status = version.status.lower() if version else "gone"
             return PressResult(False, "already", name, status)
-        error = await self.stop(version, g.STOPPED, user, now, fenced=False)
-        if error is not None:
-            return PressResult(False, "stop-failed", name, error=error)
+        refused = await self.stop(version, g.STOPPED, user, now, fenced=False)
+        if refused is not None:
+            return PressResult(False, "stop-failed", name, refused=refused)
         return PressResult(True)
 
     async def record_refusal(

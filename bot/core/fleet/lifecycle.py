@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core import model_versions as mv
 from bot.core.clock import Clock
-from bot.core.errors import UserFacingError
+from bot.core.errors import AwsFailure
 from bot.core.fleet import notices as n
 from bot.core.fleet import training as trainings
 from bot.core.fleet.arns import project_name
@@ -117,26 +117,6 @@ class LifecycleConfig:
         return project_name(self.project_arn) if self.project_arn else ""
 
 
-def aws_error(exc: BaseException) -> str:
-    """A readable sentence for an AWS failure (botocore's ClientError, read by duck typing)."""
-    if isinstance(exc, UserFacingError):
-        return exc.reply
-    error = getattr(exc, "response", {}) or {}
-    details = error.get("Error", {}) if isinstance(error, dict) else {}
-    code = details.get("Code", "")
-    message = details.get("Message", "")
-    name = type(exc).__name__
-    if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
-        return f"AWS refused the bot's credentials ({code}: {message}). Check its IAM policy."
-    if name in ("NoCredentialsError", "PartialCredentialsError"):
-        return "The bot has no AWS credentials configured."
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
-        return "I couldn't reach AWS just now; please try again in a few minutes."
-    if code:
-        return f"{code}: {message}" if message else code
-    return f"{name}: {exc}" if str(exc) else name
-
-
 def newest_first(versions: Iterable[ModelVersion]) -> list[ModelVersion]:
     """The project's versions as one DescribeProjectVersions call saw them, newest first."""
     epoch = datetime.min
@@ -163,8 +143,6 @@ FOLLOWING = "following"  # AWS accepted, or the change was already under way
 
 BUSY_WITH = {START: "already starting", STOP: "stopping", TRAIN: "still training"}
 BUSY_STATUS = {mv.STOPPING: "stopping", mv.TRAINING_IN_PROGRESS: "still-training"}  # refusals
-
-Refusal = n.Busy | n.Refused | n.RequestFailed  # why a start or stop wasn't asked for
 
 
 class Lifecycle:
@@ -239,8 +217,8 @@ class Lifecycle:
         try:
             snapshot = await self.versions()
         except Exception as exc:
-            report.versions_error = aws_error(exc)
-            log.warning("status.describe_failed", extra={"error": report.versions_error})
+            report.versions_failure = AwsFailure.of(exc)
+            log.warning("status.describe_failed", extra={"error": report.versions_failure.code})
             return report
         await self.sync(snapshot)
         report.serving = self.serving.current().describe()
@@ -274,7 +252,8 @@ class Lifecycle:
             try:
                 self.evaluations[version.arn] = await self.training.evaluation(summary)
             except Exception as exc:
-                log.info("lifecycle.evaluation_unavailable", extra={"error": aws_error(exc)})
+                failure = AwsFailure.of(exc)
+                log.info("lifecycle.evaluation_unavailable", extra={"error": failure.code})
         return self.evaluations.get(version.arn)
 
     # === /cxr start =========================================================================
@@ -443,20 +422,20 @@ class Lifecycle:
     # === the cost guard's starts and stops (auto-stop, Stop now, the schedule) ================
     async def request_stop(
         self, version: ModelVersion, actor: str, channel: str, report: dict[str, Any]
-    ) -> str | None:
+    ) -> n.Refusal | None:
         """The guard's stop: confirmed at STOPPED by the poller, then reported by the guard
         (`report` says how). None when under way (asked now or already); else why not."""
         op = await self.ops.open_for(version.name)
         if op is not None and op.kind == STOP:
             return None
-        return _error(await self._request(STOP, version, actor, channel, {"report": report}, None))
+        return await self._request(STOP, version, actor, channel, {"report": report}, None)
 
     async def request_start(
         self, version: ModelVersion, actor: str, channel: str, units: int, source: str
-    ) -> str | None:
+    ) -> n.Refusal | None:
         """The schedule's start, followed to RUNNING. None when under way; else why not."""
         data = {"min_units": units, "source": source, "quiet": True}
-        return _error(await self._request(START, version, actor, channel, data))
+        return await self._request(START, version, actor, channel, data)
 
     # === shared by start and stop ===========================================================
     async def _request(
@@ -467,7 +446,7 @@ class Lifecycle:
         channel: str,
         data: dict[str, Any] | None = None,
         requested: str | None = "requested",
-    ) -> Refusal | None:
+    ) -> n.Refusal | None:
         """Claim the operation (a stop supersedes a start in flight), then ask Rekognition to
         start (at `data`'s units) or stop. None when Rekognition accepted it (audited as
         `requested`, if given, and followed); else why not: busy, or Rekognition refused."""
@@ -489,9 +468,9 @@ class Lifecycle:
                 else:
                     status = await catalog.stop(version.arn)
             except Exception as exc:
-                reason = aws_error(exc)
-                await self.finish(op, f"failed: {reason}")
-                return n.RequestFailed(action=kind, version_name=version.name, error=reason)
+                failure = AwsFailure.of(exc)
+                await self.finish(op, f"failed: {failure.code}")
+                return n.RequestFailed(action=kind, version_name=version.name, failure=failure)
         await self.ops.update(op.id, status=status, phase=FOLLOWING)
         if requested is not None:
             await self.audit.record(now, actor, kind, version.name, requested)
@@ -527,7 +506,7 @@ class Lifecycle:
             data=data,
         )
 
-    def _already(self, version: ModelVersion, op: Operation | None, actor: str) -> Refusal:
+    def _already(self, version: ModelVersion, op: Operation | None, actor: str) -> n.Refusal:
         if op is None:  # the operation that held it ended meanwhile
             return n.Refused(reason="busy", tone="busy", version_name=version.name)
         return self._busy(op, actor, BUSY_WITH.get(op.kind, op.kind))
@@ -601,9 +580,9 @@ class Lifecycle:
             try:
                 return await trainings.launch(self, op, source, output)
             except Exception as exc:
-                reason = aws_error(exc)
-                await self.finish(op, f"failed: {reason}")
-                return n.SourceUnreadable(source=str(source), error=reason)
+                failure = AwsFailure.of(exc)
+                await self.finish(op, f"failed: {failure.code}")
+                return n.SourceUnreadable(source=str(source), failure=failure)
 
     def _training_busy(self, op: Operation, actor: str) -> Notice:
         return self._busy(
@@ -637,7 +616,8 @@ class Lifecycle:
             try:
                 await self.sync(await self.versions())
             except Exception as exc:
-                log.warning("lifecycle.discovery_failed", extra={"error": aws_error(exc)})
+                failure = AwsFailure.of(exc)
+                log.warning("lifecycle.discovery_failed", extra={"error": failure.code})
         if open_ops := await self.ops.open():
             log.info("lifecycle.resumed", extra={"operations": len(open_ops)})
 
@@ -758,7 +738,7 @@ class Lifecycle:
         try:
             return await self.versions()
         except Exception as exc:
-            return n.VersionsUnreadable(error=aws_error(exc))
+            return n.VersionsUnreadable(failure=AwsFailure.of(exc))
 
     @asynccontextmanager
     async def commanding(self, op_id: int) -> AsyncIterator[None]:
@@ -889,14 +869,6 @@ class Lifecycle:
 def _no_such_version(snapshot: list[ModelVersion], wanted: str) -> n.Refused:
     names = [v.name for v in snapshot[:VERSIONS_NAMED]]
     return n.Refused(reason="no-such-version", wanted=wanted, names=names)
-
-
-def _error(refused: Refusal | None) -> str | None:
-    """The guard's notices say in a clause why its stop or start wasn't asked for (None: it
-    was): Rekognition's error, or what holds the version."""
-    if refused is None or isinstance(refused, n.RequestFailed):
-        return refused.error if refused else None
-    return f"{refused.version_name} is {refused.what if isinstance(refused, n.Busy) else 'busy'}"
 
 
 def _failure(op: Operation, version: ModelVersion, step: Step) -> n.FailureReason:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
+from bot.core.errors import AwsFailure
 from bot.core.model_versions import LabelMetrics
 from bot.core.ports import Notice
 from bot.core.schedule import Window
@@ -76,7 +77,7 @@ class Refused(Answer):
 class VersionsUnreadable(Answer):
     """Rekognition couldn't list the project's versions."""
 
-    error: str = ""  # the AWS error, as `aws_error` words it
+    failure: AwsFailure = field(default_factory=AwsFailure)
     tone: str = "error"
 
 
@@ -85,7 +86,7 @@ class SourceUnreadable(Answer):
     """The training images' folder couldn't be checked (an AWS error)."""
 
     source: str = ""
-    error: str = ""
+    failure: AwsFailure = field(default_factory=AwsFailure)
     tone: str = "error"
 
 
@@ -95,7 +96,7 @@ class RequestFailed(Answer):
 
     action: str = "start"  # start | stop
     version_name: str = ""
-    error: str = ""  # the AWS error, as `aws_error` words it
+    failure: AwsFailure = field(default_factory=AwsFailure)
     tone: str = "error"
 
 
@@ -211,16 +212,19 @@ FailureReason = Literal[
 @dataclass
 class OperationFailed(VersionNotice):
     """A start, stop or training that ended badly, and why: a reason, the version's (or a
-    dataset's) `status` and Rekognition's message or the AWS error (`detail`)."""
+    dataset's) `status` and Rekognition's message (`detail`) or the AWS `failure`."""
 
     reason: FailureReason = "rekognition"
     status: str = ""
     detail: str = ""
+    failure: AwsFailure | None = None
 
     @property
     def result(self) -> str:
-        """The audit's short plain result: "failed: " with the reason, status and detail."""
-        facts = [self.reason if self.reason != "rekognition" else "", self.status, self.detail]
+        """The audit's short plain result: "failed: " with the reason, status and detail (or
+        the AWS failure's code)."""
+        detail = self.failure.code if self.failure else self.detail
+        facts = [self.reason if self.reason != "rekognition" else "", self.status, detail]
         return "failed: " + (", ".join(f for f in facts if f) or "no reason given")
 
 
@@ -279,6 +283,10 @@ RESUMED = "resumed"  # traffic came back
 STOP_FAILED = "stop-failed"
 
 
+# Why the guard's stop or start wasn't asked for: AWS said no, or the version is busy.
+Refusal = Busy | Refused | RequestFailed
+
+
 @dataclass
 class PricedNotice(Notice):
     """The facts every cost guard notice about one model version carries."""
@@ -294,7 +302,7 @@ class Sight:
     """What the guard can see of a version's traffic, and so what auto-stop will do."""
 
     auto_stop: str = "off"  # an `AutoStop` value: off | sole-client | owned | not-visible
-    cloudwatch_error: str = ""  # why CloudWatch couldn't be read just now ("" if it was)
+    cloudwatch_failure: AwsFailure | None = None  # why CloudWatch couldn't be read just now
 
 
 @dataclass
@@ -311,7 +319,7 @@ class IdleAlert(PricedNotice):
     actor: str | None = None  # who pressed the last button / what stopped it
     acted_at: datetime | None = None
     snoozed_until: datetime | None = None
-    detail: str = ""  # e.g. why a stop failed
+    refused: Refusal | None = None  # why the stop failed
     sight: Sight = field(default_factory=Sight)
 
     @property
@@ -351,10 +359,10 @@ class GuardStopped(PricedNotice):
 
 @dataclass
 class StopFailed(PricedNotice):
-    """The guard's stop failed: AWS said no (`error`; reported once per episode), or the
-    stop it asked for didn't take effect or is slow (`failure`)."""
+    """The guard's stop failed: it wasn't asked for (`refused`, reported once per episode),
+    or the stop it asked for didn't take effect or is slow (`failure`)."""
 
-    error: str = ""
+    refused: Refusal | None = None
     failure: OperationFailed | None = None
 
 
@@ -366,7 +374,7 @@ class ScheduleNotice(PricedNotice):
     window_start: datetime | None = None  # this run of it
     window_end: datetime | None = None
     ok: bool = True
-    error: str = ""
+    refused: Refusal | None = None  # why the start wasn't asked for
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from bot.core.ports import Notice
 
 if TYPE_CHECKING:
+    from bot.core.errors import AwsFailure
     from bot.core.fleet.guard import MeterLine
     from bot.core.fleet.state import AuditEntry, Operation
     from bot.core.model_versions import LabelMetrics, ModelVersion
@@ -40,7 +41,7 @@ class StatusReport(Notice):
     project: str | None = None  # None: the local model only
     rows: list[VersionRow] = field(default_factory=list)
     hidden_versions: int = 0
-    versions_error: str = ""  # why the project's versions couldn't be read
+    versions_failure: AwsFailure | None = None  # why the project's versions couldn't be read
     meter: list[MeterLine] = field(default_factory=list)  # the cost guard's running versions
     zone: str = "UTC"  # the meter's times are in it
     prices: Prices | None = None

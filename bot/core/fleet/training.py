@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core import model_versions as mv
+from bot.core.errors import AwsFailure
 from bot.core.fleet import lifecycle as lifecycle_module  # a cycle: it calls these functions
 from bot.core.fleet import notices as n
 from bot.core.fleet.state import (
@@ -275,10 +276,11 @@ async def _failed(
     exc: Exception | None = None,
     **facts: str,
 ) -> None:
-    """End the training, saying why (the AWS error `exc` as the detail, if one caused it)."""
-    if exc is not None:
-        facts["detail"] = lifecycle_module.aws_error(exc)
-    failed = n.TrainingFailed(version_name=op.version_name, reason=reason, by=op.user, **facts)
+    """End the training, saying why (the AWS failure `exc`, if one caused it)."""
+    failure = AwsFailure.of(exc) if exc is not None else None
+    failed = n.TrainingFailed(
+        version_name=op.version_name, reason=reason, by=op.user, failure=failure, **facts
+    )
     await lifecycle.finish(op, failed.result, failed)
     await _progress(lifecycle, op.id, done=True)
 

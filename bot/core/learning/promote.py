@@ -19,10 +19,10 @@ from datetime import timedelta
 from typing import Any
 
 from bot.core.clock import Clock
+from bot.core.errors import AwsFailure
 from bot.core.fleet.state import Audit, Runs
 from bot.core.imaging import decode
 from bot.core.labels import Label
-from bot.core.learning.errors import aws_error
 from bot.core.learning.ports import Leases, Promotion, ReviewLog, ServedVersions
 from bot.core.leases import new_owner
 from bot.core.model_answer import DEFAULT_TOLERANCE, read_answer
@@ -75,6 +75,7 @@ class PromoteReply(Notice):
     candidate: str = ""
     previous: str = ""
     previous_arn: str = ""  # the old version, offered for a stop once the candidate serves
+    failure: AwsFailure | None = None  # why it failed, when AWS said no (after `text`)
 
 
 # --- the service ---------------------------------------------------------------------------
@@ -293,13 +294,13 @@ class Promoter:
             try:
                 await self._start(promotion, candidate)
             except Exception as exc:
-                reason = aws_error(exc)
-                await self.store.finish(promotion.id, "failed", self.clock.now(), reason)
+                failure = AwsFailure.of(exc)
+                await self.store.finish(promotion.id, "failed", self.clock.now(), failure.code)
                 await self.audit.record(
-                    self.clock.now(), actor, "promote", candidate.name, f"failed: {reason}"
+                    self.clock.now(), actor, "promote", candidate.name, f"failed: {failure.code}"
                 )
                 return PromoteReply(
-                    text=f"I couldn't start *{candidate.name}*: {reason}", kind="error"
+                    text=f"I couldn't start *{candidate.name}*", kind="error", failure=failure
                 )
             self.follow()
             return PromoteReply(
@@ -331,7 +332,7 @@ class Promoter:
                     await self.tick()
                     await self.sync()
             except Exception as exc:
-                log.warning("promote.poll_failed", extra={"error": aws_error(exc)})
+                log.warning("promote.poll_failed", extra={"error": AwsFailure.of(exc).code})
             await self._pause()
 
     def follow(self) -> None:

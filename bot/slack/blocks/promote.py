@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.core.learning.promote import PromoteProposal, PromoteReply
 from bot.core.review.promotion import Comparison, Evaluated, Measure
+from bot.slack import fleet  # AWS failures are worded there (imported whole: a cycle)
 from bot.slack.blocks import Rendered, actions, button, context, escape, render, section
 
 CONFIRM = "promote_confirm"
@@ -96,7 +97,7 @@ def _(p: PromoteProposal) -> Rendered:
 @render.register
 def _(r: PromoteReply) -> Rendered:
     """The text may quote AWS's own error message: escaped, so it can't mention or link."""
-    text = escape(r.text)
+    text = escape(r.text + (f": {fleet.aws_words(r.failure)}" if r.failure else ""))
     blocks: list[dict[str, Any]] = [section(text)]
     if r.kind == "switched" and r.previous_arn:
         value = json.dumps({"arn": r.previous_arn, "name": r.previous})
