@@ -43,7 +43,7 @@ def test_the_core_carries_facts_and_slack_words_them(kind):
 
 
 def test_ids_are_mentions_in_slack_and_ids_in_plain_text():
-    busy = notices.Busy(version_name="v1", what="stopping", by="U0ADMIN01", channel="C0LAB0001")
+    busy = notices.Busy(version_name="v1", kind="stop", by="U0ADMIN01", channel="C0LAB0001")
     assert "asked by <@U0ADMIN01>" in render(busy).text and "in <#C0LAB0001>" in render(busy).text
     assert "asked by U0ADMIN01" in said(busy) and "in C0LAB0001" in said(busy)
     assert "asked by you" in said(notices.Busy(version_name="v1", by="U1", asker="U1"))
@@ -56,3 +56,16 @@ def test_a_guard_stop_that_did_not_take_effect_says_why_as_the_command_would():
     assert said(failed).endswith(": the stop did not take effect: it is RUNNING")
     aws = said(notices.StopFailed(version_name="v1", hourly=4.0, error="ThrottlingException"))
     assert "I couldn't stop v1 (ThrottlingException)" in aws
+
+
+@pytest.mark.parametrize(
+    ("held", "clause"),
+    [("start", "v1 is already starting"), ("stop", "v1 is stopping"), ("", "v1 is busy")],
+)
+def test_the_guard_says_what_holds_the_version_it_could_not_stop_or_start(held, clause):
+    error = notices.HELD + held
+    assert f"I couldn't stop v1 ({clause})" in said(
+        notices.StopFailed(version_name="v1", error=error)
+    )
+    alert = notices.IdleAlert(version_name="v1", state=notices.STOP_FAILED, detail=error)
+    assert f": {clause}" in said(alert)

@@ -11,10 +11,12 @@ import pytest
 from moto import mock_aws
 
 from bot.core.fleet.notices import (
+    HELD,
     Busy,
     ModelRunning,
     ModelStartFailed,
     ModelStopped,
+    ScheduleNotice,
     StartProposal,
     StartRequested,
     StopRequested,
@@ -26,6 +28,7 @@ from bot.core.fleet.notices import (
 )
 from bot.core.fleet.state import START, TRAIN
 from bot.core.fleet.status import StatusReport
+from bot.core.model_versions import ModelVersion
 from bot.slack.blocks import render
 from bot.slack.fleet import said
 from tests.synthetic import chest_xray, jpeg_bytes
@@ -302,6 +305,11 @@ async def test_start_shows_the_cost_then_runs_and_serves_the_version(built, reko
     expect_versions(rekognition, completed("v1"), version("v2", "STARTING"))
     again = await built.lifecycle.confirm_start("U0OTHER01", LAB, arn("v2"), 1, 3)
     assert isinstance(again, Busy) and "v2 is already starting (asked by U0ADMIN01" in said(again)
+    v2 = ModelVersion(arn("v2"), "v2", "STOPPED")  # the schedule's start meets the same claim
+    held = await built.lifecycle.request_start(v2, "schedule", LAB, 1, "schedule")
+    assert held == HELD + START  # a fact: Slack words it
+    notice = ScheduleNotice(version_name="v2", ok=False, error=held)
+    assert said(notice).endswith("window failed: v2 is already starting.")
 
     expect_versions(rekognition, completed("v1"), version("v2", "STARTING"))
     await poll(built)

@@ -210,13 +210,25 @@ def says(
     return lambda wording: words.register(kind, wording)
 
 
+BUSY_WITH = {"start": "already starting", "stop": "stopping", "train": "still training"}
+
+
 @says(n.Busy, WAIT)
 def _(b: n.Busy, who: Who) -> list[str]:
     by = "you" if b.by == b.asker else who(b.by)
     now = f", now {TRAIN_PHASES.get(b.phase, b.phase)}" if b.phase else ""
-    text = f"{b.version_name} is {b.what} (asked by {by} {duration(b.age_seconds)} ago{now})."
-    text += f" {b.note}" if b.note else ""
+    what = "already training" if b.asked == "train" else BUSY_WITH.get(b.kind, b.kind)
+    text = f"{b.version_name} is {what} (asked by {by} {duration(b.age_seconds)} ago{now})."
+    text += " One training at a time." if b.asked == "train" else ""
     return [text + (f" I'll post the outcome in {who(b.channel)}." if b.channel else "")]
+
+
+def unasked(error: str, name: str) -> str:
+    """The guard's error: AWS's, or (`notices.HELD`) what holds the version, in a clause."""
+    if not error.startswith(n.HELD):
+        return error
+    kind = error.removeprefix(n.HELD)
+    return f"{name} is {BUSY_WITH.get(kind, kind or 'busy')}"
 
 
 @says(n.TrainingRefused, ":x:", page=True)
@@ -379,7 +391,9 @@ def _(r: PressResult, who: Who) -> list[str]:
         return []
     by = f" by {who(r.by)}" if r.by else ""
     return [
-        PRESS_REPLIES[r.reason].format(name=r.version_name, status=r.status, by=by, error=r.error)
+        PRESS_REPLIES[r.reason].format(
+            name=r.version_name, status=r.status, by=by, error=unasked(r.error, r.version_name)
+        )
     ]
 
 
@@ -436,7 +450,7 @@ def outcome(a: n.IdleAlert, who: Who) -> str:
         at=local_time(a.acted_at, a.zone),
         until=local_time(a.snoozed_until, a.zone),
         idle=duration(a.idle_seconds),
-        detail=a.detail or "see the logs",
+        detail=unasked(a.detail, a.version_name) or "see the logs",
     )
 
 
@@ -531,7 +545,7 @@ def _(s: n.GuardStopped, who: Who) -> list[str]:
 
 @says(n.StopFailed, WARN)
 def _(f: n.StopFailed, who: Who) -> list[str]:
-    error = failure(f.failure) if f.failure else f.error
+    error = failure(f.failure) if f.failure else unasked(f.error, f.version_name)
     return [
         f"I couldn't stop {f.version_name} ({error or 'unknown error'}); it still costs "
         f"{usd(f.hourly)}/h. I'll keep trying; an admin may need to stop it in the Rekognition "
@@ -543,7 +557,7 @@ def _(f: n.StopFailed, who: Who) -> list[str]:
 def _(s: n.ScheduleNotice, who: Who) -> list[str]:
     span = f"{local_time(s.window_start, s.zone)}–{local_time(s.window_end, s.zone)}"
     if not s.ok:
-        error = s.error or "unknown error"
+        error = unasked(s.error, s.version_name) or "unknown error"
         return [f"Scheduled start of {s.version_name} for the {span} window failed: {error}."]
     return [
         f"Starting {s.version_name} for its scheduled window ({span}, {window_phrase(s.window)}): "
