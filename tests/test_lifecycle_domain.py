@@ -220,6 +220,8 @@ async def test_train_refusals_name_the_problem(built, rekognition, s3, setup, so
     assert expected in said(reply) and expected in render(reply).text
     assert await built.ops.open() == [] and built.outbox.posts == []
     assert (await built.audit.recent(1))[0].result.startswith("refused: ")
+    reasons = ", ".join(p.reason for p in reply.problems)  # facts: the reasons, in order
+    assert (await built.audit.recent(1))[0].result == f"refused: {reasons}"
     assert not s3.list_objects_v2(Bucket=OUTPUT_BUCKET).get("Contents")  # no manifest
     rekognition.stubber.assert_no_pending_responses()
 
