@@ -114,10 +114,27 @@ def test_every_reply_that_quotes_a_failure_words_it_the_same():
 
 
 def test_the_guards_notices_say_why_a_stop_or_start_was_not_asked_for():
-    busy = notices.Busy(version_name="v1", what="already starting")
+    busy = notices.Busy(version_name="v1", kind="start")
     assert "I couldn't stop v1 (v1 is already starting)" in said(
         notices.StopFailed(version_name="v1", refused=busy)
     )
     denied = notices.RequestFailed(failure=AwsFailure.of(client_error("AccessDenied", "no")))
     schedule = said(notices.ScheduleNotice(version_name="v1", ok=False, refused=denied))
     assert schedule.endswith(f"window failed: {REFUSED.format('AccessDenied: no')}.")
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        notices.Busy(version_name="v1", kind="start"),
+        notices.Refused(reason="busy", tone="busy", version_name="v1"),
+        notices.RequestFailed(failure=AwsFailure.of(client_error("ThrottlingException", "slow"))),
+    ],
+)
+def test_an_episodes_note_keeps_why_its_stop_was_not_asked_for(refused):
+    from bot.core.fleet.guard import _noted, _refusal
+
+    back = _refusal(_noted(refused))
+    assert said(notices.StopFailed(version_name="v1", refused=back)) == said(
+        notices.StopFailed(version_name="v1", refused=refused)
+    )

@@ -15,6 +15,7 @@ from bot.core.fleet.notices import (
     ModelRunning,
     ModelStartFailed,
     ModelStopped,
+    ScheduleNotice,
     StartProposal,
     StartRequested,
     StopRequested,
@@ -26,6 +27,7 @@ from bot.core.fleet.notices import (
 )
 from bot.core.fleet.state import START, TRAIN
 from bot.core.fleet.status import StatusReport
+from bot.core.model_versions import ModelVersion
 from bot.slack.blocks import render
 from bot.slack.fleet import said
 from tests.synthetic import chest_xray, jpeg_bytes
@@ -217,6 +219,8 @@ async def test_train_refusals_name_the_problem(built, rekognition, s3, setup, so
     assert expected in said(reply) and expected in render(reply).text
     assert await built.ops.open() == [] and built.outbox.posts == []
     assert (await built.audit.recent(1))[0].result.startswith("refused: ")
+    reasons = ", ".join(p.reason for p in reply.problems)  # facts: the reasons, in order
+    assert (await built.audit.recent(1))[0].result == f"refused: {reasons}"
     assert not s3.list_objects_v2(Bucket=OUTPUT_BUCKET).get("Contents")  # no manifest
     rekognition.stubber.assert_no_pending_responses()
 
@@ -302,6 +306,11 @@ async def test_start_shows_the_cost_then_runs_and_serves_the_version(built, reko
     expect_versions(rekognition, completed("v1"), version("v2", "STARTING"))
     again = await built.lifecycle.confirm_start("U0OTHER01", LAB, arn("v2"), 1, 3)
     assert isinstance(again, Busy) and "v2 is already starting (asked by U0ADMIN01" in said(again)
+    v2 = ModelVersion(arn("v2"), "v2", "STOPPED")  # the schedule's start meets the same claim
+    held = await built.lifecycle.request_start(v2, "schedule", LAB, 1, "schedule")
+    assert isinstance(held, Busy) and held.kind == START  # a fact: Slack words it
+    notice = ScheduleNotice(version_name="v2", ok=False, refused=held)
+    assert said(notice).endswith("window failed: v2 is already starting.")
 
     expect_versions(rekognition, completed("v1"), version("v2", "STARTING"))
     await poll(built)

@@ -15,6 +15,7 @@ from bot.core.labels import Label
 from bot.core.training_data import (
     ImageHeader,
     LabelledImage,
+    Problem,
     S3Uri,
     StoredObject,
     image_problems,
@@ -22,6 +23,7 @@ from bot.core.training_data import (
     manifest,
     scan,
 )
+from bot.slack.fleet import problem as worded
 from tests.synthetic import chest_xray, jpeg_bytes, png_bytes
 from tests.test_lifecycle_support import summary_json
 
@@ -82,13 +84,13 @@ def test_folder_names_are_the_labels_case_insensitively_and_deeper_folders_fold_
 
 def test_an_empty_prefix_is_refused():
     [problem] = layout_problems(scan(SOURCE, []))
-    assert "is empty" in problem.title and "s3://cxr-data/xrays/" in problem.title
+    assert problem == Problem("empty", source="s3://cxr-data/xrays/")
 
 
 def test_one_label_is_refused_naming_the_missing_folder():
     [problem] = layout_problems(scan(SOURCE, tree(normal=12, pneumonia=0)))
-    assert "Only one label has images (Normal: 12)" in problem.title
-    assert "s3://cxr-data/xrays/Pneumonia/" in problem.title
+    assert problem.reason == "one-label" and problem.source == "s3://cxr-data/xrays/"
+    assert problem.labels == ("Normal", "Pneumonia") and problem.count == 12  # then the missing
 
 
 def test_non_images_unknown_folders_and_stray_files_are_listed():
@@ -96,26 +98,25 @@ def test_non_images_unknown_folders_and_stray_files_are_listed():
         SOURCE,
         tree() + objects("Normal/notes.txt", "Normal/scan.dcm", "Covid/c1.jpeg", "readme.md"),
     )
-    problems = {p.title: p.items for p in layout_problems(found)}
-    assert problems["Files that aren't images (Rekognition takes JPEG and PNG):"] == (
-        "Normal/notes.txt",
-        "Normal/scan.dcm",
-    )
-    assert problems[
-        "Folders I don't know as labels (the labels are `Normal/` and `Pneumonia/`):"
-    ] == ("Covid/ (1 file)",)
-    assert problems["Files that aren't in a label folder:"] == ("readme.md",)
+    problems = {p.reason: p.items for p in layout_problems(found)}
+    assert problems == {
+        "unknown-folders": (("Covid", 1),),
+        "unlabelled": (("readme.md",),),
+        "non-images": (("Normal/notes.txt",), ("Normal/scan.dcm",)),
+    }
 
 
 def test_too_few_images_per_label_is_refused():
     [problem] = layout_problems(scan(SOURCE, tree(normal=3, pneumonia=20)))
-    assert "at least 10 per label" in problem.title and problem.items == ("Normal: 3",)
+    assert problem == Problem("too-few", (("Normal", 3),), limit=10)
 
 
-def test_long_lists_are_cut_with_a_count():
+def test_long_lists_are_kept_whole_and_cut_in_the_words():
     found = scan(SOURCE, tree() + objects(*(f"Normal/f{i}.txt" for i in range(25))))
     [problem] = layout_problems(found)
-    assert len(problem.lines()) == 11 and problem.lines()[-1] == "… and 15 more"
+    assert len(problem.items) == 25
+    lines = worded(problem).splitlines()
+    assert len(lines) == 12 and lines[-1] == "• `… and 15 more`"
 
 
 def test_images_outside_rekognition_limits_are_listed_with_their_sizes():
@@ -141,15 +142,17 @@ def test_images_outside_rekognition_limits_are_listed_with_their_sizes():
         "xrays/Normal/gif.jpeg": ImageHeader("GIF", 500, 500),
         "xrays/Normal/broken.jpeg": None,
     }
-    problems = {p.title.split(" (")[0]: p.items for p in image_problems(found, headers)}
-    assert problems["Images outside Rekognition's limits"] == (
-        "Normal/tiny.jpeg (32×64)",
-        "Normal/huge.png (5000×4000)",
-        "Normal/strip.png (4000×150, aspect over 20:1)",
-    )
-    assert problems["Images that aren't JPEG or PNG:"] == ("Normal/gif.jpeg (a GIF file)",)
-    assert problems["Files I couldn't read as images:"] == ("Normal/broken.jpeg",)
-    assert problems["Images over Rekognition's 15 MB limit:"] == ("Pneumonia/heavy.jpeg (16.0 MB)",)
+    problems = {p.reason: p.items for p in image_problems(found, headers)}
+    assert problems == {
+        "unreadable": (("Normal/broken.jpeg",),),
+        "wrong-format": (("Normal/gif.jpeg", "GIF"),),
+        "too-large": (("Pneumonia/heavy.jpeg", 16 * 1024 * 1024),),
+        "outside-limits": (
+            ("Normal/tiny.jpeg", 32, 64, False),
+            ("Normal/huge.png", 5000, 4000, False),
+            ("Normal/strip.png", 4000, 150, True),  # its sides fit; its aspect doesn't
+        ),
+    }
 
 
 def test_manifest_lines_follow_the_ground_truth_classification_format():

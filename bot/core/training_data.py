@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from bot.core.labels import Label
 
@@ -29,7 +29,6 @@ MAX_BYTES = 15 * 1024 * 1024
 MAX_ASPECT = 20.0
 MAX_IMAGES = 250_000
 MIN_IMAGES_PER_LABEL = 10  # AWS's advice for a usable classifier; fewer is refused
-SHOWN_ITEMS = 10  # how many offending files a refusal lists before "and N more"
 
 LABEL_ATTRIBUTE = "cxr-label"
 JOB_NAME = "labeling-job/cxr-bot"
@@ -102,18 +101,37 @@ class LabelledImage:
     size: int
 
 
+# Why a training source is refused; `bot.slack.fleet` words each (with its items, if any).
+ProblemReason = Literal[
+    "region",  # bucket `source` is in `regions[0]`, the Rekognition project in `regions[1]`
+    "empty",  # no files at all in `source`
+    "unknown-folders",  # items: (folder, files in it)
+    "unlabelled",  # items: (file,) directly under the prefix
+    "non-images",  # items: (file,)
+    "one-label",  # only `labels[0]` has images (`count`); none under `labels[1:]` in `source`
+    "no-images",  # none under the label folders in `source`
+    "too-few",  # items: (label, images), under `limit` per label
+    "too-many",  # `count` images, over `limit`
+    "unreadable",  # items: (file,)
+    "wrong-format",  # items: (file, format)
+    "too-large",  # items: (file, bytes)
+    "outside-limits",  # items: (file, width, height, sides fit: then its aspect is over)
+]
+Item = tuple[str | int, ...]  # a file or folder a problem concerns, then its facts
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One reason to refuse, with the files or folders it concerns."""
+    """One reason to refuse a training source, with the facts its words need and the files or
+    folders it concerns."""
 
-    title: str
-    items: tuple[str, ...] = ()
-
-    def lines(self, shown: int = SHOWN_ITEMS) -> list[str]:
-        listed = list(self.items[:shown])
-        if len(self.items) > shown:
-            listed.append(f"… and {len(self.items) - shown} more")
-        return listed
+    reason: ProblemReason
+    items: tuple[Item, ...] = ()
+    source: str = ""
+    count: int = 0
+    limit: int = 0
+    labels: tuple[str, ...] = ()
+    regions: tuple[str, str] = ("", "")
 
 
 @dataclass
@@ -163,109 +181,56 @@ def scan(source: S3Uri, objects: Iterable[StoredObject]) -> FolderScan:
 
 def layout_problems(found: FolderScan, min_per_label: int = MIN_IMAGES_PER_LABEL) -> list[Problem]:
     """What is wrong with the folder tree itself (no image needs to be opened to say so)."""
-    source = found.source
-    labels = " and ".join(f"`{label.value}/`" for label in Label)
+    source = str(found.source)
     if found.total_files == 0:
-        return [
-            Problem(
-                f"`{source}` is empty: I found no files there. Put the images in {labels} "
-                "folders under it."
-            )
-        ]
+        return [Problem("empty", source=source)]
     problems: list[Problem] = []
     if found.unknown_folders:
-        problems.append(
-            Problem(
-                f"Folders I don't know as labels (the labels are {labels}):",
-                tuple(
-                    f"{folder}/ ({n} file{'s' * (n != 1)})"
-                    for folder, n in sorted(found.unknown_folders.items())
-                ),
-            )
-        )
-    if found.unlabelled:
-        problems.append(
-            Problem(
-                "Files that aren't in a label folder:",
-                tuple(found.relative(k) for k in found.unlabelled),
-            )
-        )
-    if found.non_images:
-        problems.append(
-            Problem(
-                "Files that aren't images (Rekognition takes JPEG and PNG):",
-                tuple(found.relative(k) for k in found.non_images),
-            )
-        )
+        problems.append(Problem("unknown-folders", tuple(sorted(found.unknown_folders.items()))))
+    for reason, keys in (("unlabelled", found.unlabelled), ("non-images", found.non_images)):
+        if keys:
+            problems.append(Problem(reason, tuple((found.relative(k),) for k in keys)))
     counts = found.counts()
     present = [label for label, n in counts.items() if n]
     if len(present) < len(Label):
-        missing = [label.value for label in Label if not counts[label]]
+        missing = tuple(label.value for label in Label if not counts[label])
         if present:
-            problems.append(
-                Problem(
-                    f"Only one label has images ({present[0].value}: {counts[present[0]]}); "
-                    f"a classifier needs both. Nothing found under `{source}"
-                    + "/`, `".join(missing)
-                    + "/`."
-                )
-            )
+            labels, count = (present[0].value, *missing), counts[present[0]]
+            problems.append(Problem("one-label", source=source, count=count, labels=labels))
         elif not problems:
-            problems.append(Problem(f"No images found under {labels} in `{source}`."))
+            problems.append(Problem("no-images", source=source))
     else:
-        few = [
-            f"{label.value}: {counts[label]}" for label in Label if counts[label] < min_per_label
-        ]
+        few = tuple((label.value, n) for label, n in counts.items() if n < min_per_label)
         if few:
-            problems.append(
-                Problem(
-                    f"Too few images to train on (at least {min_per_label} per label):",
-                    tuple(few),
-                )
-            )
+            problems.append(Problem("too-few", few, limit=min_per_label))
     if len(found.images) > MAX_IMAGES:
-        problems.append(
-            Problem(f"{len(found.images):,} images: a dataset holds at most {MAX_IMAGES:,}.")
-        )
+        problems.append(Problem("too-many", count=len(found.images), limit=MAX_IMAGES))
     return problems
 
 
 def image_problems(found: FolderScan, headers: dict[str, ImageHeader | None]) -> list[Problem]:
     """Images Rekognition would reject: wrong format, too big, too small, too elongated."""
-    unreadable, wrong_format, too_large, out_of_limits = [], [], [], []
+    offenders: dict[ProblemReason, list[Item]] = {
+        "unreadable": [],
+        "wrong-format": [],
+        "too-large": [],
+        "outside-limits": [],
+    }
     for image in found.images:
         name = found.relative(image.key)
-        if image.size > MAX_BYTES:
-            too_large.append(f"{name} ({image.size / 1024 / 1024:.1f} MB)")
-            continue
         header = headers.get(image.key)
-        if header is None:
-            unreadable.append(name)
-            continue
-        if header.format not in ACCEPTED_FORMATS:
-            wrong_format.append(f"{name} (a {header.format} file)")
-            continue
-        w, h = header.width, header.height
-        if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
-            out_of_limits.append(f"{name} ({w}×{h})")
-        elif max(w, h) / max(1, min(w, h)) > MAX_ASPECT:
-            out_of_limits.append(f"{name} ({w}×{h}, aspect over {MAX_ASPECT:.0f}:1)")
-    problems = []
-    if unreadable:
-        problems.append(Problem("Files I couldn't read as images:", tuple(unreadable)))
-    if wrong_format:
-        problems.append(Problem("Images that aren't JPEG or PNG:", tuple(wrong_format)))
-    if too_large:
-        problems.append(Problem("Images over Rekognition's 15 MB limit:", tuple(too_large)))
-    if out_of_limits:
-        problems.append(
-            Problem(
-                f"Images outside Rekognition's limits ({MIN_SIDE} to {MAX_SIDE} pixels a side, "
-                f"aspect ratio at most {MAX_ASPECT:.0f}:1):",
-                tuple(out_of_limits),
-            )
-        )
-    return problems
+        if image.size > MAX_BYTES:
+            offenders["too-large"].append((name, image.size))
+        elif header is None:
+            offenders["unreadable"].append((name,))
+        elif header.format not in ACCEPTED_FORMATS:
+            offenders["wrong-format"].append((name, header.format))
+        else:
+            w, h = header.width, header.height
+            sides_fit = min(w, h) >= MIN_SIDE and max(w, h) <= MAX_SIDE
+            if not sides_fit or max(w, h) / max(1, min(w, h)) > MAX_ASPECT:
+                offenders["outside-limits"].append((name, w, h, sides_fit))
+    return [Problem(reason, tuple(items)) for reason, items in offenders.items() if items]
 
 
 # --- the manifest ---------------------------------------------------------------------------

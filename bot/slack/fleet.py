@@ -34,9 +34,11 @@ from bot.core.fleet.decisions import SLOW_STOP
 from bot.core.fleet.guard import MeterLine, PressResult
 from bot.core.fleet.state import AuditEntry, Operation
 from bot.core.fleet.status import StatusReport, VersionRow
+from bot.core.labels import Label
 from bot.core.model_versions import LabelMetrics
 from bot.core.pricing import duration, usd
 from bot.core.schedule import Window
+from bot.core.training_data import MAX_ASPECT, MAX_SIDE, MIN_SIDE, Problem
 from bot.slack.blocks import Rendered, render
 from bot.slack.escaping import escape
 from bot.slack.escaping import plain as one_line
@@ -227,20 +229,68 @@ def says(
     return lambda wording: words.register(kind, wording)
 
 
+BUSY_WITH = {"start": "already starting", "stop": "stopping", "train": "still training"}
+
+
 @says(n.Busy, WAIT)
 def _(b: n.Busy, who: Who) -> list[str]:
     by = "you" if b.by == b.asker else who(b.by)
     now = f", now {TRAIN_PHASES.get(b.phase, b.phase)}" if b.phase else ""
-    text = f"{b.version_name} is {b.what} (asked by {by} {duration(b.age_seconds)} ago{now})."
-    text += f" {b.note}" if b.note else ""
+    what = "already training" if b.asked == "train" else BUSY_WITH.get(b.kind, b.kind)
+    text = f"{b.version_name} is {what} (asked by {by} {duration(b.age_seconds)} ago{now})."
+    text += " One training at a time." if b.asked == "train" else ""
     return [text + (f" I'll post the outcome in {who(b.channel)}." if b.channel else "")]
+
+
+SHOWN_ITEMS = 10  # how many offending files a refusal lists before "and N more"
+FOLDERS = " and ".join(f"`{label.value}/`" for label in Label)
+PROBLEMS: dict[str, str | Callable[[Problem], str]] = {  # why a training source is refused
+    "region": "Bucket `{source}` is in {regions[0]}, but the bot's Rekognition project is in "
+    "{regions[1]}: Rekognition only reads buckets in its own region. Copy the images to a bucket "
+    "there.",
+    "empty": "`{source}` is empty: I found no files there. Put the images in {folders} folders "
+    "under it.",
+    "unknown-folders": "Folders I don't know as labels (the labels are {folders}):",
+    "unlabelled": "Files that aren't in a label folder:",
+    "non-images": "Files that aren't images (Rekognition takes JPEG and PNG):",
+    "one-label": lambda p: (
+        f"Only one label has images ({p.labels[0]}: {p.count}); a classifier needs both. "
+        f"Nothing found under `{p.source}" + "/`, `".join(p.labels[1:]) + "/`."
+    ),
+    "no-images": "No images found under {folders} in `{source}`.",
+    "too-few": "Too few images to train on (at least {limit} per label):",
+    "too-many": "{count:,} images: a dataset holds at most {limit:,}.",
+    "unreadable": "Files I couldn't read as images:",
+    "wrong-format": "Images that aren't JPEG or PNG:",
+    "too-large": "Images over Rekognition's 15 MB limit:",
+    "outside-limits": f"Images outside Rekognition's limits ({MIN_SIDE} to {MAX_SIDE} pixels a "
+    f"side, aspect ratio at most {MAX_ASPECT:.0f}:1):",
+}
+ITEMS: dict[str, Callable[..., str]] = {  # a listed file's (or folder's) facts; else its name
+    "unknown-folders": lambda folder, files: f"{folder}/ ({plural(files, 'file')})",
+    "too-few": "{}: {}".format,
+    "wrong-format": "{} (a {} file)".format,
+    "too-large": lambda name, size: f"{name} ({size / 1024 / 1024:.1f} MB)",
+    "outside-limits": lambda name, w, h, sides_fit: (
+        f"{name} ({w}×{h}" + (f", aspect over {MAX_ASPECT:.0f}:1)" if sides_fit else ")")
+    ),
+}
+
+
+def problem(p: Problem, shown: int = SHOWN_ITEMS) -> str:
+    """A reason to refuse, then the first `shown` files it concerns (and how many more)."""
+    said_ = PROBLEMS[p.reason]
+    text = said_(p) if callable(said_) else said_.format_map({**vars(p), "folders": FOLDERS})
+    listed = [ITEMS.get(p.reason, "{}".format)(*facts) for facts in p.items[:shown]]
+    listed += [f"… and {len(p.items) - shown} more"] if len(p.items) > shown else []
+    return text + "".join(f"\n• `{line}`" for line in listed)
 
 
 @says(n.TrainingRefused, ":x:", page=True)
 def _(r: n.TrainingRefused, who: Who) -> list[str]:
     return [
         f"I can't train from {one_line(r.source)}:",
-        *(p.title + "".join(f"\n• `{item}`" for item in p.lines()) for p in r.problems),
+        *(problem(p) for p in r.problems),
         "Fix these and run `/cxr train` again; nothing was sent to Rekognition.",
     ]
 
@@ -346,7 +396,8 @@ def why_not(refused: n.Refusal) -> str:
     the version."""
     if isinstance(refused, n.RequestFailed):
         return aws_words(refused.failure)
-    return f"{refused.version_name} is {refused.what if isinstance(refused, n.Busy) else 'busy'}"
+    what = BUSY_WITH.get(refused.kind, refused.kind) if isinstance(refused, n.Busy) else "busy"
+    return f"{refused.version_name} is {what}"
 
 
 @says(n.OperationFailed, WARN)

@@ -109,7 +109,7 @@ def _noted(refused: g.Refusal) -> str:
     """An episode's note: why its stop wasn't asked for, as facts (JSON) its alert words."""
     if isinstance(refused, g.RequestFailed):
         return json.dumps({"aws": asdict(refused.failure)})
-    return json.dumps({"busy": refused.version_name, "what": getattr(refused, "what", "busy")})
+    return json.dumps({"busy": refused.version_name, "kind": getattr(refused, "kind", "")})
 
 
 def _refusal(note: str) -> g.Refusal:
@@ -120,7 +120,9 @@ def _refusal(note: str) -> g.Refusal:
         return g.RequestFailed(failure=AwsFailure("said", message=note))
     if "aws" in facts:
         return g.RequestFailed(failure=AwsFailure(**facts["aws"]))
-    return g.Busy(version_name=facts["busy"], what=facts["what"])
+    if facts["kind"]:  # the operation that holds the version
+        return g.Busy(version_name=facts["busy"], kind=facts["kind"])
+    return g.Refused(reason="busy", tone="busy", version_name=facts["busy"])
 
 
 async def _always(key: str) -> bool:

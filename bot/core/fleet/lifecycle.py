@@ -141,7 +141,6 @@ AUDIT_LINES = 5
 REQUESTED = "requested"  # claimed, AWS not (yet) known to have accepted
 FOLLOWING = "following"  # AWS accepted, or the change was already under way
 
-BUSY_WITH = {START: "already starting", STOP: "stopping", TRAIN: "still training"}
 BUSY_STATUS = {mv.STOPPING: "stopping", mv.TRAINING_IN_PROGRESS: "still-training"}  # refusals
 
 
@@ -509,13 +508,13 @@ class Lifecycle:
     def _already(self, version: ModelVersion, op: Operation | None, actor: str) -> n.Refusal:
         if op is None:  # the operation that held it ended meanwhile
             return n.Refused(reason="busy", tone="busy", version_name=version.name)
-        return self._busy(op, actor, BUSY_WITH.get(op.kind, op.kind))
+        return self._busy(op, actor)
 
-    def _busy(self, op: Operation, asker: str, what: str, **more: Any) -> n.Busy:
+    def _busy(self, op: Operation, asker: str, **more: Any) -> n.Busy:
         """Say what `op` is doing, for whom and since when, instead of asking AWS again."""
         return n.Busy(
             version_name=op.version_name,
-            what=what,
+            kind=op.kind,
             by=op.user,
             asker=asker,
             age_seconds=(self.clock.now() - op.started_at).total_seconds(),
@@ -585,9 +584,7 @@ class Lifecycle:
                 return n.SourceUnreadable(source=str(source), failure=failure)
 
     def _training_busy(self, op: Operation, actor: str) -> Notice:
-        return self._busy(
-            op, actor, "already training", note="One training at a time.", phase=op.phase
-        )
+        return self._busy(op, actor, asked=TRAIN, phase=op.phase)
 
     async def _free_name(self, snapshot: list[ModelVersion], now: datetime) -> str:
         base = f"{self.config.project_name or 'cxr'}.{now:%Y-%m-%d}"

@@ -113,12 +113,12 @@ class Busy(VersionNotice):
     """Something already happens to the version (`by` asked for it): what, when, where its
     outcome will be posted (instead of asking AWS again)."""
 
-    what: str = ""  # "already starting", "stopping", "already training"…
+    kind: str = ""  # the operation under way: start | stop | train
+    asked: str = ""  # what is asked for now: a second training ("train") waits its turn
     asker: str = ""  # who is asking now
     age_seconds: float = 0.0
     channel: str = ""  # where the outcome will be posted
-    phase: str = ""  # a training's phase
-    note: str = ""
+    phase: str = ""  # the training's phase, when a second one is asked for
 
 
 @dataclass

@@ -93,7 +93,7 @@ async def launch(lifecycle: Lifecycle, op: Operation, source: S3Uri, output: S3U
         headers = await images.probe(source.bucket, [i.key for i in found.images])
         problems = image_problems(found, headers)
     if problems:  # close the claimed operation and list the problems
-        await lifecycle.finish(op, f"refused: {problems[0].title}")
+        await lifecycle.finish(op, "refused: " + ", ".join(p.reason for p in problems))
         return n.TrainingRefused(source=str(source), problems=problems)
 
     now = lifecycle.clock.now()
@@ -132,9 +132,7 @@ async def _region_problems(lifecycle: Lifecycle, source: S3Uri, output: S3Uri) -
     for bucket in dict.fromkeys([source.bucket, output.bucket]):
         bucket_region = await lifecycle.images.bucket_region(bucket)
         if region and bucket_region != region:
-            where = f"Bucket `{bucket}` is in {bucket_region}, but the bot's Rekognition project "
-            where += f"is in {region}: Rekognition only reads buckets in its own region."
-            problems.append(Problem(where + " Copy the images to a bucket there."))
+            problems.append(Problem("region", source=bucket, regions=(bucket_region, region)))
     return problems
 
 
