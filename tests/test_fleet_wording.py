@@ -149,3 +149,26 @@ def test_a_long_list_shows_its_first_files_and_how_many_more():
     lines = problem(many).splitlines()
     assert lines[1:3] == ["• `f0.txt`", "• `f1.txt`"]
     assert len(lines) == 12 and lines[-1] == "• `… and 2 more`"
+
+
+@pytest.mark.parametrize(
+    ("facts", "words"),
+    [
+        (
+            {"phase": "splitting", "imported": [1200, 0]},
+            "of the images to the test dataset. 1,200 images imported.",
+        ),
+        (
+            {"phase": "splitting", "imported": [1200, 3]},
+            "1,200 images imported (3 with errors, skipped).",
+        ),
+        (
+            {"phase": "training", "imported": [20, 0], "split": [16, 4]},
+            "Now: training. 16 training and 4 test images.",
+        ),
+        ({"phase": "splitting", "detail": "20 images imported."}, "20 images imported."),
+    ],
+)
+def test_a_trainings_progress_words_the_counts_it_stored(facts, words):
+    progress = notices.TrainingProgress(version_name="v1", source="s3://b/p", **facts)
+    assert words in said(progress)

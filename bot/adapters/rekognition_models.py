@@ -60,7 +60,6 @@ def to_model_version(description: dict[str, Any]) -> ModelVersion:
         status=description.get("Status", "UNKNOWN"),
         status_message=description.get("StatusMessage", ""),
         created=description.get("CreationTimestamp"),
-        training_ended=description.get("TrainingEndTimestamp"),
         min_units=description.get("MinInferenceUnits"),
         max_units=description.get("MaxInferenceUnits"),
         f1=evaluation.get("F1Score"),

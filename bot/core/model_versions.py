@@ -35,7 +35,6 @@ class ModelVersion:
     status: str
     status_message: str = ""
     created: datetime | None = None
-    training_ended: datetime | None = None
     min_units: int | None = None
     max_units: int | None = None
     f1: float | None = None

@@ -420,10 +420,19 @@ def _(t: n.TrainingProgress, who: Who) -> list[str]:
     text = f"Training {t.version_name} from {t.source} ({images} images), asked by {who(t.by)}."
     if t.done:
         return [text + " Finished: see below."]
-    text += f" Now: {TRAIN_PHASES.get(t.phase, t.phase)}." + (f" {t.detail}" if t.detail else "")
+    text += f" Now: {TRAIN_PHASES.get(t.phase, t.phase)}." + progress_detail(t)
     if t.replacing and t.phase == "datasets":
         text += " The project's current datasets are replaced (trained versions keep theirs)."
     return [text + " Training usually takes 30 minutes to a few hours; I'll post when it ends."]
+
+
+def progress_detail(t: n.TrainingProgress) -> str:
+    if t.split:
+        return f" {t.split[0]:,} training and {t.split[1]:,} test images."
+    if t.imported:
+        skipped = f" ({t.imported[1]} with errors, skipped)" if t.imported[1] else ""
+        return f" {t.imported[0]:,} images imported{skipped}."
+    return f" {t.detail}" if t.detail else ""
 
 
 @says(n.TrainingCompleted, ":white_check_mark:")

@@ -250,6 +250,8 @@ class TrainingProgress(VersionNotice):
     source: str = ""
     counts: dict[str, int] = field(default_factory=dict)  # images per label
     phase: str = "datasets"
+    imported: list[int] | None = None  # images imported, and with errors (skipped)
+    split: list[int] | None = None  # training and test images
     detail: str = ""
     replacing: bool = False  # the project's datasets are replaced
     done: bool = False

@@ -208,17 +208,15 @@ async def _wait(lifecycle: Lifecycle, op: Operation) -> None:
         except Exception as exc:
             await _failed(lifecycle, op, "split", exc)
             return
-        detail = f"{train.labelled or train.total:,} images imported"
-        detail += f" ({train.errors} with errors, skipped)." if train.errors else "."
-        await lifecycle.ops.update(op.id, phase=SPLITTING, data={"detail": detail, "unexpected": 0})
+        imported = {"imported": [train.labelled or train.total, train.errors], "unexpected": 0}
+        await lifecycle.ops.update(op.id, phase=SPLITTING, data=imported)
         await _progress(lifecycle, op.id)
         return
     if not test.total:
         if test.status == "UPDATE_COMPLETE" or not await lifecycle.patient(op):
             await _failed(lifecycle, op, "split-empty")
         return  # else: the split hasn't shown up yet
-    detail = f"{train.total or 0:,} training and {test.total:,} test images."
-    split = {"detail": detail, "split": [train.total, test.total]}
+    split = {"split": [train.total or 0, test.total]}
     await _create_version(lifecycle, await lifecycle.ops.update(op.id, phase=TRAINING, data=split))
 
 
@@ -302,7 +300,9 @@ def _progress_of(op: Operation, done: bool = False) -> n.TrainingProgress:
         counts=op.data.get("counts", {}),
         phase=op.phase,
         by=op.user,
-        detail=op.data.get("detail", ""),
+        imported=op.data.get("imported"),
+        split=op.data.get("split"),
+        detail=op.data.get("detail", ""),  # an older bot's words, for a training it began
         replacing=bool(op.data.get("old_datasets")),
         done=done,
     )
