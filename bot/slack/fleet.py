@@ -279,8 +279,8 @@ ITEMS: dict[str, Callable[..., str]] = {  # a listed file's (or folder's) facts;
 
 def problem(p: Problem, shown: int = SHOWN_ITEMS) -> str:
     """A reason to refuse, then the first `shown` files it concerns (and how many more)."""
-    said_ = PROBLEMS[p.reason]
-    text = said_(p) if callable(said_) else said_.format_map({**vars(p), "folders": FOLDERS})
+    words = PROBLEMS[p.reason]
+    text = words(p) if callable(words) else words.format_map({**vars(p), "folders": FOLDERS})
     listed = [ITEMS.get(p.reason, "{}".format)(*facts) for facts in p.items[:shown]]
     listed += [f"… and {len(p.items) - shown} more"] if len(p.items) > shown else []
     return text + "".join(f"\n• `{line}`" for line in listed)

@@ -117,12 +117,14 @@ def _refusal(note: str) -> g.Refusal:
     try:
         facts = json.loads(note)
     except ValueError:
+        facts = None
+    if not isinstance(facts, dict):
         return g.RequestFailed(failure=AwsFailure("said", message=note))
     if "aws" in facts:
         return g.RequestFailed(failure=AwsFailure(**facts["aws"]))
-    if facts["kind"]:  # the operation that holds the version
+    if facts.get("kind"):  # the operation that holds the version
         return g.Busy(version_name=facts["busy"], kind=facts["kind"])
-    return g.Refused(reason="busy", tone="busy", version_name=facts["busy"])
+    return g.Refused(reason="busy", tone="busy", version_name=facts.get("busy", ""))
 
 
 async def _always(key: str) -> bool:
