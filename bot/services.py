@@ -364,6 +364,8 @@ def _attach_cost_guard(services: Services) -> None:
     def serving_version() -> str | None:
         return getattr(router.primary, "version_arn", None) or settings.cxr_project_version_arn
 
+    lifecycle = services.lifecycle
+    assert lifecycle is not None, "attached first, local-only too"
     guard = CostGuard(
         catalog=services.models,
         usage=CloudWatchUsage(lambda: aws.cloudwatch)
@@ -378,7 +380,7 @@ def _attach_cost_guard(services: Services) -> None:
         router=router,
         serving_version=serving_version,
         classifications=services.uploads,
-        stops=services.lifecycle,
+        lifecycle=lifecycle,
     )
     services.cost_guard = guard
     if settings.cxr_auto_stop_minutes and not (
@@ -388,33 +390,31 @@ def _attach_cost_guard(services: Services) -> None:
             "cost_guard.auto_stop_blind",
             extra={"hint": "set CXR_SOLE_CLIENT or CXR_OWNED_VERSIONS for auto-stop to act"},
         )
-    lifecycle = services.lifecycle
-    if lifecycle is not None:  # one poller for operations in flight and the guard
-        interval = guard.config.interval
-        leader = None
-        if services.leader_store is not None:
-            # Followers ask every ttl/3, so a dead leader is replaced within 4/3 ttl: one
-            # poll interval. A clean stop releases the term at once (the poller's close).
-            leader = Leadership(
-                services.leader_store,
-                "fleet",
-                services.intake.owner,
-                services.clock,
-                interval * 3 / 4,
-            )
-            guard.lead_with(leader)
-            services.background.append(leader.run)
-            services.closers.insert(0, leader.release)  # before the database closes
-        poller = lifecycle.join_guard(
-            guard,
-            leases=services.store.leases,
-            owner=services.intake.owner,
-            idle_seconds=interval.total_seconds(),
-            zone=settings.cxr_timezone,
-            leader=leader,
+    interval = guard.config.interval
+    leader = None
+    if services.leader_store is not None:
+        # Followers ask every ttl/3, so a dead leader is replaced within 4/3 ttl: one
+        # poll interval. A clean stop releases the term at once (the poller's close).
+        leader = Leadership(
+            services.leader_store,
+            "fleet",
+            services.intake.owner,
+            services.clock,
+            interval * 3 / 4,
         )
-        services.background.remove(lifecycle.resume)
-        services.background.append(poller.run)
+        guard.lead_with(leader)
+        services.background.append(leader.run)
+        services.closers.insert(0, leader.release)  # before the database closes
+    poller = lifecycle.join_guard(
+        guard,
+        leases=services.store.leases,
+        owner=services.intake.owner,
+        idle_seconds=interval.total_seconds(),
+        zone=settings.cxr_timezone,
+        leader=leader,
+    )
+    services.background.remove(lifecycle.resume)
+    services.background.append(poller.run)
 
 
 def _attach_promoter(services: Services, fetcher: FileFetcher, local: Classifier | None) -> None:

@@ -251,7 +251,7 @@ class World:
             config=GuardConfig(**self.config_values),
             router=self.router,
             serving_version=lambda: self.serving,
-            stops=self.lifecycle,
+            lifecycle=self.lifecycle,
         )
         self.poller = self.lifecycle.join_guard(
             guard,

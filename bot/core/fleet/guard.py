@@ -38,6 +38,7 @@ from bot.core.usage import Usage, UsageSource, latest
 
 if TYPE_CHECKING:
     from bot.core.clock import Clock
+    from bot.core.fleet.lifecycle import Lifecycle
     from bot.core.routing import ModelRouter
 
 
@@ -50,18 +51,6 @@ WATCHER = "watcher"  # sightings in the audit log
 REKOGNITION = "rekognition"  # the model kind the bot records for Rekognition's answers
 METRICS_OVERLAP = timedelta(minutes=10)  # CloudWatch datapoints can arrive a few minutes late
 METRICS_LOOKBACK = timedelta(hours=24)  # how far back to look for a run begun elsewhere
-
-
-class FleetActions(Protocol):
-    """The fleet's one start path and one stop path, as operations the poller follows."""
-
-    async def request_stop(
-        self, version: ModelVersion, actor: str, channel: str, report: dict[str, Any]
-    ) -> g.Refusal | None: ...
-
-    async def request_start(
-        self, version: ModelVersion, actor: str, channel: str, units: int, source: str
-    ) -> g.Refusal | None: ...
 
 
 class ClassificationCounts(Protocol):
@@ -149,10 +138,10 @@ class CostGuard:
         outbox: Outbox,
         clock: Clock,
         config: GuardConfig,
+        lifecycle: Lifecycle,
         router: ModelRouter | None = None,
         serving_version: Callable[[], str | None] | None = None,
         classifications: ClassificationCounts | None = None,
-        stops: FleetActions | None = None,
     ) -> None:
         self.catalog, self.prices, self.clock, self.config = catalog, prices, clock, config
         self.usage = usage  # CloudWatch: every client's requests and the units in service
@@ -160,7 +149,7 @@ class CostGuard:
         self.store, self.runs, self.audit = store.guard, store.runs, store.audit
         self.router, self.classifications = router, classifications
         self.serving_version = serving_version or (lambda: None)  # what the bot classifies with
-        self.stops = stops  # the fleet's one start and one stop path (the lifecycle's operations)
+        self.lifecycle = lifecycle  # the fleet's one start and one stop path (its operations)
         # A press acts for the admin who pressed, on whichever replica Slack's request reaches:
         # it writes through `outbox`. The poll posts through `fenced` and records its alerts
         # and stops with `act_once` first (both fence once the guard leads: `lead_with`).
@@ -169,7 +158,6 @@ class CostGuard:
         self.act_once: Callable[[str], Awaitable[bool]] = _always
         self.usage_errors: dict[str, AwsFailure] = {}  # CloudWatch's, at a version's last read
         self.first_started: datetime | None = None  # no summary for a day before this
-        self.stopper = self  # the lifecycle reports the stops it confirms here (`GuardStops`)
         self.lock = asyncio.Lock()
         self.ticks = 0  # completed polls (tests and /healthz can watch it move)
         self.last_tick_at: datetime | None = None
@@ -502,7 +490,6 @@ class CostGuard:
     ) -> g.Refusal | None:
         """Ask for the stop (`reason`: the alert's outcome state); None when it is under way,
         else why not. The poll's stops are `fenced`; an admin's press is not."""
-        assert self.stops is not None, "the guard stops through the fleet's stop path"
         store = self.store
         watch, episode = await store.watch(version.arn), await store.open_episode(version.arn)
         idle_since = (watch.idle_since if watch else None) or now
@@ -520,7 +507,9 @@ class CostGuard:
             "requested_at": now.isoformat(),
             "result": f"ok: {reason} after {duration(idle_seconds)} idle",
         }
-        refused = await self.stops.request_stop(version, actor, self.config.channel or "", report)
+        refused = await self.lifecycle.request_stop(
+            version, actor, self.config.channel or "", report
+        )
         if refused is not None:
             note = _noted(refused)
             log.warning("cost_guard.stop_failed", extra={"version": version.name, "error": note})
@@ -623,8 +612,7 @@ class CostGuard:
         if not await store.record_schedule(key, now, "requested"):
             return
         units, channel = config.schedule_units, config.channel or ""
-        assert self.stops is not None, "the schedule starts through the fleet's start path"
-        refused = await self.stops.request_start(
+        refused = await self.lifecycle.request_start(
             version, SCHEDULE_ACTOR, channel, units, "schedule"
         )
         if refused is None:

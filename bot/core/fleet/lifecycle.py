@@ -33,7 +33,7 @@ from bot.core.fleet.decisions import (
     Step,
     operation_step,
 )
-from bot.core.fleet.poller import Leader, Poller, logged
+from bot.core.fleet.poller import Poller, logged
 from bot.core.fleet.state import START, STOP, TRAIN, TRAINING, VALIDATING, Operation, Run
 from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.labels import ModelInfo
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from bot.core.fleet.guard import CostGuard
     from bot.core.fleet.state import Leases, Store
     from bot.core.fleet.training import Evaluation, TrainingBackend
+    from bot.core.leadership import Leadership
 
 
 log = logging.getLogger(__package__)  # the fleet logs as "bot.core.fleet"
@@ -688,7 +689,7 @@ class Lifecycle:
         report = op.data.get("report")
         if report is not None and self.guard is not None:
             await self.finish(op, report.get("result", "ok: STOPPED"))
-            await self.guard.stopper.stopped(op, run, now)
+            await self.guard.stopped(op, run, now)
             return
         ran, cost = self._ran(run, run.stopped_at if run and run.stopped_at else now)
         stopped = n.ModelStopped(version_name=version.name, ran_seconds=ran, cost=cost, by=op.user)
@@ -718,7 +719,7 @@ class Lifecycle:
         elif op.data.get("report") is not None and self.guard is not None:
             if final:
                 await self.finish(op, failed.result)
-            await self.guard.stopper.not_stopped(op, failed)
+            await self.guard.not_stopped(op, failed)
         elif final:
             await self.finish(op, failed.result, failed)
         else:
@@ -848,7 +849,7 @@ class Lifecycle:
         owner: str,
         idle_seconds: float,
         zone: str,
-        leader: Leader | None = None,
+        leader: Leadership | None = None,
     ) -> Poller:
         """One fleet: the guard's stops are reported by it when confirmed, its meter shows in
         `/cxr status` (in `zone`), an operation is leased to `owner` while its command talks to

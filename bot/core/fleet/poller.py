@@ -8,7 +8,7 @@ outcome), then the guard, which sees the state the operations left.
 It ticks every `busy_seconds` while an operation is open and every `idle_seconds` otherwise;
 a command that opens an operation wakes it (`follow`) so the first poll comes `busy_seconds`
 later. Without a guard (`idle_seconds` None) it stops once no operation is open, and a command
-starts it again. A leader lease (`Leader`) keeps other replicas on the same database from
+starts it again. A leader lease (`bot.core.leadership.Leadership`) keeps other replicas on the same database from
 acting: their pollers ask again at each tick and take over once the leader's term lapses.
 """
 
@@ -18,41 +18,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from bot.core.model_versions import ModelVersion
 
 if TYPE_CHECKING:
+    from bot.core.fleet.guard import CostGuard
     from bot.core.fleet.lifecycle import Lifecycle
+    from bot.core.leadership import Leadership
 
 log = logging.getLogger(__package__)
-
-
-class Guard(Protocol):
-    """What the poller hands each snapshot to after the operations: the cost guard."""
-
-    lock: asyncio.Lock
-
-    async def review(self, versions: list[ModelVersion] | None, now: datetime) -> None: ...
-
-
-class Leader(Protocol):
-    """The leader lease (`bot.core.leadership.Leadership`): only its holder's poller acts, so
-    replicas on one database never alert or stop twice. Asked before every tick; a stopped
-    instance releases it, a dead one's term lapses and another replica takes over."""
-
-    async def hold(self, now: datetime) -> bool: ...
-    async def release(self) -> None: ...
 
 
 class Poller:
     def __init__(
         self,
         lifecycle: Lifecycle,
-        guard: Guard | None = None,
+        guard: CostGuard | None = None,
         idle_seconds: float | None = None,
-        leader: Leader | None = None,
+        leader: Leadership | None = None,
     ) -> None:
         self.lifecycle = lifecycle  # its operations in flight are what the poller moves along
         self.clock = lifecycle.clock
