@@ -377,7 +377,6 @@ def _attach_cost_guard(services: Services) -> None:
         outbox=services.outbox,
         clock=services.clock,
         config=GuardConfig.from_settings(settings),
-        router=router,
         serving_version=serving_version,
         classifications=services.uploads,
         lifecycle=lifecycle,

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from bot.core.clock import FakeClock
 from bot.core.fleet import notices as cn
 from bot.core.fleet.guard import CostGuard, GuardConfig
-from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig
+from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig, RouterServing
 from bot.core.model_versions import (
     RUNNING,
     STARTING,
@@ -181,32 +181,16 @@ class RecordingOutbox:
 
 
 class FakeRouter:
+    """What `RouterServing` reads and tells (the guard's tests don't classify)."""
+
+    model = fallback = None
+
     def __init__(self, primary_arn: str | None) -> None:
         self.primary = type("Primary", (), {"version_arn": primary_arn})()
         self.told: list[bool] = []
 
     def set_primary_running(self, running: bool) -> None:
         self.told.append(running)
-
-
-class Serving:
-    """Which version the bot classifies with (the guard's tests don't classify)."""
-
-    def __init__(self) -> None:
-        self.arn: str | None = None
-
-    def version_arn(self) -> str | None:
-        return self.arn
-
-    async def serve(self, version_arn: str) -> None:
-        self.arn = version_arn
-
-    def stopped(self, version_arn: str) -> None:
-        if self.arn == version_arn:
-            self.arn = None
-
-    def current(self) -> Any:
-        return None
 
 
 class World:
@@ -238,7 +222,7 @@ class World:
             prices=Prices(4.0),
             outbox=self.outbox,
             clock=self.clock,
-            serving=Serving(),
+            serving=RouterServing(self.router, lambda arn: None),
         )
         guard = CostGuard(
             catalog=self.catalog,
@@ -249,7 +233,6 @@ class World:
             outbox=self.outbox,
             clock=self.clock,
             config=GuardConfig(**self.config_values),
-            router=self.router,
             serving_version=lambda: self.serving,
             lifecycle=self.lifecycle,
         )

@@ -39,7 +39,6 @@ from bot.core.usage import Usage, UsageSource, latest
 if TYPE_CHECKING:
     from bot.core.clock import Clock
     from bot.core.fleet.lifecycle import Lifecycle
-    from bot.core.routing import ModelRouter
 
 
 log = logging.getLogger(__package__)  # the fleet logs as "bot.core.fleet"
@@ -139,7 +138,6 @@ class CostGuard:
         clock: Clock,
         config: GuardConfig,
         lifecycle: Lifecycle,
-        router: ModelRouter | None = None,
         serving_version: Callable[[], str | None] | None = None,
         classifications: ClassificationCounts | None = None,
     ) -> None:
@@ -147,7 +145,7 @@ class CostGuard:
         self.usage = usage  # CloudWatch: every client's requests and the units in service
         self.own = own  # the bot's own classifications
         self.store, self.runs, self.audit = store.guard, store.runs, store.audit
-        self.router, self.classifications = router, classifications
+        self.classifications = classifications
         self.serving_version = serving_version or (lambda: None)  # what the bot classifies with
         self.lifecycle = lifecycle  # the fleet's one start and one stop path (its operations)
         # A press acts for the admin who pressed, on whichever replica Slack's request reaches:
@@ -192,12 +190,6 @@ class CostGuard:
     async def _name(self, arn: str) -> str:
         watch = await self.store.watch(arn)
         return watch.version_name if watch else version_name(arn)
-
-    def _tell_router(self, arn: str, running: bool) -> None:
-        """The router skips a stopped primary model at once, if `arn` is the one it serves."""
-        primary = getattr(self.router, "primary", None) if self.router else None
-        if self.router is not None and getattr(primary, "version_arn", None) == arn:
-            self.router.set_primary_running(running)
 
     async def _post(self, notice: Notice, *, thread_ts: str | None = None) -> PostedMessage | None:
         """Post in the ops channel (fenced); None when there is none (logged) or Slack failed."""
@@ -267,7 +259,7 @@ class CostGuard:
             )
             opened = {"version": version.name, "since": run.started_at.isoformat()}
             log.info("cost_guard.run_opened", extra=opened)
-            self._tell_router(version.arn, running=True)
+            self.lifecycle.serving.set_running(version.arn, True)
         elif run.units != units and usage.units:
             await runs.set_units(version.arn, units)
         last_request = latest(usage.last_request, own.last_request)
@@ -315,7 +307,7 @@ class CostGuard:
         if await self.runs.current(version.arn) is not None:
             await self.runs.close_run(version.arn, now)
             await self.audit.record(now, WATCHER, "observed:stopped", version.name, version.status)
-            self._tell_router(version.arn, running=False)
+            self.lifecycle.serving.set_running(version.arn, False)
         episode = await store.open_episode(version.arn)
         if episode is not None:
             await self._close(episode, g.STOPPED_ELSEWHERE, None, now, idle_end=now, fenced=fenced)
@@ -526,7 +518,7 @@ class CostGuard:
             version.arn, stop_requested_at=now, stop_requested_by=actor, stop_failed_at=None
         )
         await store.set_snooze(version.arn, None)
-        self._tell_router(version.arn, running=False)
+        self.lifecycle.serving.set_running(version.arn, False)
         log.warning("cost_guard.stopping", extra={"version": version.name, "reason": reason})
         return None
 

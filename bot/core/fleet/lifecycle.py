@@ -65,7 +65,8 @@ class Serving(Protocol):
     async def serve(self, version_arn: str) -> None:
         """Answer with `version_arn` from now on (and remember it, where stored)."""
 
-    def stopped(self, version_arn: str) -> None: ...
+    def set_running(self, version_arn: str, running: bool) -> None:
+        """`version_arn` was seen running or not: if it serves, the router knows at once."""
 
 
 class RouterServing:
@@ -97,9 +98,9 @@ class RouterServing:
         self.router.set_primary_running(True)
         log.info("serving.switched", extra={"version_arn": version_arn})
 
-    def stopped(self, version_arn: str) -> None:
+    def set_running(self, version_arn: str, running: bool) -> None:
         if self.version_arn() == version_arn:
-            self.router.set_primary_running(False)
+            self.router.set_primary_running(running)
 
 
 @dataclass(frozen=True)
@@ -685,7 +686,7 @@ class Lifecycle:
         """Confirmed at STOPPED: the run ends here (a STOPPING model is still billed)."""
         run = await self.runs.close_run(version.arn, now)
         run = run or await self.runs.latest(version.arn, op.started_at)
-        self.serving.stopped(version.arn)
+        self.serving.set_running(version.arn, False)
         report = op.data.get("report")
         if report is not None and self.guard is not None:
             await self.finish(op, report.get("result", "ok: STOPPED"))
@@ -714,7 +715,7 @@ class Lifecycle:
         )
         if isinstance(failed, n.ModelStartFailed):
             if version is not None:
-                self.serving.stopped(version.arn)
+                self.serving.set_running(version.arn, False)
             await self.finish(op, failed.result, failed)
         elif op.data.get("report") is not None and self.guard is not None:
             if final:
@@ -816,7 +817,7 @@ class Lifecycle:
             if serving is None or all(v.arn != serving for v in running):
                 await self.serving.serve(running[0].arn)
         elif serving and any(v.arn == serving and not v.running for v in snapshot):
-            self.serving.stopped(serving)
+            self.serving.set_running(serving, False)
 
     # === the poller =========================================================================
     async def resume(self) -> None:
