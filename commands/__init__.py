@@ -53,14 +53,32 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
         if isinstance(parsed, Help):
             await ack(text=parsed.usage)
             return
-        slow = SLOW.get(type(parsed))
-        if slow and (services.promoter is not None or not isinstance(parsed, Promote)):
-            await ack(text=slow.format(user_text(astuple(parsed)[0])))
-        else:
-            await ack()
+        await ack(text=slow_note(services, parsed) or "")
         user, channel = command.get("user_id", ""), command.get("channel_id", "")
         rendered = render(await answer(services, parsed, user, channel))
         await respond(text=rendered.text, blocks=rendered.blocks or None, response_type="ephemeral")
+
+
+def slow_note(services: Services, command: parser.Command) -> str | None:
+    """What a slow command says at once, when it will do its slow work (a refusal comes at
+    once: then there is nothing to say before it)."""
+    note, lifecycle = SLOW.get(type(command)), services.lifecycle
+    target = str(astuple(command)[0]) if note else ""
+    if isinstance(command, Promote) and services.promoter is None:
+        return None
+    if isinstance(command, Train) and not (lifecycle and lifecycle.rekognition):
+        return None
+    if isinstance(command, Train | Export) and not _is_s3(target):
+        return None
+    return note.format(user_text(target)) if note else None
+
+
+def _is_s3(text: str) -> bool:
+    try:
+        S3Uri.parse(text)
+    except ValueError:
+        return False
+    return True
 
 
 async def answer(services: Services, command: parser.Command, user: str, channel: str) -> Notice:

@@ -309,3 +309,17 @@ def test_a_second_session_in_the_same_folder_answers_every_xray_again(tmp_path, 
     assert "lungs_a.jpeg: " in out and "lungs_b.png: " in out
     assert out.count("from the last session were never answered") == 1 and "lost.png" in out
     assert "only download files hosted by Slack" not in out
+
+
+def test_a_slow_commands_note_comes_first_and_only_when_the_slow_work_will_happen(tmp_path):
+    done = run_shell(
+        tmp_path,
+        "/cxr export s3://bucket/reviewed\n/cxr train s3://bucket/xrays\n/cxr export s3://x/y\n",
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    fetching = out.index("Fetching the reviewed images for s3://bucket/reviewed")
+    assert fetching < out.index("There are no reviewed images to export yet")  # as in Slack
+    assert "/cxr train manages a Rekognition Custom Labels model" in out
+    assert "Checking" not in out  # no training to check without Rekognition: refused at once
+    assert "I can't write there" in out and "Fetching the reviewed images for s3://x/y" not in out

@@ -88,6 +88,7 @@ class Shell:
         self.interactive = stdin.isatty() and stdout.isatty()
         self.slack = LocalSlack()
         self.buttons: dict[int, tuple[Button, dict[str, Any], str]] = {}
+        self._held: list[dict[str, Any]] | None = None  # response_url replies awaiting the ack
         self._next_button = 1
         self._heatmaps: set[str] = set()  # names saved this session: none saved twice
         self._output = threading.Lock()
@@ -308,8 +309,7 @@ class Shell:
     async def _command(self, command: str, text: str) -> None:
         fields = self.slack.slash_command(text, user=USER, channel=CHANNEL)
         fields["command"] = command
-        response = await self._dispatch(fields)
-        self._show_ack(response)
+        await self._dispatch(fields)
 
     async def _press(self, number: int) -> None:
         button, message, channel = self.buttons[number]
@@ -321,13 +321,22 @@ class Shell:
             "text": button.element.get("text"),
         }
         payload = self.slack.block_action(action, message=message, channel=channel, user=USER)
-        response = await self._dispatch(payload)
-        self._show_ack(response)
+        await self._dispatch(payload)
 
-    async def _dispatch(self, body: dict[str, Any]) -> Any:
-        """Hand a payload to Bolt exactly as the Socket Mode transport does."""
-        request = AsyncBoltRequest(body=body, mode="socket_mode")
-        return await self.app.async_dispatch(request)
+    async def _dispatch(self, body: dict[str, Any]) -> None:
+        """Hand a payload to Bolt exactly as the Socket Mode transport does, and show its
+        acknowledgement first: replies through the response_url that come back sooner wait
+        for it, as the acknowledgement is what the asker sees first."""
+        self._held = []
+        try:
+            response = await self.app.async_dispatch(
+                AsyncBoltRequest(body=body, mode="socket_mode")
+            )
+        finally:
+            held, self._held = self._held, None
+        self._show_ack(response)
+        for params in held:
+            self._print_message(params, "cxr-bot (only you)> ", params.get("channel", CHANNEL))
 
     # --- what the bot says ------------------------------------------------------------------
     def _show_ack(self, response: Any) -> None:
@@ -352,6 +361,8 @@ class Shell:
             message = self.slack.find_message(params.get("channel", ""), params.get("ts", ""))
             if message:
                 self._print_message(message, "cxr-bot (edited)> ", params.get("channel", CHANNEL))
+        elif call.method == "response_url" and self._held is not None:
+            self._held.append(params)  # shown after the acknowledgement (`_dispatch`)
         elif call.method in ("chat.postEphemeral", "response_url"):
             self._print_message(params, "cxr-bot (only you)> ", params.get("channel", CHANNEL))
         elif call.method == "reactions.add":
