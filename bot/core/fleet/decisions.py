@@ -188,6 +188,11 @@ class OperationFacts:
     slow_reported: bool = False
 
 
+def tolerated(unexpected_seen: int) -> bool:
+    """Whether one more unexpected reading is tolerated (DescribeProjectVersions can lag)."""
+    return unexpected_seen + 1 < UNEXPECTED_READINGS
+
+
 def operation_step(facts: OperationFacts) -> Step:
     """The next step of a start or a stop, from what Rekognition says now."""
     status = facts.status
@@ -207,7 +212,7 @@ def operation_step(facts: OperationFacts) -> Step:
             return Step.WAIT
         if status in (mv.STOPPED, mv.TRAINING_COMPLETED):
             return Step.STOPPED
-    if facts.unexpected_seen + 1 < UNEXPECTED_READINGS:
+    if tolerated(facts.unexpected_seen):
         return Step.TOLERATE
     return Step.NEVER_SENT if facts.requested else Step.FAILED
 

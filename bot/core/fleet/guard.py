@@ -157,8 +157,7 @@ class CostGuard:
         self.usage_errors: dict[str, AwsFailure] = {}  # CloudWatch's, at a version's last read
         self.first_started: datetime | None = None  # no summary for a day before this
         self.lock = asyncio.Lock()
-        self.ticks = 0  # completed polls (tests and /healthz can watch it move)
-        self.last_tick_at: datetime | None = None
+        self.ticks = 0  # completed reviews (tests watch it move)
 
     def lead_with(self, leadership: Leadership) -> None:
         """Replicas on one database: the poll's alerts and stops are recorded under the
@@ -180,7 +179,6 @@ class CostGuard:
                     await self.judge(version, now)
         await self.post_summary(now)
         self.ticks += 1
-        self.last_tick_at = now
 
     async def settle(self) -> None:
         """Wait for a poll or press in progress to finish (tests driving a fake clock)."""

@@ -28,10 +28,10 @@ from bot.core.fleet.arns import project_name
 from bot.core.fleet.decisions import (
     STARTABLE,
     STOPPABLE,
-    UNEXPECTED_READINGS,
     OperationFacts,
     Step,
     operation_step,
+    tolerated,
 )
 from bot.core.fleet.poller import Poller, logged
 from bot.core.fleet.state import START, STOP, TRAIN, TRAINING, VALIDATING, Operation, Run
@@ -481,7 +481,7 @@ class Lifecycle:
     async def _adopt(self, kind: str, version: ModelVersion, actor: str, channel: str) -> None:
         """Follow a change started elsewhere (console, before a restart) to post its outcome;
         nothing to do when another operation holds the version already."""
-        data = {"adopted": True, "min_units": version.min_units or 1}
+        data = {"min_units": version.min_units or 1}
         if await self._claim(kind, version, actor, channel, FOLLOWING, data) is not None:
             self.poller.follow()
 
@@ -777,10 +777,10 @@ class Lifecycle:
 
     async def patient(self, op: Operation) -> bool:
         """Tolerate a few unexpected readings (DescribeProjectVersions can lag a request)."""
-        seen = int(op.data.get("unexpected", 0)) + 1
-        if seen >= UNEXPECTED_READINGS:
+        seen = int(op.data.get("unexpected", 0))
+        if not tolerated(seen):
             return False
-        await self.ops.update(op.id, data={"unexpected": seen})
+        await self.ops.update(op.id, data={"unexpected": seen + 1})
         return True
 
     async def finish(self, op: Operation, result: str, outcome: Notice | None = None) -> None:
