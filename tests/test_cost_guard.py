@@ -747,3 +747,17 @@ async def test_busy_polls_read_cloudwatch_at_most_twice_per_interval(world):
     reads = [r for r in world.metrics.reads if r[0] == "cxr.v1"]
     assert 2 <= len(reads) <= 3
     assert await world.runs.current(version_arn("cxr.v1")) is not None
+
+
+async def test_a_stopped_version_is_recorded_once_not_rewritten_at_every_poll(world):
+    arn = world.catalog.add("cxr.v1", RUNNING)
+    await world.tick()
+    world.catalog.set(arn, STOPPED)
+    await world.run_for(5)
+    first = await world.store.watch(arn)
+    assert first is not None and first.status == STOPPED and first.idle_since is None
+    await world.run_for(30)
+    assert await world.store.watch(arn) == first  # the same row: nothing to write
+    world.catalog.set(arn, RUNNING)  # started again elsewhere: watched again
+    await world.run_for(5)
+    assert (await world.store.watch(arn)).status == RUNNING

@@ -115,6 +115,11 @@ def _refusal(note: str) -> g.Refusal:
     return g.Refused(reason="busy", tone="busy", version_name=facts.get("busy", ""))
 
 
+def _pending(watch: Watch) -> bool:
+    """Anything a sighting of the version stopped still has to clear."""
+    return bool(watch.idle_since or watch.stop_requested_at or watch.stop_failed_at)
+
+
 async def _always(key: str) -> bool:
     return True  # one instance alone: nothing to fence
 
@@ -311,6 +316,8 @@ class CostGuard:
             await self._close(episode, g.STOPPED_ELSEWHERE, None, now, idle_end=now, fenced=fenced)
         if watch is None and version.status != STARTING:
             return  # never ran while we watched: nothing to remember
+        if watch and watch.status == version.status and not _pending(watch):
+            return  # recorded when first seen so: no write at every poll
         units = watch.units if watch else 1
         await store.save_watch(version.arn, version.name, version.status, now, units=units)
         if watch and (watch.stop_requested_at or watch.stop_failed_at):
