@@ -172,3 +172,11 @@ def test_a_long_list_shows_its_first_files_and_how_many_more():
 def test_a_trainings_progress_words_the_counts_it_stored(facts, words):
     progress = notices.TrainingProgress(version_name="v1", source="s3://b/p", **facts)
     assert words in said(progress)
+
+
+@pytest.mark.parametrize(
+    ("reason", "tone"),
+    [("busy", "busy"), ("already-running", "busy"), ("bad-name", "refused"), ("gone", "refused")],
+)
+def test_a_refusals_tone_follows_from_its_reason(reason, tone):
+    assert notices.Refused(reason=reason).tone == tone

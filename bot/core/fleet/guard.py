@@ -112,7 +112,7 @@ def _refusal(note: str) -> g.Refusal:
         return g.RequestFailed(failure=AwsFailure(**facts["aws"]))
     if facts.get("kind"):  # the operation that holds the version
         return g.Busy(version_name=facts["busy"], kind=facts["kind"])
-    return g.Refused(reason="busy", tone="busy", version_name=facts.get("busy", ""))
+    return g.Refused(reason="busy", version_name=facts.get("busy", ""))
 
 
 def _pending(watch: Watch) -> bool:

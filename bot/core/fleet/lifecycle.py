@@ -323,7 +323,7 @@ class Lifecycle:
             return self.rekognition_only("start")
         cap = self.config.max_units
         if low < 1 or (high is not None and high < low):
-            return n.Refused(reason="bad-units", min_units=low, max_units=high)
+            return n.Refused(reason="bad-units")
         if max(low, high or low) > cap:
             return n.Refused(reason="over-cap", cap=cap, hourly=self.prices.hourly(cap))
         snapshot = await self.versions_or_reply()
@@ -362,17 +362,17 @@ class Lifecycle:
         op = await self.ops.open_for(version.name)
         if op is not None:
             return self._already(version, op, actor)
-        status, busy = version.status, {"tone": "busy", "version_name": version.name}
+        status, name = version.status, version.name
         if status == mv.RUNNING:
             ran, _ = self._ran(await self.runs.current(version.arn), self.clock.now())
             units = {"min_units": version.min_units or 1, "max_units": version.max_units}
-            return n.Refused(reason="already-running", ran_seconds=ran, **busy, **units)
+            return n.Refused(reason="already-running", ran_seconds=ran, version_name=name, **units)
         if status == mv.STARTING:
             if channel is not None:
                 await self._adopt(START, version, actor, channel)
-            return n.Refused(reason="already-starting", posting=bool(channel), **busy)
+            return n.Refused(reason="already-starting", posting=bool(channel), version_name=name)
         if status in BUSY_STATUS:
-            return n.Refused(reason=BUSY_STATUS[status], **busy)
+            return n.Refused(reason=BUSY_STATUS[status], version_name=name)
         if status == mv.TRAINING_FAILED:
             why = version.status_message
             return n.Refused(reason="failed-to-train", version_name=version.name, detail=why)
@@ -398,9 +398,9 @@ class Lifecycle:
             return self._already(chosen, op, actor)
         if status == mv.STOPPING:
             await self._adopt(STOP, chosen, actor, channel)
-            return n.Refused(reason="already-stopping", tone="busy", version_name=name)
+            return n.Refused(reason="already-stopping", version_name=name)
         if status not in STOPPABLE:
-            return n.Refused(reason="not-running", tone="busy", version_name=name, status=status)
+            return n.Refused(reason="not-running", version_name=name, status=status)
         ran, cost = self._ran(await self.runs.current(chosen.arn), self.clock.now())
         refused = await self._request(STOP, chosen, actor, channel)
         if refused:
@@ -415,7 +415,7 @@ class Lifecycle:
             return find(snapshot, wanted) or _no_such_version(snapshot, wanted)
         live = [v for v in snapshot if v.status in STOPPABLE | {mv.STOPPING}]
         if not live:
-            return n.Refused(reason="nothing-running", tone="busy")
+            return n.Refused(reason="nothing-running")
         if len(live) > 1:
             return n.Refused(reason="several-running", names=[v.name for v in live])
         return live[0]
@@ -509,7 +509,7 @@ class Lifecycle:
 
     def _already(self, version: ModelVersion, op: Operation | None, actor: str) -> n.Refusal:
         if op is None:  # the operation that held it ended meanwhile
-            return n.Refused(reason="busy", tone="busy", version_name=version.name)
+            return n.Refused(reason="busy", version_name=version.name)
         return self._busy(op, actor)
 
     def _busy(self, op: Operation, asker: str, **more: Any) -> n.Busy:
@@ -551,7 +551,7 @@ class Lifecycle:
             return snapshot
         other = next((v for v in snapshot if v.status == mv.TRAINING_IN_PROGRESS), None)
         if other is not None:
-            return n.Refused(reason="training-elsewhere", tone="busy", version_name=other.name)
+            return n.Refused(reason="training-elsewhere", version_name=other.name)
         now = self.clock.now()
         if version_name is None:
             version_name = await self._free_name(snapshot, now)
@@ -576,7 +576,7 @@ class Lifecycle:
             busy = await self.ops.open_training() or await self.ops.open_for(version_name)
             if busy is not None:
                 return self._training_busy(busy, actor)
-            return n.Refused(reason="name-in-use", tone="busy")
+            return n.Refused(reason="name-in-use")
         async with self.commanding(op.id):
             try:
                 return await trainings.launch(self, op, source, output)

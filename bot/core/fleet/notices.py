@@ -53,9 +53,27 @@ RefusalReason = Literal[
 ]
 
 
+# Refusals that say "not now" or "no need" (tone "busy") rather than "that can't be done".
+NOT_NOW = frozenset(
+    {
+        "already-running",
+        "already-starting",
+        "stopping",
+        "still-training",
+        "already-stopping",
+        "not-running",
+        "nothing-running",
+        "training-elsewhere",
+        "name-in-use",
+        "busy",
+    }
+)
+
+
 @dataclass
 class Refused(Answer):
-    """What was asked can't be done (tone "refused"), or needn't or can't be now ("busy")."""
+    """What was asked can't be done (tone "refused"), or needn't or can't be now ("busy": its
+    reason is in `NOT_NOW`)."""
 
     reason: RefusalReason = "cannot-start"
     version_name: str = ""
@@ -70,7 +88,9 @@ class Refused(Answer):
     hourly: float = 0.0  # estimated cost an hour at `cap`
     ran_seconds: float | None = None  # how long it has been running, when known
     posting: bool = False  # its outcome will be posted in the channel asked in
-    tone: str = "refused"
+
+    def __post_init__(self) -> None:
+        self.tone = "busy" if self.reason in NOT_NOW else "refused"
 
 
 @dataclass
