@@ -85,6 +85,10 @@ async def test_errors_are_tolerated_and_reported_as_unknown():
         usage = await CloudWatchUsage(client).usage("cxr", "v1", T0, T0 + timedelta(hours=1))
         stubber.assert_no_pending_responses()
     assert not usage.ok and usage.requests is None
+    # the alert says what the bot can't see, in the words any AWS credentials refusal gets
+    sight = cn.Sight(auto_stop="sole-client", cloudwatch_failure=usage.failure)
+    alert = cn.IdleAlert(version_name="v1", hourly=4.0, sight=sight)
+    assert "AWS refused the bot's credentials (AccessDenied: not allowed)" in render(alert).text
 
 
 async def test_pages_are_followed():

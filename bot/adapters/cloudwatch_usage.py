@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bot.core.errors import AwsFailure
 from bot.core.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,11 @@ class CloudWatchUsage:
         try:
             series = await asyncio.to_thread(self._read, project, version, start, end)
         except (ClientError, BotoCoreError) as exc:
-            code = _error_code(exc)
-            log.warning("cloudwatch_usage.failed", extra={"version": version, "error": code})
-            return Usage.unknown(code)
+            failure = AwsFailure.of(exc)
+            log.warning(
+                "cloudwatch_usage.failed", extra={"version": version, "error": failure.code}
+            )
+            return Usage.unknown(failure)
         return self._summarise(series, start, end)
 
     def _read(self, project: str, version: str, start: datetime, end: datetime) -> Series:
@@ -131,9 +134,3 @@ def _floor_minute(moment: datetime) -> datetime:
 def _ceil_minute(moment: datetime) -> datetime:
     floored = _floor_minute(moment)
     return floored if floored == moment else floored + timedelta(minutes=1)
-
-
-def _error_code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code", "ClientError")
-    return type(exc).__name__

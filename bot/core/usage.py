@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from bot.core.errors import AwsFailure
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -23,11 +25,11 @@ class Usage:
     units: float | None = None  # inference units in service at the latest datapoint
     running_since: datetime | None = None  # start of the current stretch of in-service units
     ok: bool = True  # False when the source could not be read (then nothing else is known)
-    error: str = ""  # why it could not be read (an AWS error code), when known
+    failure: AwsFailure | None = None  # why it could not be read, when known
 
     @classmethod
-    def unknown(cls, error: str = "") -> Usage:
-        return cls(requests=None, ok=False, error=error)
+    def unknown(cls, failure: AwsFailure | None = None) -> Usage:
+        return cls(requests=None, ok=False, failure=failure)
 
 
 class UsageSource(Protocol):

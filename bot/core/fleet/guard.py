@@ -290,14 +290,12 @@ class CostGuard:
         try:
             usage = await self.usage.usage(project_name(version.arn), version.name, start, now)
         except Exception as exc:  # a source must not stop the guard
-            failure = AwsFailure.of(exc)
-            usage = Usage.unknown(failure.code)
-            log.warning("cost_guard.usage_failed", extra={"error": usage.error})
-            self.usage_errors[version.arn] = failure
+            usage = Usage.unknown(AwsFailure.of(exc))
+            log.warning("cost_guard.usage_failed", extra={"error": type(exc).__name__})
         if usage.ok:
             self.usage_errors.pop(version.arn, None)
-        else:  # the source's error code ("": it gave no answer)
-            self.usage_errors.setdefault(version.arn, AwsFailure(code=usage.error))
+        else:  # an empty failure: the source gave no answer
+            self.usage_errors[version.arn] = usage.failure or AwsFailure()
         return usage
 
     async def _seen_stopped(
