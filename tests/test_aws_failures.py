@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import (
     ClientError,
+    ConnectionClosedError,
     EndpointConnectionError,
     NoCredentialsError,
     PartialCredentialsError,
@@ -66,6 +67,24 @@ CASES = [  # the exception, the fact read from it, the words said
         ReadTimeoutError(endpoint_url=ENDPOINT),
         AwsFailure("unreachable", "ReadTimeoutError"),
         UNREACHABLE,
+    ),
+    (
+        ConnectionClosedError(endpoint_url=ENDPOINT),
+        AwsFailure("unreachable", "ConnectionClosedError"),
+        UNREACHABLE,
+    ),
+    (
+        client_error(
+            "ExpiredTokenException", "The security token included in the request is expired"
+        ),
+        AwsFailure(
+            "credentials",
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ),
+        REFUSED.format(
+            "ExpiredTokenException: The security token included in the request is expired"
+        ),
     ),
     (
         ConnectionError("no route to host"),

@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from PIL import Image
 
 from bot.core.errors import (
+    REFUSED_CREDENTIALS,
     ClassifierUnavailable,
     CorruptImage,
     ImageOutOfLimits,
@@ -102,12 +103,7 @@ class RekognitionClassifier:
                 f"The Rekognition model ({self.model.describe()}) doesn't exist any more. "
                 "An admin should check `CXR_PROJECT_VERSION_ARN` or run `/cxr status`."
             )
-        if code in (
-            "AccessDeniedException",
-            "UnrecognizedClientException",
-            "InvalidSignatureException",
-            "ExpiredTokenException",
-        ):
+        if code in REFUSED_CREDENTIALS:
             return ClassifierUnavailable(
                 "Amazon Rekognition refused my credentials. An admin needs to check the bot's "
                 "AWS access (it needs rekognition:DetectCustomLabels)."

@@ -69,9 +69,16 @@ class Undeliverable(Exception):
 
 
 AwsFailureKind = Literal["credentials", "no-credentials", "unreachable", "said", "other"]
-REFUSED_CREDENTIALS = ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException")
+REFUSED_CREDENTIALS = (  # AWS error codes: the credentials were refused (or are stale)
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+)
 NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError")
-UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError")
+# botocore's bases for a connection that failed or timed out (endpoint, TLS, proxy, read)
+UNREACHABLE = ("ConnectionError", "HTTPClientError")
 
 
 @dataclass(frozen=True)
@@ -97,8 +104,12 @@ class AwsFailure:
             return cls("credentials", code, details.get("Message", ""))
         if name in NO_CREDENTIALS:
             return cls("no-credentials", name)
-        if name in UNREACHABLE:
+        if any(_botocore(base) and base.__name__ in UNREACHABLE for base in type(exc).__mro__):
             return cls("unreachable", name)
         if code:
             return cls("other", code, details.get("Message", ""))
         return cls("other", name, str(exc))
+
+
+def _botocore(kind: type) -> bool:
+    return kind.__module__.startswith("botocore.")
