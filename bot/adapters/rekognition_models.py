@@ -19,7 +19,7 @@ from bot.core.fleet.training import DatasetInfo, Evaluation
 from bot.core.model_versions import LabelMetrics, ModelVersion
 from bot.core.training_data import ImageStore
 
-METRICS = ("Precision", "Recall", "F1Score")  # LabelMetrics' order
+METRICS = {"precision": "Precision", "recall": "Recall", "f1": "F1Score"}  # LabelMetrics' fields
 
 
 class RekognitionModels:
@@ -72,9 +72,15 @@ def to_model_version(description: dict[str, Any]) -> ModelVersion:
 
 def to_dataset(arn: str, kind: str, description: dict[str, Any]) -> DatasetInfo:
     stats = description.get("DatasetStats") or {}
-    status = (description.get("Status", ""), description.get("StatusMessage", ""))
-    counts = (stats.get("TotalEntries"), stats.get("LabeledEntries"), stats.get("ErrorEntries"))
-    return DatasetInfo(arn, kind, *status, *counts)
+    return DatasetInfo(
+        arn,
+        kind,
+        status=description.get("Status", ""),
+        status_message=description.get("StatusMessage", ""),
+        total=stats.get("TotalEntries"),
+        labelled=stats.get("LabeledEntries"),
+        errors=stats.get("ErrorEntries"),
+    )
 
 
 class RekognitionTraining:
@@ -142,22 +148,19 @@ def parse_summary(summary: Any) -> Evaluation:
     overall = metrics or aggregated
     details = summary.get("EvaluationDetails") or {}
     labels = [
-        LabelMetrics(str(item.get("Label", "?")), *_numbers(item.get("Metrics") or {}))
+        LabelMetrics(str(item.get("Label", "?")), **_numbers(item.get("Metrics") or {}))
         for item in summary.get("LabelEvaluationResults") or []
     ]
-    precision, recall, f1 = _numbers(overall)
     return Evaluation(
-        f1=f1,
-        precision=precision,
-        recall=recall,
+        f1=_numbers(overall)["f1"],
         labels=tuple(sorted(labels, key=lambda m: m.label.casefold())),
         train_images=_integer(details.get("NumberOfTrainingImages")),
         test_images=_integer(details.get("NumberOfTestingImages")),
     )
 
 
-def _numbers(metrics: dict[str, Any]) -> list[float | None]:
-    return [_number(metrics.get(name)) for name in METRICS]
+def _numbers(metrics: dict[str, Any]) -> dict[str, float | None]:
+    return {field: _number(metrics.get(name)) for field, name in METRICS.items()}
 
 
 def _number(value: Any) -> float | None:

@@ -17,8 +17,6 @@ STOPPING = "STOPPING"
 STOPPED = "STOPPED"
 DELETING = "DELETING"
 
-BILLED_STATUSES = frozenset({RUNNING})  # inference units bill while RUNNING, used or not
-
 
 @dataclass(frozen=True)
 class LabelMetrics:

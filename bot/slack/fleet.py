@@ -335,9 +335,9 @@ def _(r: n.ModelRunning, who: Who) -> list[str]:
         f"{r.version_name} is running with {units_phrase(r.min_units, r.max_units)} (started by "
         f"{who(r.by)}, took {duration(r.took_seconds)}). It costs an estimated "
         f"{hourly_phrase(r.hourly_low, r.hourly_high)} until it is stopped with "
-        f"`/cxr stop {r.version_name}`."
+        f"`/cxr stop {r.version_name}`. X-rays posted from now on are screened by it."
     )
-    return [text + (" X-rays posted from now on are screened by it." if r.serving else "")]
+    return [text]
 
 
 @says(n.StartCancelled, ":information_source:")

@@ -400,7 +400,6 @@ class CostGuard:
             **self._about(episode.version_name, watch.units),
             idle_seconds=(now - episode.idle_since).total_seconds(),
             idle_cost=self.prices.running_cost(watch.units, episode.idle_since, now),
-            reminder=episode.alerts,
             next_at=now + gap,
             snooze_ended_by=snooze_ended_by,
             auto_stop_at=config.auto_stop_at(episode.idle_since, episode.version_name),

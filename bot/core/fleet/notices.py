@@ -184,7 +184,6 @@ class StartRequested(UnitsNotice):
 @dataclass
 class ModelRunning(UnitsNotice):
     took_seconds: float = 0.0
-    serving: bool = True  # X-rays are screened by it from now on
 
 
 @dataclass
@@ -358,7 +357,6 @@ class IdleFollowUp(PricedNotice):
 
     idle_seconds: float = 0.0
     idle_cost: float = 0.0
-    reminder: int = 1  # 1 for the first follow-up
     next_at: datetime | None = None
     snooze_ended_by: str | None = None  # set when this follows an expired snooze
     auto_stop_at: datetime | None = None

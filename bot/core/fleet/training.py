@@ -53,8 +53,6 @@ class Evaluation:
     """The training results summary file: overall and per-label metrics."""
 
     f1: float | None = None
-    precision: float | None = None
-    recall: float | None = None
     labels: tuple[LabelMetrics, ...] = ()
     train_images: int | None = None
     test_images: int | None = None
