@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -56,3 +57,10 @@ class ModelCatalog(Protocol):
     async def stop(self, version_arn: str) -> str:
         """Ask for the version to stop; returns the new status (STOPPING)."""
         ...
+
+
+def find_version(versions: Iterable[ModelVersion], wanted: str | None) -> ModelVersion | None:
+    """The version called `wanted` (its name or its ARN); None when there is none."""
+    if not wanted:
+        return None
+    return next((v for v in versions if wanted in (v.name, v.arn)), None)

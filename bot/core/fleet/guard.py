@@ -30,7 +30,14 @@ from bot.core.fleet.arns import project_name, version_name
 from bot.core.fleet.decisions import GuardConfig
 from bot.core.fleet.state import Episode, Operation, Run, Snooze, Store, Watch
 from bot.core.leadership import FencedOutbox, Leadership
-from bot.core.model_versions import RUNNING, STARTING, STOPPING, ModelCatalog, ModelVersion
+from bot.core.model_versions import (
+    RUNNING,
+    STARTING,
+    STOPPING,
+    ModelCatalog,
+    ModelVersion,
+    find_version,
+)
 from bot.core.ports import Notice, Outbox, PostedMessage
 from bot.core.pricing import Prices, duration
 from bot.core.schedule import Schedule, wall_time
@@ -591,7 +598,7 @@ class CostGuard:
         if await store.schedule_done(key):
             return
         arn = self.serving_version()
-        version = next((v for v in versions if v.arn == arn), None)
+        version = find_version(versions, arn)
         if version is None:
             await store.record_schedule(key, now, "skipped: no serving version")
             return
@@ -771,7 +778,7 @@ class CostGuard:
             versions = await self.catalog.versions()
         except Exception as exc:
             return PressResult(False, "unreachable", name, failure=AwsFailure.of(exc))
-        version = next((v for v in versions if v.arn == episode.version_arn), None)
+        version = find_version(versions, episode.version_arn)
         if version is not None and version.status == STOPPING:
             return PressResult(False, "stopping", name)
         if version is None or version.status != RUNNING:

@@ -37,7 +37,7 @@ from bot.core.fleet.poller import Poller, logged
 from bot.core.fleet.state import START, STOP, TRAIN, TRAINING, VALIDATING, Operation, Run
 from bot.core.fleet.status import StatusReport, VersionRow
 from bot.core.labels import ModelInfo
-from bot.core.model_versions import ModelCatalog, ModelVersion
+from bot.core.model_versions import ModelCatalog, ModelVersion, find_version
 from bot.core.ports import Notice, Outbox, PostedMessage
 from bot.core.pricing import Prices
 from bot.core.training_data import ImageStore, S3Uri, valid_version_name
@@ -127,10 +127,6 @@ def newest_first(versions: Iterable[ModelVersion]) -> list[ModelVersion]:
         key=lambda v: (v.created.replace(tzinfo=None) if v.created else epoch, v.name),
         reverse=True,
     )
-
-
-def find(versions: Iterable[ModelVersion], name_or_arn: str) -> ModelVersion | None:
-    return next((v for v in versions if name_or_arn in (v.name, v.arn)), None)
 
 
 OPERATION_LEASE = timedelta(minutes=2)  # renewed every 40 s while its command runs
@@ -224,7 +220,7 @@ class Lifecycle:
         await self.sync(snapshot)
         report.serving = self.serving.current().describe()
         serving_arn = self.serving.version_arn()
-        serving = find(snapshot, serving_arn) if serving_arn else None
+        serving = find_version(snapshot, serving_arn)
         if serving is not None and not serving.running:  # X-rays get the fallback, or nothing
             report.serving_status = serving.status
             report.fallback = self.serving.has_fallback()
@@ -330,7 +326,7 @@ class Lifecycle:
         if isinstance(snapshot, Notice):
             return snapshot
         if channel is not None:
-            chosen = find(snapshot, wanted or "") or n.Refused(reason="gone")
+            chosen = find_version(snapshot, wanted) or n.Refused(reason="gone")
         else:
             chosen = self._choose_to_start(snapshot, wanted)
         if isinstance(chosen, Notice):
@@ -344,7 +340,7 @@ class Lifecycle:
         if not snapshot:
             return n.Refused(reason="no-versions")
         if wanted:
-            return find(snapshot, wanted) or _no_such_version(snapshot, wanted)
+            return find_version(snapshot, wanted) or _no_such_version(snapshot, wanted)
         serving = self.serving.version_arn()
         for version in snapshot:
             if version.arn == serving and version.status in STARTABLE | STOPPABLE:
@@ -412,7 +408,7 @@ class Lifecycle:
         self, snapshot: list[ModelVersion], wanted: str | None
     ) -> ModelVersion | Notice:
         if wanted:
-            return find(snapshot, wanted) or _no_such_version(snapshot, wanted)
+            return find_version(snapshot, wanted) or _no_such_version(snapshot, wanted)
         live = [v for v in snapshot if v.status in STOPPABLE | {mv.STOPPING}]
         if not live:
             return n.Refused(reason="nothing-running")
@@ -555,7 +551,7 @@ class Lifecycle:
         now = self.clock.now()
         if version_name is None:
             version_name = await self._free_name(snapshot, now)
-        elif find(snapshot, version_name) is not None:
+        elif find_version(snapshot, version_name) is not None:
             await self.refused(actor, TRAIN, version_name, "name-taken")
             return n.Refused(reason="name-taken", wanted=version_name)
         self.claiming.add(version_name)
@@ -591,7 +587,7 @@ class Lifecycle:
     async def _free_name(self, snapshot: list[ModelVersion], now: datetime) -> str:
         base = f"{self.config.project_name or 'cxr'}.{now:%Y-%m-%d}"
         name, number = base, 1
-        while find(snapshot, name) is not None or await self.ops.open_for(name) is not None:
+        while find_version(snapshot, name) is not None or await self.ops.open_for(name) is not None:
             number += 1
             name = f"{base}.{number}"
         return name
@@ -641,7 +637,7 @@ class Lifecycle:
 
     async def _step(self, op: Operation, snapshot: list[ModelVersion]) -> None:
         """Move a start or a stop along from what Rekognition says now."""
-        version = find(snapshot, op.version_arn or op.version_name)
+        version = find_version(snapshot, op.version_arn or op.version_name)
         now = self.clock.now()
         if version is not None and version.status != op.status:
             op = await self.ops.update(op.id, status=version.status)

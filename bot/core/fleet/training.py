@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core import model_versions as mv
 from bot.core.errors import AwsFailure
-from bot.core.fleet import lifecycle as lifecycle_module  # a cycle: it calls these functions
 from bot.core.fleet import notices as n
 from bot.core.fleet.state import (
     CREATING,
@@ -232,7 +231,7 @@ async def _create_version(lifecycle: Lifecycle, op: Operation) -> None:
 
 
 async def _follow(lifecycle: Lifecycle, op: Operation, snapshot: list[ModelVersion]) -> None:
-    version = lifecycle_module.find(snapshot, op.version_arn or op.version_name)
+    version = mv.find_version(snapshot, op.version_arn or op.version_name)
     if version is None:
         if op.version_arn is None:  # a restart came between the split and the call
             await _create_version(lifecycle, op)

@@ -32,6 +32,7 @@ from bot.core.model_versions import (
     STARTING,
     ModelCatalog,
     ModelVersion,
+    find_version,
 )
 from bot.core.ports import Classifier, FileFetcher, Notice, Outbox
 from bot.core.review.figures import Proportion
@@ -129,7 +130,7 @@ class Promoter:
     # --- /cxr promote ------------------------------------------------------------------------
     async def propose(self, actor: str, wanted: str) -> Notice:
         versions = await self.catalog.versions()
-        candidate = _find(versions, wanted)
+        candidate = find_version(versions, wanted)
         if candidate is None:
             names = ", ".join(v.name for v in versions) or "none"
             return PromoteReply(
@@ -148,7 +149,7 @@ class Promoter:
                 text=f"A promotion is already under way ({_name(flight.candidate_arn)}).",
                 kind="error",
             )
-        served = _find(versions, served_arn) if served_arn else None
+        served = find_version(versions, served_arn)
         comparison = await self.compare(candidate, served)
         await self.audit.record(
             self.clock.now(), actor, "promote:compare", candidate.name,
@@ -263,7 +264,7 @@ class Promoter:
         """A press of Promote (step 1) or of the second confirmation (step 2). The comparison
         travels in the button (Slack signs it), so a press re-fetches no images."""
         versions = await self.catalog.versions()
-        candidate = _find(versions, candidate_arn)
+        candidate = find_version(versions, candidate_arn)
         if candidate is None:
             return PromoteReply(text="That version no longer exists.", kind="error")
         served_arn = self.serving.version_arn()
@@ -389,7 +390,7 @@ class Promoter:
         promotion = await self.store.in_flight()
         if promotion is None:
             return
-        candidate = _find(await self.catalog.versions(), promotion.candidate_arn)
+        candidate = find_version(await self.catalog.versions(), promotion.candidate_arn)
         asked = promotion.note == START_REQUESTED
         if candidate is not None and not asked and candidate.status not in (RUNNING, FAILED):
             await self._start(promotion, candidate)  # the bot went down before asking
@@ -472,12 +473,6 @@ def one_line(c: Comparison) -> str:
         f"{c.basis}: {c.candidate.name} {_fmt(c.candidate.value)} vs "
         f"{c.served.name} {_fmt(c.served.value)}"
     )
-
-
-def _find(versions: list[ModelVersion], wanted: str | None) -> ModelVersion | None:
-    if not wanted:
-        return None
-    return next((v for v in versions if wanted in (v.name, v.arn)), None)
 
 
 def _top(prediction: Any) -> Label:
