@@ -404,14 +404,7 @@ def _attach_cost_guard(services: Services) -> None:
         guard.lead_with(leader)
         services.background.append(leader.run)
         services.closers.insert(0, leader.release)  # before the database closes
-    poller = lifecycle.join_guard(
-        guard,
-        leases=services.store.leases,
-        owner=services.intake.owner,
-        idle_seconds=interval.total_seconds(),
-        zone=settings.cxr_timezone,
-        leader=leader,
-    )
+    poller = lifecycle.join_guard(guard, owner=services.intake.owner, leader=leader)
     services.background.remove(lifecycle.resume)
     services.background.append(poller.run)
 

@@ -236,13 +236,7 @@ class World:
             serving_version=lambda: self.serving,
             lifecycle=self.lifecycle,
         )
-        self.poller = self.lifecycle.join_guard(
-            guard,
-            leases=state.leases,
-            owner="test-instance",
-            idle_seconds=guard.config.interval.total_seconds(),
-            zone="UTC",
-        )
+        self.poller = self.lifecycle.join_guard(guard, owner="test-instance")
         return guard
 
     async def tick(self) -> None:

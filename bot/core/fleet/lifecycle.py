@@ -177,8 +177,7 @@ class Lifecycle:
         self.claiming: set[str] = set()  # versions whose claim is being written here
         # Set by `join_guard` (without them: no guard, one instance): see there.
         self.guard: CostGuard | None = None
-        self.zone = "UTC"
-        self.leases: Leases | None = None
+        self.leases: Leases = store.leases
         self.owner = "this-instance"
         # Alone (no cost guard), the poller runs while operations are open; `join_guard`
         # replaces it with the fleet's one poller, shared with the cost guard.
@@ -229,8 +228,8 @@ class Lifecycle:
         ops = {op.version_name: op for op in report.operations}
         report.rows = [await self._row(v, v.arn == serving_arn, ops.get(v.name)) for v in shown]
         report.hidden_versions = len(snapshot) - len(shown)
-        report.meter = await self.guard.meter() if self.guard is not None else []
-        report.zone = self.zone
+        if self.guard is not None:
+            report.meter, report.zone = await self.guard.meter(), self.guard.config.zone
         report.prices = self.prices
         return report
 
@@ -741,21 +740,16 @@ class Lifecycle:
         leaves it alone: the operation is leased to this instance, renewed until done."""
         self.in_command.add(op_id)
         key = f"operation:{op_id}"
-        renewing: asyncio.Task[None] | None = None
-        if self.leases is not None:
-            await self.leases.acquire(key, self.owner, self.clock.now(), OPERATION_LEASE)
-            renewing = asyncio.create_task(self._renew(key), name="operation lease")
+        await self.leases.acquire(key, self.owner, self.clock.now(), OPERATION_LEASE)
+        renewing = asyncio.create_task(self._renew(key), name="operation lease")
         try:
             yield
         finally:
             self.in_command.discard(op_id)
-            if renewing is not None:
-                renewing.cancel()
-            if self.leases is not None:
-                await self.leases.release([key], self.owner)
+            renewing.cancel()
+            await self.leases.release([key], self.owner)
 
     async def _renew(self, key: str) -> None:
-        assert self.leases is not None
         while True:
             await self.clock.sleep(OPERATION_LEASE.total_seconds() / 3)
             await self.leases.acquire(key, self.owner, self.clock.now(), OPERATION_LEASE)
@@ -766,7 +760,7 @@ class Lifecycle:
         another one, whose lease hasn't lapsed."""
         if op.id in self.in_command or op.version_name in self.claiming:
             return True
-        lease = await self.leases.holder(f"operation:{op.id}") if self.leases else None
+        lease = await self.leases.holder(f"operation:{op.id}")
         return (
             lease is not None and lease.owner != self.owner and not lease.expired(self.clock.now())
         )
@@ -842,21 +836,17 @@ class Lifecycle:
         self,
         guard: CostGuard,
         *,
-        leases: Leases,
         owner: str,
-        idle_seconds: float,
-        zone: str,
         leader: Leadership | None = None,
     ) -> Poller:
         """One fleet: the guard's stops are reported by it when confirmed, its meter shows in
-        `/cxr status` (in `zone`), an operation is leased to `owner` while its command talks to
-        AWS (every instance's poller leaves it alone), and one poller serves operations and
-        guard. With `leader` (replicas on one database) only the leader's poller acts. Returns
-        that poller, the bot's background job."""
+        `/cxr status`, an operation is leased to `owner` while its command talks to AWS (every
+        instance's poller leaves it alone), and one poller serves operations and guard, every
+        guard interval when nothing is in flight. With `leader` (replicas on one database) only
+        the leader's poller acts. Returns that poller, the bot's background job."""
         self.guard = guard
-        self.zone = zone
-        self.leases = leases
         self.owner = owner
+        idle_seconds = guard.config.interval.total_seconds()
         self.poller = Poller(self, guard, idle_seconds, leader)
         return self.poller
 
