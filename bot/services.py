@@ -290,7 +290,7 @@ async def build_services(
 
 
 def _attach_lifecycle(services: Services) -> None:
-    """Model lifecycle (train, start, stop, operations in flight): issue 4."""
+    """Model lifecycle (train, start, stop, operations in flight)."""
     from bot.core.fleet.lifecycle import Lifecycle, LifecycleConfig
     from bot.core.learning.serving import StoredServing
     from bot.core.training_data import S3Uri
@@ -350,7 +350,7 @@ def _attach_lifecycle(services: Services) -> None:
 
 
 def _attach_cost_guard(services: Services) -> None:
-    """Cost guard (idle alerts, auto-stop, schedule, spend summary): issue 5."""
+    """Cost guard (idle alerts, auto-stop, schedule, spend summary)."""
     if services.models is None:
         return  # no Rekognition project: nothing bills by the hour
     from bot.adapters.cloudwatch_usage import CloudWatchUsage

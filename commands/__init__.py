@@ -60,8 +60,9 @@ def register(app: AsyncApp, services: Services, admins: Admins) -> None:
 
 
 def slow_note(services: Services, command: parser.Command) -> str | None:
-    """What a slow command says at once, when it will do its slow work (a refusal comes at
-    once: then there is nothing to say before it)."""
+    """What a slow command says at once. Not before the refusals that need no I/O to decide
+    (no promoter, no Rekognition project, not an S3 location): they answer at once. Those that
+    need a look first (nothing to export, a training under way) still follow the note."""
     note, lifecycle = SLOW.get(type(command)), services.lifecycle
     target = str(astuple(command)[0]) if note else ""
     if isinstance(command, Promote) and services.promoter is None:

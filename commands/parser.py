@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from bot.core.fleet.arns import is_version_arn
+from bot.core.training_data import valid_version_name
 from bot.slack.escaping import user_text
 
 # The one Slack-specific line of the usage; the local shell says its own instead.
@@ -26,8 +26,6 @@ specificity with 95% intervals (anyone; default: all time)
 `prefix/Normal/` and `prefix/Pneumonia/` for `/cxr train` (admins)
 `/cxr help`: this message
 {HOW_TO_SCREEN}"""
-
-_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ def parse(text: str) -> Command:
             return Help(
                 f"`{_shown(args[0])}` isn't an S3 location; write it as `s3://bucket/prefix`."
             )
-        if len(args) == 2 and not _NAME.match(args[1]):
+        if len(args) == 2 and not valid_version_name(args[1]):
             return Help(
                 f"`{_shown(args[1])}` can't be a version name: use letters, digits, dots, dashes and "
                 "underscores."
@@ -153,4 +151,4 @@ def _start(args: list[str]) -> Command:
 
 
 def _is_version(word: str) -> bool:
-    return bool(_NAME.match(word) or is_version_arn(word))
+    return valid_version_name(word) or is_version_arn(word)

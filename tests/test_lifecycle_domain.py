@@ -309,7 +309,7 @@ async def test_start_shows_the_cost_then_runs_and_serves_the_version(built, reko
     v2 = ModelVersion(arn("v2"), "v2", "STOPPED")  # the schedule's start meets the same claim
     held = await built.lifecycle.request_start(v2, "schedule", LAB, 1, "schedule")
     assert isinstance(held, Busy) and held.kind == START  # a fact: Slack words it
-    notice = ScheduleNotice(version_name="v2", ok=False, refused=held)
+    notice = ScheduleNotice(version_name="v2", refused=held)
     assert said(notice).endswith("window failed: v2 is already starting.")
 
     expect_versions(rekognition, completed("v1"), version("v2", "STARTING"))

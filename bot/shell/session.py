@@ -327,16 +327,15 @@ class Shell:
         """Hand a payload to Bolt exactly as the Socket Mode transport does, and show its
         acknowledgement first: replies through the response_url that come back sooner wait
         for it, as the acknowledgement is what the asker sees first."""
-        self._held = []
+        self._held, response = [], None
+        request = AsyncBoltRequest(body=body, mode="socket_mode")
         try:
-            response = await self.app.async_dispatch(
-                AsyncBoltRequest(body=body, mode="socket_mode")
-            )
-        finally:
+            response = await self.app.async_dispatch(request)
+        finally:  # a dispatch that failed still shows what was said before it failed
             held, self._held = self._held, None
-        self._show_ack(response)
-        for params in held:
-            self._print_message(params, "cxr-bot (only you)> ", params.get("channel", CHANNEL))
+            self._show_ack(response)
+            for params in held:
+                self._print_message(params, "cxr-bot (only you)> ", params.get("channel", CHANNEL))
 
     # --- what the bot says ------------------------------------------------------------------
     def _show_ack(self, response: Any) -> None:

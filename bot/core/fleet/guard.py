@@ -624,7 +624,6 @@ class CostGuard:
             window=occurrence.window,
             window_start=occurrence.start,
             window_end=occurrence.end,
-            ok=refused is None,
             refused=refused,
         )
         await self._post(notice)

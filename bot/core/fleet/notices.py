@@ -393,8 +393,11 @@ class ScheduleNotice(PricedNotice):
     window: Window | None = None  # its days and hours
     window_start: datetime | None = None  # this run of it
     window_end: datetime | None = None
-    ok: bool = True
-    refused: Refusal | None = None  # why the start wasn't asked for
+    refused: Refusal | None = None  # why the start wasn't asked for (None: it was)
+
+    @property
+    def ok(self) -> bool:
+        return self.refused is None
 
 
 @dataclass

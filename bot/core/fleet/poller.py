@@ -8,8 +8,9 @@ outcome), then the guard, which sees the state the operations left.
 It ticks every `busy_seconds` while an operation is open and every `idle_seconds` otherwise;
 a command that opens an operation wakes it (`follow`) so the first poll comes `busy_seconds`
 later. Without a guard (`idle_seconds` None) it stops once no operation is open, and a command
-starts it again. A leader lease (`bot.core.leadership.Leadership`) keeps other replicas on the same database from
-acting: their pollers ask again at each tick and take over once the leader's term lapses.
+starts it again. A leader lease (`bot.core.leadership.Leadership`) keeps other replicas on the
+same database from acting: their pollers ask again at each tick and take over once the
+leader's term lapses.
 """
 
 from __future__ import annotations
