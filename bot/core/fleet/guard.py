@@ -76,7 +76,6 @@ class MeterLine:
     hourly: float
     running_since: datetime
     run_cost: float
-    last_request: datetime | None
     idle_seconds: float
     idle_cost: float
     snoozed_until: datetime | None
@@ -735,7 +734,6 @@ class CostGuard:
                     hourly=hourly,
                     running_since=run.started_at,
                     run_cost=prices.running_cost(run.units, run.started_at, now),
-                    last_request=watch.last_request_at if watch else None,
                     idle_seconds=idle_seconds,
                     idle_cost=hourly * idle_seconds / 3600,
                     snoozed_until=snoozed,
