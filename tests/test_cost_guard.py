@@ -576,7 +576,7 @@ async def test_a_stop_aws_refuses_is_worded_in_the_reply_and_the_alert_and_audit
     world.catalog.stop_errors = [ClientError({"Error": denied}, "StopProjectVersion")]
     failed = await world.guard.press(alert.notice.episode_id, cn.STOP, ADMIN)
     refused = "AWS refused the bot's credentials (AccessDeniedException: not allowed). Check its"
-    assert said(failed) == f"The stop failed: {refused} IAM policy.. The alert stays open."
+    assert said(failed) == f"The stop failed: {refused} IAM policy. The alert stays open."
     alert_now = said(world.outbox.current(alert.ts))  # rendered from the episode's stored note
     assert f"Stop failed at 09:30 UTC: {refused} IAM policy." in alert_now
     [entry] = [e for e in await world.audit.recent(5) if e.action == "stop"]
@@ -595,7 +595,8 @@ async def test_a_stop_failure_noted_in_words_before_an_upgrade_keeps_them(world)
     await world.restart()
     await world.run_for(60)  # a reminder re-renders the alert
     assert world.outbox.thread(alert.ts)
-    assert f"Stop failed at 09:30 UTC: {old}." in said(world.outbox.current(alert.ts))
+    assert f"Stop failed at 09:30 UTC: {old}" in said(world.outbox.current(alert.ts))
+    assert ".." not in said(world.outbox.current(alert.ts))  # one full stop, not two
 
 
 async def test_a_failed_auto_stop_is_reported_once_and_retried(tmp_path):
@@ -755,3 +756,13 @@ async def test_a_stopped_version_is_recorded_once_not_rewritten_at_every_poll(wo
     world.catalog.set(arn, RUNNING)  # started again elsewhere: watched again
     await world.run_for(5)
     assert (await world.store.watch(arn)).status == RUNNING
+
+
+async def test_a_version_seen_running_or_stopped_elsewhere_is_told_to_the_router(world):
+    arn = world.catalog.add("cxr.v1", RUNNING)
+    world.router.primary.version_arn = arn  # the version the bot classifies with
+    await world.tick()
+    assert world.router.told == [True]  # started in the console: the router uses it at once
+    world.catalog.set(arn, STOPPED)
+    await world.run_for(5)
+    assert world.router.told[-1] is False  # stopped in the console: the local model answers

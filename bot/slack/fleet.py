@@ -391,6 +391,12 @@ def failure(f: n.OperationFailed) -> str:
     return words.format(name=f.version_name, status=f.status, detail=detail)
 
 
+def ended(text: str) -> str:
+    """`text` closing a sentence: one full stop, whether or not it brought its own (AWS's
+    words are whole sentences; a version's state is a clause)."""
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def why_not(refused: n.Refusal) -> str:
     """Why the guard's stop or start wasn't asked for, in a clause: AWS's error, or what holds
     the version."""
@@ -453,7 +459,7 @@ PRESS_REPLIES = {  # why a press on an idle alert did nothing
     "handled": "Already handled: {name} {status}{by}.",
     "stopping": "{name} is already stopping.",
     "already": "{name} is already {status}.",
-    "stop-failed": "The stop failed: {error}. The alert stays open.",
+    "stop-failed": "The stop failed: {sentence} The alert stays open.",
     "unreachable": "I couldn't reach Rekognition ({error}); try again.",
     "unknown-action": "Unknown action {error!r}.",
 }
@@ -466,7 +472,9 @@ def _(r: PressResult, who: Who) -> list[str]:
     by = f" by {who(r.by)}" if r.by else ""
     error = why_not(r.refused) if r.refused else aws_words(r.failure) if r.failure else r.error
     return [
-        PRESS_REPLIES[r.reason].format(name=r.version_name, status=r.status, by=by, error=error)
+        PRESS_REPLIES[r.reason].format(
+            name=r.version_name, status=r.status, by=by, error=error, sentence=ended(error)
+        )
     ]
 
 
@@ -557,7 +565,7 @@ def _(a: n.IdleAlert, who: Who) -> list[str]:
             f"{duration(a.idle_seconds)} and is still running."
         )
     else:
-        head = f"Idle model {a.version_name}: {outcome(a, who)}."
+        head = f"Idle model {a.version_name}: {ended(outcome(a, who))}"
     lines = [
         head,
         f"{plural(a.units, 'inference unit')} at {usd(a.hourly)}/h; idle since "
@@ -565,7 +573,7 @@ def _(a: n.IdleAlert, who: Who) -> list[str]:
     ]
     if a.state in (n.SNOOZED, n.STOP_FAILED):
         said_ = outcome(a, who)
-        lines.append(said_[:1].upper() + said_[1:] + ".")
+        lines.append(ended(said_[:1].upper() + said_[1:]))
     elif a.state != n.OPEN:
         lines.append(f"Idle cost for this episode: {usd(a.idle_cost)}.")
     else:
@@ -631,7 +639,7 @@ def _(s: n.ScheduleNotice, who: Who) -> list[str]:
     span = f"{local_time(s.window_start, s.zone)}–{local_time(s.window_end, s.zone)}"
     if not s.ok:
         error = why_not(s.refused) if s.refused else "unknown error"
-        return [f"Scheduled start of {s.version_name} for the {span} window failed: {error}."]
+        return [f"Scheduled start of {s.version_name} for the {span} window failed: {ended(error)}"]
     return [
         f"Starting {s.version_name} for its scheduled window ({span}, {window_phrase(s.window)}): "
         f"{plural(s.units, 'unit')} at {usd(s.hourly)}/h. It takes a few minutes to be ready; "
