@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from tests import test_cost_guard_wire as wire
 from tests.harness import BotHarness, open_database
-from tests.test_cost_guard_wire import OPS, alerts, bot_settings, thread
+from tests.test_cost_guard_wire import ADMIN, OPS, alerts, bot_settings, press, thread
 
 clock, cloudwatch, console = wire.clock, wire.cloudwatch, wire.console
 
@@ -163,3 +163,35 @@ async def test_an_operation_another_instance_is_commanding_is_left_alone(
         assert "never reached Rekognition" in failed
     finally:
         await bot.stop()
+
+
+async def test_stop_now_pressed_on_the_replica_that_does_not_lead_stops_once(
+    slack, tmp_path, console, clock, cloudwatch
+):
+    console.status = "RUNNING"
+    settings = bot_settings()
+    first = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
+    ).start()
+    await polled([first], [1])
+    second = await BotHarness(
+        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
+    ).start()
+    bots = [first, second]
+    try:
+        await polled([second], [1])
+        await run_for(bots, clock, 30)  # the leader (the first) alerts at 30 min idle
+        [alert] = alerts(slack)
+        assert second.services.lifecycle.poller.led == 0
+        # the load balancer hands the press to the follower: it acts for the admin all the same
+        status, _ = await second.post_action(press(slack, alert, "Stop now", ADMIN))
+        assert status == 200
+        assert console.calls.count("StopProjectVersion") == 1
+        console.status = "STOPPED"
+        await run_for(bots, clock, 5)  # the leader's poll confirms it and reports once
+        notes = [m["text"] for m in thread(slack, alert["ts"]) if m["text"].startswith("Stopped")]
+        assert len(notes) == 1
+        assert console.calls.count("StopProjectVersion") == 1
+    finally:
+        for bot in bots:
+            await bot.stop()
