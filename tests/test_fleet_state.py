@@ -112,7 +112,9 @@ def test_the_core_imports_no_storage_and_no_slack():
     for path in core.rglob("*.py"):
         text = path.read_text()
         if re.search(
-            r"^\s*(from|import) (bot\.state|bot\.slack|slack_sdk|slack_bolt|boto3)", text, re.M
+            r"^\s*(from|import) (bot\.state|bot\.slack|slack_sdk|slack_bolt|boto3|sqlite3|psycopg)",
+            text,
+            re.M,
         ):
             offenders.append(path.relative_to(core).as_posix())
         if "<@" in text or "<#" in text:  # mentions are the Slack module's wording
