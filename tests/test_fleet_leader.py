@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from tests import test_cost_guard_wire as wire
 from tests.harness import BotHarness, open_database
@@ -35,11 +36,10 @@ async def run_for(bots: list[BotHarness], clock, minutes: int) -> None:
             await bot.services.lifecycle.settle()
 
 
-async def test_two_instances_on_one_database_alert_and_stop_once(
-    slack, tmp_path, console, clock, cloudwatch
-):
-    console.status = "RUNNING"
-    settings = bot_settings(cxr_auto_stop_minutes=60, cxr_sole_client=True)
+async def two_instances(
+    slack, tmp_path, console, clock, **settings: Any
+) -> tuple[BotHarness, BotHarness]:
+    """Two bots on one database; the first has polled once, so it leads."""
     first = await BotHarness(
         slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
     ).start()
@@ -47,6 +47,15 @@ async def test_two_instances_on_one_database_alert_and_stop_once(
     second = await BotHarness(
         slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
     ).start()
+    return first, second
+
+
+async def test_two_instances_on_one_database_alert_and_stop_once(
+    slack, tmp_path, console, clock, cloudwatch
+):
+    console.status = "RUNNING"
+    settings = bot_settings(cxr_auto_stop_minutes=60, cxr_sole_client=True)
+    first, second = await two_instances(slack, tmp_path, console, clock, **settings)
     bots = [first, second]
     try:
         await polled([second], [1])
@@ -170,13 +179,7 @@ async def test_stop_now_pressed_on_the_replica_that_does_not_lead_stops_once(
 ):
     console.status = "RUNNING"
     settings = bot_settings()
-    first = await BotHarness(
-        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
-    ).start()
-    await polled([first], [1])
-    second = await BotHarness(
-        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
-    ).start()
+    first, second = await two_instances(slack, tmp_path, console, clock, **settings)
     bots = [first, second]
     try:
         await polled([second], [1])

@@ -12,7 +12,7 @@ import pytest
 from tests import test_cost_guard_wire as wire
 from tests.harness import BotHarness
 from tests.test_cost_guard_wire import alerts, bot_settings
-from tests.test_fleet_leader import polled, run_for
+from tests.test_fleet_leader import polled, run_for, two_instances
 
 clock, cloudwatch, console = wire.clock, wire.cloudwatch, wire.console
 
@@ -60,13 +60,7 @@ async def test_a_paused_leader_that_lost_its_term_neither_alerts_nor_stops(
 ):
     console.status = "RUNNING"
     settings = bot_settings(cxr_auto_stop_minutes=60, cxr_sole_client=True)
-    first = await BotHarness(
-        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
-    ).start()
-    await polled([first], [1])
-    second = await BotHarness(
-        slack, tmp_path / "cxr.db", rekognition=console.client, clock=clock, **settings
-    ).start()
+    first, second = await two_instances(slack, tmp_path, console, clock, **settings)
     pause = Pause(first)
     guard = first.services.cost_guard
     if paused_at == "alert":  # decided to open the idle alert (at 30 min), not yet recorded
